@@ -1,0 +1,28 @@
+/** Shared helpers for the CLI commands. */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+/** A usage error: printed as one line, with exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Parses `args` with node:util's parseArgs, turning its errors into a UsageError. */
+export function parse<T extends ParseArgsConfig["options"]>(
+  args: string[],
+  options: T,
+  allowPositionals = false,
+) {
+  try {
+    return parseArgs({ args, options, allowPositionals, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+/** Writes a value to stdout as one JSON line. */
+export function printJson(value: unknown): void {
+  console.log(JSON.stringify(value, (_key, v) => typeof v === "bigint" ? v.toString() : v));
+}

@@ -1,0 +1,94 @@
+/** `flotilla srup`: decode frames and make keys. */
+import { join } from "node:path";
+import {
+  decodeMessage,
+  defaultEd25519,
+  privateKeyToPem,
+  publicKeyToPem,
+  randomPrivateKey,
+  SrupDecodeError,
+  type SrupMessage,
+  statusName,
+  toBase64,
+  toHex,
+} from "../srup/mod.ts";
+import { writeFileAtomic } from "../io/files.ts";
+import { parse, printJson, UsageError } from "./args.ts";
+
+export const HELP = `Usage: flotilla srup <command>
+
+Commands:
+  decode [HEX]       Print a frame as JSON (reads hex from stdin when HEX is omitted)
+  keygen --out DIR   Write DIR/ed25519.key (PKCS#8, mode 0600) and DIR/ed25519.pub (SPKI)`;
+
+/** Runs `srup` with its arguments; returns the exit code. */
+export async function run(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  switch (command) {
+    case "decode":
+      return await decode(rest);
+    case "keygen":
+      return await keygen(rest);
+    case undefined:
+    case "help":
+    case "--help":
+      console.log(HELP);
+      return command === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`Unknown srup command "${command}"`);
+  }
+}
+
+async function decode(args: string[]): Promise<number> {
+  const { positionals } = parse(args, {}, true);
+  if (positionals.length > 1) throw new UsageError("srup decode takes one hex frame");
+  const text = positionals[0] ?? await new Response(Deno.stdin.readable).text();
+  const hex = text.replace(/\s+/g, "").replace(/^0x/i, "");
+  let bytes: Uint8Array;
+  try {
+    bytes = Uint8Array.fromHex(hex);
+  } catch {
+    console.error("Cannot decode frame: input is not hex");
+    return 2;
+  }
+  try {
+    printJson(messageToJson(decodeMessage(bytes)));
+    return 0;
+  } catch (error) {
+    if (!(error instanceof SrupDecodeError)) throw error;
+    console.error(`${error.message} (code "${error.code}", offset ${error.offset})`);
+    return 2;
+  }
+}
+
+/** A message as JSON, byte fields as hex. */
+export function messageToJson(message: SrupMessage): Record<string, unknown> {
+  const json: Record<string, unknown> = { type: message.type, version: message.version };
+  if (message.sequence !== undefined) json.sequence = message.sequence.toString();
+  json.signature = toHex(message.signature);
+  if (message.type === "initiate") json.target = toHex(message.target);
+  json.token = toHex(message.token);
+  if (message.type === "initiate") {
+    json.url = message.url;
+    json.digest = toHex(message.digest);
+  }
+  if (message.type === "response") {
+    json.status = message.status;
+    json.statusName = statusName(message.status);
+  }
+  return json;
+}
+
+async function keygen(args: string[]): Promise<number> {
+  const { values } = parse(args, { out: { type: "string" } });
+  if (!values.out) throw new UsageError("srup keygen needs --out DIR");
+  await Deno.mkdir(values.out, { recursive: true });
+  const privateKey = randomPrivateKey();
+  const publicKey = await (await defaultEd25519()).getPublicKey(privateKey);
+  await writeFileAtomic(join(values.out, "ed25519.key"), privateKeyToPem(privateKey), {
+    mode: 0o600,
+  });
+  await writeFileAtomic(join(values.out, "ed25519.pub"), publicKeyToPem(publicKey));
+  printJson({ publicKey: toBase64(publicKey) });
+  return 0;
+}

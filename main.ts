@@ -1,0 +1,63 @@
+/** flotilla: the CLI entry. Each command's module is loaded only when that command runs. */
+import { UsageError } from "./cli/args.ts";
+
+/** A CLI command: runs with its arguments and returns the exit code. */
+interface Command {
+  summary: string;
+  load(): Promise<{ run(args: string[]): Promise<number> }>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  serve: {
+    summary: "Run the orchestrator (HTTP API, MQTT, database)",
+    load: () => import("./cli/serve.ts"),
+  },
+  device: {
+    summary: "Provision, run and inspect the device agent",
+    load: () => import("./cli/device.ts"),
+  },
+  sim: {
+    summary: "Simulate a rollout over many virtual devices",
+    load: () => import("./cli/sim.ts"),
+  },
+  srup: {
+    summary: "Decode SRUP frames and make Ed25519 keys",
+    load: () => import("./cli/srup.ts"),
+  },
+  policy: { summary: "Check rollout policy files", load: () => import("./cli/policy.ts") },
+  ctl: { summary: "Drive a running orchestrator's API", load: () => import("./cli/ctl.ts") },
+};
+
+const HELP = `flotilla: staged SRUP update rollouts for IoT fleets
+
+Usage: deno task <command> [options]    (or: deno run -A main.ts <command> [options])
+
+Commands:
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`).join("\n")}
+
+Run "<command> --help" for a command's options.`;
+
+/** Runs the CLI; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
+    console.log(HELP);
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    console.error(`Unknown command "${name}"\n\n${HELP}`);
+    return 2;
+  }
+  try {
+    return await (await command.load()).run(rest);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`${name}: ${error.message}`);
+      return 2;
+    }
+    throw error;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,29 @@
+/** Wire constants of the SRUP frame, as specified in docs/protocol.md. */
+
+/** [SRUP-2.1] Byte 0: the frame version. */
+export const VERSION_1 = 0x01;
+/** [SRUP-2.1] Version 2 adds an 8-byte sequence id after the type byte. */
+export const VERSION_2 = 0x02;
+
+/** [SRUP-2.2] Byte 1: the message type. */
+export const TYPE_INITIATE = 0x01;
+export const TYPE_RESPONSE = 0x02;
+export const TYPE_ACTIVATE = 0x03;
+
+/** [SRUP-2.5] Hard limits checked before anything is allocated. */
+export const MAX_FRAME_BYTES = 4096;
+export const MAX_SIGNATURE_BYTES = 512;
+export const MAX_TARGET_BYTES = 64;
+export const MAX_TOKEN_BYTES = 64;
+export const MAX_URL_BYTES = 2048;
+export const MAX_DIGEST_BYTES = 64;
+
+/** [SRUP-2.3] Size of a field's length prefix (u16, big-endian). */
+export const FIELD_LENGTH_BYTES = 2;
+/** [SRUP-2.1] Size of the version 2 sequence id (u64, big-endian). */
+export const SEQUENCE_BYTES = 8;
+/** Largest sequence id a version 2 frame can carry. */
+export const MAX_SEQUENCE = 0xffff_ffff_ffff_ffffn;
+
+/** Length of a transaction token made by {@linkcode newToken}. */
+export const TOKEN_BYTES = 16;

@@ -1,0 +1,32 @@
+/**
+ * @module
+ * The SRUP protocol core: wire codec, Ed25519 signatures and status codes. No I/O.
+ * The format is specified in docs/protocol.md.
+ */
+export * from "./constants.ts";
+export * from "./status.ts";
+export * from "./types.ts";
+export { SrupDecodeError, type SrupDecodeErrorCode } from "./errors.ts";
+export { encodeMessage, encodeSigningInput } from "./encode.ts";
+export { decodeMessage } from "./decode.ts";
+export { signMessage, type SignOptions, verifyMessage } from "./sign.ts";
+export {
+  defaultEd25519,
+  type Ed25519Backend,
+  nativeEd25519,
+  nobleEd25519,
+  randomPrivateKey,
+} from "./ed25519.ts";
+export { privateKeyFromPem, privateKeyToPem, publicKeyFromPem, publicKeyToPem } from "./keys.ts";
+export {
+  abytes,
+  bytesToUuid,
+  equalBytes,
+  fromBase64,
+  fromHex,
+  isUuid,
+  newToken,
+  toBase64,
+  toHex,
+  uuidToBytes,
+} from "./bytes.ts";

@@ -1,0 +1,37 @@
+/** [SRUP-3] RESPONSE status bytes. */
+
+/** Update received, digest verified. */
+export const UPDATE_SUCCESS = 0x00;
+/** HTTP error status (as in the SRUP reference implementation). */
+export const UPDATE_FAIL_HTTP_ERROR = 0xfc;
+/** The file server did not respond. */
+export const UPDATE_FAIL_SERVER = 0xfd;
+/** The file could not be retrieved. */
+export const UPDATE_FAIL_FILE = 0xfe;
+/** Digest mismatch: the file is not what the server signed. */
+export const UPDATE_FAIL_DIGEST = 0xff;
+/** Activation confirmed (the protocol's 2017 revision). */
+export const ACTIVATE_SUCCESS = 0x10;
+/** Activation failed (the protocol's 2017 revision). */
+export const ACTIVATE_FAIL = 0x1f;
+
+/** Names of the known status bytes, keyed by byte. */
+export const STATUS_NAMES: ReadonlyMap<number, string> = new Map([
+  [UPDATE_SUCCESS, "UPDATE_SUCCESS"],
+  [UPDATE_FAIL_HTTP_ERROR, "UPDATE_FAIL_HTTP_ERROR"],
+  [UPDATE_FAIL_SERVER, "UPDATE_FAIL_SERVER"],
+  [UPDATE_FAIL_FILE, "UPDATE_FAIL_FILE"],
+  [UPDATE_FAIL_DIGEST, "UPDATE_FAIL_DIGEST"],
+  [ACTIVATE_SUCCESS, "ACTIVATE_SUCCESS"],
+  [ACTIVATE_FAIL, "ACTIVATE_FAIL"],
+]);
+
+/** Whether `status` is one of the status bytes in [SRUP-3]. */
+export function isKnownStatus(status: number): boolean {
+  return STATUS_NAMES.has(status);
+}
+
+/** The name of a status byte, or `0xNN` for an unknown one. */
+export function statusName(status: number): string {
+  return STATUS_NAMES.get(status) ?? `0x${status.toString(16).padStart(2, "0").toUpperCase()}`;
+}

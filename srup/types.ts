@@ -1,0 +1,40 @@
+/** SRUP message objects: plain objects, a union on `type`. */
+
+/** Fields every message has. */
+export interface MessageBase {
+  /** 1: the seed's layout; 2: adds a sequence id for replay protection. */
+  version: 1 | 2;
+  /** Strictly increasing per sender; present in version 2 only. */
+  sequence?: bigint;
+  /** Ed25519 signature over the frame without this field; empty before signing. */
+  signature: Uint8Array;
+  /** Transaction token that ties INITIATE, RESPONSE and ACTIVATE together. */
+  token: Uint8Array;
+}
+
+/** Server to device: fetch `url` and check it against `digest`. */
+export interface InitiateMessage extends MessageBase {
+  type: "initiate";
+  /** The device id: 16 bytes for a UUID. */
+  target: Uint8Array;
+  url: string;
+  /** SHA-256 of the file, 32 bytes. */
+  digest: Uint8Array;
+}
+
+/** Device to server: the outcome of an INITIATE or an ACTIVATE. */
+export interface ResponseMessage extends MessageBase {
+  type: "response";
+  status: number;
+}
+
+/** Server to device: switch to the file received under `token`. */
+export interface ActivateMessage extends MessageBase {
+  type: "activate";
+}
+
+/** Any SRUP message. */
+export type SrupMessage = InitiateMessage | ResponseMessage | ActivateMessage;
+
+/** The `type` of a SRUP message. */
+export type MessageType = SrupMessage["type"];

@@ -1,0 +1,27 @@
+/** Small helpers shared by the tests. */
+import { fromHex } from "../srup/mod.ts";
+
+/** RFC 8032 section 7.1, TEST 1: a fixed key pair for reproducible signatures. */
+export const TEST_PRIVATE_KEY = fromHex(
+  "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+);
+export const TEST_PUBLIC_KEY = fromHex(
+  "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+);
+
+/** ASCII bytes of `text`. */
+export function ascii(text: string): Uint8Array {
+  return new TextEncoder().encode(text);
+}
+
+/** A small deterministic PRNG (mulberry32) for tests that want reproducible randomness. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return function next(): number {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -1,0 +1,83 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { nativeEd25519, privateKeyFromPem, publicKeyFromPem, toBase64 } from "../../srup/mod.ts";
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const TABLE_II =
+  "010100085349475f4441544100065441524745540005544f4b454e001768747470733a2f2f7777772e6578616d706c652e636f6d0006444947455354";
+
+async function flotilla(args: string[], stdin?: string) {
+  const command = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", MAIN, ...args],
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  });
+  const child = command.spawn();
+  if (stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(stdin));
+    await writer.close();
+  }
+  const { code, stdout, stderr } = await child.output();
+  return {
+    code,
+    stdout: new TextDecoder().decode(stdout),
+    stderr: new TextDecoder().decode(stderr),
+  };
+}
+
+Deno.test("srup decode prints the Table II frame as JSON", async () => {
+  const { code, stdout } = await flotilla(["srup", "decode", TABLE_II]);
+  assert.equal(code, 0);
+  assert.deepEqual(JSON.parse(stdout), {
+    type: "initiate",
+    version: 1,
+    signature: "5349475f44415441",
+    target: "544152474554",
+    token: "544f4b454e",
+    url: "https://www.example.com",
+    digest: "444947455354",
+  });
+});
+
+Deno.test("srup decode reads hex from stdin", async () => {
+  const { code, stdout } = await flotilla(["srup", "decode"], `0x${TABLE_II}\n`);
+  assert.equal(code, 0);
+  assert.equal(JSON.parse(stdout).url, "https://www.example.com");
+});
+
+Deno.test("srup decode prints one line on stderr and exits 2 for a malformed frame", async () => {
+  const truncated = await flotilla(["srup", "decode", TABLE_II.slice(0, -2)]);
+  assert.equal(truncated.code, 2);
+  assert.equal(truncated.stdout, "");
+  assert.equal(truncated.stderr.trim().split("\n").length, 1);
+  assert.match(truncated.stderr, /Cannot decode frame: .*"digest".*code "truncated", offset 54/);
+  const notHex = await flotilla(["srup", "decode", "zz"]);
+  assert.equal(notHex.code, 2);
+  assert.equal(notHex.stderr.trim(), "Cannot decode frame: input is not hex");
+});
+
+Deno.test("srup keygen writes a 0600 PKCS#8 key and an SPKI public key", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { code, stdout } = await flotilla(["srup", "keygen", "--out", dir]);
+    assert.equal(code, 0);
+    const { publicKey } = JSON.parse(stdout);
+    const keyPath = join(dir, "ed25519.key");
+    assert.equal((await Deno.stat(keyPath)).mode! & 0o777, 0o600);
+    const seed = privateKeyFromPem(await Deno.readTextFile(keyPath));
+    const raw = publicKeyFromPem(await Deno.readTextFile(join(dir, "ed25519.pub")));
+    assert.deepEqual(await nativeEd25519.getPublicKey(seed), raw);
+    assert.equal(publicKey, toBase64(raw));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an unknown command exits 2 with the help", async () => {
+  const { code, stderr } = await flotilla(["frobnicate"]);
+  assert.equal(code, 2);
+  assert.match(stderr, /Unknown command "frobnicate"/);
+  assert.match(stderr, /serve/);
+});
