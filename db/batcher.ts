@@ -1,0 +1,190 @@
+/**
+ * Group commit: the engine's many small writes are queued and committed together, one transaction
+ * per batch. `enqueue()` resolves only once its transaction committed, so a caller can make state
+ * durable before a device sees anything that depends on it.
+ */
+import type { Db } from "./open.ts";
+import { InvalidDataError } from "./errors.ts";
+import { appendEvents, type NewEvent } from "./events.ts";
+import { type DeviceSeen, recordActivation, recordSeen } from "./devices.ts";
+import { type RolloutPatch, updateRollout } from "./rollouts.ts";
+import { type RolloutDeviceRow, upsertRolloutDevices } from "./rollout_devices.ts";
+
+/** One write the engine queues. */
+export type WriteOp =
+  | { kind: "event"; event: NewEvent }
+  /** The device's full row; later rows for the same (rollout, device) in a batch replace earlier ones. */
+  | { kind: "rollout_device"; row: RolloutDeviceRow }
+  /** Later patches of the same rollout in a batch are merged over earlier ones. */
+  | { kind: "rollout"; id: string; patch: RolloutPatch }
+  /** A confirmed activation: the device's current digest becomes `digest`. */
+  | { kind: "activation"; deviceId: string; digest: string }
+  | { kind: "seen"; deviceId: string; at: Date };
+
+/** What {@linkcode GroupCommitOptions.onCommit} is told about each committed batch. */
+export interface CommitInfo {
+  /** Writes in the batch, before coalescing. */
+  size: number;
+  /** Milliseconds the transaction took. */
+  ms: number;
+}
+
+/** Options for {@linkcode GroupCommitWriter}. */
+export interface GroupCommitOptions {
+  /** Commit as soon as this many writes wait; default 500. */
+  maxOps?: number;
+  /** Commit at most this long after the first write of a batch; default 5 ms, below MQTT's own latency. */
+  maxDelayMs?: number;
+  /** Told of each committed batch, for metrics. */
+  onCommit?: (info: CommitInfo) => void;
+  /** Told of each failed batch; default logs one line with console.error. */
+  onError?: (error: unknown, size: number) => void;
+}
+
+interface Entry {
+  op: WriteOp;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+  settled: Promise<unknown>;
+}
+
+/** Queues writes and commits them in batches; see the module comment. */
+export class GroupCommitWriter {
+  #db: Db;
+  #maxOps: number;
+  #maxDelayMs: number;
+  #onCommit?: (info: CommitInfo) => void;
+  #onError: (error: unknown, size: number) => void;
+  #queue: Entry[] = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #running: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(db: Db, options: GroupCommitOptions = {}) {
+    this.#db = db;
+    this.#maxOps = options.maxOps ?? 500;
+    this.#maxDelayMs = options.maxDelayMs ?? 5;
+    if (!Number.isInteger(this.#maxOps) || this.#maxOps < 1) {
+      throw new RangeError(`Invalid maxOps: ${this.#maxOps} is not a positive integer`);
+    }
+    if (!(this.#maxDelayMs >= 0)) {
+      throw new RangeError(`Invalid maxDelayMs: ${this.#maxDelayMs} is below 0`);
+    }
+    this.#onCommit = options.onCommit;
+    this.#onError = options.onError ?? logFailure;
+  }
+
+  /** Writes waiting for a batch, not counting one being committed. */
+  get waiting(): number {
+    return this.#queue.length;
+  }
+
+  /** Queues a write; resolves once it is committed, rejects with the error if its batch failed. */
+  enqueue(op: WriteOp): Promise<void> {
+    if (this.#closed) {
+      return Promise.reject(new Error("Cannot enqueue write: the writer is closed"));
+    }
+    // An event's time is when it happened, not when its batch commits.
+    if (op.kind === "event" && op.event.at === undefined) {
+      op = { kind: "event", event: { ...op.event, at: new Date() } };
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#queue.push({ op, resolve, reject, settled: promise.catch(() => {}) });
+    if (this.#queue.length >= this.#maxOps) this.#start();
+    else this.#timer ??= setTimeout(() => this.#start(), this.#maxDelayMs);
+    return promise;
+  }
+
+  /** Commits everything queued so far; resolves when those writes are settled. */
+  async flush(): Promise<void> {
+    const queued = this.#queue.map((entry) => entry.settled);
+    if (queued.length > 0) this.#start();
+    await Promise.all([this.#running, ...queued]);
+  }
+
+  /** Refuses further writes and commits the queued ones. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.flush();
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #start(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#running) return;
+    this.#running = this.#drain().finally(() => {
+      this.#running = undefined;
+      if (this.#queue.length > 0) this.#start();
+    });
+  }
+
+  async #drain(): Promise<void> {
+    // Writes queued during a commit go in the next batch at once: they have waited long enough.
+    while (this.#queue.length > 0) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      await this.#commit(this.#queue.splice(0, this.#maxOps));
+    }
+  }
+
+  async #commit(batch: Entry[]): Promise<void> {
+    const started = performance.now();
+    try {
+      await this.#db.transaction((tx) => applyWrites(tx, batch.map((entry) => entry.op)));
+    } catch (error) {
+      this.#onError(error, batch.length);
+      for (const entry of batch) entry.reject(error);
+      return;
+    }
+    this.#onCommit?.({ size: batch.length, ms: performance.now() - started });
+    for (const entry of batch) entry.resolve();
+  }
+}
+
+/** Applies a batch inside one transaction, coalescing repeated writes to the same row. */
+async function applyWrites(tx: Db, ops: readonly WriteOp[]): Promise<void> {
+  const patches = new Map<string, RolloutPatch>();
+  const rows = new Map<string, RolloutDeviceRow>();
+  const activations: { deviceId: string; digest: string }[] = [];
+  const seen = new Map<string, DeviceSeen>();
+  const newEvents: NewEvent[] = [];
+  for (const op of ops) {
+    switch (op.kind) {
+      case "event":
+        newEvents.push(op.event);
+        break;
+      case "rollout_device":
+        rows.set(`${op.row.rolloutId}/${op.row.deviceId}`, op.row);
+        break;
+      case "rollout":
+        patches.set(op.id, { ...patches.get(op.id), ...op.patch });
+        break;
+      case "activation":
+        activations.push(op);
+        break;
+      case "seen": {
+        const before = seen.get(op.deviceId);
+        if (!before || before.at < op.at) seen.set(op.deviceId, { id: op.deviceId, at: op.at });
+        break;
+      }
+    }
+  }
+  for (const [id, patch] of patches) {
+    if (!await updateRollout(tx, id, patch)) {
+      throw new InvalidDataError(`Cannot update rollout: no rollout "${id}"`);
+    }
+  }
+  await upsertRolloutDevices(tx, [...rows.values()]);
+  for (const activation of activations) {
+    await recordActivation(tx, activation.deviceId, activation.digest);
+  }
+  await recordSeen(tx, [...seen.values()]);
+  await appendEvents(tx, newEvents);
+}
+
+function logFailure(error: unknown, size: number): void {
+  const message = error instanceof Error ? error.message : String(error);
+  console.error(`Cannot commit batch of ${size} writes: ${message}`);
+}

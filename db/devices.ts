@@ -1,0 +1,187 @@
+/** Devices: registration, lookup, listing with tag and state filters, replay protection. */
+import { and, asc, desc, eq, gt, inArray, type SQL, sql } from "drizzle-orm";
+import type { Db } from "./open.ts";
+import { ConflictError, guard } from "./errors.ts";
+import { type Page, pageLimit } from "./page.ts";
+import { ACTIVE_ROLLOUT_STATES, devices, MAX_U64, rolloutDevices, rollouts } from "./schema.ts";
+
+/** A device row. */
+export type Device = typeof devices.$inferSelect;
+
+/** What registering a device takes. */
+export interface NewDevice {
+  id: string;
+  /** Base64 of the 32-byte Ed25519 public key. */
+  publicKey: string;
+  tags?: Record<string, string>;
+}
+
+/** A device in a list, with its state in the latest rollout that included it. */
+export interface DeviceListItem extends Device {
+  /** The latest rollout that included the device and its state there; null if none did. */
+  rollout: { id: string; state: string } | null;
+}
+
+/** Options for {@linkcode listDevices}. */
+export interface ListDevicesOptions {
+  /** Only devices carrying every one of these tags. */
+  tags?: Record<string, string>;
+  /** Only devices whose state in their latest rollout is this. */
+  state?: string;
+  /** The `nextCursor` of the previous page. */
+  cursor?: string;
+  /** Page size, 1 to 1000; default 100. */
+  limit?: number;
+}
+
+/** Registers a device; a ConflictError if the id is taken. */
+export async function registerDevice(db: Db, device: NewDevice): Promise<Device> {
+  try {
+    const [row] = await guard(
+      db.insert(devices).values({ ...device, tags: device.tags ?? {} }).returning(),
+      "Cannot register device",
+    );
+    return row!;
+  } catch (error) {
+    if (error instanceof ConflictError) {
+      throw new ConflictError(`Cannot register device: device "${device.id}" already exists`, {
+        cause: error,
+        constraint: error.constraint,
+      });
+    }
+    throw error;
+  }
+}
+
+/** The device with this id, or undefined. */
+export async function getDevice(db: Db, id: string): Promise<Device | undefined> {
+  const [row] = await guard(
+    db.select().from(devices).where(eq(devices.id, id)),
+    "Cannot get device",
+  );
+  return row;
+}
+
+/**
+ * Removes a device; false if there was none. A ConflictError while an active rollout includes it.
+ * Its rollout history stays.
+ */
+export async function deleteDevice(db: Db, id: string): Promise<boolean> {
+  return await guard(
+    db.transaction(async (tx) => {
+      const [row] = await tx.select({ id: devices.id }).from(devices).where(eq(devices.id, id));
+      if (!row) return false;
+      const [busy] = await tx.select({ id: rollouts.id }).from(rolloutDevices)
+        .innerJoin(rollouts, eq(rollouts.id, rolloutDevices.rolloutId))
+        .where(
+          and(eq(rolloutDevices.deviceId, id), inArray(rollouts.state, [...ACTIVE_ROLLOUT_STATES])),
+        ).limit(1);
+      if (busy) {
+        throw new ConflictError(
+          `Cannot delete device "${id}": it is in active rollout "${busy.id}"`,
+        );
+      }
+      await tx.delete(devices).where(eq(devices.id, id));
+      return true;
+    }),
+    "Cannot delete device",
+  );
+}
+
+/** Devices in id order, filtered by tags and by state in their latest rollout. */
+export async function listDevices(
+  db: Db,
+  options: ListDevicesOptions = {},
+): Promise<Page<DeviceListItem>> {
+  const limit = pageLimit(options.limit);
+  const latest = db.select({ rolloutId: rolloutDevices.rolloutId, state: rolloutDevices.state })
+    .from(rolloutDevices)
+    .innerJoin(rollouts, eq(rollouts.id, rolloutDevices.rolloutId))
+    .where(eq(rolloutDevices.deviceId, devices.id))
+    .orderBy(desc(rollouts.createdAt), desc(rollouts.id))
+    .limit(1)
+    .as("latest");
+  const filters: SQL[] = [];
+  if (options.tags && Object.keys(options.tags).length > 0) {
+    filters.push(sql`${devices.tags} @> ${JSON.stringify(options.tags)}::jsonb`);
+  }
+  if (options.state !== undefined) filters.push(eq(latest.state, options.state));
+  if (options.cursor !== undefined) filters.push(gt(devices.id, options.cursor));
+  const rows = await guard(
+    db.select({ device: devices, rolloutId: latest.rolloutId, state: latest.state })
+      .from(devices)
+      .leftJoinLateral(latest, sql`true`)
+      .where(and(...filters))
+      .orderBy(asc(devices.id))
+      .limit(limit + 1),
+    "Cannot list devices",
+  );
+  const items = rows.slice(0, limit).map((row) => ({
+    ...row.device,
+    rollout: row.rolloutId === null || row.state === null
+      ? null
+      : { id: row.rolloutId, state: row.state },
+  }));
+  return { items, nextCursor: rows.length > limit ? items.at(-1)!.id : null };
+}
+
+/** When a device was heard from. */
+export interface DeviceSeen {
+  id: string;
+  at: Date;
+}
+
+/** Records when devices were heard from, in one statement; a time never moves back. */
+export async function recordSeen(db: Db, seen: readonly DeviceSeen[]): Promise<void> {
+  if (seen.length === 0) return;
+  const values = JSON.stringify(seen.map((s) => ({ id: s.id, at: s.at.toISOString() })));
+  await guard(
+    db.execute(sql`
+      update ${devices} d set last_seen_at = greatest(d.last_seen_at, v.at)
+      from json_to_recordset(${values}::json) as v(id uuid, at timestamptz)
+      where d.id = v.id`),
+    "Cannot record last seen",
+  );
+}
+
+/**
+ * Records a confirmed activation of `digest`: the old current becomes previous. A repeat of the
+ * same digest changes nothing, so a re-sent ACTIVATE's confirmation is idempotent.
+ */
+export async function recordActivation(db: Db, deviceId: string, digest: string): Promise<void> {
+  await guard(
+    db.update(devices)
+      .set({
+        previousDigest: sql`case when ${devices.currentDigest} is distinct from ${digest}
+          then ${devices.currentDigest} else ${devices.previousDigest} end`,
+        currentDigest: digest,
+      })
+      .where(eq(devices.id, deviceId)),
+    "Cannot record activation",
+  );
+}
+
+/**
+ * Replay protection: stores `sequence` as the device's highest accepted sequence id if it is
+ * higher than the stored one, atomically. False for a replayed or old sequence, or an unknown device.
+ */
+export async function acceptSequence(
+  db: Db,
+  deviceId: string,
+  sequence: bigint,
+): Promise<boolean> {
+  if (sequence < 0n || sequence > MAX_U64) {
+    throw new RangeError(`Cannot accept sequence: ${sequence} is not an unsigned 64-bit value`);
+  }
+  const rows = await guard(
+    db.update(devices)
+      .set({ lastSequence: sequence })
+      .where(and(
+        eq(devices.id, deviceId),
+        sql`(${devices.lastSequence} is null or ${devices.lastSequence} < ${sequence.toString()}::numeric)`,
+      ))
+      .returning({ id: devices.id }),
+    "Cannot accept sequence",
+  );
+  return rows.length === 1;
+}

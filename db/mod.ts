@@ -1,0 +1,95 @@
+/**
+ * @module
+ * Storage: the drizzle schema, PGlite and PostgreSQL drivers with migrations applied at open,
+ * repository functions taking the database (or a transaction), and the group-commit writer.
+ * See db/README.md.
+ */
+export * from "./schema.ts";
+export { type Database, type Db, openDatabase, type OpenDatabaseOptions } from "./open.ts";
+export {
+  classifyError,
+  ConflictError,
+  guard,
+  InvalidDataError,
+  sqlState,
+  type StorageErrorOptions,
+} from "./errors.ts";
+export { uuidv7 } from "./ids.ts";
+export { type Page, pageLimit } from "./page.ts";
+export {
+  acceptSequence,
+  deleteDevice,
+  type Device,
+  type DeviceListItem,
+  type DeviceSeen,
+  getDevice,
+  listDevices,
+  type ListDevicesOptions,
+  type NewDevice,
+  recordActivation,
+  recordSeen,
+  registerDevice,
+} from "./devices.ts";
+export {
+  type Artifact,
+  getArtifact,
+  listArtifacts,
+  type ListArtifactsOptions,
+  type NewArtifact,
+  putArtifact,
+} from "./artifacts.ts";
+export {
+  createRollout,
+  getRollout,
+  listActiveRollouts,
+  listRollouts,
+  type ListRolloutsOptions,
+  type NewRollout,
+  type Rollout,
+  type RolloutPatch,
+  updateRollout,
+} from "./rollouts.ts";
+export {
+  countRolloutDevices,
+  deviceRolloutHistory,
+  type DeviceRolloutHistoryItem,
+  type DeviceRolloutHistoryOptions,
+  findRolloutDeviceByToken,
+  listRolloutDevices,
+  type ListRolloutDevicesOptions,
+  loadStartedRolloutDevices,
+  type RolloutDevice,
+  type RolloutDeviceRow,
+  upsertRolloutDevices,
+} from "./rollout_devices.ts";
+export {
+  appendEvents,
+  type Event,
+  listEvents,
+  type ListEventsOptions,
+  type NewEvent,
+} from "./events.ts";
+export {
+  type ApiToken,
+  createApiToken,
+  type CreatedApiToken,
+  findApiToken,
+  hashToken,
+  listApiTokens,
+  type NewApiToken,
+  revokeApiToken,
+  touchApiToken,
+} from "./api_tokens.ts";
+export {
+  getServerState,
+  type SequenceStore,
+  sequenceStore,
+  type SequenceStoreOptions,
+  setServerState,
+} from "./server_state.ts";
+export {
+  type CommitInfo,
+  type GroupCommitOptions,
+  GroupCommitWriter,
+  type WriteOp,
+} from "./batcher.ts";

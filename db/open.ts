@@ -1,0 +1,110 @@
+/** Opens the database, PGlite embedded or PostgreSQL by URL, and applies the migrations. */
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { PGlite } from "@electric-sql/pglite";
+import postgres from "postgres";
+import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
+import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
+import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
+import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
+import * as schema from "./schema.ts";
+
+/** The drizzle database (or a transaction on it) every repository function takes. */
+export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
+
+/** Options for {@linkcode openDatabase}. */
+export interface OpenDatabaseOptions {
+  /** A `postgres://` URL; when absent the embedded PGlite is used. */
+  url?: string;
+  /** Where PGlite keeps its files (in a `pglite` folder); the service passes FLOTILLA_DATA_DIR. */
+  dataDir?: string;
+  /** Keep PGlite in memory only, for tests. */
+  memory?: boolean;
+  /** Connections in the PostgreSQL pool. */
+  maxConnections?: number;
+}
+
+/** An open database with its migrations applied. */
+export interface Database {
+  readonly db: Db;
+  readonly kind: "pglite" | "postgres";
+  /** Where the data is: the PGlite folder, "memory", or the URL without its password. */
+  readonly location: string;
+  close(): Promise<void>;
+}
+
+const MIGRATIONS = fileURLToPath(new URL("./migrations", import.meta.url));
+
+/** Opens PGlite under `dataDir` (default `./data`) or PostgreSQL at `url`, then migrates. */
+export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<Database> {
+  if (options.url !== undefined) return await openPostgres(options.url, options);
+  const location = options.memory ? "memory" : join(options.dataDir ?? "./data", "pglite");
+  let client: PGlite;
+  try {
+    if (!options.memory) await Deno.mkdir(location, { recursive: true });
+    client = await PGlite.create(options.memory ? undefined : location);
+  } catch (error) {
+    throw new Error(`Cannot open database "${location}": ${messageOf(error)}`, { cause: error });
+  }
+  const db = drizzlePglite({ client, schema, casing: "snake_case" });
+  try {
+    await migratePglite(db, { migrationsFolder: MIGRATIONS });
+  } catch (error) {
+    await client.close();
+    throw new Error(`Cannot migrate database "${location}": ${messageOf(error)}`, { cause: error });
+  }
+  return {
+    db: db as unknown as Db,
+    kind: "pglite",
+    location,
+    close: () => client.close(),
+  };
+}
+
+async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<Database> {
+  const location = redact(url);
+  const client = postgres(url, {
+    max: options.maxConnections ?? 10,
+    // Migrations re-run "create schema if not exists" and the like; those notices are noise.
+    onnotice: () => {},
+  });
+  const db = drizzlePostgres({ client, schema, casing: "snake_case" });
+  try {
+    await migratePostgres(db, { migrationsFolder: MIGRATIONS });
+  } catch (error) {
+    await client.end({ timeout: 1 });
+    throw new Error(`Cannot open database "${location}": ${messageOf(error)}`, { cause: error });
+  }
+  return {
+    db: db as unknown as Db,
+    kind: "postgres",
+    location,
+    close: () => client.end({ timeout: 5 }),
+  };
+}
+
+/** The URL without its password, for messages and logs. */
+function redact(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // The URL may hold a password, so it is not repeated here.
+    throw new TypeError("Cannot open database: the database URL is not a valid URL");
+  }
+  if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
+    throw new TypeError(
+      `Cannot open database: URL scheme "${parsed.protocol}" is not "postgres:" or "postgresql:"`,
+    );
+  }
+  if (parsed.password) parsed.password = "***";
+  return parsed.href;
+}
+
+function messageOf(error: unknown): string {
+  // drizzle wraps driver errors in "Failed query: <sql>"; the driver's own message says more.
+  let e = error;
+  while (e instanceof Error && e.cause instanceof Error) e = e.cause;
+  return e instanceof Error ? e.message : String(e);
+}

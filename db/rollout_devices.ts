@@ -1,0 +1,148 @@
+/** Rollout devices: each device's state within a rollout, written by the engine. */
+import { and, asc, count, desc, eq, gt, ne, type SQL, sql } from "drizzle-orm";
+import type { Db } from "./open.ts";
+import { guard } from "./errors.ts";
+import { type Page, pageLimit } from "./page.ts";
+import { PENDING, rolloutDevices, rollouts } from "./schema.ts";
+
+/** A rollout_devices row. */
+export type RolloutDevice = typeof rolloutDevices.$inferSelect;
+
+/** The engine's full view of one device in one rollout, as written by an upsert. */
+export type RolloutDeviceRow = Omit<RolloutDevice, "updatedAt">;
+
+/** A device's part in one rollout, for its history. */
+export interface DeviceRolloutHistoryItem extends RolloutDevice {
+  rollout: { state: string; artifactDigest: string; createdAt: Date };
+}
+
+/** Options for {@linkcode listRolloutDevices}. */
+export interface ListRolloutDevicesOptions {
+  /** Only devices in this state. */
+  state?: string;
+  /** The `nextCursor` of the previous page: a position. */
+  cursor?: number;
+  /** Page size, 1 to 1000; default 100. */
+  limit?: number;
+}
+
+/** Options for {@linkcode deviceRolloutHistory}. */
+export interface DeviceRolloutHistoryOptions {
+  /** At most this many rollouts, 1 to 1000; default 100. */
+  limit?: number;
+}
+
+// Keeps each statement far below PostgreSQL's 65,535 bind parameters.
+const UPSERT_CHUNK = 2000;
+
+/** Inserts or replaces rows by (rollout, device); the caller commits them as one unit if it must. */
+export async function upsertRolloutDevices(
+  db: Db,
+  rows: readonly RolloutDeviceRow[],
+): Promise<void> {
+  for (let i = 0; i < rows.length; i += UPSERT_CHUNK) {
+    await guard(
+      db.insert(rolloutDevices)
+        .values(rows.slice(i, i + UPSERT_CHUNK))
+        .onConflictDoUpdate({
+          target: [rolloutDevices.rolloutId, rolloutDevices.deviceId],
+          set: {
+            position: sql`excluded.position`,
+            state: sql`excluded.state`,
+            token: sql`excluded.token`,
+            attempt: sql`excluded.attempt`,
+            deadline: sql`excluded.deadline`,
+            lastStatus: sql`excluded.last_status`,
+            updatedAt: sql`now()`,
+          },
+        }),
+      "Cannot write rollout devices",
+    );
+  }
+}
+
+/** How many of a rollout's devices are in each state. */
+export async function countRolloutDevices(
+  db: Db,
+  rolloutId: string,
+): Promise<Record<string, number>> {
+  const rows = await guard(
+    db.select({ state: rolloutDevices.state, n: count() })
+      .from(rolloutDevices)
+      .where(eq(rolloutDevices.rolloutId, rolloutId))
+      .groupBy(rolloutDevices.state),
+    "Cannot count rollout devices",
+  );
+  return Object.fromEntries(rows.map((row) => [row.state, row.n]));
+}
+
+/** A rollout's devices in rollout order. */
+export async function listRolloutDevices(
+  db: Db,
+  rolloutId: string,
+  options: ListRolloutDevicesOptions = {},
+): Promise<Page<RolloutDevice, number>> {
+  const limit = pageLimit(options.limit);
+  const filters: SQL[] = [eq(rolloutDevices.rolloutId, rolloutId)];
+  if (options.state !== undefined) filters.push(eq(rolloutDevices.state, options.state));
+  if (options.cursor !== undefined) filters.push(gt(rolloutDevices.position, options.cursor));
+  const rows = await guard(
+    db.select().from(rolloutDevices)
+      .where(and(...filters))
+      .orderBy(asc(rolloutDevices.position))
+      .limit(limit + 1),
+    "Cannot list rollout devices",
+  );
+  const items = rows.slice(0, limit);
+  return { items, nextCursor: rows.length > limit ? items.at(-1)!.position : null };
+}
+
+/** Every device of a rollout the engine has touched (state other than `pending`), for recovery. */
+export async function loadStartedRolloutDevices(
+  db: Db,
+  rolloutId: string,
+): Promise<RolloutDevice[]> {
+  return await guard(
+    db.select().from(rolloutDevices)
+      .where(and(eq(rolloutDevices.rolloutId, rolloutId), ne(rolloutDevices.state, PENDING)))
+      .orderBy(asc(rolloutDevices.position)),
+    "Cannot load rollout devices",
+  );
+}
+
+/** The rollout device holding this transaction token, or undefined. */
+export async function findRolloutDeviceByToken(
+  db: Db,
+  token: string,
+): Promise<RolloutDevice | undefined> {
+  const [row] = await guard(
+    db.select().from(rolloutDevices).where(eq(rolloutDevices.token, token)).limit(1),
+    "Cannot find rollout device",
+  );
+  return row;
+}
+
+/** One device's part in every rollout that included it, newest rollout first. */
+export async function deviceRolloutHistory(
+  db: Db,
+  deviceId: string,
+  options: DeviceRolloutHistoryOptions = {},
+): Promise<DeviceRolloutHistoryItem[]> {
+  const rows = await guard(
+    db.select({
+      device: rolloutDevices,
+      rollout: {
+        state: rollouts.state,
+        artifactDigest: rollouts.artifactDigest,
+        createdAt: rollouts.createdAt,
+      },
+    })
+      .from(rolloutDevices)
+      .innerJoin(rollouts, eq(rollouts.id, rolloutDevices.rolloutId))
+      .where(eq(rolloutDevices.deviceId, deviceId))
+      .orderBy(desc(rollouts.createdAt), desc(rollouts.id))
+      .limit(pageLimit(options.limit)),
+    "Cannot get device history",
+  );
+  return rows.map((row) => ({ ...row.device, rollout: row.rollout }));
+}

@@ -1,0 +1,142 @@
+/** Rollouts: creation with their device rows in one transaction, lookup, listing, updates. */
+import { and, asc, desc, eq, inArray, type SQL, sql } from "drizzle-orm";
+import type { Db } from "./open.ts";
+import { guard, InvalidDataError } from "./errors.ts";
+import { uuidv7 } from "./ids.ts";
+import { type Page, pageLimit } from "./page.ts";
+import { ACTIVE_ROLLOUT_STATES, devices, PENDING, rollouts, type RolloutState } from "./schema.ts";
+
+/** A rollout row. */
+export type Rollout = typeof rollouts.$inferSelect;
+
+/** What creating a rollout takes. */
+export interface NewRollout {
+  /** Default: a new UUIDv7. */
+  id?: string;
+  artifactDigest: string;
+  artifactUrl: string;
+  policy: Record<string, unknown>;
+  policyName: string;
+  policySha256: string;
+  policyCommit?: string | null;
+  /** The selector as the operator wrote it. */
+  targets: Record<string, unknown>;
+  /** The devices in rollout order, each once; every one must be registered. */
+  deviceIds: readonly string[];
+  state?: RolloutState;
+  snapshot?: unknown;
+}
+
+/** Fields of a rollout the engine and operators change. */
+export type RolloutPatch = Partial<
+  Pick<Rollout, "state" | "stage" | "haltReason" | "haltDevice" | "snapshot">
+>;
+
+/** Options for {@linkcode listRollouts}. */
+export interface ListRolloutsOptions {
+  state?: RolloutState;
+  /** The `nextCursor` of the previous page. */
+  cursor?: string;
+  /** Page size, 1 to 1000; default 100. */
+  limit?: number;
+}
+
+/**
+ * Creates a rollout and one `pending` rollout_devices row per device, in one transaction: on any
+ * error nothing is written. An InvalidDataError names a device listed twice or not registered.
+ */
+export async function createRollout(db: Db, rollout: NewRollout): Promise<Rollout> {
+  const context = "Cannot create rollout";
+  const seen = new Set<string>();
+  for (const id of rollout.deviceIds) {
+    if (seen.has(id)) throw new InvalidDataError(`${context}: device "${id}" is listed twice`);
+    seen.add(id);
+  }
+  const { deviceIds, ...fields } = rollout;
+  const id = rollout.id ?? uuidv7();
+  // One JSON parameter instead of one per device: 100,000 targets stay a single statement.
+  const ids = JSON.stringify(deviceIds);
+  return await guard(
+    db.transaction(async (tx) => {
+      const [row] = await tx.insert(rollouts)
+        .values({ ...fields, id, deviceCount: deviceIds.length })
+        .returning();
+      const missing = await tx.execute<{ id: string }>(sql`
+        select t.id from json_array_elements_text(${ids}::json) as t(id)
+        where not exists (select 1 from ${devices} d where d.id = t.id::uuid) limit 5`);
+      const unknown = rowsOf<{ id: string }>(missing).map((r) => `"${r.id}"`);
+      if (unknown.length > 0) {
+        throw new InvalidDataError(`${context}: unknown device ${unknown.join(", ")}`);
+      }
+      await tx.execute(sql`
+        insert into rollout_devices (rollout_id, device_id, position, state)
+        select ${id}::uuid, t.id::uuid, t.n - 1, ${PENDING}
+        from json_array_elements_text(${ids}::json) with ordinality as t(id, n)`);
+      return row!;
+    }),
+    context,
+  );
+}
+
+/** The rollout with this id, or undefined. */
+export async function getRollout(db: Db, id: string): Promise<Rollout | undefined> {
+  const [row] = await guard(
+    db.select().from(rollouts).where(eq(rollouts.id, id)),
+    "Cannot get rollout",
+  );
+  return row;
+}
+
+/** Rollouts, newest first. */
+export async function listRollouts(
+  db: Db,
+  options: ListRolloutsOptions = {},
+): Promise<Page<Rollout>> {
+  const limit = pageLimit(options.limit);
+  const filters: SQL[] = [];
+  if (options.state !== undefined) filters.push(eq(rollouts.state, options.state));
+  if (options.cursor !== undefined) {
+    filters.push(sql`(${rollouts.createdAt}, ${rollouts.id}) <
+      (select c.created_at, c.id from ${rollouts} c where c.id = ${options.cursor}::uuid)`);
+  }
+  const rows = await guard(
+    db.select().from(rollouts)
+      .where(and(...filters))
+      .orderBy(desc(rollouts.createdAt), desc(rollouts.id))
+      .limit(limit + 1),
+    "Cannot list rollouts",
+  );
+  const items = rows.slice(0, limit);
+  return { items, nextCursor: rows.length > limit ? items.at(-1)!.id : null };
+}
+
+/** Rollouts the engine still drives (running, paused, waiting for approval), oldest first. */
+export async function listActiveRollouts(db: Db): Promise<Rollout[]> {
+  return await guard(
+    db.select().from(rollouts)
+      .where(inArray(rollouts.state, [...ACTIVE_ROLLOUT_STATES]))
+      .orderBy(asc(rollouts.createdAt), asc(rollouts.id)),
+    "Cannot list active rollouts",
+  );
+}
+
+/** Applies `patch` to a rollout; the updated row, or undefined if there is no such rollout. */
+export async function updateRollout(
+  db: Db,
+  id: string,
+  patch: RolloutPatch,
+): Promise<Rollout | undefined> {
+  const [row] = await guard(
+    db.update(rollouts)
+      .set({ ...patch, updatedAt: sql`now()` })
+      .where(eq(rollouts.id, id))
+      .returning(),
+    "Cannot update rollout",
+  );
+  return row;
+}
+
+/** Rows of a raw `execute()`: postgres.js returns an array, PGlite an object with `rows`. */
+function rowsOf<T>(result: unknown): T[] {
+  return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
+}

@@ -1,0 +1,179 @@
+/** The drizzle pg-core schema shared by PGlite and PostgreSQL; migrations are generated from it. */
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  check,
+  index,
+  integer,
+  jsonb,
+  numeric,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from "drizzle-orm/pg-core";
+
+/** States a rollout can be in; the same words the simulator prints. */
+export const ROLLOUT_STATES = [
+  "running",
+  "paused",
+  "waiting_approval",
+  "halted",
+  "completed",
+  "cancelled",
+] as const;
+/** A rollout's state. */
+export type RolloutState = typeof ROLLOUT_STATES[number];
+/** States of a rollout the engine still drives, and resumes after a restart. */
+export const ACTIVE_ROLLOUT_STATES = ["running", "paused", "waiting_approval"] as const;
+
+/** Roles of an API token: viewer reads, operator manages devices and rollouts, admin also tokens. */
+export const TOKEN_ROLES = ["viewer", "operator", "admin"] as const;
+/** An API token's role. */
+export type TokenRole = typeof TOKEN_ROLES[number];
+
+/** The state every rollout device starts in; the engine owns every other state word. */
+export const PENDING = "pending";
+
+/** Largest value of an unsigned 64-bit SRUP sequence id. */
+export const MAX_U64 = (1n << 64n) - 1n;
+
+const createdAt = () => timestamp({ withTimezone: true }).notNull().defaultNow();
+const sha256Hex = (column: string) => sql.raw(`${column} ~ '^[0-9a-f]{64}$'`);
+const oneOf = (column: string, words: readonly string[]) =>
+  sql.raw(`${column} in (${words.map((word) => `'${word}'`).join(", ")})`);
+
+/** Registered devices. */
+export const devices = pgTable("devices", {
+  id: uuid().primaryKey(),
+  /** Ed25519 public key, base64 of the 32 raw bytes. */
+  publicKey: text().notNull(),
+  tags: jsonb().$type<Record<string, string>>().notNull().default({}),
+  currentDigest: text(),
+  previousDigest: text(),
+  lastSeenAt: timestamp({ withTimezone: true }),
+  /** Highest sequence id accepted from the device; u64 does not fit a signed bigint. */
+  lastSequence: numeric({ precision: 20, scale: 0, mode: "bigint" }),
+  createdAt: createdAt(),
+}, (t) => [
+  index("devices_tags_idx").using("gin", t.tags.op("jsonb_path_ops")),
+  check("devices_last_sequence_u64", sql.raw(`last_sequence between 0 and ${MAX_U64}`)),
+  check("devices_current_digest_hex", sha256Hex("current_digest")),
+  check("devices_previous_digest_hex", sha256Hex("previous_digest")),
+]);
+
+/** Artifacts: uploaded files kept locally, or files hosted elsewhere registered by URL. */
+export const artifacts = pgTable("artifacts", {
+  /** Lowercase hex SHA-256 of the bytes. */
+  digest: text().primaryKey(),
+  /** Size in bytes; null for an external file whose size was not given. */
+  size: bigint({ mode: "number" }),
+  /** Where devices fetch an external file; null for an uploaded one. */
+  url: text(),
+  /** Storage path of an uploaded file; null for an external one. */
+  path: text(),
+  contentType: text().notNull().default("application/octet-stream"),
+  createdAt: createdAt(),
+}, () => [
+  check("artifacts_digest_hex", sha256Hex("digest")),
+  check("artifacts_url_or_path", sql.raw("(url is null) <> (path is null)")),
+  check("artifacts_size_positive", sql.raw("size >= 0")),
+]);
+
+/** Rollouts of one artifact to a set of devices under a policy. */
+export const rollouts = pgTable("rollouts", {
+  /** UUIDv7, so ids sort by creation time. */
+  id: uuid().primaryKey(),
+  state: text().$type<RolloutState>().notNull().default("running"),
+  stage: integer().notNull().default(0),
+  artifactDigest: text().notNull(),
+  artifactUrl: text().notNull(),
+  /** The full parsed policy, so a later edit of the file does not change a running rollout. */
+  policy: jsonb().$type<Record<string, unknown>>().notNull(),
+  policyName: text().notNull(),
+  policySha256: text().notNull(),
+  policyCommit: text(),
+  /** The selector the operator gave, kept as written. */
+  targets: jsonb().$type<Record<string, unknown>>().notNull(),
+  deviceCount: integer().notNull(),
+  haltReason: text(),
+  haltDevice: uuid(),
+  /** The engine's rollout-level state, for crash recovery. */
+  snapshot: jsonb().$type<unknown>(),
+  createdAt: createdAt(),
+  updatedAt: createdAt(),
+}, (t) => [
+  index("rollouts_state_idx").on(t.state),
+  check("rollouts_state_known", oneOf("state", ROLLOUT_STATES)),
+  check("rollouts_digest_hex", sha256Hex("artifact_digest")),
+  check("rollouts_policy_sha256_hex", sha256Hex("policy_sha256")),
+  check("rollouts_stage_nonnegative", sql.raw("stage >= 0")),
+]);
+
+/**
+ * A device's state within one rollout. device_id has no foreign key: removing a device keeps the
+ * rollout's record of it.
+ */
+export const rolloutDevices = pgTable("rollout_devices", {
+  rolloutId: uuid().notNull().references(() => rollouts.id, { onDelete: "cascade" }),
+  deviceId: uuid().notNull(),
+  /** The device's order in the rollout's target list. */
+  position: integer().notNull(),
+  state: text().notNull().default(PENDING),
+  /** Hex transaction token of the current INITIATE. */
+  token: text(),
+  attempt: integer().notNull().default(0),
+  /** Engine-clock milliseconds at which the current wait times out. */
+  deadline: bigint({ mode: "number" }),
+  lastStatus: integer(),
+  updatedAt: createdAt(),
+}, (t) => [
+  primaryKey({ columns: [t.rolloutId, t.deviceId] }),
+  uniqueIndex("rollout_devices_position_idx").on(t.rolloutId, t.position),
+  index("rollout_devices_state_idx").on(t.rolloutId, t.state),
+  index("rollout_devices_token_idx").on(t.token),
+  index("rollout_devices_device_idx").on(t.deviceId),
+  check("rollout_devices_last_status_byte", sql.raw("last_status between 0 and 255")),
+  check("rollout_devices_token_hex", sql.raw("token ~ '^([0-9a-f]{2})+$'")),
+  check("rollout_devices_attempt_nonnegative", sql.raw("attempt >= 0")),
+]);
+
+/** The audit log: every transition and every operator action. */
+export const events = pgTable("events", {
+  id: bigint({ mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+  rolloutId: uuid(),
+  deviceId: uuid(),
+  type: text().notNull(),
+  /** Who did it: the API token's name for an operator action, null for the engine. */
+  actor: text(),
+  data: jsonb().$type<Record<string, unknown>>().notNull().default({}),
+  at: timestamp({ withTimezone: true }).notNull().defaultNow(),
+}, (t) => [
+  index("events_rollout_idx").on(t.rolloutId, t.id),
+  index("events_device_idx").on(t.deviceId, t.id),
+]);
+
+/** API tokens, stored as SHA-256 hashes only. */
+export const apiTokens = pgTable("api_tokens", {
+  id: uuid().primaryKey(),
+  name: text().notNull(),
+  role: text().$type<TokenRole>().notNull(),
+  /** Lowercase hex SHA-256 of the plaintext token. */
+  hash: text().notNull().unique(),
+  createdAt: createdAt(),
+  lastUsedAt: timestamp({ withTimezone: true }),
+  revokedAt: timestamp({ withTimezone: true }),
+}, (t) => [
+  uniqueIndex("api_tokens_live_name_idx").on(t.name).where(sql`revoked_at is null`),
+  check("api_tokens_role_known", oneOf("role", TOKEN_ROLES)),
+  check("api_tokens_hash_hex", sha256Hex("hash")),
+]);
+
+/** Small server-wide values, such as the sequence high-water mark. */
+export const serverState = pgTable("server_state", {
+  key: text().primaryKey(),
+  value: text().notNull(),
+  updatedAt: createdAt(),
+});
