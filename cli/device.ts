@@ -1,7 +1,169 @@
-/** `flotilla device`. */
+/** `flotilla device`: provision, run and inspect the SRUP device agent. */
+import {
+  DEFAULT_FETCH_LIMITS,
+  deviceStatus,
+  emptyState,
+  loadIdentity,
+  provisionDevice,
+  readId,
+  readState,
+  startDevice,
+} from "../device/mod.ts";
+import { isServerId, jsonLogger } from "../mqtt/mod.ts";
+import { fromBase64, toBase64 } from "../srup/mod.ts";
+import { parse, printJson, UsageError } from "./args.ts";
 
-/** Runs `device`; returns the exit code. */
-export function run(_args: string[]): Promise<number> {
-  console.error("flotilla device is not built yet: see the open issues");
-  return Promise.resolve(1);
+export const HELP = `Usage: flotilla device <command>
+
+Commands:
+  provision --out DIR   Create the device id and Ed25519 key (DIR/device.key, mode 0600);
+                        prints {"id","publicKey"}
+  run --dir DIR --server-key BASE64 --broker URL [options]
+                        Connect, obey INITIATE and ACTIVATE signed by the server key
+  status --dir DIR      Print the id, current and previous digests and any staged token
+
+Options of run:
+  --server-id HEX       Server id in the response topic (default: first 16 hex characters
+                        of SHA-256 over the server key)
+  --allow-http          Allow plain http downloads from any host (loopback is always allowed)
+  --http-ca FILE        PEM CA certificate(s) trusted for https downloads, besides the system's
+  --max-bytes N         Largest download in bytes (default ${DEFAULT_FETCH_LIMITS.maxBytes})
+  --mqtt-ca FILE        PEM CA of the broker (mqtts://)
+  --mqtt-cert FILE      PEM client certificate for the broker
+  --mqtt-key FILE       PEM client key for the broker`;
+
+/** Runs `device` with its arguments; returns the exit code. */
+export async function run(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  switch (command) {
+    case "provision":
+      return await provision(rest);
+    case "run":
+      return await runAgent(rest);
+    case "status":
+      return await status(rest);
+    case undefined:
+    case "help":
+    case "--help":
+      console.log(HELP);
+      return command === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`Unknown device command "${command}"`);
+  }
+}
+
+async function provision(args: string[]): Promise<number> {
+  const { values } = parse(args, { out: { type: "string" } });
+  if (!values.out) throw new UsageError("device provision needs --out DIR");
+  return await failing(async () => {
+    const identity = await provisionDevice(values.out!);
+    printJson({ id: identity.id, publicKey: toBase64(identity.publicKey) });
+  });
+}
+
+async function status(args: string[]): Promise<number> {
+  const { values } = parse(args, { dir: { type: "string" } });
+  if (!values.dir) throw new UsageError("device status needs --dir DIR");
+  return await failing(async () => {
+    const id = await readId(values.dir!);
+    printJson(deviceStatus(id, await readState(values.dir!) ?? emptyState()));
+  });
+}
+
+async function runAgent(args: string[]): Promise<number> {
+  const { values } = parse(args, {
+    dir: { type: "string" },
+    "server-key": { type: "string" },
+    broker: { type: "string" },
+    "server-id": { type: "string" },
+    "allow-http": { type: "boolean" },
+    "http-ca": { type: "string" },
+    "max-bytes": { type: "string" },
+    "mqtt-ca": { type: "string" },
+    "mqtt-cert": { type: "string" },
+    "mqtt-key": { type: "string" },
+  });
+  if (!values.dir) throw new UsageError("device run needs --dir DIR");
+  if (!values["server-key"]) throw new UsageError("device run needs --server-key BASE64");
+  if (!values.broker) throw new UsageError("device run needs --broker URL");
+  const serverKey = parseServerKey(values["server-key"]);
+  const serverId = values["server-id"]?.toLowerCase();
+  if (serverId !== undefined && !isServerId(serverId)) {
+    throw new UsageError(`Invalid --server-id "${values["server-id"]}": expected hex`);
+  }
+  const maxBytes = values["max-bytes"] === undefined
+    ? undefined
+    : parsePositive(values["max-bytes"], "--max-bytes");
+  const logger = jsonLogger();
+  const stop = new AbortController();
+  const onSignal = () => stop.abort(new Error("Stopped by signal"));
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  try {
+    return await failing(async () => {
+      // Fail on a bad directory before waiting for a broker.
+      await loadIdentity(values.dir!);
+      const device = await startDevice({
+        dir: values.dir!,
+        serverKey,
+        broker: values.broker!,
+        serverId,
+        allowHttp: values["allow-http"] ?? false,
+        fetch: values["http-ca"] ? await fetchWithCa(values["http-ca"]) : undefined,
+        limits: maxBytes === undefined ? undefined : { maxBytes },
+        caFile: values["mqtt-ca"],
+        certFile: values["mqtt-cert"],
+        keyFile: values["mqtt-key"],
+        signal: stop.signal,
+        logger,
+      }).catch((error) => {
+        if (stop.signal.aborted) return undefined;
+        throw error;
+      });
+      if (!device) return;
+      await new Promise((resolve) => stop.signal.addEventListener("abort", resolve));
+      await device.close();
+      logger.info("device.stopped", { device: device.agent.deviceId });
+    });
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+  }
+}
+
+function parseServerKey(text: string): Uint8Array {
+  let key: Uint8Array | undefined;
+  try {
+    key = fromBase64(text);
+  } catch {
+    key = undefined;
+  }
+  if (key?.length !== 32) {
+    throw new UsageError(`Invalid --server-key "${text}": expected base64 of 32 bytes`);
+  }
+  return key;
+}
+
+function parsePositive(text: string, name: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new UsageError(`Invalid ${name} "${text}": expected a positive integer`);
+  }
+  return value;
+}
+
+async function fetchWithCa(path: string): Promise<typeof fetch> {
+  const client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(path)] });
+  return (input, init) => fetch(input, { ...init, client });
+}
+
+/** Runs `task`; a failure is one line on stderr and exit code 1. */
+async function failing(task: () => Promise<void>): Promise<number> {
+  try {
+    await task();
+    return 0;
+  } catch (error) {
+    console.error(error instanceof Error ? error.message : String(error));
+    return 1;
+  }
 }

@@ -1,0 +1,302 @@
+/** The device agent's core: SRUP frames in, signed RESPONSEs out; no connection, no exit. */
+import {
+  ACTIVATE_FAIL,
+  ACTIVATE_SUCCESS,
+  type ActivateMessage,
+  decodeMessage,
+  encodeMessage,
+  equalBytes,
+  type InitiateMessage,
+  type ResponseMessage,
+  signMessage,
+  SrupDecodeError,
+  type SrupMessage,
+  statusName,
+  toHex,
+  UPDATE_FAIL_DIGEST,
+  UPDATE_FAIL_FILE,
+  UPDATE_SUCCESS,
+  uuidToBytes,
+  verifyMessage,
+} from "../srup/mod.ts";
+import { type Logger, silentLogger } from "../mqtt/log.ts";
+import { RejectionCounter, type RejectReason } from "../mqtt/rejections.ts";
+import { deviceTopic, serverIdFromPublicKey, serverTopic } from "../mqtt/topics.ts";
+import { type Clock, systemClock } from "./clock.ts";
+import { DEFAULT_FETCH_LIMITS, fetchArtifact, type FetchLimits } from "./fetch_artifact.ts";
+import {
+  type ArtifactRecord,
+  type DeviceState,
+  type DeviceStatus,
+  deviceStatus,
+  freeSlot,
+} from "./state.ts";
+import type { DeviceStore } from "./store.ts";
+
+/** Sends a frame to the broker; resolves once it is handed over (or acknowledged). */
+export type PublishFrame = (topic: string, frame: Uint8Array) => Promise<void>;
+
+/** Options for {@linkcode createDeviceAgent}. */
+export interface DeviceAgentOptions {
+  deviceId: string;
+  /** The device's Ed25519 seed: signs every RESPONSE. */
+  privateKey: Uint8Array;
+  /** The server's raw Ed25519 public key: only frames it signed are obeyed. */
+  serverKey: Uint8Array;
+  store: DeviceStore;
+  publish: PublishFrame;
+  /** Defaults to the first 16 hex characters of SHA-256 over `serverKey`. */
+  serverId?: string;
+  fetch?: typeof fetch;
+  clock?: Clock;
+  /** Allow plain http downloads from any host, not only loopback. */
+  allowHttp?: boolean;
+  limits?: Partial<FetchLimits>;
+  /** INITIATE tokens remembered to refuse a reuse; the sequence check covers what falls out. */
+  tokenHistory?: number;
+  /** Counts dropped frames by reason; pass one to share it across agents. */
+  rejections?: RejectionCounter;
+  logger?: Logger;
+}
+
+// A thousand tokens is about 80 KB; version 2 sequence ids refuse older replays anyway.
+const DEFAULT_TOKEN_HISTORY = 1000;
+
+/** Loads the agent's state from its store; the agent then handles frames given to handleFrame. */
+export async function createDeviceAgent(options: DeviceAgentOptions): Promise<DeviceAgent> {
+  const serverId = options.serverId ?? await serverIdFromPublicKey(options.serverKey);
+  const state = await options.store.load();
+  return new DeviceAgent(options, serverId, state);
+}
+
+/** One device agent; see {@linkcode createDeviceAgent}. */
+export class DeviceAgent {
+  readonly #options: DeviceAgentOptions;
+  readonly #target: Uint8Array;
+  readonly #sender: string;
+  readonly #limits: FetchLimits;
+  readonly #logger: Logger;
+  #state: DeviceState;
+  #tail: Promise<void> = Promise.resolve();
+  /** The device id. */
+  readonly deviceId: string;
+  /** Where the server's frames arrive: `SRUP/<device-id>`. */
+  readonly topic: string;
+  /** Where RESPONSEs go: `SRUP/servers/<server-id>/<device-id>`. */
+  readonly replyTopic: string;
+  /** Frames dropped, by reason. */
+  readonly rejections: RejectionCounter;
+
+  /** Use {@linkcode createDeviceAgent}, which loads the state. */
+  constructor(options: DeviceAgentOptions, serverId: string, state: DeviceState) {
+    this.#options = options;
+    this.deviceId = options.deviceId.toLowerCase();
+    this.#target = uuidToBytes(this.deviceId);
+    this.#sender = toHex(options.serverKey);
+    this.#limits = { ...DEFAULT_FETCH_LIMITS, ...options.limits };
+    this.#logger = options.logger ?? silentLogger;
+    this.#state = state;
+    this.topic = deviceTopic(this.deviceId);
+    this.replyTopic = serverTopic(serverId, this.deviceId);
+    this.rejections = options.rejections ?? new RejectionCounter();
+  }
+
+  /** Handles one frame from the device topic, after those before it; never rejects. */
+  handleFrame(frame: Uint8Array): Promise<void> {
+    // One frame at a time: every decision reads the state the previous frame left.
+    const run = this.#tail.then(() => this.#handle(frame)).catch((error) => {
+      this.#logger.error("frame.failed", { device: this.deviceId, error: String(error) });
+    });
+    this.#tail = run;
+    return run;
+  }
+
+  /** Resolves once every frame handed over so far has been handled. */
+  idle(): Promise<void> {
+    return this.#tail;
+  }
+
+  /** Digests of the active and previous artifacts and any staged token. */
+  status(): DeviceStatus {
+    return deviceStatus(this.deviceId, this.#state);
+  }
+
+  async #handle(frame: Uint8Array): Promise<void> {
+    let message: SrupMessage;
+    try {
+      message = decodeMessage(frame);
+    } catch (error) {
+      if (!(error instanceof SrupDecodeError)) throw error;
+      return this.#reject(error.code, { offset: error.offset });
+    }
+    if (message.type === "response") return this.#reject("unexpected_type", { type: "response" });
+    if (!await verifyMessage(message, this.#options.serverKey)) {
+      return this.#reject("bad_signature", { type: message.type });
+    }
+    if (message.type === "initiate") return await this.#initiate(message);
+    return await this.#activate(message);
+  }
+
+  async #initiate(message: InitiateMessage): Promise<void> {
+    const token = toHex(message.token);
+    if (!equalBytes(message.target, this.#target)) {
+      return this.#reject("wrong_target", { token, target: toHex(message.target) });
+    }
+    if (this.#state.tokens.includes(token)) return this.#reject("token_reused", { token });
+    if (!this.#sequenceAbove(message)) {
+      return this.#reject("replay", { token, sequence: message.sequence });
+    }
+    // Seen is recorded before anything is fetched, so a replay is refused even after a kill.
+    // A new INITIATE supersedes any staged update: its slot is the one about to be overwritten.
+    const accepted = this.#accepted(message, token);
+    await this.#options.store.save(accepted);
+    this.#state = accepted;
+    this.#logger.info("initiate.accepted", { device: this.deviceId, token, url: message.url });
+    const status = await this.#download(message, token);
+    await this.#reply(message, status);
+  }
+
+  /** The state with this frame's token and sequence recorded and nothing staged. */
+  #accepted(message: SrupMessage, token?: string): DeviceState {
+    const sequences = new Map(this.#state.sequences);
+    if (message.sequence !== undefined) sequences.set(this.#sender, message.sequence);
+    const limit = this.#options.tokenHistory ?? DEFAULT_TOKEN_HISTORY;
+    const tokens = token === undefined ? this.#state.tokens : [...this.#state.tokens, token];
+    return {
+      ...this.#state,
+      sequences,
+      tokens: tokens.length > limit ? tokens.slice(tokens.length - limit) : tokens,
+      staged: token === undefined ? this.#state.staged : undefined,
+    };
+  }
+
+  async #download(message: InitiateMessage, token: string): Promise<number> {
+    const slot = freeSlot(this.#state);
+    const { store } = this.#options;
+    let writer;
+    try {
+      writer = await store.openSlot(slot);
+    } catch (error) {
+      this.#logger.error("download.store_failed", { device: this.deviceId, error: String(error) });
+      return UPDATE_FAIL_FILE;
+    }
+    const outcome = await fetchArtifact(message.url, {
+      fetch: this.#options.fetch ?? fetch,
+      clock: this.#options.clock ?? systemClock,
+      limits: this.#limits,
+      allowHttp: this.#options.allowHttp ?? false,
+      writer,
+    });
+    if (!outcome.ok) {
+      await writer.abort();
+      this.#logger.warn("download.failed", {
+        device: this.deviceId,
+        token,
+        status: statusName(outcome.status),
+        reason: outcome.reason,
+      });
+      return outcome.status;
+    }
+    if (!equalBytes(outcome.digest, message.digest)) {
+      await writer.abort();
+      this.#logger.warn("download.failed", {
+        device: this.deviceId,
+        token,
+        status: statusName(UPDATE_FAIL_DIGEST),
+        reason: "digest_mismatch",
+        digest: toHex(outcome.digest),
+      });
+      return UPDATE_FAIL_DIGEST;
+    }
+    const staged: ArtifactRecord = {
+      slot,
+      token,
+      digest: toHex(outcome.digest),
+      size: outcome.size,
+    };
+    try {
+      await writer.close();
+      const next = { ...this.#state, staged };
+      await store.save(next);
+      this.#state = next;
+    } catch (error) {
+      this.#logger.error("download.store_failed", { device: this.deviceId, error: String(error) });
+      return UPDATE_FAIL_FILE;
+    }
+    this.#logger.info("download.staged", { device: this.deviceId, token, size: outcome.size });
+    return UPDATE_SUCCESS;
+  }
+
+  async #activate(message: ActivateMessage): Promise<void> {
+    const token = toHex(message.token);
+    const { current, staged } = this.#state;
+    // A redelivered or resent ACTIVATE for what is already active confirms again and changes
+    // nothing, even with a sequence id already seen: the reply only restates the truth.
+    if (current?.token === token) {
+      if (this.#sequenceAbove(message)) {
+        const next = this.#accepted(message);
+        await this.#options.store.save(next);
+        this.#state = next;
+      }
+      this.#logger.info("activate.repeated", { device: this.deviceId, token });
+      return await this.#reply(message, ACTIVATE_SUCCESS);
+    }
+    if (!this.#sequenceAbove(message)) {
+      return this.#reject("replay", { token, sequence: message.sequence });
+    }
+    if (staged?.token !== token) return this.#reject("unknown_token", { token });
+    const next: DeviceState = {
+      ...this.#accepted(message),
+      current: staged,
+      previous: current,
+      staged: undefined,
+    };
+    try {
+      await this.#options.store.activate(next);
+    } catch (error) {
+      this.#logger.error("activate.failed", { device: this.deviceId, token, error: String(error) });
+      return await this.#reply(message, ACTIVATE_FAIL);
+    }
+    this.#state = next;
+    this.#logger.info("activate.switched", { device: this.deviceId, token, digest: staged.digest });
+    await this.#reply(message, ACTIVATE_SUCCESS);
+  }
+
+  /** [SRUP-5] Whether a version 2 frame's sequence id is above the last one accepted. */
+  #sequenceAbove(message: SrupMessage): boolean {
+    if (message.sequence === undefined) return true;
+    const last = this.#state.sequences.get(this.#sender);
+    return last === undefined || message.sequence > last;
+  }
+
+  /** Signs and sends a RESPONSE in the version of the frame it answers. */
+  async #reply(request: SrupMessage, status: number): Promise<void> {
+    const version = request.version;
+    const sequence = version === 2 ? await this.#options.store.nextSequence() : undefined;
+    const unsigned: ResponseMessage = {
+      type: "response",
+      version,
+      sequence,
+      token: request.token,
+      status,
+      signature: new Uint8Array(),
+    };
+    const response = await signMessage(unsigned, this.#options.privateKey);
+    const fields = {
+      device: this.deviceId,
+      token: toHex(request.token),
+      status: statusName(status),
+    };
+    try {
+      await this.#options.publish(this.replyTopic, encodeMessage(response));
+      this.#logger.info("response.sent", fields);
+    } catch (error) {
+      this.#logger.error("response.failed", { ...fields, error: String(error) });
+    }
+  }
+
+  #reject(reason: RejectReason, fields: Record<string, unknown>): void {
+    this.rejections.add(reason);
+    this.#logger.warn("frame.rejected", { device: this.deviceId, reason, ...fields });
+  }
+}

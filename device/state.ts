@@ -1,0 +1,110 @@
+/** What a device agent remembers across restarts, and its on-disk JSON form. */
+
+/** An artifact held in a slot. */
+export interface ArtifactRecord {
+  /** Slot number: 0, 1 or 2. */
+  slot: number;
+  /** Hex of the token of the INITIATE that delivered it. */
+  token: string;
+  /** Hex of its SHA-256. */
+  digest: string;
+  size: number;
+}
+
+/** The agent's durable state. */
+export interface DeviceState {
+  /** [SRUP-5] Highest version 2 sequence id accepted, per server public key (hex). */
+  sequences: Map<string, bigint>;
+  /** [SRUP-5] Hex tokens of recent INITIATEs, oldest first, bounded. */
+  tokens: string[];
+  /** The active artifact. */
+  current?: ArtifactRecord;
+  /** The artifact before it: the recovery path, never overwritten by a download. */
+  previous?: ArtifactRecord;
+  /** Downloaded and verified, awaiting ACTIVATE. */
+  staged?: ArtifactRecord;
+}
+
+/** What `device status` shows. */
+export interface DeviceStatus {
+  id: string;
+  /** Hex SHA-256 of the active artifact. */
+  current: string | null;
+  /** Hex SHA-256 of the artifact before it. */
+  previous: string | null;
+  /** Hex token of a verified download awaiting ACTIVATE. */
+  staged: string | null;
+}
+
+/** The status of device `id` in `state`. */
+export function deviceStatus(id: string, state: DeviceState): DeviceStatus {
+  return {
+    id,
+    current: state.current?.digest ?? null,
+    previous: state.previous?.digest ?? null,
+    staged: state.staged?.token ?? null,
+  };
+}
+
+/** Three slots: current, previous and one to download into, so neither kept version is touched. */
+export const SLOT_COUNT = 3;
+
+/** A state with nothing installed. */
+export function emptyState(): DeviceState {
+  return { sequences: new Map(), tokens: [] };
+}
+
+/** The slot a download goes to: the one that is neither current nor previous. */
+export function freeSlot(state: DeviceState): number {
+  for (let slot = 0; slot < SLOT_COUNT; slot++) {
+    if (slot !== state.current?.slot && slot !== state.previous?.slot) return slot;
+  }
+  throw new RangeError("Cannot find a free slot: every slot is in use");
+}
+
+/** The JSON text of `state`. */
+export function stateToJson(state: DeviceState): string {
+  return JSON.stringify({
+    format: 1,
+    sequences: Object.fromEntries([...state.sequences].map(([k, v]) => [k, v.toString()])),
+    tokens: state.tokens,
+    current: state.current ?? null,
+    previous: state.previous ?? null,
+    staged: state.staged ?? null,
+  });
+}
+
+/** Parses the JSON text of a state, checking every field. */
+export function stateFromJson(text: string): DeviceState {
+  const json = JSON.parse(text);
+  if (json?.format !== 1) throw new TypeError("Invalid device state: unknown format");
+  const sequences = new Map<string, bigint>();
+  for (const [key, value] of Object.entries(json.sequences ?? {})) {
+    if (typeof value !== "string" || !/^\d{1,20}$/.test(value)) {
+      throw new TypeError(`Invalid device state: sequence of "${key}" is "${value}"`);
+    }
+    sequences.set(key, BigInt(value));
+  }
+  if (!Array.isArray(json.tokens) || !json.tokens.every(isHex)) {
+    throw new TypeError("Invalid device state: tokens must be hex strings");
+  }
+  const state: DeviceState = { sequences, tokens: json.tokens };
+  for (const name of ["current", "previous", "staged"] as const) {
+    const value = record(json[name], name);
+    if (value) state[name] = value;
+  }
+  return state;
+}
+
+function record(value: unknown, name: string): ArtifactRecord | undefined {
+  if (value === null || value === undefined) return undefined;
+  const r = value as ArtifactRecord;
+  const valid = Number.isInteger(r.slot) && r.slot >= 0 && r.slot < SLOT_COUNT &&
+    isHex(r.token) && isHex(r.digest) && Number.isSafeInteger(r.size) && r.size >= 0;
+  if (!valid) throw new TypeError(`Invalid device state: "${name}" is malformed`);
+  return { slot: r.slot, token: r.token, digest: r.digest, size: r.size };
+}
+
+function isHex(value: unknown): value is string {
+  return typeof value === "string" && /^([0-9a-f]{2})+$/.test(value);
+}

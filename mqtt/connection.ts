@@ -1,0 +1,267 @@
+/** One MQTT connection: QoS 1, reconnect with backoff, a bounded outbound queue. */
+import mqtt, { type MqttClient } from "mqtt";
+import { Buffer } from "node:buffer";
+import { LatencyHistogram } from "./latency.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import { backoffOf, mqttClientOptions, type MqttClientSettings } from "./options.ts";
+
+/** Options for {@linkcode connectMqtt}. */
+export interface MqttConnectOptions extends MqttClientSettings {
+  /** 5 or 4 (3.1.1); by default 5, falling back to 4 when the broker refuses it. */
+  protocolVersion?: 4 | 5;
+  /** Publishes awaiting PUBACK before `publish()` rejects with OutboundQueueFullError. */
+  maxPending?: number;
+  /** Gives up waiting for the first connection. */
+  signal?: AbortSignal;
+  /** Registered before connecting, so no message queued in a persistent session is missed. */
+  onMessage?: MessageHandler;
+  logger?: Logger;
+}
+
+/** Called for every message received on a subscribed topic. */
+export type MessageHandler = (topic: string, payload: Uint8Array) => void;
+
+/** The outbound queue is full: the broker is not acknowledging as fast as messages are sent. */
+export class OutboundQueueFullError extends Error {
+  readonly limit: number;
+
+  constructor(limit: number) {
+    super(`Cannot publish: outbound queue is full (${limit} messages await acknowledgement)`);
+    this.name = "OutboundQueueFullError";
+    this.limit = limit;
+  }
+}
+
+/** The broker refused the connection (bad credentials, not authorised, ...). */
+export class ConnectionRefusedError extends Error {
+  /** The CONNACK return or reason code. */
+  readonly code: number;
+
+  constructor(url: string, code: number, options?: ErrorOptions) {
+    super(`Cannot connect to MQTT broker "${url}": refused with code ${code}`, options);
+    this.name = "ConnectionRefusedError";
+    this.code = code;
+  }
+}
+
+// About 200 bytes per pending SRUP frame: 10,000 is a 2 MB ceiling, ample for a stage's INITIATEs.
+const DEFAULT_MAX_PENDING = 10_000;
+// MQTT 3.1.1 return code and MQTT 5 reason code for "unsupported protocol version".
+const UNACCEPTABLE_PROTOCOL = new Set([1, 0x84]);
+const CLOSE_GRACE_MS = 2_000;
+
+/** Connects to `url`, retrying with backoff until the first CONNACK; rejects when refused. */
+export async function connectMqtt(
+  url: string,
+  options: MqttConnectOptions = {},
+): Promise<MqttConnection> {
+  const base = await mqttClientOptions(url, options);
+  const logger = options.logger ?? silentLogger;
+  let version = options.protocolVersion ?? 5;
+  for (;;) {
+    // The connection exists before the CONNACK, so its message handler sees queued messages.
+    const client = mqtt.connect(url, {
+      ...base,
+      protocolVersion: version,
+      // Refusals fail fast at start (a misconfiguration); later ones are retried.
+      reconnectOnConnackError: false,
+    });
+    const connection = new MqttConnection(client, { ...options, logger });
+    if (options.onMessage) connection.onMessage(options.onMessage);
+    try {
+      await firstConnect(url, client, options);
+      return connection;
+    } catch (error) {
+      if (
+        error instanceof ConnectionRefusedError && UNACCEPTABLE_PROTOCOL.has(error.code) &&
+        version === 5 && options.protocolVersion === undefined
+      ) {
+        logger.info("mqtt.protocol_fallback", { url: redact(url), from: 5, to: 4 });
+        version = 4;
+        continue;
+      }
+      throw error;
+    }
+  }
+}
+
+function firstConnect(url: string, client: MqttClient, options: MqttConnectOptions): Promise<void> {
+  applyBackoff(client, options);
+  return new Promise((resolve, reject) => {
+    if (options.signal?.aborted) {
+      client.end(true);
+      reject(options.signal.reason);
+      return;
+    }
+    function cleanup(): void {
+      client.off("connect", onConnect);
+      client.off("error", onError);
+      options.signal?.removeEventListener("abort", onAbort);
+    }
+    function onConnect(): void {
+      cleanup();
+      client.options.reconnectOnConnackError = true;
+      resolve();
+    }
+    function onError(error: Error & { code?: unknown }): void {
+      if (typeof error.code === "number") {
+        cleanup();
+        client.end(true);
+        reject(new ConnectionRefusedError(redact(url), error.code, { cause: error }));
+      }
+      // Network errors are logged by the connection; npm:mqtt retries with the backoff above.
+    }
+    function onAbort(): void {
+      cleanup();
+      client.end(true);
+      reject(options.signal!.reason);
+    }
+    client.on("connect", onConnect);
+    client.on("error", onError);
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** Doubles npm:mqtt's fixed reconnect period after each failed attempt, with jitter. */
+function applyBackoff(client: MqttClient, settings: MqttClientSettings): void {
+  const { minMs, maxMs } = backoffOf(settings);
+  let delay = minMs;
+  client.on("reconnect", () => {
+    delay = Math.min(maxMs, delay * 2);
+    // Jitter spreads a fleet's reconnects after a broker restart.
+    client.options.reconnectPeriod = Math.round(delay * (0.5 + Math.random() / 2));
+  });
+  client.on("connect", () => {
+    delay = minMs;
+    client.options.reconnectPeriod = minMs;
+  });
+}
+
+/** A connected MQTT client; every method is safe to call while it reconnects. */
+export class MqttConnection {
+  readonly #client: MqttClient;
+  readonly #logger: Logger;
+  readonly #maxPending: number;
+  readonly #handlers = new Set<MessageHandler>();
+  #pending = 0;
+  #closing: Promise<void> | undefined;
+  /** Publish to PUBACK times, in milliseconds. */
+  readonly latency: LatencyHistogram = new LatencyHistogram();
+
+  /** Wraps a client; use {@linkcode connectMqtt}, which also waits for the first connection. */
+  constructor(client: MqttClient, options: Pick<MqttConnectOptions, "maxPending" | "logger">) {
+    this.#client = client;
+    this.#logger = options.logger ?? silentLogger;
+    this.#maxPending = options.maxPending ?? DEFAULT_MAX_PENDING;
+    if (!(this.#maxPending >= 1)) {
+      throw new RangeError(`Invalid outbound queue limit: ${this.#maxPending} is below 1`);
+    }
+    const clientId = client.options.clientId;
+    client.on("message", (topic, payload) => {
+      for (const handler of this.#handlers) {
+        try {
+          handler(topic, payload);
+        } catch (error) {
+          this.#logger.error("mqtt.handler_failed", { topic, error: String(error) });
+        }
+      }
+    });
+    client.on("connect", (connack) => {
+      this.#logger.info("mqtt.connected", { clientId, sessionPresent: connack.sessionPresent });
+    });
+    client.on("offline", () => this.#logger.warn("mqtt.offline", { clientId }));
+    client.on("error", (error) => {
+      this.#logger.warn("mqtt.error", { clientId, error: error.message });
+    });
+  }
+
+  /** The MQTT protocol level in use: 5, or 4 for 3.1.1. */
+  get protocolVersion(): 4 | 5 {
+    return this.#client.options.protocolVersion === 5 ? 5 : 4;
+  }
+
+  /** Whether the client is connected right now. */
+  get connected(): boolean {
+    return this.#client.connected;
+  }
+
+  /** Publishes sent and not yet acknowledged. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  /** The client id (a persistent session is keyed by it). */
+  get clientId(): string {
+    return this.#client.options.clientId!;
+  }
+
+  /** Publishes `payload` with QoS 1; resolves on PUBACK, queued while offline. */
+  publish(topic: string, payload: Uint8Array): Promise<void> {
+    if (this.#pending >= this.#maxPending) {
+      return Promise.reject(new OutboundQueueFullError(this.#maxPending));
+    }
+    this.#pending++;
+    const started = performance.now();
+    // A view, not a copy: npm:mqtt keeps it until PUBACK and SRUP frames are never reused.
+    const buffer = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    return new Promise((resolve, reject) => {
+      this.#client.publish(topic, buffer, { qos: 1 }, (error) => {
+        this.#pending--;
+        if (error) {
+          reject(new Error(`Cannot publish to "${topic}": ${error.message}`, { cause: error }));
+          return;
+        }
+        this.latency.observe(performance.now() - started);
+        resolve();
+      });
+    });
+  }
+
+  /** Subscribes to `filter` with QoS 1; rejects when the broker refuses it. */
+  async subscribe(filter: string): Promise<void> {
+    const granted = await this.#client.subscribeAsync(filter, { qos: 1 });
+    const grant = granted[0];
+    if (!grant || grant.qos === 128 || grant.qos > 2) {
+      throw new Error(`Cannot subscribe to "${filter}": the broker refused it`);
+    }
+  }
+
+  /** Calls `handler` for every message received; returns a function that removes it. */
+  onMessage(handler: MessageHandler): () => void {
+    this.#handlers.add(handler);
+    return () => this.#handlers.delete(handler);
+  }
+
+  /** Disconnects cleanly (the broker keeps a persistent session); idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    const client = this.#client;
+    if (!client.connected) {
+      await client.endAsync(true);
+      return;
+    }
+    // A graceful end waits for PUBACKs, which never come if the broker has just gone away.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const grace = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), CLOSE_GRACE_MS);
+    });
+    const ended = await Promise.race([client.endAsync(), grace]);
+    clearTimeout(timer);
+    if (ended === "timeout") await client.endAsync(true);
+  }
+}
+
+/** `url` without its password, for logs. */
+export function redact(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return url;
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * @module
+ * SRUP over MQTT: topics, connections (QoS 1, reconnect with backoff, bounded outbound queue),
+ * the embedded aedes broker, and the orchestrator's link that signs what it sends and verifies
+ * what it receives.
+ */
+export {
+  DEFAULT_MQTT_PORT,
+  type EmbeddedBroker,
+  type EmbeddedBrokerOptions,
+  PortInUseError,
+  startEmbeddedBroker,
+} from "./broker.ts";
+export { selectBroker, type SelectBrokerOptions, type SelectedBroker } from "./select.ts";
+export {
+  ConnectionRefusedError,
+  connectMqtt,
+  type MessageHandler,
+  MqttConnection,
+  type MqttConnectOptions,
+  OutboundQueueFullError,
+  redact,
+} from "./connection.ts";
+export { mqttClientOptions, type MqttClientSettings, parseBrokerUrl } from "./options.ts";
+export {
+  deviceTopic,
+  isServerId,
+  parseDeviceTopic,
+  parseResponseTopic,
+  responseSubscription,
+  type ResponseSubscriptionOptions,
+  serverIdFromPublicKey,
+  serverTopic,
+  SHARE_GROUP,
+  TOPIC_ROOT,
+} from "./topics.ts";
+export {
+  type ActivateFields,
+  createServerLink,
+  type InitiateFields,
+  type ResponseHandler,
+  ServerLink,
+  type ServerLinkOptions,
+} from "./server_link.ts";
+export { MemorySequenceTracker, type SequenceTracker } from "./sequence_tracker.ts";
+export { RejectionCounter, type RejectReason } from "./rejections.ts";
+export { LATENCY_BUCKETS_MS, LatencyHistogram, type LatencySnapshot } from "./latency.ts";
+export { jsonLogger, type LogFields, type Logger, silentLogger } from "./log.ts";

@@ -1,0 +1,207 @@
+/** The orchestrator's end of the wire: signed INITIATE/ACTIVATE out, verified RESPONSEs in. */
+import {
+  type ActivateMessage,
+  decodeMessage,
+  defaultEd25519,
+  encodeMessage,
+  type InitiateMessage,
+  type ResponseMessage,
+  signMessage,
+  SrupDecodeError,
+  statusName,
+  toHex,
+  uuidToBytes,
+  verifyMessage,
+} from "../srup/mod.ts";
+import type { SequenceAllocator } from "../io/sequence.ts";
+import type { MqttConnection } from "./connection.ts";
+import { KeyedQueue } from "./keyed_queue.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import { RejectionCounter, type RejectReason } from "./rejections.ts";
+import { MemorySequenceTracker, type SequenceTracker } from "./sequence_tracker.ts";
+import {
+  deviceTopic,
+  isServerId,
+  parseResponseTopic,
+  responseSubscription,
+  serverIdFromPublicKey,
+} from "./topics.ts";
+
+/** Receives every verified RESPONSE; errors it throws are logged, never propagated. */
+export type ResponseHandler = (deviceId: string, message: ResponseMessage) => void | Promise<void>;
+
+/** Options for {@linkcode createServerLink}. */
+export interface ServerLinkOptions {
+  /** The server's Ed25519 private key (32-byte seed): signs every frame sent. */
+  privateKey: Uint8Array;
+  /** The server's outgoing sequence ids; must be durable, or devices drop frames after a restart. */
+  sequence: SequenceAllocator;
+  /** The public key of a device, or undefined for a device the server does not know. */
+  deviceKey(deviceId: string): Promise<Uint8Array | undefined>;
+  onResponse: ResponseHandler;
+  /** Defaults to the first 16 hex characters of SHA-256 over the server's public key. */
+  serverId?: string;
+  /** Last sequence id accepted per device; in memory by default. */
+  tracker?: SequenceTracker;
+  /** Use the `$share/flotilla/` subscription; defaults to true on MQTT 5 and false on 3.1.1. */
+  shared?: boolean;
+  /** Counts rejected frames by reason; pass one to share it (e.g. with metrics). */
+  rejections?: RejectionCounter;
+  logger?: Logger;
+}
+
+/** The fields of an INITIATE the caller chooses; the link adds target, version, sequence, signature. */
+export interface InitiateFields {
+  token: Uint8Array;
+  url: string;
+  digest: Uint8Array;
+}
+
+/** The fields of an ACTIVATE the caller chooses. */
+export interface ActivateFields {
+  token: Uint8Array;
+}
+
+/** Subscribes to the response topic and returns the link; rejects when the broker refuses. */
+export async function createServerLink(
+  connection: MqttConnection,
+  options: ServerLinkOptions,
+): Promise<ServerLink> {
+  const publicKey = await (await defaultEd25519()).getPublicKey(options.privateKey);
+  const serverId = options.serverId ?? await serverIdFromPublicKey(publicKey);
+  if (!isServerId(serverId)) throw new TypeError(`Invalid server id: "${serverId}"`);
+  const shared = options.shared ?? connection.protocolVersion === 5;
+  if (shared && connection.protocolVersion !== 5) {
+    throw new RangeError("Cannot use a shared subscription: the broker speaks MQTT 3.1.1");
+  }
+  const link = new ServerLink(connection, { ...options, serverId });
+  await connection.subscribe(responseSubscription(serverId, { shared }));
+  return link;
+}
+
+/** A connected orchestrator link; see {@linkcode createServerLink}. */
+export class ServerLink {
+  readonly #connection: MqttConnection;
+  readonly #options: ServerLinkOptions;
+  readonly #tracker: SequenceTracker;
+  readonly #logger: Logger;
+  readonly #inbound = new KeyedQueue();
+  readonly #outbound = new KeyedQueue();
+  readonly #unsubscribe: () => void;
+  /** The id in this server's response topic. */
+  readonly serverId: string;
+  /** Frames dropped, by reason. */
+  readonly rejections: RejectionCounter;
+
+  /** Use {@linkcode createServerLink}, which also subscribes. */
+  constructor(connection: MqttConnection, options: ServerLinkOptions & { serverId: string }) {
+    this.#connection = connection;
+    this.#options = options;
+    this.#tracker = options.tracker ?? new MemorySequenceTracker();
+    this.#logger = options.logger ?? silentLogger;
+    this.serverId = options.serverId;
+    this.rejections = options.rejections ?? new RejectionCounter();
+    this.#unsubscribe = connection.onMessage((topic, payload) => this.#receive(topic, payload));
+  }
+
+  /** The underlying connection; its `latency` holds publish-to-PUBACK times. */
+  get connection(): MqttConnection {
+    return this.#connection;
+  }
+
+  /** Signs and publishes an INITIATE to `deviceId`; resolves with the sent message on PUBACK. */
+  sendInitiate(deviceId: string, fields: InitiateFields): Promise<InitiateMessage> {
+    const target = uuidToBytes(deviceId);
+    return this.#send(deviceId, { type: "initiate", ...pick(fields), target });
+  }
+
+  /** Signs and publishes an ACTIVATE to `deviceId`; resolves with the sent message on PUBACK. */
+  sendActivate(deviceId: string, fields: ActivateFields): Promise<ActivateMessage> {
+    return this.#send(deviceId, { type: "activate", token: fields.token });
+  }
+
+  /** Stops delivering responses; the connection stays open. */
+  close(): void {
+    this.#unsubscribe();
+  }
+
+  #send<T extends InitiateMessage | ActivateMessage>(
+    deviceId: string,
+    fields: Omit<T, "version" | "sequence" | "signature">,
+  ): Promise<T> {
+    const topic = deviceTopic(deviceId);
+    // Per device, ids are taken and frames handed to the client in one order, so a device never
+    // sees a lower sequence id after a higher one.
+    const queued = this.#outbound.run(deviceId, async () => {
+      const sequence = await this.#options.sequence.next();
+      const unsigned = { ...fields, version: 2, sequence, signature: new Uint8Array() } as T;
+      const message = await signMessage(unsigned, this.#options.privateKey);
+      return { message, acked: this.#connection.publish(topic, encodeMessage(message)) };
+    });
+    return queued.then(async ({ message, acked }) => {
+      await acked;
+      return message;
+    });
+  }
+
+  #receive(topic: string, payload: Uint8Array): void {
+    const deviceId = parseResponseTopic(topic, this.serverId);
+    if (deviceId === undefined) {
+      this.#reject("bad_topic", { topic });
+      return;
+    }
+    // Per device, so the last-sequence check sees frames in the order the broker delivered them.
+    this.#inbound.run(deviceId, () => this.#accept(deviceId, payload)).catch((error) => {
+      this.#logger.error("response.failed", { device: deviceId, error: String(error) });
+    });
+  }
+
+  async #accept(deviceId: string, payload: Uint8Array): Promise<void> {
+    let message;
+    try {
+      message = decodeMessage(payload);
+    } catch (error) {
+      if (!(error instanceof SrupDecodeError)) throw error;
+      this.#reject(error.code, { device: deviceId, offset: error.offset });
+      return;
+    }
+    if (message.type !== "response") {
+      this.#reject("unexpected_type", { device: deviceId, type: message.type });
+      return;
+    }
+    const publicKey = await this.#options.deviceKey(deviceId);
+    if (!publicKey) {
+      this.#reject("unknown_device", { device: deviceId });
+      return;
+    }
+    if (!await verifyMessage(message, publicKey)) {
+      this.#reject("bad_signature", { device: deviceId });
+      return;
+    }
+    if (
+      message.sequence !== undefined && !await this.#tracker.advance(deviceId, message.sequence)
+    ) {
+      this.#reject("replay", { device: deviceId, sequence: message.sequence });
+      return;
+    }
+    try {
+      await this.#options.onResponse(deviceId, message);
+    } catch (error) {
+      this.#logger.error("response.handler_failed", {
+        device: deviceId,
+        token: toHex(message.token),
+        status: statusName(message.status),
+        error: String(error),
+      });
+    }
+  }
+
+  #reject(reason: RejectReason, fields: Record<string, unknown>): void {
+    this.rejections.add(reason);
+    this.#logger.warn("frame.rejected", { reason, ...fields });
+  }
+}
+
+function pick(fields: InitiateFields): InitiateFields {
+  return { token: fields.token, url: fields.url, digest: fields.digest };
+}

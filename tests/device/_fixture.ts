@@ -1,0 +1,111 @@
+/** A device agent in memory with a fake-free harness: real signatures, injected fetch and clock. */
+import { SimulatedClock } from "xstate";
+import {
+  type ActivateMessage,
+  decodeMessage,
+  defaultEd25519,
+  encodeMessage,
+  type InitiateMessage,
+  newToken,
+  randomPrivateKey,
+  type ResponseMessage,
+  signMessage,
+  uuidToBytes,
+  verifyMessage,
+} from "../../srup/mod.ts";
+import {
+  createDeviceAgent,
+  type DeviceAgent,
+  type DeviceAgentOptions,
+  type DeviceStore,
+  MemoryDeviceStore,
+} from "../../device/mod.ts";
+import { TEST_PRIVATE_KEY, TEST_PUBLIC_KEY } from "../_helpers.ts";
+
+/** A RESPONSE the agent published, verified with the device key. */
+export interface Reply {
+  topic: string;
+  message: ResponseMessage;
+}
+
+/** Options for {@linkcode agentFixture}. */
+export type FixtureOptions = Partial<Omit<DeviceAgentOptions, "publish">>;
+
+/** An agent, its store and clock, and helpers that sign frames as the server would. */
+export async function agentFixture(options: FixtureOptions = {}) {
+  const deviceId = options.deviceId ?? crypto.randomUUID();
+  const privateKey = options.privateKey ?? randomPrivateKey();
+  const publicKey = await (await defaultEd25519()).getPublicKey(privateKey);
+  const store: DeviceStore = options.store ?? new MemoryDeviceStore();
+  const clock = new SimulatedClock();
+  const replies: Reply[] = [];
+  let serverSequence = 0n;
+
+  async function make(overrides: FixtureOptions = {}): Promise<DeviceAgent> {
+    return await createDeviceAgent({
+      deviceId,
+      privateKey,
+      serverKey: TEST_PUBLIC_KEY,
+      store,
+      clock,
+      ...options,
+      ...overrides,
+      async publish(topic, frame) {
+        const message = decodeMessage(frame);
+        if (message.type !== "response") throw new Error(`Agent sent a ${message.type}`);
+        if (!await verifyMessage(message, publicKey)) throw new Error("Reply signature is bad");
+        replies.push({ topic, message });
+      },
+    });
+  }
+
+  /** An INITIATE frame (version 2, the next server sequence id, unless overridden). */
+  async function initiate(
+    fields: Partial<InitiateMessage> & { url: string; digest: Uint8Array },
+    signer: Uint8Array = TEST_PRIVATE_KEY,
+  ) {
+    const message = await signMessage<InitiateMessage>({
+      type: "initiate",
+      version: 2,
+      sequence: ++serverSequence,
+      target: uuidToBytes(deviceId),
+      token: newToken(),
+      signature: new Uint8Array(),
+      ...fields,
+    }, signer);
+    return { message, frame: encodeMessage(message) };
+  }
+
+  /** A signed ACTIVATE frame for `token`. */
+  async function activate(token: Uint8Array, fields: Partial<ActivateMessage> = {}) {
+    const message = await signMessage<ActivateMessage>({
+      type: "activate",
+      version: 2,
+      sequence: ++serverSequence,
+      token,
+      signature: new Uint8Array(),
+      ...fields,
+    }, TEST_PRIVATE_KEY);
+    return { message, frame: encodeMessage(message) };
+  }
+
+  return { deviceId, publicKey, store, clock, replies, make, initiate, activate };
+}
+
+/** SHA-256 of `bytes`. */
+export async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
+}
+
+/** A fetch that answers every URL with `body` (or a Response factory), counting calls. */
+export function fetchReturning(
+  respond: (url: string, init?: RequestInit) => Response | Promise<Response>,
+) {
+  const calls: string[] = [];
+  const fetchFn = ((input: string | URL | Request, init?: RequestInit) => {
+    const url = String(input instanceof Request ? input.url : input);
+    calls.push(url);
+    return Promise.resolve(respond(url, init));
+  }) as typeof fetch;
+  return { fetch: fetchFn, calls };
+}
