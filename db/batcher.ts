@@ -114,19 +114,15 @@ export class GroupCommitWriter {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#running) return;
-    this.#running = this.#drain().finally(() => {
+    const batch = this.#queue.splice(0, this.#maxOps);
+    this.#running = this.#commit(batch).finally(() => {
       this.#running = undefined;
-      if (this.#queue.length > 0) this.#start();
-    });
-  }
-
-  async #drain(): Promise<void> {
-    // Writes queued during a commit go in the next batch at once: they have waited long enough.
-    while (this.#queue.length > 0) {
+      if (this.#queue.length === 0) return;
+      // Writes queued during a commit have waited long enough, but the next batch starts from a
+      // timer: PGlite runs in-process, and back-to-back commits would starve timers and I/O.
       clearTimeout(this.#timer);
-      this.#timer = undefined;
-      await this.#commit(this.#queue.splice(0, this.#maxOps));
-    }
+      this.#timer = setTimeout(() => this.#start(), 0);
+    });
   }
 
   async #commit(batch: Entry[]): Promise<void> {
