@@ -7,6 +7,8 @@ export interface MqttClientSettings {
   clientId?: string;
   /** Start a fresh session; false (default) keeps subscriptions and queued QoS 1 messages. */
   clean?: boolean;
+  /** MQTT 5: how long the broker keeps a persistent session after a disconnect, in seconds. */
+  sessionExpirySeconds?: number;
   /** PEM file of the CA that signed the broker's certificate (mqtts). */
   caFile?: string;
   /** PEM file of this client's certificate, for brokers that require client certificates. */
@@ -28,6 +30,9 @@ const DEFAULT_KEEPALIVE_SECONDS = 30;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_RECONNECT_MIN_MS = 500;
 const DEFAULT_RECONNECT_MAX_MS = 30_000;
+// MQTT 5 ends a session at disconnect unless told otherwise; 0xFFFFFFFF means never, which is
+// what 3.1.1 does with clean session off. Brokers may cap it (Mosquitto: persistent_client_expiration).
+const NEVER_EXPIRES = 0xffff_ffff;
 
 /** Resolved reconnect backoff bounds. */
 export interface Backoff {
@@ -85,6 +90,12 @@ export async function mqttClientOptions(
     reconnectOnConnackError: true,
     resubscribe: true,
   };
+  if (!options.clean) {
+    // Sent only on MQTT 5 connections; npm:mqtt leaves properties out of a 3.1.1 CONNECT.
+    options.properties = {
+      sessionExpiryInterval: settings.sessionExpirySeconds ?? NEVER_EXPIRES,
+    };
+  }
   if (settings.caFile) options.ca = await readPem(settings.caFile, "CA");
   if (settings.certFile) options.cert = await readPem(settings.certFile, "client certificate");
   if (settings.keyFile) options.key = await readPem(settings.keyFile, "client key");

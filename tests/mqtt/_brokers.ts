@@ -34,18 +34,16 @@ export const BROKERS: BrokerCase[] = [
     : []),
 ];
 
-/** Resolves with the value `probe` returns once it is not undefined; rejects after `ms`. */
-export async function waitFor<T>(
-  probe: () => T | undefined,
+/** Resolves once `condition` holds (checked every 5 ms); rejects after `ms`. */
+export async function waitUntil(
+  condition: () => boolean,
   what: string,
   ms = 10_000,
-): Promise<T> {
+): Promise<void> {
   const deadline = Date.now() + ms;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
+  while (!condition()) {
     if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
 
@@ -60,4 +58,35 @@ export async function within<T>(promise: Promise<T>, what: string, ms = 10_000):
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** One logged event. */
+export interface LoggedEvent {
+  level: string;
+  event: string;
+  fields: Record<string, unknown>;
+}
+
+/** A Logger that records events and lets a test await the next one with a given name. */
+export function recordingLogger() {
+  const events: LoggedEvent[] = [];
+  const waiters: { event: string; resolve: (e: LoggedEvent) => void }[] = [];
+  function emit(level: string, event: string, fields: Record<string, unknown> = {}): void {
+    const logged = { level, event, fields };
+    events.push(logged);
+    const index = waiters.findIndex((w) => w.event === event);
+    if (index >= 0) waiters.splice(index, 1)[0]!.resolve(logged);
+  }
+  return {
+    events,
+    info: (event: string, fields?: Record<string, unknown>) => emit("info", event, fields),
+    warn: (event: string, fields?: Record<string, unknown>) => emit("warn", event, fields),
+    error: (event: string, fields?: Record<string, unknown>) => emit("error", event, fields),
+    /** The next `event` logged from now on. */
+    next(event: string): Promise<LoggedEvent> {
+      const { promise, resolve } = Promise.withResolvers<LoggedEvent>();
+      waiters.push({ event, resolve });
+      return within(promise, `log event "${event}"`);
+    },
+  };
 }

@@ -1,0 +1,178 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  ConnectionRefusedError,
+  connectMqtt,
+  mqttClientOptions,
+  OutboundQueueFullError,
+  startEmbeddedBroker,
+} from "../../mqtt/mod.ts";
+import { BROKERS, within } from "./_brokers.ts";
+
+const text = new TextEncoder();
+
+for (const broker of BROKERS) {
+  Deno.test(`connectMqtt() speaks MQTT ${broker.protocolVersion} to the ${broker.name}`, async () => {
+    const server = await broker.start();
+    try {
+      const connection = await connectMqtt(server.url, { clean: true });
+      assert.equal(connection.protocolVersion, broker.protocolVersion);
+      assert.equal(connection.connected, true);
+      await connection.close();
+    } finally {
+      await server.close();
+    }
+  });
+
+  Deno.test(`a persistent session gets QoS 1 messages sent while it was away (${broker.name})`, async () => {
+    const server = await broker.start();
+    const topic = `SRUP/${crypto.randomUUID()}`;
+    const clientId = `flotilla-test-${crypto.randomUUID()}`;
+    try {
+      const first = await connectMqtt(server.url, { clientId, clean: false });
+      await first.subscribe(topic);
+      await first.close();
+
+      const sender = await connectMqtt(server.url, { clean: true });
+      await sender.publish(topic, text.encode("while away"));
+      await sender.close();
+
+      const { promise, resolve } = Promise.withResolvers<string>();
+      const back = await connectMqtt(server.url, {
+        clientId,
+        clean: false,
+        onMessage: (_topic, payload) => resolve(new TextDecoder().decode(payload)),
+      });
+      assert.equal(await within(promise, "the queued message"), "while away");
+      await back.close();
+      // Leave nothing behind on a shared broker.
+      await (await connectMqtt(server.url, { clientId, clean: true })).close();
+    } finally {
+      await server.close();
+    }
+  });
+}
+
+Deno.test("connectMqtt() rejects with ConnectionRefusedError when MQTT 5 is forced on a 3.1.1 broker", async () => {
+  const broker = await startEmbeddedBroker({ port: 0 });
+  try {
+    const error = await connectMqtt(broker.url, { protocolVersion: 5 }).then(() => null, (e) => e);
+    assert.ok(error instanceof ConnectionRefusedError);
+    assert.equal(error.code, 1);
+    assert.match(
+      error.message,
+      /Cannot connect to MQTT broker "mqtt:\/\/127\.0\.0\.1:\d+": refused/,
+    );
+  } finally {
+    await broker.close();
+  }
+});
+
+Deno.test("connectMqtt() keeps retrying until the broker comes up, or until aborted", async (t) => {
+  const probe = await startEmbeddedBroker({ port: 0 });
+  const port = probe.port;
+  await probe.close();
+  await t.step("retries, then connects once the broker listens", async () => {
+    const pending = connectMqtt(`mqtt://127.0.0.1:${port}`, {
+      clean: true,
+      reconnectMinMs: 20,
+      reconnectMaxMs: 50,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const broker = await startEmbeddedBroker({ port });
+    try {
+      const connection = await within(pending, "the connection");
+      assert.equal(connection.connected, true);
+      await connection.close();
+    } finally {
+      await broker.close();
+    }
+  });
+  await t.step("an abort rejects with its reason", async () => {
+    const controller = new AbortController();
+    const pending = connectMqtt(`mqtt://127.0.0.1:${port}`, {
+      signal: controller.signal,
+      reconnectMinMs: 20,
+    });
+    controller.abort(new Error("stopped"));
+    await assert.rejects(within(pending, "the rejection"), /stopped/);
+  });
+});
+
+Deno.test("MqttConnection bounds its outbound queue and delivers the queue after a broker restart", async (t) => {
+  let broker = await startEmbeddedBroker({ port: 0 });
+  const connection = await connectMqtt(broker.url, {
+    clean: true,
+    maxPending: 2,
+    reconnectMinMs: 20,
+    reconnectMaxMs: 100,
+  });
+  try {
+    await broker.close();
+    const sent: Promise<void>[] = [];
+    await t.step("publishes beyond the limit are rejected while the broker is away", async () => {
+      sent.push(connection.publish("flotilla/a", text.encode("1")));
+      sent.push(connection.publish("flotilla/a", text.encode("2")));
+      assert.equal(connection.pending, 2);
+      const error = await connection.publish("flotilla/a", text.encode("3")).then(
+        () => null,
+        (e) => e,
+      );
+      assert.ok(error instanceof OutboundQueueFullError);
+      assert.equal(
+        error.message,
+        "Cannot publish: outbound queue is full (2 messages await acknowledgement)",
+      );
+    });
+    await t.step("the queued publishes are acknowledged after the broker returns", async () => {
+      broker = await startEmbeddedBroker({ port: broker.port });
+      await within(Promise.all(sent), "PUBACKs after the restart");
+      assert.equal(connection.pending, 0);
+      assert.equal(connection.latency.snapshot().count, 2);
+    });
+  } finally {
+    await connection.close();
+    await broker.close();
+  }
+});
+
+Deno.test("mqttClientOptions() reads TLS files and checks the URL", async (t) => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const ca = join(dir, "ca.pem");
+    await Deno.writeTextFile(ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+    await t.step("mqtts with a CA file: the PEM is read, the session is persistent", async () => {
+      const options = await mqttClientOptions("mqtts://broker.example:8883", {
+        caFile: ca,
+        clientId: "dev-1",
+      });
+      assert.match(String(options.ca), /BEGIN CERTIFICATE/);
+      assert.equal(options.clean, false);
+      assert.equal(options.clientId, "dev-1");
+    });
+    await t.step("TLS files with mqtt:// are refused", async () => {
+      await assert.rejects(
+        mqttClientOptions("mqtt://broker.example", { caFile: ca }),
+        /must use mqtts:\/\/ with CA or client files/,
+      );
+    });
+    await t.step("a certificate without its key is refused", async () => {
+      await assert.rejects(
+        mqttClientOptions("mqtts://broker.example", { certFile: ca }),
+        /a client certificate needs its key/,
+      );
+    });
+    await t.step("a missing file is named", async () => {
+      await assert.rejects(
+        mqttClientOptions("mqtts://broker.example", { caFile: join(dir, "nope.pem") }),
+        /Cannot read CA file ".*nope\.pem"/,
+      );
+    });
+    await t.step("other schemes are refused", async () => {
+      await assert.rejects(mqttClientOptions("ws://broker.example"), /must start with mqtt/);
+      await assert.rejects(mqttClientOptions("not a url"), /Invalid broker URL: "not a url"/);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,205 @@
+import assert from "node:assert/strict";
+import {
+  connectMqtt,
+  createServerLink,
+  type MqttConnection,
+  type ServerLink,
+  serverTopic,
+} from "../../mqtt/mod.ts";
+import { createSequenceAllocator } from "../../io/sequence.ts";
+import {
+  decodeMessage,
+  defaultEd25519,
+  encodeMessage,
+  newToken,
+  randomPrivateKey,
+  type ResponseMessage,
+  signMessage,
+  uuidToBytes,
+  verifyMessage,
+} from "../../srup/mod.ts";
+import { BROKERS, recordingLogger, waitUntil } from "./_brokers.ts";
+
+function memorySequence() {
+  let stored = 0n;
+  return createSequenceAllocator({
+    load: () => Promise.resolve(stored),
+    persist: (upTo) => Promise.resolve(void (stored = upTo)),
+  });
+}
+
+async function response(key: Uint8Array, fields: Partial<ResponseMessage> = {}) {
+  return encodeMessage(
+    await signMessage<ResponseMessage>({
+      type: "response",
+      version: 2,
+      sequence: 1n,
+      token: newToken(),
+      status: 0,
+      signature: new Uint8Array(),
+      ...fields,
+    }, key),
+  );
+}
+
+/** A server link with a fresh server key, a known device, and a plain client as that device. */
+async function setup(url: string) {
+  const serverKey = randomPrivateKey();
+  const deviceId = crypto.randomUUID();
+  const deviceKey = randomPrivateKey();
+  const devicePublic = await (await defaultEd25519()).getPublicKey(deviceKey);
+  const logger = recordingLogger();
+  const received: [string, ResponseMessage][] = [];
+  const serverConnection = await connectMqtt(url, { clean: true, logger });
+  const link = await createServerLink(serverConnection, {
+    privateKey: serverKey,
+    sequence: memorySequence(),
+    deviceKey: (id) => Promise.resolve(id === deviceId ? devicePublic : undefined),
+    onResponse: (id, message) => void received.push([id, message]),
+    logger,
+  });
+  const device = await connectMqtt(url, { clean: true });
+  return { serverKey, deviceId, deviceKey, logger, received, serverConnection, link, device };
+}
+
+async function teardown(...connections: MqttConnection[]): Promise<void> {
+  await Promise.all(connections.map((c) => c.close()));
+}
+
+for (const broker of BROKERS) {
+  Deno.test(`ServerLink delivers verified RESPONSEs and counts every rejected frame (${broker.name})`, async (t) => {
+    const server = await broker.start();
+    const s = await setup(server.url);
+    const topic = serverTopic(s.link.serverId, s.deviceId);
+    async function expectRejected(frame: Uint8Array, reason: string, on = topic) {
+      const logged = s.logger.next("frame.rejected");
+      await s.device.publish(on, frame);
+      assert.equal((await logged).fields.reason, reason);
+      assert.equal(s.link.rejections.get(reason as never), 1);
+    }
+    try {
+      await t.step("a signed RESPONSE reaches the handler", async () => {
+        const frame = await response(s.deviceKey, { sequence: 5n, status: 0xfe });
+        await s.device.publish(topic, frame);
+        await waitUntil(() => s.received.length === 1, "the response");
+        const [id, message] = s.received[0]!;
+        assert.equal(id, s.deviceId);
+        assert.equal(message.status, 0xfe);
+        assert.equal(message.sequence, 5n);
+      });
+      await t.step("a replayed sequence id", async () => {
+        await expectRejected(await response(s.deviceKey, { sequence: 5n }), "replay");
+      });
+      await t.step("a forged signature", async () => {
+        await expectRejected(await response(randomPrivateKey(), { sequence: 6n }), "bad_signature");
+      });
+      await t.step("a malformed frame, by decode error code", async () => {
+        await expectRejected(new Uint8Array([2, 2, 0]), "truncated");
+      });
+      await t.step("an unknown device", async () => {
+        const stranger = serverTopic(s.link.serverId, crypto.randomUUID());
+        await expectRejected(
+          await response(s.deviceKey, { sequence: 7n }),
+          "unknown_device",
+          stranger,
+        );
+      });
+      await t.step("a message type a server never accepts", async () => {
+        const activate = encodeMessage(
+          await signMessage({
+            type: "activate",
+            version: 2,
+            sequence: 8n,
+            token: newToken(),
+            signature: new Uint8Array(),
+          }, s.deviceKey),
+        );
+        await expectRejected(activate, "unexpected_type");
+      });
+      await t.step("a topic that names no device", async () => {
+        await expectRejected(
+          await response(s.deviceKey),
+          "bad_topic",
+          `SRUP/servers/${s.link.serverId}/x`,
+        );
+      });
+      assert.equal(s.received.length, 1);
+      assert.equal(s.link.rejections.total, 6);
+    } finally {
+      await teardown(s.serverConnection, s.device);
+      await server.close();
+    }
+  });
+
+  Deno.test(`ServerLink signs INITIATE and ACTIVATE with increasing sequence ids (${broker.name})`, async () => {
+    const server = await broker.start();
+    const s = await setup(server.url);
+    const frames: Uint8Array[] = [];
+    s.device.onMessage((_topic, payload) => frames.push(payload.slice()));
+    await s.device.subscribe(`SRUP/${s.deviceId}`);
+    try {
+      const token = newToken();
+      const digest = new Uint8Array(32).fill(7);
+      const sent = await s.link.sendInitiate(s.deviceId, {
+        token,
+        url: "https://x.example/f",
+        digest,
+      });
+      assert.equal(sent.sequence, 1n);
+      const activate = await s.link.sendActivate(s.deviceId, { token });
+      assert.equal(activate.sequence, 2n);
+      assert.equal(s.serverConnection.latency.snapshot().count, 2);
+      await waitUntil(() => frames.length === 2, "both frames");
+      const serverPublic = await (await defaultEd25519()).getPublicKey(s.serverKey);
+      const initiate = decodeMessage(frames[0]!);
+      const activation = decodeMessage(frames[1]!);
+      assert.ok(initiate.type === "initiate");
+      assert.deepEqual(initiate.target, uuidToBytes(s.deviceId));
+      assert.equal(initiate.url, "https://x.example/f");
+      assert.deepEqual(initiate.digest, digest);
+      assert.equal(activation.type, "activate");
+      assert.deepEqual(activation.token, token);
+      for (const message of [initiate, activation]) {
+        assert.equal(message.version, 2);
+        assert.ok(await verifyMessage(message, serverPublic));
+      }
+    } finally {
+      await teardown(s.serverConnection, s.device);
+      await server.close();
+    }
+  });
+}
+
+const mqtt5 = BROKERS.find((b) => b.protocolVersion === 5);
+Deno.test({
+  name: "ServerLink instances on MQTT 5 split the responses through the shared subscription",
+  ignore: mqtt5 === undefined,
+  async fn() {
+    const server = await mqtt5!.start();
+    const s = await setup(server.url);
+    const received: string[] = [];
+    const second = await connectMqtt(server.url, { clean: true });
+    const devicePublic = await (await defaultEd25519()).getPublicKey(s.deviceKey);
+    const other: ServerLink = await createServerLink(second, {
+      privateKey: s.serverKey,
+      sequence: memorySequence(),
+      deviceKey: () => Promise.resolve(devicePublic),
+      onResponse: (_id, message) => void received.push(message.token.toHex()),
+    });
+    try {
+      assert.equal(other.serverId, s.link.serverId);
+      const topic = serverTopic(s.link.serverId, s.deviceId);
+      for (let i = 1; i <= 20; i++) {
+        await s.device.publish(topic, await response(s.deviceKey, { sequence: BigInt(i) }));
+      }
+      await waitUntil(() => s.received.length + received.length === 20, "20 responses");
+      // Round-robin in Mosquitto: each instance gets a share, and no response is seen twice.
+      assert.ok(s.received.length > 0 && received.length > 0);
+      const all = [...s.received.map(([, m]) => m.token.toHex()), ...received];
+      assert.equal(new Set(all).size, 20);
+    } finally {
+      await teardown(s.serverConnection, s.device, second);
+      await server.close();
+    }
+  },
+});
