@@ -49,6 +49,8 @@ export async function startEmbeddedBroker(
   const aedes = await Aedes.createBroker();
   const sockets = new Set<Socket>();
   const server = createServer((socket) => {
+    // Without it every small MQTT packet waits on Nagle's algorithm and the peer's delayed ACK.
+    socket.setNoDelay(true);
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     aedes.handle(socket);

@@ -167,6 +167,9 @@ export class MqttConnection {
       }
     });
     client.on("connect", (connack) => {
+      // npm:mqtt leaves Nagle on: a small PUBACK or RESPONSE then waits for the peer's delayed
+      // ACK, about 40 ms per hop. The CONNECT itself went out on a fresh socket, undelayed.
+      (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
       this.#logger.info("mqtt.connected", { clientId, sessionPresent: connack.sessionPresent });
     });
     client.on("offline", () => this.#logger.warn("mqtt.offline", { clientId }));
