@@ -79,7 +79,10 @@ export class GroupCommitWriter {
     return this.#queue.length;
   }
 
-  /** Queues a write; resolves once it is committed, rejects with the error if its batch failed. */
+  /**
+   * Queues a write; resolves once it is committed, rejects with the error if its batch failed.
+   * Handle the rejection even when not awaiting: an unhandled one ends the process.
+   */
   enqueue(op: WriteOp): Promise<void> {
     if (this.#closed) {
       return Promise.reject(new Error("Cannot enqueue write: the writer is closed"));

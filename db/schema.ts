@@ -133,7 +133,8 @@ export const rolloutDevices = pgTable("rollout_devices", {
   primaryKey({ columns: [t.rolloutId, t.deviceId] }),
   uniqueIndex("rollout_devices_position_idx").on(t.rolloutId, t.position),
   index("rollout_devices_state_idx").on(t.rolloutId, t.state),
-  index("rollout_devices_token_idx").on(t.token),
+  // Pending rows have no token yet; leaving them out keeps creating a large rollout fast.
+  index("rollout_devices_token_idx").on(t.token).where(sql`token is not null`),
   index("rollout_devices_device_idx").on(t.deviceId),
   check("rollout_devices_last_status_byte", sql.raw("last_status between 0 and 255")),
   check("rollout_devices_token_hex", sql.raw("token ~ '^([0-9a-f]{2})+$'")),
