@@ -49,16 +49,4 @@ export class LatencyHistogram {
     const buckets = this.#counts.map((count) => running += count);
     return { count: this.#count, sumMs: this.#sum, maxMs: this.#max, buckets };
   }
-
-  /** An estimate of the `q` quantile (0 to 1) from the buckets; 0 when empty. */
-  quantile(q: number): number {
-    if (this.#count === 0) return 0;
-    const rank = q * this.#count;
-    let running = 0;
-    for (let i = 0; i < this.#counts.length; i++) {
-      running += this.#counts[i]!;
-      if (running >= rank) return LATENCY_BUCKETS_MS[i]!;
-    }
-    return this.#max;
-  }
 }

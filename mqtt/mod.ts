@@ -25,7 +25,6 @@ export { mqttClientOptions, type MqttClientSettings, parseBrokerUrl } from "./op
 export {
   deviceTopic,
   isServerId,
-  parseDeviceTopic,
   parseResponseTopic,
   responseSubscription,
   type ResponseSubscriptionOptions,

@@ -104,11 +104,6 @@ export class ServerLink {
     this.#unsubscribe = connection.onMessage((topic, payload) => this.#receive(topic, payload));
   }
 
-  /** The underlying connection; its `latency` holds publish-to-PUBACK times. */
-  get connection(): MqttConnection {
-    return this.#connection;
-  }
-
   /** Signs and publishes an INITIATE to `deviceId`; resolves with the sent message on PUBACK. */
   sendInitiate(deviceId: string, fields: InitiateFields): Promise<InitiateMessage> {
     const target = uuidToBytes(deviceId);

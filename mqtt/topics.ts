@@ -47,14 +47,6 @@ export function parseResponseTopic(topic: string, serverId: string): string | un
   return isUuid(deviceId) && deviceId === deviceId.toLowerCase() ? deviceId : undefined;
 }
 
-/** The device id in a device topic `SRUP/<uuid>`, or undefined for any other topic. */
-export function parseDeviceTopic(topic: string): string | undefined {
-  const prefix = `${TOPIC_ROOT}/`;
-  if (!topic.startsWith(prefix)) return undefined;
-  const deviceId = topic.slice(prefix.length);
-  return isUuid(deviceId) && deviceId === deviceId.toLowerCase() ? deviceId : undefined;
-}
-
 /** The default server id: the first 16 hex characters of SHA-256 over the raw public key. */
 export async function serverIdFromPublicKey(publicKey: Uint8Array): Promise<string> {
   abytes(publicKey, 32, "public key");
