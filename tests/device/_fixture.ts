@@ -1,4 +1,4 @@
-/** A device agent in memory with a fake-free harness: real signatures, injected fetch and clock. */
+/** A device agent in memory: real signatures, an injected fetch and a simulated clock. */
 import { SimulatedClock } from "xstate";
 import {
   type ActivateMessage,

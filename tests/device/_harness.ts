@@ -60,7 +60,7 @@ export function artifactServer() {
   };
 }
 
-/** Options for {@linkcode deviceHarness}. */
+/** Options for starting the harness device. */
 export interface HarnessOptions {
   logger?: Logger;
 }
@@ -89,16 +89,11 @@ export async function deviceHarness(brokerUrl: string) {
     deviceKey: (id) => Promise.resolve(id === identity.id ? identity.publicKey : undefined),
     onResponse(_id, message) {
       responses.push(message);
-      const key = `${toHex(message.token)}/${
-        responses.filter((r) => equalToken(r, message)).length
-      }`;
-      waiters.get(key)?.(message);
+      const hex = toHex(message.token);
+      const nth = responses.filter((r) => toHex(r.token) === hex).length;
+      waiters.get(`${hex}/${nth}`)?.(message);
     },
   });
-
-  function equalToken(a: ResponseMessage, b: ResponseMessage): boolean {
-    return toHex(a.token) === toHex(b.token);
-  }
 
   /** Starts (or restarts) the device process in-process. */
   function start(options: HarnessOptions = {}): Promise<RunningDevice> {
