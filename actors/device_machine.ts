@@ -1,0 +1,167 @@
+/**
+ * One device in a rollout: idle → initiated → received → activating → activated, with retrying,
+ * timed_out, failed and cancelled. The machine holds no timers and does no I/O: the engine sends
+ * `device.timeout` when a deadline passes, and the sends are the injected `sendInitiate` and
+ * `sendActivate` actions.
+ */
+import { assign, setup } from "xstate";
+import {
+  ACTIVATE_FAIL,
+  ACTIVATE_SUCCESS,
+  toHex,
+  UPDATE_FAIL_DIGEST,
+  UPDATE_FAIL_FILE,
+  UPDATE_FAIL_HTTP_ERROR,
+  UPDATE_FAIL_SERVER,
+  UPDATE_SUCCESS,
+} from "../srup/mod.ts";
+import type { Retryable } from "../policies/mod.ts";
+import type { DeviceState } from "./device_state.ts";
+
+/** When a device may try again: total attempts and the conditions worth a retry. */
+export interface RetryRule {
+  attempts: number;
+  on: readonly Retryable[];
+}
+
+/**
+ * What a device actor remembers. Deliberately tiny: each `assign` clones the actor's snapshot, so
+ * the engine keeps the rest (last status, deadline) in its own per-device records.
+ */
+export interface DeviceContext {
+  id: string;
+  /** Hex of the current token; empty before the first INITIATE. */
+  token: string;
+  /** INITIATE attempts so far. */
+  attempt: number;
+  retry: RetryRule;
+}
+
+/** Input of a device actor. */
+export interface DeviceInput {
+  id: string;
+  retry: RetryRule;
+}
+
+/** Events a device actor accepts. */
+export type DeviceEvent =
+  | { type: "device.initiate"; token: Uint8Array }
+  | { type: "device.response"; status: number }
+  | { type: "device.activate" }
+  | { type: "device.timeout" }
+  | { type: "device.cancel" };
+
+const TRANSIENT: ReadonlyMap<number, Retryable> = new Map([
+  [UPDATE_FAIL_HTTP_ERROR, "fc"],
+  [UPDATE_FAIL_SERVER, "fd"],
+  [UPDATE_FAIL_FILE, "fe"],
+]);
+
+/** The retry condition an event stands for, if any. */
+function retryKey(event: DeviceEvent): Retryable | undefined {
+  if (event.type === "device.timeout") return "timeout";
+  return event.type === "device.response" ? TRANSIENT.get(event.status) : undefined;
+}
+
+function report(state: DeviceState) {
+  return { type: "report", params: { state } } as const;
+}
+
+/** The device machine; the engine provides `sendInitiate`, `sendActivate` and `report`. */
+export const deviceMachine = setup({
+  types: {
+    context: {} as DeviceContext,
+    events: {} as DeviceEvent,
+    input: {} as DeviceInput,
+  },
+  actions: {
+    sendInitiate: () => {},
+    sendActivate: () => {},
+    /** Tells the engine a state was entered: the engine records it, emits the event, arms timers. */
+    report: (_args, _params: { state: DeviceState }) => {},
+    newToken: assign({
+      token: ({ event }) => event.type === "device.initiate" ? toHex(event.token) : "",
+      attempt: ({ context }) => context.attempt + 1,
+    }),
+  },
+  guards: {
+    /** Whether to ACTIVATE right after the 0x00; the engine provides it (immediate activation). */
+    activateNow: () => false,
+    status: ({ event }, params: { is: number }) =>
+      event.type === "device.response" && event.status === params.is,
+    transient: ({ event }) => event.type === "device.response" && TRANSIENT.has(event.status),
+    retryable: ({ context, event }) => {
+      const key = retryKey(event);
+      return key !== undefined && context.attempt < context.retry.attempts &&
+        context.retry.on.includes(key);
+    },
+  },
+}).createMachine({
+  id: "device",
+  context: ({ input }) => ({
+    id: input.id,
+    token: "",
+    attempt: 0,
+    retry: input.retry,
+  }),
+  initial: "idle",
+  on: {
+    // [SRUP-3] A digest mismatch is fatal whenever it arrives: the file is not what we signed.
+    "device.response": {
+      guard: { type: "status", params: { is: UPDATE_FAIL_DIGEST } },
+      target: ".failed",
+    },
+    "device.cancel": ".cancelled",
+  },
+  states: {
+    idle: {
+      on: { "device.initiate": { target: "initiated", actions: "newToken" } },
+    },
+    initiated: {
+      entry: [report("initiated"), "sendInitiate"],
+      on: {
+        "device.response": [
+          {
+            guard: { type: "status", params: { is: UPDATE_SUCCESS } },
+            target: "received",
+          },
+          { guard: "retryable", target: "retrying" },
+          { guard: "transient", target: "failed" },
+        ],
+        "device.timeout": "timed_out",
+      },
+    },
+    received: {
+      entry: report("received"),
+      always: { guard: "activateNow", target: "activating" },
+      on: { "device.activate": "activating" },
+    },
+    activating: {
+      entry: [report("activating"), "sendActivate"],
+      on: {
+        "device.response": [
+          {
+            guard: { type: "status", params: { is: ACTIVATE_SUCCESS } },
+            target: "activated",
+          },
+          {
+            guard: { type: "status", params: { is: ACTIVATE_FAIL } },
+            target: "failed",
+          },
+        ],
+        "device.timeout": "timed_out",
+      },
+    },
+    timed_out: {
+      entry: report("timed_out"),
+      always: [{ guard: "retryable", target: "retrying" }, { target: "failed" }],
+    },
+    retrying: {
+      entry: report("retrying"),
+      on: { "device.initiate": { target: "initiated", actions: "newToken" } },
+    },
+    activated: { type: "final", entry: report("activated") },
+    failed: { type: "final", entry: report("failed") },
+    cancelled: { type: "final", entry: report("cancelled") },
+  },
+});

@@ -1,0 +1,111 @@
+/**
+ * Compact per-device records for a whole fleet: a few bytes per device in typed arrays, plus running
+ * counts per state, per stage and per attempt. This is the only fleet-sized memory of an engine.
+ */
+import { TOKEN_BYTES } from "../srup/mod.ts";
+import { DEVICE_STATES, type DeviceState, STATE_CODE } from "./device_state.ts";
+import { stageOf } from "./stages.ts";
+
+const STATES = DEVICE_STATES.length;
+const NO_STATUS = -1;
+
+/** The per-device arrays and counters of one rollout. */
+export class Fleet {
+  readonly size: number;
+  readonly ends: readonly number[];
+  #state: Uint8Array;
+  #attempt: Uint8Array;
+  #lastStatus: Int16Array;
+  #tokens: Uint8Array;
+  #counts: Float64Array;
+  #stageCounts: Float64Array;
+  #attempts: number[] = [];
+
+  constructor(size: number, ends: readonly number[]) {
+    this.size = size;
+    this.ends = ends;
+    this.#state = new Uint8Array(size);
+    this.#attempt = new Uint8Array(size);
+    this.#lastStatus = new Int16Array(size).fill(NO_STATUS);
+    this.#tokens = new Uint8Array(size * TOKEN_BYTES);
+    this.#counts = new Float64Array(STATES);
+    this.#counts[STATE_CODE.pending] = size;
+    this.#stageCounts = new Float64Array(ends.length * STATES);
+    ends.forEach((end, stage) => {
+      this.#stageCounts[stage * STATES] = end - (ends[stage - 1] ?? 0);
+    });
+  }
+
+  state(index: number): DeviceState {
+    return DEVICE_STATES[this.#state[index]!]!;
+  }
+
+  attempt(index: number): number {
+    return this.#attempt[index]!;
+  }
+
+  lastStatus(index: number): number | null {
+    const status = this.#lastStatus[index]!;
+    return status === NO_STATUS ? null : status;
+  }
+
+  token(index: number): Uint8Array {
+    return this.#tokens.subarray(index * TOKEN_BYTES, (index + 1) * TOKEN_BYTES);
+  }
+
+  /** Records a device's state, attempt and last status, keeping every count in step. */
+  set(index: number, state: DeviceState, attempt: number, lastStatus: number | null): void {
+    const from = this.#state[index]!;
+    const to = STATE_CODE[state];
+    if (from !== to) {
+      const base = stageOf(this.ends, index) * STATES;
+      this.#counts[from]!--;
+      this.#counts[to]!++;
+      this.#stageCounts[base + from]!--;
+      this.#stageCounts[base + to]!++;
+      this.#state[index] = to;
+    }
+    const previous = this.#attempt[index]!;
+    if (previous !== attempt) {
+      if (previous > 0) this.#attempts[previous]!--;
+      this.#attempts[attempt] = (this.#attempts[attempt] ?? 0) + 1;
+      this.#attempt[index] = attempt;
+    }
+    this.#lastStatus[index] = lastStatus ?? NO_STATUS;
+  }
+
+  setToken(index: number, token: Uint8Array): void {
+    this.#tokens.set(token, index * TOKEN_BYTES);
+  }
+
+  /** Devices in `state`, fleet-wide. */
+  count(state: DeviceState): number {
+    return this.#counts[STATE_CODE[state]]!;
+  }
+
+  /** Devices of stage `stage` in `state`. */
+  stageCount(stage: number, state: DeviceState): number {
+    return this.#stageCounts[stage * STATES + STATE_CODE[state]]!;
+  }
+
+  /** Devices in stage `stage` alone (not cumulative). */
+  stageSize(stage: number): number {
+    return this.ends[stage]! - (this.ends[stage - 1] ?? 0);
+  }
+
+  /** Devices per state name. */
+  counts(): Record<DeviceState, number> {
+    return Object.fromEntries(
+      DEVICE_STATES.map((state, code) => [state, this.#counts[code]!]),
+    ) as Record<DeviceState, number>;
+  }
+
+  /** Started devices by number of INITIATE attempts: `{ "1": 980, "2": 19, "3": 1 }`. */
+  attemptHistogram(): Record<string, number> {
+    const histogram: Record<string, number> = {};
+    this.#attempts.forEach((count, attempts) => {
+      if (count > 0) histogram[attempts] = count;
+    });
+    return histogram;
+  }
+}

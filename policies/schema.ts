@@ -1,0 +1,112 @@
+/** The policy schema (zod): what a policy file may say, with defaults, durations in milliseconds. */
+import { z } from "zod";
+import { parseDuration } from "./duration.ts";
+
+/** A duration string (`10m`) read as milliseconds. */
+const duration = z.string({ error: 'Expected a duration such as "30s" or "10m"' }).transform(
+  (text, ctx) => {
+    try {
+      return parseDuration(text);
+    } catch (error) {
+      ctx.issues.push({ code: "custom", message: (error as Error).message, input: text });
+      return z.NEVER;
+    }
+  },
+);
+
+const percent = z.number().min(0).max(100);
+
+const stage = z.strictObject({
+  percent: z.number().gt(0, { error: "Must be more than 0" }).max(100),
+  bake: duration.optional().transform((ms) => ms ?? 0),
+  approval: z.enum(["manual", "auto"]).default("auto"),
+});
+
+/** Stage percentages are cumulative: strictly increasing, ending at 100. */
+function checkStages(stages: { percent: number }[], ctx: z.RefinementCtx): void {
+  stages.forEach((stage, index) => {
+    const previous = stages[index - 1];
+    if (previous && stage.percent <= previous.percent) {
+      ctx.addIssue({
+        code: "custom",
+        path: [index, "percent"],
+        message: `Must be more than the previous stage's ${previous.percent}`,
+      });
+    }
+  });
+  const last = stages.at(-1);
+  if (last && last.percent !== 100) {
+    ctx.addIssue({
+      code: "custom",
+      path: [stages.length - 1, "percent"],
+      message: `The last stage must be 100: got ${last.percent}`,
+    });
+  }
+}
+
+const exponential = z.strictObject({
+  base: z.int().positive(),
+  factor: z.number().gt(1, { error: "Must be more than 1" }).max(100),
+  every: z.int().positive(),
+  on: z.enum(["notified", "succeeded"]).default("notified"),
+  max: z.int().positive().optional(),
+}).refine((ramp) => ramp.max === undefined || ramp.max >= ramp.base, {
+  path: ["max"],
+  error: "Must not be less than base",
+});
+
+const rate = z.union([
+  z.strictObject({ perMinute: z.int().positive() }),
+  z.strictObject({ exponential }),
+]);
+
+/** Statuses (and `timeout`) a policy may retry; 0xFF never is. */
+export const RETRYABLE = ["fc", "fd", "fe", "timeout"] as const;
+/** One retryable condition. */
+export type Retryable = typeof RETRYABLE[number];
+
+const retry = z.strictObject({
+  // Total INITIATE attempts per device, the first included.
+  attempts: z.int().min(1).max(100).default(3),
+  backoff: duration.default(30_000),
+  maxBackoff: duration.default(600_000),
+  on: z.array(z.enum(RETRYABLE)).default([...RETRYABLE]),
+}).refine((retry) => retry.maxBackoff >= retry.backoff, {
+  path: ["maxBackoff"],
+  error: "Must not be shorter than backoff",
+});
+
+const failure = z.strictObject({
+  maxPercent: percent,
+  minDevices: z.int().min(1).default(1),
+  action: z.enum(["pause", "abort"]).default("pause"),
+  scope: z.enum(["stage", "overall"]).default("stage"),
+});
+
+const positiveDuration = duration.refine((ms) => ms > 0, { error: "Must be longer than 0" });
+
+/** The zod schema of a policy, strict at every level. */
+export const policySchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, {
+    error: "Must be 1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit",
+  }),
+  description: z.string().max(1000).optional(),
+  stages: z.array(stage).min(1, { error: "Needs at least one stage" }).max(100).superRefine(
+    checkStages,
+  ),
+  concurrency: z.int().positive().max(1_000_000).default(100),
+  rate: rate.optional(),
+  success: z.strictObject({ minPercent: percent.default(100) }).prefault({}),
+  failure: failure.optional(),
+  retry: retry.prefault({}),
+  timeouts: z.strictObject({
+    response: positiveDuration.default(600_000),
+    activation: positiveDuration.default(300_000),
+  }).prefault({}),
+  activation: z.enum(["immediate", "stage"]).default("immediate"),
+});
+
+/** A validated policy: defaults filled in, every duration in milliseconds. */
+export type Policy = z.output<typeof policySchema>;
+/** A policy as written in a file or sent to the API (durations as strings). */
+export type PolicyInput = z.input<typeof policySchema>;

@@ -1,0 +1,25 @@
+/**
+ * @module
+ * The simulator. In simulated time (`--virtual`): the real rollout engine against in-memory
+ * devices with injected faults and latency, on a heap-based simulated clock; deterministic per seed.
+ */
+export { SimClock } from "./sim_clock.ts";
+export { mulberry32, seededTokens, stream } from "./random.ts";
+export {
+  activateOutcome,
+  type FaultMix,
+  initiateOutcome,
+  latency,
+  type LatencyRange,
+  NO_FAULTS,
+  parseFaults,
+  parseLatency,
+} from "./faults.ts";
+export { runVirtual, setupVirtual, virtualDeviceId, type VirtualOptions } from "./virtual.ts";
+export {
+  formatSummary,
+  type RunFacts,
+  type SimStage,
+  type SimSummary,
+  summarize,
+} from "./summary.ts";
