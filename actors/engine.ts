@@ -352,6 +352,23 @@ export class RolloutEngine {
     this.#command({ type: "rollout.cancel" });
   }
 
+  /**
+   * Stops every timer and actor without changing the rollout or emitting anything, as a process
+   * exit would; take a snapshot first to restore the rollout elsewhere. The engine is unusable after.
+   */
+  stop(): void {
+    this.#clearRateTimer();
+    this.#clearBake();
+    for (const flight of this.#flights.values()) {
+      this.#disarm(flight);
+      flight.actor.stop();
+    }
+    this.#flights.clear();
+    this.#held.clear();
+    this.#finished.length = 0;
+    this.#supervisor.stop();
+  }
+
   /** A cheap summary: state, stage figures, counts, reasons, attempts histogram. */
   summary(): RolloutSummary {
     const context = this.#context();
@@ -411,7 +428,8 @@ export class RolloutEngine {
       format: 1,
       rollout: this.id,
       at: this.#clock.now(),
-      machine: this.#supervisor.getPersistedSnapshot(),
+      // Round-tripped so that keys XState leaves undefined do not survive into the snapshot.
+      machine: JSON.parse(JSON.stringify(this.#supervisor.getPersistedSnapshot())),
       cursor: this.#cursor,
       activationCursor: this.#activationCursor,
       rateNext: this.#rate?.next ?? null,
