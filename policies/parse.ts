@@ -66,10 +66,12 @@ export function parsePolicy(text: string, options: ParseOptions = {}): LoadedPol
   }
   const result = policySchema.safeParse(doc.toJS());
   if (!result.success) {
-    throw new PolicyError(toIssues(result.error.issues, source, (path) => {
+    const issues = toIssues(result.error.issues, source, (path) => {
       const offset = offsetOf(doc.contents as Node, path);
       return offset === null ? null : lineOf(offset);
-    }));
+    });
+    // In file order, as an editor or a CI log would list them.
+    throw new PolicyError(issues.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)));
   }
   return { policy: result.data, provenance: provenance(source, bytes) };
 }
