@@ -5,8 +5,14 @@
  */
 import type { Db } from "./open.ts";
 import { InvalidDataError } from "./errors.ts";
-import { appendEvents, type NewEvent } from "./events.ts";
-import { type DeviceSeen, recordActivation, recordSeen } from "./devices.ts";
+import { appendEvents, type Event, type NewEvent } from "./events.ts";
+import {
+  type DeviceSeen,
+  type DeviceSequence,
+  recordActivation,
+  recordSeen,
+  recordSequences,
+} from "./devices.ts";
 import { type RolloutPatch, updateRollout } from "./rollouts.ts";
 import { type RolloutDeviceRow, upsertRolloutDevices } from "./rollout_devices.ts";
 
@@ -19,7 +25,9 @@ export type WriteOp =
   | { kind: "rollout"; id: string; patch: RolloutPatch }
   /** A confirmed activation: the device's current digest becomes `digest`. */
   | { kind: "activation"; deviceId: string; digest: string }
-  | { kind: "seen"; deviceId: string; at: Date };
+  | { kind: "seen"; deviceId: string; at: Date }
+  /** A sequence id accepted from a device (replay protection); only the highest is kept. */
+  | { kind: "sequence"; deviceId: string; sequence: bigint };
 
 /** What {@linkcode GroupCommitOptions.onCommit} is told about each committed batch. */
 export interface CommitInfo {
@@ -37,6 +45,8 @@ export interface GroupCommitOptions {
   maxDelayMs?: number;
   /** Told of each committed batch, for metrics. */
   onCommit?: (info: CommitInfo) => void;
+  /** Told of each committed batch's events with their ids, in order, e.g. to stream them. */
+  onEvents?: (events: Event[]) => void;
   /** Told of each failed batch; default logs one line with console.error. */
   onError?: (error: unknown, size: number) => void;
 }
@@ -54,6 +64,7 @@ export class GroupCommitWriter {
   #maxOps: number;
   #maxDelayMs: number;
   #onCommit?: (info: CommitInfo) => void;
+  #onEvents?: (events: Event[]) => void;
   #onError: (error: unknown, size: number) => void;
   #queue: Entry[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -71,6 +82,7 @@ export class GroupCommitWriter {
       throw new RangeError(`Invalid maxDelayMs: ${this.#maxDelayMs} is below 0`);
     }
     this.#onCommit = options.onCommit;
+    this.#onEvents = options.onEvents;
     this.#onError = options.onError ?? logFailure;
   }
 
@@ -130,24 +142,37 @@ export class GroupCommitWriter {
 
   async #commit(batch: Entry[]): Promise<void> {
     const started = performance.now();
+    let committed: Event[];
     try {
-      await this.#db.transaction((tx) => applyWrites(tx, batch.map((entry) => entry.op)));
+      committed = await this.#db.transaction((tx) =>
+        applyWrites(tx, batch.map((entry) => entry.op))
+      );
     } catch (error) {
       this.#onError(error, batch.length);
       for (const entry of batch) entry.reject(error);
       return;
     }
     this.#onCommit?.({ size: batch.length, ms: performance.now() - started });
+    if (committed.length > 0) {
+      try {
+        this.#onEvents?.(committed);
+      } catch (error) {
+        console.error(
+          `Cannot deliver committed events: ${error instanceof Error ? error.message : error}`,
+        );
+      }
+    }
     for (const entry of batch) entry.resolve();
   }
 }
 
-/** Applies a batch inside one transaction, coalescing repeated writes to the same row. */
-async function applyWrites(tx: Db, ops: readonly WriteOp[]): Promise<void> {
+/** Applies a batch inside one transaction, coalescing repeated writes; returns the events written. */
+async function applyWrites(tx: Db, ops: readonly WriteOp[]): Promise<Event[]> {
   const patches = new Map<string, RolloutPatch>();
   const rows = new Map<string, RolloutDeviceRow>();
   const activations: { deviceId: string; digest: string }[] = [];
   const seen = new Map<string, DeviceSeen>();
+  const sequences = new Map<string, DeviceSequence>();
   const newEvents: NewEvent[] = [];
   for (const op of ops) {
     switch (op.kind) {
@@ -163,6 +188,13 @@ async function applyWrites(tx: Db, ops: readonly WriteOp[]): Promise<void> {
       case "activation":
         activations.push(op);
         break;
+      case "sequence": {
+        const before = sequences.get(op.deviceId);
+        if (!before || before.sequence < op.sequence) {
+          sequences.set(op.deviceId, { id: op.deviceId, sequence: op.sequence });
+        }
+        break;
+      }
       case "seen": {
         const before = seen.get(op.deviceId);
         if (!before || before.at < op.at) seen.set(op.deviceId, { id: op.deviceId, at: op.at });
@@ -180,7 +212,17 @@ async function applyWrites(tx: Db, ops: readonly WriteOp[]): Promise<void> {
     await recordActivation(tx, activation.deviceId, activation.digest);
   }
   await recordSeen(tx, [...seen.values()]);
-  await appendEvents(tx, newEvents);
+  await recordSequences(tx, [...sequences.values()]);
+  const ids = await appendEvents(tx, newEvents);
+  return newEvents.map((event, i) => ({
+    id: ids[i]!,
+    rolloutId: event.rolloutId ?? null,
+    deviceId: event.deviceId ?? null,
+    type: event.type,
+    actor: event.actor ?? null,
+    data: event.data ?? {},
+    at: event.at ?? new Date(),
+  }));
 }
 
 function logFailure(error: unknown, size: number): void {

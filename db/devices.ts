@@ -185,3 +185,74 @@ export async function acceptSequence(
   );
   return rows.length === 1;
 }
+
+/** A sequence id accepted from a device, to persist. */
+export interface DeviceSequence {
+  id: string;
+  sequence: bigint;
+}
+
+/**
+ * Persists accepted sequence ids in one statement; a stored id never moves back. For trackers that
+ * check in memory and write through the group-commit writer.
+ */
+export async function recordSequences(db: Db, values: readonly DeviceSequence[]): Promise<void> {
+  if (values.length === 0) return;
+  const json = JSON.stringify(values.map((v) => ({ id: v.id, seq: v.sequence.toString() })));
+  await guard(
+    db.execute(sql`
+      update ${devices} d set last_sequence = greatest(coalesce(d.last_sequence, 0), v.seq)
+      from json_to_recordset(${json}::json) as v(id uuid, seq numeric)
+      where d.id = v.id`),
+    "Cannot record sequence ids",
+  );
+}
+
+/** The last accepted sequence id of each of these devices that has one. */
+export async function loadSequences(
+  db: Db,
+  ids: readonly string[],
+): Promise<Map<string, bigint>> {
+  const result = new Map<string, bigint>();
+  for (let i = 0; i < ids.length; i += 10_000) {
+    const rows = await guard(
+      db.select({ id: devices.id, sequence: devices.lastSequence }).from(devices)
+        .where(inArray(devices.id, ids.slice(i, i + 10_000) as string[])),
+      "Cannot load sequence ids",
+    );
+    for (const row of rows) if (row.sequence !== null) result.set(row.id, row.sequence);
+  }
+  return result;
+}
+
+/** The public keys (base64) of these devices, for the ones that exist. */
+export async function loadPublicKeys(
+  db: Db,
+  ids: readonly string[],
+): Promise<Map<string, string>> {
+  const result = new Map<string, string>();
+  for (let i = 0; i < ids.length; i += 10_000) {
+    const rows = await guard(
+      db.select({ id: devices.id, publicKey: devices.publicKey }).from(devices)
+        .where(inArray(devices.id, ids.slice(i, i + 10_000) as string[])),
+      "Cannot load public keys",
+    );
+    for (const row of rows) result.set(row.id, row.publicKey);
+  }
+  return result;
+}
+
+/** Ids of registered devices in id order, optionally only those carrying every tag given. */
+export async function selectDeviceIds(
+  db: Db,
+  options: { tags?: Record<string, string> } = {},
+): Promise<string[]> {
+  const where = options.tags && Object.keys(options.tags).length > 0
+    ? sql`${devices.tags} @> ${JSON.stringify(options.tags)}::jsonb`
+    : undefined;
+  const rows = await guard(
+    db.select({ id: devices.id }).from(devices).where(where).orderBy(asc(devices.id)),
+    "Cannot select devices",
+  );
+  return rows.map((row) => row.id);
+}

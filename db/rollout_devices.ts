@@ -146,3 +146,14 @@ export async function deviceRolloutHistory(
   );
   return rows.map((row) => ({ ...row.device, rollout: row.rollout }));
 }
+
+/** A rollout's device ids in rollout order. */
+export async function listRolloutDeviceIds(db: Db, rolloutId: string): Promise<string[]> {
+  const rows = await guard(
+    db.select({ id: rolloutDevices.deviceId }).from(rolloutDevices)
+      .where(eq(rolloutDevices.rolloutId, rolloutId))
+      .orderBy(asc(rolloutDevices.position)),
+    "Cannot list rollout device ids",
+  );
+  return rows.map((row) => row.id);
+}

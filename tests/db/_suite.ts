@@ -28,8 +28,11 @@ import {
   listArtifacts,
   listDevices,
   listEvents,
+  listRolloutDeviceIds,
   listRolloutDevices,
   listRollouts,
+  loadPublicKeys,
+  loadSequences,
   loadStartedRolloutDevices,
   MAX_U64,
   type NewRollout,
@@ -39,6 +42,7 @@ import {
   registerDevice,
   revokeApiToken,
   type RolloutDeviceRow,
+  selectDeviceIds,
   sequenceStore,
   setServerState,
   touchApiToken,
@@ -574,6 +578,22 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
     assert.equal(await other.load(), 0n, "keys are independent");
   });
 
+  await t.step(
+    "selectDeviceIds(), loadPublicKeys() and listRolloutDeviceIds() read in bulk",
+    async () => {
+      const tag = { batch: crypto.randomUUID() };
+      const ids = await registerMany(db, 4, tag);
+      assert.deepEqual(await selectDeviceIds(db, { tags: tag }), ids);
+      const keys = await loadPublicKeys(db, [...ids, crypto.randomUUID()]);
+      assert.equal(keys.size, 4);
+      assert.equal(keys.get(ids[0]!), KEY);
+      const order = [ids[2]!, ids[0]!, ids[3]!, ids[1]!];
+      const rollout = await createRollout(db, newRollout(order));
+      assert.deepEqual(await listRolloutDeviceIds(db, rollout.id), order);
+      assert.equal((await loadSequences(db, ids)).size, 0);
+    },
+  );
+
   await groupCommitSteps(t, db);
 }
 
@@ -711,5 +731,44 @@ async function groupCommitSteps(t: Deno.TestContext, db: Db): Promise<void> {
       { message: "Cannot enqueue write: the writer is closed" },
     );
     assert.throws(() => new GroupCommitWriter(db, { maxOps: 0 }), RangeError);
+  });
+
+  await t.step(
+    "GroupCommitWriter keeps the highest sequence id and never moves it back",
+    async () => {
+      const [id] = await registerMany(db, 1);
+      const writer = new GroupCommitWriter(db, { maxDelayMs: 60_000 });
+      const big = MAX_U64 - 5n;
+      await Promise.all([
+        writer.enqueue({ kind: "sequence", deviceId: id!, sequence: 7n }),
+        writer.enqueue({ kind: "sequence", deviceId: id!, sequence: big }),
+        writer.enqueue({ kind: "sequence", deviceId: id!, sequence: 9n }),
+        writer.flush(),
+      ]);
+      assert.equal((await loadSequences(db, [id!])).get(id!), big);
+      await writer.enqueue({ kind: "sequence", deviceId: id!, sequence: 3n }).then(() =>
+        writer.flush()
+      );
+      assert.equal((await loadSequences(db, [id!])).get(id!), big);
+      await writer.close();
+    },
+  );
+
+  await t.step("GroupCommitWriter reports committed events with their ids, in order", async () => {
+    const seen: { id: number; type: string }[] = [];
+    const writer = new GroupCommitWriter(db, {
+      maxDelayMs: 60_000,
+      onEvents: (events) => seen.push(...events.map((e) => ({ id: e.id, type: e.type }))),
+    });
+    const rolloutId = crypto.randomUUID();
+    const done = ["a", "b", "c"].map((type) =>
+      writer.enqueue({ kind: "event", event: { rolloutId, type } })
+    );
+    await writer.flush();
+    await Promise.all(done);
+    const stored = await listEvents(db, { rolloutId });
+    assert.deepEqual(seen, stored.map((e) => ({ id: e.id, type: e.type })));
+    assert.deepEqual(seen.map((e) => e.type), ["a", "b", "c"]);
+    await writer.close();
   });
 }
