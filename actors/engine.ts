@@ -20,7 +20,7 @@ import { RolloutCommandError } from "./errors.ts";
 import { Fleet } from "./fleet.ts";
 import type { Clock, RolloutEvent, RolloutPorts } from "./ports.ts";
 import { RateLimiter } from "./rate_limit.ts";
-import type { FailureFigures, HaltReason, PauseReason } from "./reasons.ts";
+import type { FailureFigures, HaltReason } from "./reasons.ts";
 import {
   type RolloutContext,
   rolloutMachine,
@@ -35,85 +35,15 @@ import {
   type RolloutSnapshot,
 } from "./snapshot.ts";
 import { stageEnds, stageOf } from "./stages.ts";
-
-/** Options of {@linkcode createRolloutEngine}. */
-export interface RolloutEngineOptions {
-  /** The rollout's id, carried by every event. */
-  id: string;
-  policy: Policy;
-  /** Target device ids in rollout order; stage k covers the first ceil(percent_k% × n). */
-  devices: readonly string[];
-  clock: Clock;
-  ports: RolloutPorts;
-  /** Uniform [0, 1) for backoff jitter; default `Math.random`. Seed it for reproducible runs. */
-  random?: () => number;
-  /** Makes a fresh 16-byte token for each INITIATE; default srup's `newToken()`. */
-  token?: () => Uint8Array;
-  /** Where the policy came from, recorded in `rollout.started`. */
-  provenance?: PolicyProvenance;
-  /** Restore this rollout instead of starting afresh (from {@linkcode RolloutEngine.snapshot}). */
-  snapshot?: RolloutSnapshot;
-}
-
-/** The rollout's state in the words the API and the simulator use. */
-export type RolloutState =
-  | "created"
-  | "running"
-  | "paused"
-  | "waiting_approval"
-  | "halted"
-  | "completed"
-  | "cancelled";
-
-/** The supervisor's finer state behind {@linkcode RolloutState}. */
-export type RolloutPhase =
-  | "idle"
-  | "dispatching"
-  | "activating"
-  | "baking"
-  | "waiting_approval"
-  | "paused"
-  | "halted"
-  | "completed"
-  | "cancelled";
-
-/** What became of one RESPONSE handed to {@linkcode RolloutEngine.response}. */
-export type ResponseOutcome = "accepted" | "stale_token" | "not_in_flight" | "unexpected";
-
-/** Figures of one stage. */
-export interface StageSummary {
-  percent: number;
-  /** Devices of this stage alone (stages are cumulative; these are the new ones). */
-  devices: number;
-  pending: number;
-  inFlight: number;
-  received: number;
-  activated: number;
-  failed: number;
-  cancelled: number;
-}
-
-/** A cheap summary of a rollout for the API and the simulator. */
-export interface RolloutSummary {
-  id: string;
-  state: RolloutState;
-  phase: RolloutPhase;
-  /** Index of the current stage. */
-  stage: number;
-  stages: StageSummary[];
-  devices: number;
-  counts: Record<DeviceState, number>;
-  inFlight: number;
-  activated: number;
-  failed: number;
-  pauseReason: PauseReason | null;
-  haltReason: HaltReason | null;
-  /** Clock time the current bake ends, or null. */
-  bakeUntil: number | null;
-  /** Started devices by number of INITIATE attempts. */
-  attempts: Record<string, number>;
-  ignored: IgnoredCounts;
-}
+import {
+  type ResponseOutcome,
+  type RolloutEngineOptions,
+  type RolloutPhase,
+  type RolloutState,
+  type RolloutSummary,
+  type StageSummary,
+  stateOf,
+} from "./engine_types.ts";
 
 type DeviceLogic = typeof deviceMachine;
 type DeviceActor = Actor<DeviceLogic>;
@@ -990,19 +920,6 @@ function planOf(policy: Policy): RolloutPlan {
     minSuccessPercent: policy.success.minPercent,
     failureAction: policy.failure?.action ?? "pause",
   };
-}
-
-function stateOf(phase: RolloutPhase): RolloutState {
-  switch (phase) {
-    case "idle":
-      return "created";
-    case "dispatching":
-    case "activating":
-    case "baking":
-      return "running";
-    default:
-      return phase;
-  }
 }
 
 function reasonOf(event: DeviceEvent): string | undefined {

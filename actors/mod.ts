@@ -16,16 +16,15 @@
  *   synchronous, none may call back into the engine synchronously.
  * - Stage k covers the first ceil(percent_k% × n) devices of `devices`, in order.
  */
-export {
-  createRolloutEngine,
-  type ResponseOutcome,
-  RolloutEngine,
-  type RolloutEngineOptions,
-  type RolloutPhase,
-  type RolloutState,
-  type RolloutSummary,
-  type StageSummary,
-} from "./engine.ts";
+export { createRolloutEngine, RolloutEngine } from "./engine.ts";
+export type {
+  ResponseOutcome,
+  RolloutEngineOptions,
+  RolloutPhase,
+  RolloutState,
+  RolloutSummary,
+  StageSummary,
+} from "./engine_types.ts";
 export type { Clock, RolloutEvent, RolloutEventType, RolloutPorts } from "./ports.ts";
 export { RolloutCommandError, type RolloutCommandErrorCode } from "./errors.ts";
 export {

@@ -14,8 +14,9 @@ export interface Clock {
 }
 
 /**
- * Where the engine's decisions go. Every call is synchronous and must not call back into the
- * engine synchronously; the live layer queues the work (for example until an event is durable).
+ * Where the engine's decisions go. Every call is synchronous, must not throw, and must not call
+ * back into the engine synchronously; the live layer queues the work (for example until an event is
+ * durable) and handles its own failures.
  */
 export interface RolloutPorts {
   /** Send a signed INITIATE with this brand-new token (attempt 1 is the first). */
