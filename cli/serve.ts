@@ -1,7 +1,78 @@
-/** `flotilla serve`. */
+/** `flotilla serve`: the orchestrator on embedded defaults, configured by environment variables. */
+import { ConfigError, readConfig } from "../orchestrator/config.ts";
+import { startService } from "../orchestrator/service.ts";
+import { jsonLogger } from "../mqtt/mod.ts";
+import { parse } from "./args.ts";
 
-/** Runs `serve`; returns the exit code. */
-export function run(_args: string[]): Promise<number> {
-  console.error("flotilla serve is not built yet: see the open issues");
-  return Promise.resolve(1);
+export const HELP = `Usage: flotilla serve
+
+Runs the orchestrator. Settings come from the environment:
+  FLOTILLA_DATA_DIR      data directory (PGlite, server key, artifacts)   default ./data
+  DATABASE_URL           PostgreSQL instead of the embedded PGlite
+  MQTT_URL               an external broker (mqtt:// or mqtts://) instead of the embedded one
+  FLOTILLA_MQTT_PORT     port of the embedded broker                      default 1883
+  FLOTILLA_MQTT_CA, FLOTILLA_MQTT_CERT, FLOTILLA_MQTT_KEY   TLS files for MQTT_URL
+  FLOTILLA_SERVER_KEY    PEM file of the server's Ed25519 key             default <data>/server.key
+  FLOTILLA_POLICY_DIR    policy directory                                 default ./policies
+  PORT, FLOTILLA_HOST    HTTP API port and address                        default 8080, 127.0.0.1
+  FLOTILLA_PUBLIC_URL    base URL devices download artifacts from         default the API's URL
+  FLOTILLA_TLS_CERT, FLOTILLA_TLS_KEY   HTTPS for the API and artifact downloads
+  FLOTILLA_ADMIN_TOKEN   the admin token (otherwise one is made and printed on first start)
+  FLOTILLA_LOG_MQTT=1    log MQTT events (frame.rejected, reconnects) as JSON lines`;
+
+/** Runs `serve`; returns the exit code when the service stops. */
+export async function run(args: string[]): Promise<number> {
+  const { values } = parse(args, { help: { type: "boolean", short: "h" } });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  let service;
+  try {
+    const config = readConfig();
+    service = await startService(config, {
+      logger: Deno.env.get("FLOTILLA_LOG_MQTT") === "1" ? jsonLogger() : undefined,
+    });
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`flotilla serve: ${error.message}`);
+      return 1;
+    }
+    console.error(`flotilla serve: ${(error as Error).message}`);
+    return 1;
+  }
+  const lines = [
+    `flotilla is running`,
+    `  API        ${service.apiUrl}  (docs ${service.apiUrl}/docs)`,
+    `  MQTT       ${service.mqttUrl}${service.embeddedBroker ? "  (embedded broker)" : ""}`,
+    `  data       ${service.dataDir}`,
+    `  database   ${service.database}`,
+    `  server id  ${service.serverId}`,
+    `  public key ${service.publicKey}`,
+    `  policies   ${service.policies.list().map((p) => p.policy.name).join(", ") || "none"}${
+      service.policies.failures.length
+        ? `  (${service.policies.failures.length} failed to load)`
+        : ""
+    }`,
+  ];
+  if (service.adminToken) {
+    lines.push(
+      `  admin token ${service.adminToken}`,
+      `  (shown once: keep it; only its hash is stored)`,
+    );
+  }
+  console.log(lines.join("\n"));
+  const stopped = Promise.withResolvers<string>();
+  const onSignal = (name: string) => () => stopped.resolve(name);
+  const signals: [Deno.Signal, () => void][] = [
+    ["SIGINT", onSignal("SIGINT")],
+    ["SIGTERM", onSignal("SIGTERM")],
+  ];
+  for (const [signal, handler] of signals) Deno.addSignalListener(signal, handler);
+  const signal = await stopped.promise;
+  console.log(`${signal}: shutting down`);
+  for (const [name, handler] of signals) Deno.removeSignalListener(name, handler);
+  await service.close();
+  console.log("stopped");
+  return 0;
 }

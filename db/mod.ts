@@ -44,6 +44,7 @@ export {
   putArtifact,
 } from "./artifacts.ts";
 export {
+  countRolloutsByState,
   createRollout,
   getRollout,
   listActiveRollouts,

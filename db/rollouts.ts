@@ -1,5 +1,5 @@
 /** Rollouts: creation with their device rows in one transaction, lookup, listing, updates. */
-import { and, asc, desc, eq, inArray, type SQL, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, inArray, type SQL, sql } from "drizzle-orm";
 import type { Db } from "./open.ts";
 import { guard, InvalidDataError } from "./errors.ts";
 import { uuidv7 } from "./ids.ts";
@@ -139,4 +139,13 @@ export async function updateRollout(
 /** Rows of a raw `execute()`: postgres.js returns an array, PGlite an object with `rows`. */
 function rowsOf<T>(result: unknown): T[] {
   return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
+}
+
+/** How many rollouts are in each state. */
+export async function countRolloutsByState(db: Db): Promise<Record<string, number>> {
+  const rows = await guard(
+    db.select({ state: rollouts.state, n: count() }).from(rollouts).groupBy(rollouts.state),
+    "Cannot count rollouts",
+  );
+  return Object.fromEntries(rows.map((row) => [row.state, row.n]));
 }

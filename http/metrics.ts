@@ -1,50 +1,18 @@
-/** A small Prometheus registry: counters, gauges read at scrape time, and latency summaries. */
+/** A small Prometheus registry: samples read at scrape time, and latency histograms. */
+import { LATENCY_BUCKETS_MS, type LatencyHistogram } from "../mqtt/mod.ts";
 
 type Labels = Record<string, string>;
+type Sample = [Labels, number, string?];
 
 interface Family {
   help: string;
-  type: "counter" | "gauge" | "summary";
-  collect(): Array<[Labels, number, string?]>;
-}
-
-/** Latency observations kept in a bounded window for quantiles. */
-export class LatencyWindow {
-  readonly #values: number[] = [];
-  readonly #limit: number;
-  #count = 0;
-  #sum = 0;
-
-  constructor(limit = 2048) {
-    this.#limit = limit;
-  }
-
-  observe(seconds: number): void {
-    this.#count++;
-    this.#sum += seconds;
-    if (this.#values.length >= this.#limit) this.#values.splice(0, this.#values.length / 2);
-    this.#values.push(seconds);
-  }
-
-  quantile(q: number): number {
-    if (this.#values.length === 0) return Number.NaN;
-    const sorted = [...this.#values].sort((a, b) => a - b);
-    return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-  }
-
-  get count(): number {
-    return this.#count;
-  }
-
-  get sum(): number {
-    return this.#sum;
-  }
+  type: "counter" | "gauge" | "histogram";
+  read(): Sample[] | Promise<Sample[]>;
 }
 
 /** Metric families rendered as Prometheus text exposition format 0.0.4. */
 export class MetricsRegistry {
   readonly #families = new Map<string, Family>();
-  readonly #refreshers = new Map<string, () => Promise<void>>();
 
   /** A gauge or counter whose samples are read when scraped. */
   collect(
@@ -53,40 +21,42 @@ export class MetricsRegistry {
     help: string,
     read: () => Array<[Labels, number]> | Promise<Array<[Labels, number]>>,
   ): void {
-    let cache: Array<[Labels, number]> = [];
-    this.#families.set(name, { help, type, collect: () => cache });
-    this.#refreshers.set(name, async () => {
-      cache = await read();
-    });
+    this.#families.set(name, { help, type, read });
   }
 
-  /** A latency summary with p50, p90 and p99. */
-  summary(name: string, help: string, windows: () => Array<[Labels, LatencyWindow]>): void {
+  /** A histogram in seconds from millisecond {@linkcode LatencyHistogram}s, one per label set. */
+  histogram(name: string, help: string, read: () => Array<[Labels, LatencyHistogram]>): void {
     this.#families.set(name, {
       help,
-      type: "summary",
-      collect: () =>
-        windows().flatMap(([labels, window]) => [
-          ...[0.5, 0.9, 0.99].map((q): [Labels, number] => [
-            { ...labels, quantile: String(q) },
-            window.quantile(q),
-          ]),
-          [labels, window.sum, "_sum"] as [Labels, number, string],
-          [labels, window.count, "_count"] as [Labels, number, string],
-        ]),
+      type: "histogram",
+      read: () =>
+        read().flatMap(([labels, histogram]) => {
+          const snapshot = histogram.snapshot();
+          return [
+            ...LATENCY_BUCKETS_MS.map((bound, i): Sample => [
+              { ...labels, le: String(bound / 1000) },
+              snapshot.buckets[i]!,
+              "_bucket",
+            ]),
+            [{ ...labels, le: "+Inf" }, snapshot.count, "_bucket"] as Sample,
+            [labels, snapshot.sumMs / 1000, "_sum"] as Sample,
+            [labels, snapshot.count, "_count"] as Sample,
+          ];
+        }),
     });
   }
 
   /** The exposition text. */
   async render(): Promise<string> {
-    await Promise.all([...this.#refreshers.values()].map((refresh) => refresh()));
+    const families = [...this.#families];
+    const samples = await Promise.all(families.map(([, family]) => family.read()));
     const lines: string[] = [];
-    for (const [name, family] of this.#families) {
+    families.forEach(([name, family], i) => {
       lines.push(`# HELP ${name} ${family.help}`, `# TYPE ${name} ${family.type}`);
-      for (const [labels, value, suffix] of family.collect()) {
+      for (const [labels, value, suffix] of samples[i]!) {
         lines.push(`${name}${suffix ?? ""}${formatLabels(labels)} ${formatValue(value)}`);
       }
-    }
+    });
     return lines.join("\n") + "\n";
   }
 }

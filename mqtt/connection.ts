@@ -137,12 +137,18 @@ function applyBackoff(client: MqttClient, settings: MqttClientSettings): void {
   });
 }
 
+// A persistent session's backlog delivered before anyone listens; beyond this it is dropped (and
+// QoS 1 senders retry on their own timeouts).
+const EARLY_LIMIT = 100_000;
+
 /** A connected MQTT client; every method is safe to call while it reconnects. */
 export class MqttConnection {
   readonly #client: MqttClient;
   readonly #logger: Logger;
   readonly #maxPending: number;
   readonly #handlers = new Set<MessageHandler>();
+  /** Messages that arrived before any handler (a persistent session's backlog), until one does. */
+  #early: [string, Uint8Array][] | null = [];
   #pending = 0;
   #closing: Promise<void> | undefined;
   /** Publish to PUBACK times, in milliseconds. */
@@ -158,6 +164,11 @@ export class MqttConnection {
     }
     const clientId = client.options.clientId;
     client.on("message", (topic, payload) => {
+      if (this.#early) {
+        if (this.#early.length < EARLY_LIMIT) this.#early.push([topic, payload]);
+        else this.#logger.warn("mqtt.early_dropped", { topic });
+        return;
+      }
       for (const handler of this.#handlers) {
         try {
           handler(topic, payload);
@@ -229,9 +240,21 @@ export class MqttConnection {
     }
   }
 
-  /** Calls `handler` for every message received; returns a function that removes it. */
+  /**
+   * Calls `handler` for every message received; returns a function that removes it. The first
+   * handler also gets the messages that arrived before it, so a session's backlog is not lost.
+   */
   onMessage(handler: MessageHandler): () => void {
     this.#handlers.add(handler);
+    const early = this.#early;
+    this.#early = null;
+    for (const [topic, payload] of early ?? []) {
+      try {
+        handler(topic, payload);
+      } catch (error) {
+        this.#logger.error("mqtt.handler_failed", { topic, error: String(error) });
+      }
+    }
     return () => this.#handlers.delete(handler);
   }
 

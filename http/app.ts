@@ -1,0 +1,141 @@
+/** The Hono app: health, metrics, OpenAPI, artifact downloads, and the authenticated /v1 API. */
+import { createRoute, z } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
+import type { Db, GroupCommitWriter } from "../db/mod.ts";
+import type { Orchestrator } from "../orchestrator/orchestrator.ts";
+import type { PolicyRegistry } from "../orchestrator/policy_registry.ts";
+import { ArtifactStore } from "./artifact_store.ts";
+import { authenticate, TokenVerifier } from "./auth.ts";
+import { docsPage } from "./docs_page.ts";
+import { ApiError, errorResponse, handleError } from "./errors.ts";
+import type { EventHub } from "./event_hub.ts";
+import type { MetricsRegistry } from "./metrics.ts";
+import { AUTH_ERRORS, jsonResponse, newApp } from "./openapi.ts";
+import { artifactsApp, downloadsApp } from "./routes/artifacts.ts";
+import { devicesApp } from "./routes/devices.ts";
+import { eventsApp } from "./routes/events.ts";
+import { policiesApp } from "./routes/policies.ts";
+import { rolloutsApp } from "./routes/rollouts.ts";
+import { tokensApp } from "./routes/tokens.ts";
+
+/** Everything the app serves from. */
+export interface AppDeps {
+  db: Db;
+  writer: GroupCommitWriter;
+  store: ArtifactStore;
+  orchestrator: Orchestrator;
+  policies: PolicyRegistry;
+  hub: EventHub;
+  metrics: MetricsRegistry;
+  /** What a device needs to be provisioned. */
+  server: { serverId: string; publicKey: string; mqttUrl: string };
+  /** Base URL of this API as devices reach it, for artifact URLs. */
+  publicUrl: string;
+  /** Largest artifact upload; JSON bodies are capped at `maxJsonBytes`. */
+  maxArtifactBytes: number;
+  maxJsonBytes: number;
+  /** Whether the service is ready (database open, MQTT connected, rollouts recovered). */
+  ready(): boolean | Promise<boolean>;
+}
+
+/** The SRUP protocol version flotilla speaks ([SRUP-2.1] version 2). */
+export const PROTOCOL_VERSION = 2;
+
+/** Builds the app; `AppType` of the result types `hc` clients. */
+export function createApp(deps: AppDeps) {
+  const verifier = new TokenVerifier(deps.db);
+  const jsonLimit = bodyLimit({
+    maxSize: deps.maxJsonBytes,
+    onError: (c) =>
+      errorResponse(c, 413, {
+        code: "payload_too_large",
+        message: `Request body exceeds ${deps.maxJsonBytes} bytes`,
+        details: null,
+      }),
+  });
+
+  const v1 = newApp();
+  v1.use("*", authenticate(verifier));
+  v1.use("*", async (c, next) => {
+    // Artifact uploads stream with their own, larger cap.
+    if (c.req.method === "POST" && c.req.path === "/v1/artifacts") return await next();
+    return await jsonLimit(c, next);
+  });
+  const api = v1
+    .openapi(
+      createRoute({
+        method: "get",
+        path: "/server",
+        summary: "What a device needs to be provisioned",
+        responses: {
+          200: jsonResponse(
+            z.object({
+              serverId: z.string(),
+              publicKey: z.string(),
+              protocolVersion: z.number(),
+              mqtt: z.object({ url: z.string() }),
+            }),
+            "The server's identity",
+          ),
+          ...AUTH_ERRORS,
+        },
+      }),
+      (c) =>
+        c.json({
+          serverId: deps.server.serverId,
+          publicKey: deps.server.publicKey,
+          protocolVersion: PROTOCOL_VERSION,
+          mqtt: { url: deps.server.mqttUrl },
+        }, 200),
+    )
+    .route("/devices", devicesApp(deps.db, deps.orchestrator))
+    .route(
+      "/artifacts",
+      artifactsApp({
+        db: deps.db,
+        store: deps.store,
+        publicUrl: deps.publicUrl,
+        maxBytes: deps.maxArtifactBytes,
+      }),
+    )
+    .route("/rollouts", rolloutsApp(deps))
+    .route("/policies", policiesApp(deps.policies))
+    .route("/tokens", tokensApp(deps.db, verifier))
+    .route("/events", eventsApp(deps.db, deps.hub));
+
+  const root = newApp();
+  root.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "flotilla",
+      version: "1",
+      description: "Staged SRUP update rollouts for IoT fleets",
+    },
+    security: [{ bearer: [] }],
+  });
+  root.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
+    type: "http",
+    scheme: "bearer",
+  });
+  const app = root
+    .get("/healthz", (c) => c.json({ status: "ok" }))
+    .get("/readyz", async (c) => {
+      const ready = await deps.ready();
+      return c.json({ status: ready ? "ready" : "starting" }, ready ? 200 : 503);
+    })
+    .get("/metrics", async (c) => {
+      c.header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+      return c.body(await deps.metrics.render());
+    })
+    .get("/docs", (c) => c.html(docsPage("/openapi.json")))
+    .route("/artifacts", downloadsApp(deps.store))
+    .route("/v1", api);
+  app.notFound((c) => {
+    throw new ApiError(404, "not_found", `No route for ${c.req.method} ${c.req.path}`);
+  });
+  app.onError(handleError);
+  return app;
+}
+
+/** The app's type, for `hc<AppType>` clients. */
+export type AppType = ReturnType<typeof createApp>;

@@ -1,0 +1,277 @@
+/** /v1/artifacts (upload or register) and /artifacts/<sha256> (the download devices fetch). */
+import { createRoute, z } from "@hono/zod-openapi";
+import { Hono } from "hono";
+import { type Artifact, type Db, getArtifact, listArtifacts, putArtifact } from "../../db/mod.ts";
+import { ArtifactStore, ArtifactTooLargeError, isDigest } from "../artifact_store.ts";
+import { requireRole } from "../auth.ts";
+import { ApiError } from "../errors.ts";
+import type { AppEnv } from "../env.ts";
+import {
+  AUTH_ERRORS,
+  jsonResponse,
+  newApp,
+  NOT_FOUND,
+  PageQuery,
+  TOO_LARGE,
+} from "../openapi.ts";
+
+/** What the artifact routes need. */
+export interface ArtifactDeps {
+  db: Db;
+  store: ArtifactStore;
+  /** Base URL devices fetch from, e.g. `http://127.0.0.1:8080`. */
+  publicUrl: string;
+  /** Largest upload accepted. */
+  maxBytes: number;
+}
+
+const Digest = z.string().regex(/^[0-9a-fA-F]{64}$/, "digest must be 64 hex characters (SHA-256)")
+  .transform((text) => text.toLowerCase());
+
+const ArtifactSchema = z.object({
+  digest: z.string().openapi({
+    example: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+  }),
+  size: z.number().nullable(),
+  url: z.string(),
+  stored: z.boolean(),
+  createdAt: z.string(),
+}).openapi("Artifact");
+
+const RegisterSchema = z.object({
+  url: z.url({ protocol: /^https?$/, error: "url must be an http or https URL" }).max(2048),
+  digest: Digest,
+  size: z.number().int().nonnegative().optional(),
+}).strict().openapi("RegisterArtifact");
+
+/** The URL devices fetch an artifact from. */
+export function artifactUrl(artifact: Artifact, publicUrl: string): string {
+  return artifact.url ?? `${publicUrl}/artifacts/${artifact.digest}`;
+}
+
+function artifactJson(artifact: Artifact, publicUrl: string) {
+  return {
+    digest: artifact.digest,
+    size: artifact.size,
+    url: artifactUrl(artifact, publicUrl),
+    stored: artifact.path !== null,
+    createdAt: artifact.createdAt.toISOString(),
+  };
+}
+
+/** The /v1/artifacts sub-app. */
+export function artifactsApp(deps: ArtifactDeps) {
+  const app = newApp();
+  // An upload is raw bytes, which OpenAPI validators do not read: the route is documented here
+  // and handled by hand below, streaming with a cap.
+  app.openAPIRegistry.registerPath({
+    method: "post",
+    path: "/v1/artifacts",
+    summary: "Upload an artifact (raw bytes), or register one hosted elsewhere (JSON)",
+    request: {
+      body: {
+        content: {
+          "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) },
+          "application/json": { schema: RegisterSchema },
+        },
+      },
+    },
+    responses: {
+      201: jsonResponse(ArtifactSchema, "The artifact: { digest, size, url }"),
+      ...AUTH_ERRORS,
+      ...TOO_LARGE,
+    },
+  });
+  return app
+    .openapi(
+      createRoute({
+        method: "get",
+        path: "/",
+        summary: "List artifacts",
+        request: { query: z.object(PageQuery) },
+        responses: {
+          200: jsonResponse(
+            z.object({ items: z.array(ArtifactSchema), nextCursor: z.string().nullable() }),
+            "A page of artifacts",
+          ),
+          ...AUTH_ERRORS,
+        },
+      }),
+      async (c) => {
+        const query = c.req.valid("query");
+        const page = await listArtifacts(deps.db, query);
+        return c.json({
+          items: page.items.map((a) => artifactJson(a, deps.publicUrl)),
+          nextCursor: page.nextCursor,
+        }, 200);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "get",
+        path: "/{digest}",
+        summary: "One artifact",
+        request: {
+          params: z.object({ digest: Digest.openapi({ param: { name: "digest", in: "path" } }) }),
+        },
+        responses: {
+          200: jsonResponse(ArtifactSchema, "The artifact"),
+          ...AUTH_ERRORS,
+          ...NOT_FOUND,
+        },
+      }),
+      async (c) => {
+        const { digest } = c.req.valid("param");
+        const artifact = await getArtifact(deps.db, digest);
+        if (!artifact) throw new ApiError(404, "not_found", `No artifact "${digest}"`);
+        return c.json(artifactJson(artifact, deps.publicUrl), 200);
+      },
+    )
+    .post("/", requireRole("operator"), async (c) => {
+      const type = c.req.header("content-type")?.split(";")[0]?.trim().toLowerCase();
+      if (type === "application/json") {
+        let body: unknown;
+        try {
+          body = await c.req.json();
+        } catch {
+          throw new ApiError(400, "invalid_request", "Malformed JSON in request body");
+        }
+        const parsed = RegisterSchema.safeParse(body);
+        if (!parsed.success) {
+          const issue = parsed.error.issues[0]!;
+          throw new ApiError(
+            400,
+            "invalid_request",
+            `Invalid json: "${issue.path.join(".")}" ${issue.message}`,
+            {
+              details: parsed.error.issues.map((i) => ({
+                path: i.path.join("."),
+                message: i.message,
+              })),
+            },
+          );
+        }
+        const artifact = await putArtifact(deps.db, {
+          digest: parsed.data.digest,
+          url: parsed.data.url,
+          size: parsed.data.size ?? null,
+        });
+        return c.json(artifactJson(artifact, deps.publicUrl), 201);
+      }
+      const length = Number(c.req.header("content-length") ?? Number.NaN);
+      if (length > deps.maxBytes) {
+        throw new ApiError(
+          413,
+          "payload_too_large",
+          `Artifact of ${length} bytes exceeds ${deps.maxBytes}`,
+        );
+      }
+      const body = c.req.raw.body;
+      if (!body) {
+        throw new ApiError(400, "invalid_request", "Empty body: send the artifact's bytes");
+      }
+      let stored;
+      try {
+        stored = await deps.store.put(body, deps.maxBytes);
+      } catch (error) {
+        if (error instanceof ArtifactTooLargeError) {
+          throw new ApiError(413, "payload_too_large", error.message);
+        }
+        throw new ApiError(
+          400,
+          "invalid_request",
+          `Cannot read upload: ${(error as Error).message}`,
+        );
+      }
+      if (stored.size === 0) {
+        throw new ApiError(400, "invalid_request", "Empty body: send the artifact's bytes");
+      }
+      const artifact = await putArtifact(deps.db, {
+        digest: stored.digest,
+        size: stored.size,
+        path: stored.path,
+        contentType: type ?? "application/octet-stream",
+      });
+      return c.json(artifactJson(artifact, deps.publicUrl), 201);
+    });
+}
+
+/** One byte range of a file, as `Range: bytes=a-b` asks. */
+function parseRange(
+  header: string,
+  size: number,
+): { start: number; end: number } | "invalid" | undefined {
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  // Multiple ranges or other units: serve the whole file, as RFC 9110 allows.
+  if (!match) return undefined;
+  const [, first, last] = match;
+  if (first === "" && last === "") return "invalid";
+  let start: number;
+  let end: number;
+  if (first === "") {
+    const suffix = Number(last);
+    if (suffix === 0) return "invalid";
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(first);
+    end = last === "" ? size - 1 : Math.min(Number(last), size - 1);
+  }
+  if (start >= size || start > end) return "invalid";
+  return { start, end };
+}
+
+/** GET/HEAD /artifacts/<sha256>: public, since devices fetch with the digest as the secret-free key. */
+export function downloadsApp(store: ArtifactStore) {
+  return new Hono<AppEnv>().on(["GET", "HEAD"], "/:digest", async (c) => {
+    const digest = c.req.param("digest");
+    if (!isDigest(digest)) throw new ApiError(404, "not_found", `No artifact "${digest}"`);
+    const artifact = await store.get(digest);
+    if (!artifact) throw new ApiError(404, "not_found", `No artifact "${digest}"`);
+    const etag = `"${digest}"`;
+    c.header("ETag", etag);
+    c.header("Accept-Ranges", "bytes");
+    c.header("Cache-Control", "public, max-age=31536000, immutable");
+    c.header("Content-Type", "application/octet-stream");
+    const ifNoneMatch = c.req.header("if-none-match");
+    if (
+      ifNoneMatch && ifNoneMatch.split(",").some((tag) => tag.trim() === etag || tag.trim() === "*")
+    ) {
+      return c.body(null, 304);
+    }
+    const rangeHeader = c.req.header("range");
+    const ifRange = c.req.header("if-range");
+    const range = rangeHeader && (!ifRange || ifRange === etag)
+      ? parseRange(rangeHeader, artifact.size)
+      : undefined;
+    if (range === "invalid") {
+      c.header("Content-Range", `bytes */${artifact.size}`);
+      throw new ApiError(
+        416,
+        "range_not_satisfiable",
+        `Range "${rangeHeader}" is outside 0-${artifact.size - 1}`,
+      );
+    }
+    const start = range?.start ?? 0;
+    const length = range ? range.end - range.start + 1 : artifact.size;
+    c.header("Content-Length", String(length));
+    if (range) c.header("Content-Range", `bytes ${range.start}-${range.end}/${artifact.size}`);
+    const status = range ? 206 : 200;
+    if (c.req.method === "HEAD") return c.body(null, status);
+    const file = await Deno.open(artifact.path, { read: true });
+    if (start > 0) await file.seek(start, Deno.SeekMode.Start);
+    let remaining = length;
+    const body = file.readable.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          if (remaining <= 0) return;
+          const part = chunk.length > remaining ? chunk.subarray(0, remaining) : chunk;
+          remaining -= part.length;
+          controller.enqueue(part);
+          if (remaining <= 0) controller.terminate();
+        },
+      }),
+    );
+    return c.body(body, status);
+  });
+}

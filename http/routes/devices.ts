@@ -1,0 +1,224 @@
+/** /v1/devices: register, list, inspect and remove devices. */
+import { createRoute, z } from "@hono/zod-openapi";
+import {
+  ConflictError,
+  type Db,
+  deleteDevice,
+  type Device,
+  deviceRolloutHistory,
+  getDevice,
+  listDevices,
+  registerDevice,
+} from "../../db/mod.ts";
+import type { Orchestrator } from "../../orchestrator/orchestrator.ts";
+import { requireRole } from "../auth.ts";
+import { ApiError } from "../errors.ts";
+import {
+  AUTH_ERRORS,
+  CONFLICT,
+  IdParam,
+  jsonBody,
+  jsonResponse,
+  newApp,
+  NOT_FOUND,
+  PageQuery,
+} from "../openapi.ts";
+
+const TAG_TEXT = /^[A-Za-z0-9_.\-/]{1,64}$/;
+
+const Tags = z.record(
+  z.string().regex(TAG_TEXT, "tag keys are 1 to 64 of A-Z a-z 0-9 _ . - /"),
+  z.string().max(256),
+).refine((tags) => Object.keys(tags).length <= 32, "at most 32 tags");
+
+const PublicKey = z.base64().refine(
+  (text) => Uint8Array.fromBase64(text).length === 32,
+  "publicKey must be base64 of the 32-byte raw Ed25519 public key",
+);
+
+const DeviceSchema = z.object({
+  id: z.uuid(),
+  publicKey: z.string(),
+  tags: z.record(z.string(), z.string()),
+  currentDigest: z.string().nullable(),
+  previousDigest: z.string().nullable(),
+  lastSeenAt: z.string().nullable(),
+  createdAt: z.string(),
+  rollout: z.object({ id: z.string(), state: z.string() }).nullable().optional(),
+}).openapi("Device");
+
+const NewDeviceSchema = z.object({
+  id: z.uuid().openapi({ example: "6f1c2f4e-8a3b-4c7d-9e2f-0a1b2c3d4e5f" }),
+  publicKey: PublicKey,
+  tags: Tags.optional(),
+}).strict().openapi("NewDevice");
+
+const HistorySchema = z.object({
+  rolloutId: z.string(),
+  rolloutState: z.string(),
+  artifactDigest: z.string(),
+  state: z.string(),
+  attempt: z.number(),
+  lastStatus: z.number().nullable(),
+  updatedAt: z.string(),
+});
+
+/** A device as the API shows it. */
+export function deviceJson(device: Device & { rollout?: { id: string; state: string } | null }) {
+  return {
+    id: device.id,
+    publicKey: device.publicKey,
+    tags: device.tags,
+    currentDigest: device.currentDigest,
+    previousDigest: device.previousDigest,
+    lastSeenAt: device.lastSeenAt?.toISOString() ?? null,
+    createdAt: device.createdAt.toISOString(),
+    ...(device.rollout === undefined ? {} : { rollout: device.rollout }),
+  };
+}
+
+/** Parses `tag=key:value` query parameters. */
+function parseTags(tag: string | string[] | undefined): Record<string, string> | undefined {
+  if (tag === undefined) return undefined;
+  const tags: Record<string, string> = {};
+  for (const pair of Array.isArray(tag) ? tag : [tag]) {
+    const at = pair.indexOf(":");
+    if (at < 1) {
+      throw new ApiError(
+        400,
+        "invalid_request",
+        `Invalid tag filter "${pair}": expected key:value`,
+      );
+    }
+    tags[pair.slice(0, at)] = pair.slice(at + 1);
+  }
+  return tags;
+}
+
+/** The devices sub-app. */
+export function devicesApp(db: Db, orchestrator: Orchestrator) {
+  return newApp()
+    .openapi(
+      createRoute({
+        method: "post",
+        path: "/",
+        summary: "Register a device",
+        middleware: [requireRole("operator")] as const,
+        request: { body: jsonBody(NewDeviceSchema) },
+        responses: {
+          201: jsonResponse(DeviceSchema, "The registered device"),
+          ...AUTH_ERRORS,
+          ...CONFLICT,
+        },
+      }),
+      async (c) => {
+        const body = c.req.valid("json");
+        try {
+          return c.json(deviceJson(await registerDevice(db, body)), 201);
+        } catch (error) {
+          if (error instanceof ConflictError) {
+            throw new ApiError(409, "device_exists", error.message);
+          }
+          throw error;
+        }
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "get",
+        path: "/",
+        summary: "List devices",
+        description:
+          "Filter with tag=key:value (repeatable, all must match) and state (the device's state in its latest rollout).",
+        request: {
+          query: z.object({
+            tag: z.union([z.string(), z.array(z.string())]).optional(),
+            state: z.string().max(32).optional(),
+            ...PageQuery,
+          }),
+        },
+        responses: {
+          200: jsonResponse(
+            z.object({ items: z.array(DeviceSchema), nextCursor: z.string().nullable() }),
+            "A page of devices",
+          ),
+          ...AUTH_ERRORS,
+        },
+      }),
+      async (c) => {
+        const query = c.req.valid("query");
+        if (query.cursor !== undefined && !z.uuid().safeParse(query.cursor).success) {
+          throw new ApiError(400, "invalid_request", `Invalid cursor "${query.cursor}"`);
+        }
+        const page = await listDevices(db, {
+          tags: parseTags(query.tag),
+          state: query.state,
+          cursor: query.cursor,
+          limit: query.limit,
+        });
+        return c.json({ items: page.items.map(deviceJson), nextCursor: page.nextCursor }, 200);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "get",
+        path: "/{id}",
+        summary: "A device, with its rollout history",
+        request: { params: IdParam },
+        responses: {
+          200: jsonResponse(
+            DeviceSchema.extend({ history: z.array(HistorySchema) }),
+            "The device",
+          ),
+          ...AUTH_ERRORS,
+          ...NOT_FOUND,
+        },
+      }),
+      async (c) => {
+        const { id } = c.req.valid("param");
+        const device = await getDevice(db, id);
+        if (!device) throw new ApiError(404, "not_found", `No device "${id}"`);
+        const history = await deviceRolloutHistory(db, id, { limit: 50 });
+        return c.json({
+          ...deviceJson(device),
+          history: history.map((item) => ({
+            rolloutId: item.rolloutId,
+            rolloutState: item.rollout.state,
+            artifactDigest: item.rollout.artifactDigest,
+            state: item.state,
+            attempt: item.attempt,
+            lastStatus: item.lastStatus,
+            updatedAt: item.updatedAt.toISOString(),
+          })),
+        }, 200);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "delete",
+        path: "/{id}",
+        summary: "Remove a device",
+        middleware: [requireRole("operator")] as const,
+        request: { params: IdParam },
+        responses: {
+          204: { description: "Removed" },
+          ...AUTH_ERRORS,
+          ...NOT_FOUND,
+          ...CONFLICT,
+        },
+      }),
+      async (c) => {
+        const { id } = c.req.valid("param");
+        try {
+          if (!await deleteDevice(db, id)) {
+            throw new ApiError(404, "not_found", `No device "${id}"`);
+          }
+          orchestrator.forgetDevice(id);
+        } catch (error) {
+          if (error instanceof ConflictError) throw new ApiError(409, "device_busy", error.message);
+          throw error;
+        }
+        return c.body(null, 204);
+      },
+    );
+}

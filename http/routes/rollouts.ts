@@ -1,0 +1,313 @@
+/** /v1/rollouts: create rollouts, read their progress, and the operator commands. */
+import { createRoute, z } from "@hono/zod-openapi";
+import { RolloutCommandError } from "../../actors/mod.ts";
+import {
+  ConflictError,
+  type Db,
+  getArtifact,
+  getRollout,
+  InvalidDataError,
+  listRolloutDevices,
+  listRollouts,
+  putArtifact,
+  ROLLOUT_STATES,
+  selectDeviceIds,
+} from "../../db/mod.ts";
+import { type LoadedPolicy, PolicyError, validatePolicy } from "../../policies/mod.ts";
+import type { Orchestrator, RolloutCommand } from "../../orchestrator/orchestrator.ts";
+import type { PolicyRegistry } from "../../orchestrator/policy_registry.ts";
+import { rolloutView } from "../../orchestrator/rollout_view.ts";
+import { requireRole } from "../auth.ts";
+import { ApiError } from "../errors.ts";
+import { artifactUrl } from "./artifacts.ts";
+import {
+  AUTH_ERRORS,
+  CONFLICT,
+  IdParam,
+  jsonBody,
+  jsonResponse,
+  newApp,
+  NOT_FOUND,
+  PageQuery,
+} from "../openapi.ts";
+
+/** What the rollout routes need. */
+export interface RolloutDeps {
+  db: Db;
+  orchestrator: Orchestrator;
+  policies: PolicyRegistry;
+  publicUrl: string;
+}
+
+const Digest = z.string().regex(/^[0-9a-fA-F]{64}$/, "digest must be 64 hex characters (SHA-256)")
+  .transform((text) => text.toLowerCase());
+
+const MAX_TARGET_IDS = 1_000_000;
+
+const CreateSchema = z.object({
+  artifact: z.union([
+    z.object({ digest: Digest }).strict(),
+    z.object({
+      url: z.url({ protocol: /^https?$/, error: "url must be an http or https URL" }).max(2048),
+      digest: Digest,
+    }).strict(),
+  ]),
+  policy: z.union([z.string().min(1).max(128), z.record(z.string(), z.unknown())]).openapi({
+    description: "A loaded policy's name, or an inline policy object",
+  }),
+  targets: z.union([
+    z.object({ all: z.literal(true) }).strict(),
+    z.object({ ids: z.array(z.uuid()).min(1).max(MAX_TARGET_IDS) }).strict(),
+    z.object({ tags: z.record(z.string(), z.string()) }).strict(),
+  ]),
+}).strict().openapi("NewRollout");
+
+const StageSchema = z.object({
+  percent: z.number(),
+  devices: z.number(),
+  pending: z.number(),
+  inFlight: z.number(),
+  received: z.number(),
+  activated: z.number(),
+  failed: z.number(),
+  cancelled: z.number(),
+});
+
+const RolloutSchema = z.object({
+  id: z.string(),
+  state: z.enum(ROLLOUT_STATES),
+  stage: z.number(),
+  stages: z.array(StageSchema).nullable(),
+  counts: z.record(z.string(), z.number()),
+  devices: z.number(),
+  haltReason: z.object({ message: z.string() }).catchall(z.unknown()).nullable(),
+  pauseReason: z.object({ kind: z.string() }).catchall(z.unknown()).nullable(),
+  bakeUntil: z.string().nullable(),
+  policy: z.object({ name: z.string(), sha256: z.string(), commit: z.string().nullable() }),
+  artifact: z.object({ digest: z.string(), url: z.string() }),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+}).openapi("Rollout");
+
+const RolloutDeviceSchema = z.object({
+  deviceId: z.string(),
+  position: z.number(),
+  state: z.string(),
+  token: z.string().nullable(),
+  attempt: z.number(),
+  lastStatus: z.number().nullable(),
+  updatedAt: z.string(),
+}).openapi("RolloutDevice");
+
+const COMMANDS: readonly RolloutCommand[] = ["pause", "resume", "cancel", "promote"];
+
+function resolvePolicy(
+  policies: PolicyRegistry,
+  policy: string | Record<string, unknown>,
+): LoadedPolicy {
+  if (typeof policy === "string") {
+    const loaded = policies.get(policy);
+    if (!loaded) {
+      throw new ApiError(422, "unknown_policy", `No policy "${policy}"`, {
+        details: { known: policies.list().map((p) => p.policy.name) },
+      });
+    }
+    return loaded;
+  }
+  try {
+    return validatePolicy(policy, { source: "inline" });
+  } catch (error) {
+    if (!(error instanceof PolicyError)) throw error;
+    throw new ApiError(400, "invalid_policy", error.message, { details: error.issues });
+  }
+}
+
+/** The rollouts sub-app. */
+export function rolloutsApp(deps: RolloutDeps) {
+  const { db, orchestrator } = deps;
+  const view = async (id: string) => {
+    const row = await getRollout(db, id);
+    if (!row) throw new ApiError(404, "not_found", `No rollout "${id}"`);
+    return rolloutView(db, orchestrator, row);
+  };
+  let app = newApp()
+    .openapi(
+      createRoute({
+        method: "post",
+        path: "/",
+        summary: "Create and start a rollout",
+        middleware: [requireRole("operator")] as const,
+        request: { body: jsonBody(CreateSchema) },
+        responses: {
+          201: jsonResponse(RolloutSchema, "The rollout"),
+          ...AUTH_ERRORS,
+          ...CONFLICT,
+          422: jsonResponse(
+            z.object({ error: z.unknown() }),
+            "Unknown artifact or policy, or no devices",
+          ),
+        },
+      }),
+      async (c) => {
+        const body = c.req.valid("json");
+        const loaded = resolvePolicy(deps.policies, body.policy);
+        let artifact = await getArtifact(db, body.artifact.digest);
+        if (!artifact) {
+          if (!("url" in body.artifact)) {
+            throw new ApiError(
+              422,
+              "unknown_artifact",
+              `No artifact "${body.artifact.digest}": upload it or give its url`,
+            );
+          }
+          artifact = await putArtifact(db, {
+            digest: body.artifact.digest,
+            url: body.artifact.url,
+          });
+        }
+        const targets = body.targets;
+        const deviceIds = "ids" in targets
+          ? targets.ids.map((id) => id.toLowerCase())
+          : await selectDeviceIds(db, "tags" in targets ? { tags: targets.tags } : {});
+        if (deviceIds.length === 0) {
+          throw new ApiError(422, "no_devices", "The targets select no registered device");
+        }
+        try {
+          const row = await orchestrator.create({
+            artifact: { digest: artifact.digest, url: artifactUrl(artifact, deps.publicUrl) },
+            loaded,
+            targets: targets as Record<string, unknown>,
+            deviceIds,
+            actor: c.get("caller").name,
+          });
+          return c.json(await rolloutView(db, orchestrator, row), 201);
+        } catch (error) {
+          if (error instanceof ConflictError) {
+            throw new ApiError(409, "devices_busy", error.message);
+          }
+          if (error instanceof InvalidDataError) {
+            throw new ApiError(422, "invalid_targets", error.message);
+          }
+          throw error;
+        }
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "get",
+        path: "/",
+        summary: "List rollouts, newest first",
+        request: { query: z.object({ state: z.enum(ROLLOUT_STATES).optional(), ...PageQuery }) },
+        responses: {
+          200: jsonResponse(
+            z.object({ items: z.array(RolloutSchema), nextCursor: z.string().nullable() }),
+            "A page of rollouts",
+          ),
+          ...AUTH_ERRORS,
+        },
+      }),
+      async (c) => {
+        const query = c.req.valid("query");
+        if (query.cursor !== undefined && !z.uuid().safeParse(query.cursor).success) {
+          throw new ApiError(400, "invalid_request", `Invalid cursor "${query.cursor}"`);
+        }
+        const page = await listRollouts(db, query);
+        const items = await Promise.all(
+          page.items.map((row) => rolloutView(db, orchestrator, row)),
+        );
+        return c.json({ items, nextCursor: page.nextCursor }, 200);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "get",
+        path: "/{id}",
+        summary: "A rollout: state, stage, counts, halt reason, policy hash and commit",
+        request: { params: IdParam },
+        responses: {
+          200: jsonResponse(RolloutSchema, "The rollout"),
+          ...AUTH_ERRORS,
+          ...NOT_FOUND,
+        },
+      }),
+      async (c) => c.json(await view(c.req.valid("param").id), 200),
+    )
+    .openapi(
+      createRoute({
+        method: "get",
+        path: "/{id}/devices",
+        summary: "A rollout's devices in rollout order",
+        request: {
+          params: IdParam,
+          query: z.object({
+            state: z.string().max(32).optional(),
+            cursor: z.coerce.number().int().nonnegative().optional(),
+            limit: PageQuery.limit,
+          }),
+        },
+        responses: {
+          200: jsonResponse(
+            z.object({ items: z.array(RolloutDeviceSchema), nextCursor: z.number().nullable() }),
+            "A page of the rollout's devices",
+          ),
+          ...AUTH_ERRORS,
+          ...NOT_FOUND,
+        },
+      }),
+      async (c) => {
+        const { id } = c.req.valid("param");
+        if (!await getRollout(db, id)) throw new ApiError(404, "not_found", `No rollout "${id}"`);
+        const page = await listRolloutDevices(db, id, c.req.valid("query"));
+        return c.json({
+          items: page.items.map((d) => ({
+            deviceId: d.deviceId,
+            position: d.position,
+            state: d.state,
+            token: d.token,
+            attempt: d.attempt,
+            lastStatus: d.lastStatus,
+            updatedAt: d.updatedAt.toISOString(),
+          })),
+          nextCursor: page.nextCursor,
+        }, 200);
+      },
+    );
+  for (const command of COMMANDS) {
+    app = app.openapi(
+      createRoute({
+        method: "post",
+        path: `/{id}/${command}`,
+        summary: `${command[0]!.toUpperCase()}${command.slice(1)} a rollout`,
+        middleware: [requireRole("operator")] as const,
+        request: { params: IdParam },
+        responses: {
+          200: jsonResponse(RolloutSchema, "The rollout after the command"),
+          ...AUTH_ERRORS,
+          ...NOT_FOUND,
+          ...CONFLICT,
+        },
+      }),
+      async (c) => {
+        const { id } = c.req.valid("param");
+        const row = await getRollout(db, id);
+        if (!row) throw new ApiError(404, "not_found", `No rollout "${id}"`);
+        try {
+          if (!await orchestrator.command(id, command, c.get("caller").name)) {
+            throw new ApiError(
+              409,
+              "not_running",
+              `Cannot ${command} rollout: it is "${row.state}"`,
+            );
+          }
+        } catch (error) {
+          if (error instanceof RolloutCommandError) {
+            throw new ApiError(409, error.code, error.message, { details: { state: error.state } });
+          }
+          throw error;
+        }
+        return c.json(await view(id), 200);
+      },
+    ) as typeof app;
+  }
+  return app;
+}

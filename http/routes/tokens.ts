@@ -1,0 +1,112 @@
+/** /v1/tokens: admins create, list and revoke API tokens. */
+import { createRoute, z } from "@hono/zod-openapi";
+import {
+  type ApiToken,
+  ConflictError,
+  createApiToken,
+  type Db,
+  listApiTokens,
+  revokeApiToken,
+  TOKEN_ROLES,
+} from "../../db/mod.ts";
+import { requireRole, type TokenVerifier } from "../auth.ts";
+import { ApiError } from "../errors.ts";
+import {
+  AUTH_ERRORS,
+  CONFLICT,
+  IdParam,
+  jsonBody,
+  jsonResponse,
+  newApp,
+  NOT_FOUND,
+} from "../openapi.ts";
+
+const TokenSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  role: z.enum(TOKEN_ROLES),
+  createdAt: z.string(),
+  lastUsedAt: z.string().nullable(),
+  revokedAt: z.string().nullable(),
+}).openapi("ApiToken");
+
+function tokenJson(token: ApiToken) {
+  return {
+    id: token.id,
+    name: token.name,
+    role: token.role,
+    createdAt: token.createdAt.toISOString(),
+    lastUsedAt: token.lastUsedAt?.toISOString() ?? null,
+    revokedAt: token.revokedAt?.toISOString() ?? null,
+  };
+}
+
+/** The tokens sub-app; every route needs the admin role. */
+export function tokensApp(db: Db, verifier: TokenVerifier) {
+  const app = newApp();
+  app.use("*", requireRole("admin"));
+  return app
+    .openapi(
+      createRoute({
+        method: "post",
+        path: "/",
+        summary: "Create a token; its plaintext is shown only in this response",
+        request: {
+          body: jsonBody(
+            z.object({
+              name: z.string().regex(/^[\w.@-]{1,64}$/, "name is 1 to 64 of A-Z a-z 0-9 _ . @ -"),
+              role: z.enum(TOKEN_ROLES),
+            }).strict(),
+          ),
+        },
+        responses: {
+          201: jsonResponse(
+            TokenSchema.extend({ token: z.string() }),
+            "The token and its plaintext",
+          ),
+          ...AUTH_ERRORS,
+          ...CONFLICT,
+        },
+      }),
+      async (c) => {
+        try {
+          const created = await createApiToken(db, c.req.valid("json"));
+          return c.json({ ...tokenJson(created.token), token: created.plaintext }, 201);
+        } catch (error) {
+          if (error instanceof ConflictError) {
+            throw new ApiError(409, "token_exists", error.message);
+          }
+          throw error;
+        }
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "get",
+        path: "/",
+        summary: "List tokens (never their plaintext or hash)",
+        responses: {
+          200: jsonResponse(z.object({ items: z.array(TokenSchema) }), "Tokens"),
+          ...AUTH_ERRORS,
+        },
+      }),
+      async (c) => c.json({ items: (await listApiTokens(db)).map(tokenJson) }, 200),
+    )
+    .openapi(
+      createRoute({
+        method: "delete",
+        path: "/{id}",
+        summary: "Revoke a token",
+        request: { params: IdParam },
+        responses: { 204: { description: "Revoked" }, ...AUTH_ERRORS, ...NOT_FOUND },
+      }),
+      async (c) => {
+        const { id } = c.req.valid("param");
+        if (!await revokeApiToken(db, id)) {
+          throw new ApiError(404, "not_found", `No live token "${id}"`);
+        }
+        verifier.clear();
+        return c.body(null, 204);
+      },
+    );
+}

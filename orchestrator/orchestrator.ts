@@ -1,0 +1,315 @@
+/** Every live rollout of this service: creation, operator commands, RESPONSE routing, recovery. */
+import {
+  type Clock,
+  createRolloutEngine,
+  type DeviceRecord,
+  RECORD_STATES,
+  type RolloutSnapshot,
+} from "../actors/mod.ts";
+import {
+  createRollout,
+  type Db,
+  type GroupCommitWriter,
+  listActiveRollouts,
+  listRolloutDeviceIds,
+  loadPublicKeys,
+  loadStartedRolloutDevices,
+  type Rollout,
+} from "../db/mod.ts";
+import type { ServerLink } from "../mqtt/mod.ts";
+import type { LoadedPolicy, Policy } from "../policies/mod.ts";
+import type { ResponseMessage } from "../srup/mod.ts";
+import { RolloutRunner } from "./rollout_runner.ts";
+import type { StoredSequenceTracker } from "./sequence_tracker.ts";
+import { wallClock } from "./clock.ts";
+
+/** What the orchestrator needs. */
+export interface OrchestratorOptions {
+  db: Db;
+  writer: GroupCommitWriter;
+  tracker: StoredSequenceTracker;
+  clock?: Clock;
+  log?: (line: string) => void;
+}
+
+/** A new rollout, its devices already resolved. */
+export interface RolloutRequest {
+  artifact: { digest: string; url: string };
+  loaded: LoadedPolicy;
+  /** The selector as the operator wrote it. */
+  targets: Record<string, unknown>;
+  deviceIds: readonly string[];
+  /** The token name that asked for it. */
+  actor: string;
+}
+
+/** An operator command. */
+export type RolloutCommand = "pause" | "resume" | "cancel" | "promote";
+
+// A finished rollout's runner stays a while, so late confirmations still update devices' digests.
+const FINISHED_GRACE_MS = 10 * 60_000;
+
+/** Runs rollouts. */
+export class Orchestrator {
+  readonly #db: Db;
+  readonly #writer: GroupCommitWriter;
+  readonly #tracker: StoredSequenceTracker;
+  readonly #clock: Clock;
+  readonly #log: (line: string) => void;
+  readonly #runners = new Map<string, RolloutRunner>();
+  readonly #byDevice = new Map<string, RolloutRunner>();
+  readonly #keys = new Map<string, Uint8Array>();
+  #link: ServerLink | undefined;
+  /** RESPONSEs that arrived before recovery finished, replayed once it has. */
+  #early: [string, ResponseMessage][] | null = [];
+
+  constructor(options: OrchestratorOptions) {
+    this.#db = options.db;
+    this.#writer = options.writer;
+    this.#tracker = options.tracker;
+    this.#clock = options.clock ?? wallClock;
+    this.#log = options.log ?? ((line) => console.error(line));
+  }
+
+  /** Connects the server link; rollouts can run from then on. */
+  attach(link: ServerLink): void {
+    this.#link = link;
+  }
+
+  /** The public key of a device, cached; for the server link. */
+  async deviceKey(id: string): Promise<Uint8Array | undefined> {
+    const cached = this.#keys.get(id);
+    if (cached) return cached;
+    const found = (await loadPublicKeys(this.#db, [id])).get(id);
+    if (!found) return undefined;
+    const key = Uint8Array.fromBase64(found);
+    this.#keys.set(id, key);
+    return key;
+  }
+
+  /** Forgets a removed device's cached key and sequence id. */
+  forgetDevice(id: string): void {
+    this.#keys.delete(id);
+    this.#tracker.forget(id);
+  }
+
+  /** Routes a verified RESPONSE to the rollout driving that device. */
+  handleResponse(deviceId: string, message: ResponseMessage): void {
+    if (this.#early) {
+      this.#early.push([deviceId, message]);
+      return;
+    }
+    this.#writer.enqueue({ kind: "seen", deviceId, at: new Date() }).catch(() => {});
+    const runner = this.#byDevice.get(deviceId);
+    if (!runner) {
+      this.#log(`response from ${deviceId} ignored: no rollout drives it`);
+      return;
+    }
+    runner.response(deviceId, message.token, message.status);
+  }
+
+  /** The live runner of a rollout, or undefined once it is gone from memory. */
+  runner(id: string): RolloutRunner | undefined {
+    return this.#runners.get(id);
+  }
+
+  /** Devices by state, summed over the rollouts running in this process. */
+  deviceCounts(): Record<string, number> {
+    const totals: Record<string, number> = {};
+    for (const runner of this.#runners.values()) {
+      for (const [state, n] of Object.entries(runner.engine.summary().counts)) {
+        totals[state] = (totals[state] ?? 0) + n;
+      }
+    }
+    return totals;
+  }
+
+  /** Creates a rollout (one transaction) and starts it. */
+  async create(request: RolloutRequest): Promise<Rollout> {
+    const link = this.#requireLink();
+    const { policy, provenance } = request.loaded;
+    const row = await createRollout(this.#db, {
+      artifactDigest: request.artifact.digest,
+      artifactUrl: request.artifact.url,
+      policy: policy as unknown as Record<string, unknown>,
+      policyName: policy.name,
+      policySha256: provenance.sha256,
+      policyCommit: provenance.commit,
+      targets: request.targets,
+      deviceIds: request.deviceIds,
+    });
+    await this.#prepare(request.deviceIds);
+    await this.#writer.enqueue({
+      kind: "event",
+      event: {
+        rolloutId: row.id,
+        type: "rollout.created",
+        actor: request.actor,
+        data: {
+          devices: request.deviceIds.length,
+          policy: policy.name,
+          sha256: provenance.sha256,
+          commit: provenance.commit,
+          dirty: provenance.dirty,
+          source: provenance.source,
+          artifact: request.artifact.digest,
+        },
+      },
+    });
+    this.#run(row, request.deviceIds, policy, link, undefined);
+    return row;
+  }
+
+  /** Applies an operator command; RolloutCommandError when it does not apply now. */
+  async command(id: string, command: RolloutCommand, actor: string): Promise<boolean> {
+    const runner = this.#runners.get(id);
+    if (!runner) return false;
+    runner.command(command);
+    await this.#writer.enqueue({
+      kind: "event",
+      event: { rolloutId: id, type: `operator.${command}`, actor, data: {} },
+    });
+    return true;
+  }
+
+  /** Resumes every unfinished rollout from the database; returns how many. */
+  async recover(): Promise<number> {
+    const link = this.#requireLink();
+    const rows = await listActiveRollouts(this.#db);
+    for (const row of rows) {
+      const deviceIds = await listRolloutDeviceIds(this.#db, row.id);
+      const started = await loadStartedRolloutDevices(this.#db, row.id);
+      const policy = row.policy as unknown as Policy;
+      const snapshot = this.#recoverySnapshot(row, policy, deviceIds, started);
+      await this.#prepare(deviceIds);
+      this.#run(row, deviceIds, policy, link, snapshot);
+      this.#log(
+        `rollout ${row.id}: resumed (${row.state}, stage ${row.stage}, ${started.length} of ${deviceIds.length} devices started)`,
+      );
+    }
+    const early = this.#early ?? [];
+    this.#early = null;
+    for (const [deviceId, message] of early) this.handleResponse(deviceId, message);
+    return rows.length;
+  }
+
+  /** Stops every runner without changing any rollout, and waits for sends under way. */
+  async close(): Promise<void> {
+    await Promise.all([...this.#runners.values()].map((runner) => runner.stop()));
+  }
+
+  #requireLink(): ServerLink {
+    if (!this.#link) throw new Error("Cannot run rollouts: no MQTT link is attached");
+    return this.#link;
+  }
+
+  async #prepare(deviceIds: readonly string[]): Promise<void> {
+    await this.#tracker.preload(deviceIds);
+    const missing = deviceIds.filter((id) => !this.#keys.has(id));
+    for (const [id, key] of await loadPublicKeys(this.#db, missing)) {
+      this.#keys.set(id, Uint8Array.fromBase64(key));
+    }
+  }
+
+  #run(
+    row: Rollout,
+    deviceIds: readonly string[],
+    policy: Policy,
+    link: ServerLink,
+    snapshot: RolloutSnapshot | undefined,
+  ): void {
+    const runner = new RolloutRunner({
+      id: row.id,
+      policy,
+      devices: deviceIds,
+      artifact: { url: row.artifactUrl, digest: row.artifactDigest },
+      writer: this.#writer,
+      link,
+      clock: this.#clock,
+      snapshot,
+      log: this.#log,
+      onFinished: (done) => {
+        this.#clock.setTimeout(() => this.#forget(done), FINISHED_GRACE_MS);
+      },
+    });
+    this.#runners.set(row.id, runner);
+    for (const id of deviceIds) this.#byDevice.set(id, runner);
+    runner.start();
+  }
+
+  #forget(runner: RolloutRunner): void {
+    if (this.#runners.get(runner.id) !== runner) return;
+    this.#runners.delete(runner.id);
+    for (const id of runner.devices) {
+      if (this.#byDevice.get(id) === runner) this.#byDevice.delete(id);
+    }
+    runner.stop().catch(() => {});
+  }
+
+  /**
+   * Rebuilds an engine snapshot: the device rows are the truth, the stored head (written after
+   * them) gives the rest. A device whose row is missing before the last started one (its batch
+   * failed to commit) is retried at once, since its INITIATE may or may not have gone out.
+   */
+  #recoverySnapshot(
+    row: Rollout,
+    policy: Policy,
+    deviceIds: readonly string[],
+    started: readonly {
+      deviceId: string;
+      position: number;
+      state: string;
+      token: string | null;
+      attempt: number;
+      deadline: number | null;
+      lastStatus: number | null;
+    }[],
+  ): RolloutSnapshot | undefined {
+    let head = row.snapshot as RolloutSnapshot | null;
+    if (started.length === 0 && head === null) return undefined;
+    if (head === null) head = this.#freshHead(row.id, policy, deviceIds);
+    const states = new Set<string>(RECORD_STATES);
+    const byPosition = new Map(started.map((device) => [device.position, device]));
+    const last = started.reduce((max, device) => Math.max(max, device.position), -1);
+    const now = this.#clock.now();
+    const devices: DeviceRecord[] = [];
+    for (let position = 0; position <= last; position++) {
+      const device = byPosition.get(position);
+      if (device && states.has(device.state) && device.token) {
+        devices.push({
+          id: device.deviceId,
+          state: device.state as DeviceRecord["state"],
+          token: device.token,
+          attempt: Math.max(1, device.attempt),
+          deadline: device.deadline,
+          lastStatus: device.lastStatus,
+        });
+        continue;
+      }
+      devices.push({
+        id: deviceIds[position]!,
+        state: "retrying",
+        token: crypto.getRandomValues(new Uint8Array(16)).toHex(),
+        attempt: Math.max(1, device?.attempt ?? 1),
+        deadline: now,
+        lastStatus: null,
+      });
+    }
+    return { ...head, devices, cursor: Math.max(head.cursor, last + 1) };
+  }
+
+  /** The head of a rollout that started but whose head was never committed: just started. */
+  #freshHead(id: string, policy: Policy, deviceIds: readonly string[]): RolloutSnapshot {
+    const engine = createRolloutEngine({
+      id,
+      policy,
+      devices: deviceIds,
+      clock: this.#clock,
+      ports: { initiate() {}, activate() {}, event() {} },
+    });
+    engine.start();
+    const head = { ...engine.snapshot(), devices: [], cursor: 0, activationCursor: 0 };
+    engine.stop();
+    return head;
+  }
+}

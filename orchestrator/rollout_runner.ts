@@ -1,0 +1,285 @@
+/**
+ * One live rollout: the engine, its ports made durable through the group-commit writer, and sends
+ * over the server link only once what they depend on is committed.
+ */
+import {
+  type Clock,
+  createRolloutEngine,
+  type HaltReason,
+  type RolloutEngine,
+  type RolloutEvent,
+  type RolloutSnapshot,
+  type RolloutState,
+} from "../actors/mod.ts";
+import type { GroupCommitWriter, RolloutDeviceRow, WriteOp } from "../db/mod.ts";
+import type { Policy } from "../policies/mod.ts";
+import type { ServerLink } from "../mqtt/mod.ts";
+
+/** What a runner needs. */
+export interface RolloutRunnerOptions {
+  id: string;
+  policy: Policy;
+  /** Target device ids in rollout order (position = index). */
+  devices: readonly string[];
+  artifact: { url: string; digest: string };
+  writer: GroupCommitWriter;
+  link: ServerLink;
+  clock: Clock;
+  /** A restored snapshot (crash recovery); without one the rollout starts afresh. */
+  snapshot?: RolloutSnapshot;
+  /** Told once when the rollout reaches a final state. */
+  onFinished?: (runner: RolloutRunner) => void;
+  log?: (line: string) => void;
+}
+
+const FINAL: ReadonlySet<RolloutState> = new Set(["completed", "halted", "cancelled"]);
+// The rollout-level head is written at most this often while devices move, and at once on every
+// rollout transition; recovery takes the device rows as the truth and the head for the rest.
+const HEAD_EVERY_MS = 250;
+
+/** Drives one rollout live. */
+export class RolloutRunner {
+  readonly id: string;
+  readonly engine: RolloutEngine;
+  readonly devices: readonly string[];
+  readonly #positions = new Map<string, number>();
+  readonly #lastStatus = new Map<string, number>();
+  readonly #writer: GroupCommitWriter;
+  readonly #link: ServerLink;
+  readonly #clock: Clock;
+  readonly #url: string;
+  readonly #digest: Uint8Array;
+  readonly #digestHex: string;
+  readonly #onFinished?: (runner: RolloutRunner) => void;
+  readonly #log: (line: string) => void;
+  /** The last write queued: a send waits for it, so everything before the send is committed. */
+  #barrier: Promise<void> = Promise.resolve();
+  #headDirty = false;
+  #headScheduled = false;
+  #headWrittenAt = 0;
+  #finished = false;
+  #stopped = false;
+  /** Sends waiting for their commit, so shutdown can let them finish. */
+  readonly #sending = new Set<Promise<void>>();
+
+  constructor(options: RolloutRunnerOptions) {
+    this.id = options.id;
+    this.devices = options.devices;
+    options.devices.forEach((id, index) => this.#positions.set(id, index));
+    this.#writer = options.writer;
+    this.#link = options.link;
+    this.#clock = options.clock;
+    this.#url = options.artifact.url;
+    this.#digestHex = options.artifact.digest;
+    this.#digest = Uint8Array.fromHex(options.artifact.digest);
+    this.#onFinished = options.onFinished;
+    this.#log = options.log ?? ((line) => console.error(line));
+    if (options.snapshot) {
+      for (const record of options.snapshot.devices) {
+        if (record.lastStatus !== null) this.#lastStatus.set(record.id, record.lastStatus);
+      }
+    }
+    this.engine = createRolloutEngine({
+      id: options.id,
+      policy: options.policy,
+      devices: options.devices,
+      clock: options.clock,
+      snapshot: options.snapshot,
+      ports: {
+        initiate: (device, token, attempt) => this.#send(device, token, "initiate", attempt),
+        activate: (device, token) => this.#send(device, token, "activate", 0),
+        event: (event) => this.#onEvent(event),
+      },
+    });
+  }
+
+  /** Starts, or resumes after a restore (re-sending ACTIVATEs whose confirmation was never recorded). */
+  start(): void {
+    const restored = this.engine.state !== "created";
+    this.engine.start();
+    if (restored) {
+      const resent = this.engine.resendPendingActivations();
+      if (resent > 0) this.#log(`rollout ${this.id}: re-sent ${resent} ACTIVATE(s) after restart`);
+    }
+    this.#markHead(true);
+  }
+
+  get finished(): boolean {
+    return this.#finished;
+  }
+
+  /** Whether this runner drives `device`. */
+  has(device: string): boolean {
+    return this.#positions.has(device);
+  }
+
+  /** Hands the engine a verified RESPONSE. */
+  response(device: string, token: Uint8Array, status: number): void {
+    if (this.#stopped) return;
+    this.engine.response(device, token, status);
+    this.#afterEngine();
+  }
+
+  /** Runs an operator command against the engine (RolloutCommandError when it does not apply). */
+  command(name: "pause" | "resume" | "cancel" | "promote"): void {
+    this.engine[name]();
+    this.#markHead(true);
+    this.#afterEngine();
+  }
+
+  /** Stops timers and actors without changing the rollout, as on shutdown; waits for sends. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#writeHead();
+    this.engine.stop();
+    await Promise.allSettled([...this.#sending]);
+  }
+
+  #afterEngine(): void {
+    if (!this.#finished && FINAL.has(this.engine.state)) {
+      this.#finished = true;
+      this.#writeHead();
+      this.#onFinished?.(this);
+    }
+  }
+
+  #write(op: WriteOp): Promise<void> {
+    const written = this.#writer.enqueue(op);
+    // Failures are logged by the writer; a send waiting on this write is dropped (see #send).
+    written.catch(() => {});
+    this.#barrier = written;
+    return written;
+  }
+
+  #send(device: string, token: Uint8Array, kind: "initiate" | "activate", attempt: number): void {
+    const copy = token.slice();
+    // The engine emits the event that records this token right after calling the port; waiting a
+    // microtask puts that write before the barrier this send waits for.
+    queueMicrotask(() => {
+      const barrier = this.#barrier;
+      const sending = barrier.then(
+        async () => {
+          if (this.#stopped || !this.engine.shouldSend(device, copy)) return;
+          try {
+            if (kind === "initiate") {
+              await this.#link.sendInitiate(device, {
+                token: copy,
+                url: this.#url,
+                digest: this.#digest,
+              });
+            } else {
+              await this.#link.sendActivate(device, { token: copy });
+            }
+          } catch (error) {
+            // The engine's timeout for this device retries it.
+            this.#log(
+              `rollout ${this.id}: cannot send ${kind.toUpperCase()} to ${device}` +
+                `${attempt ? ` (attempt ${attempt})` : ""}: ${(error as Error).message}`,
+            );
+          }
+        },
+        () =>
+          this.#log(
+            `rollout ${this.id}: ${kind.toUpperCase()} to ${device} not sent: its state was not committed`,
+          ),
+      );
+      this.#sending.add(sending);
+      sending.finally(() => this.#sending.delete(sending));
+    });
+  }
+
+  #onEvent(event: RolloutEvent): void {
+    const { type, rollout: _rollout, at, device, ...data } = event;
+    if (device !== undefined) this.#deviceRow(event);
+    this.#write({
+      kind: "event",
+      event: {
+        rolloutId: this.id,
+        deviceId: device ?? null,
+        type,
+        data: data as Record<string, unknown>,
+        at: new Date(at),
+      },
+    });
+    if (type === "device.activated" && device !== undefined) {
+      this.#write({ kind: "activation", deviceId: device, digest: this.#digestHex });
+    }
+    this.#markHead(device === undefined);
+  }
+
+  #deviceRow(event: RolloutEvent): void {
+    const device = event.device!;
+    const state = event.type.slice("device.".length);
+    // timed_out is momentary: the retrying or failed event that follows carries the row.
+    if (state === "timed_out") return;
+    if (typeof event.status === "number") this.#lastStatus.set(device, event.status);
+    const row: RolloutDeviceRow = {
+      rolloutId: this.id,
+      deviceId: device,
+      position: this.#positions.get(device)!,
+      state,
+      token: event.token ?? null,
+      attempt: event.attempt ?? 0,
+      deadline: event.deadline ?? null,
+      lastStatus: this.#lastStatus.get(device) ?? null,
+    };
+    if (state === "activated" || state === "failed" || state === "cancelled") {
+      this.#lastStatus.delete(device);
+      row.deadline = null;
+    }
+    this.#write({ kind: "rollout_device", row });
+  }
+
+  #markHead(now: boolean): void {
+    this.#headDirty = true;
+    if (this.#headScheduled) return;
+    this.#headScheduled = true;
+    const wait = now ? 0 : Math.max(0, this.#headWrittenAt + HEAD_EVERY_MS - this.#clock.now());
+    const flush = () => {
+      this.#headScheduled = false;
+      if (!this.#stopped) this.#writeHead();
+    };
+    // The engine's state settles when the call that emitted the event returns: write after it.
+    if (wait === 0) queueMicrotask(flush);
+    else this.#clock.setTimeout(flush, wait);
+  }
+
+  #writeHead(): void {
+    if (!this.#headDirty) return;
+    this.#headDirty = false;
+    this.#headWrittenAt = this.#clock.now();
+    const summary = this.engine.summary();
+    const state = summary.state === "created" ? "running" : summary.state;
+    this.#write({
+      kind: "rollout",
+      id: this.id,
+      patch: {
+        state,
+        stage: summary.stage,
+        haltReason: summary.haltReason ? describeHalt(summary.haltReason) : null,
+        haltDevice: summary.haltReason?.kind === "digest_mismatch"
+          ? summary.haltReason.device
+          : null,
+        snapshot: { ...this.engine.snapshot(), devices: [] },
+      },
+    });
+  }
+}
+
+/** One sentence for an operator. */
+export function describeHalt(reason: HaltReason): string {
+  switch (reason.kind) {
+    case "digest_mismatch":
+      return `Digest mismatch (0x${
+        reason.status.toString(16).toUpperCase()
+      }) reported by device ${reason.device} ` +
+        `for token ${reason.token} in stage ${reason.stage}: the artifact may have been tampered with`;
+    case "failure_threshold":
+      return `Failure threshold exceeded (${reason.scope}, stage ${reason.stage}): ${reason.failed} of ${reason.finished} ` +
+        `finished devices failed (${reason.percent.toFixed(1)}% > ${reason.maxPercent}%)`;
+    case "success_below_min":
+      return `Stage ${reason.stage} ended with ${reason.activated} of ${reason.devices} devices activated ` +
+        `(${reason.percent.toFixed(1)}% < ${reason.minPercent}%)`;
+  }
+}

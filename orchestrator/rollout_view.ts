@@ -1,0 +1,66 @@
+/** A rollout as the API and the dashboard show it: live figures when it runs, stored ones after. */
+import type { HaltReason, PauseReason, RolloutSummary } from "../actors/mod.ts";
+import { countRolloutDevices, type Db, type Rollout, type RolloutState } from "../db/mod.ts";
+import type { Orchestrator } from "./orchestrator.ts";
+import { describeHalt } from "./rollout_runner.ts";
+
+/** The API's rollout object. */
+export interface RolloutView {
+  id: string;
+  state: RolloutState;
+  stage: number;
+  stages: RolloutSummary["stages"] | null;
+  counts: Record<string, number>;
+  devices: number;
+  haltReason: ({ message: string } & Partial<HaltReason>) | null;
+  pauseReason: PauseReason | null;
+  bakeUntil: string | null;
+  policy: { name: string; sha256: string; commit: string | null };
+  artifact: { digest: string; url: string };
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** The view of a stored rollout, with live figures when this process runs it. */
+export async function rolloutView(
+  db: Db,
+  orchestrator: Orchestrator,
+  row: Rollout,
+): Promise<RolloutView> {
+  const base = {
+    id: row.id,
+    policy: { name: row.policyName, sha256: row.policySha256, commit: row.policyCommit },
+    artifact: { digest: row.artifactDigest, url: row.artifactUrl },
+    devices: row.deviceCount,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+  };
+  const runner = orchestrator.runner(row.id);
+  if (runner) {
+    const summary = runner.engine.summary();
+    return {
+      ...base,
+      state: summary.state === "created" ? "running" : summary.state,
+      stage: summary.stage,
+      stages: summary.stages,
+      counts: summary.counts,
+      haltReason: summary.haltReason
+        ? { message: describeHalt(summary.haltReason), ...summary.haltReason }
+        : null,
+      pauseReason: summary.pauseReason,
+      bakeUntil: summary.bakeUntil === null ? null : new Date(summary.bakeUntil).toISOString(),
+    };
+  }
+  return {
+    ...base,
+    state: row.state,
+    stage: row.stage,
+    stages: null,
+    counts: await countRolloutDevices(db, row.id),
+    haltReason: row.haltReason
+      ? { message: row.haltReason, ...(row.haltDevice ? { device: row.haltDevice } : {}) }
+      : null,
+    pauseReason: null,
+    bakeUntil: null,
+  };
+}
