@@ -26,6 +26,7 @@ import {
   silentLogger,
 } from "../mqtt/mod.ts";
 import { toBase64 } from "../srup/mod.ts";
+import type { Clock } from "../actors/mod.ts";
 import { artifactDir, ConfigError, type ServiceConfig } from "./config.ts";
 import { Orchestrator } from "./orchestrator.ts";
 import { PolicyRegistry } from "./policy_registry.ts";
@@ -55,6 +56,8 @@ export interface StartOptions {
   log?: (line: string) => void;
   /** Structured MQTT logs (frame.rejected and so on); default silent. */
   logger?: Logger;
+  /** The engine's clock; default the wall clock (tests pass a scaled one). */
+  clock?: Clock;
 }
 
 const ADMIN_FROM_ENV = "admin-env";
@@ -135,7 +138,7 @@ export async function startService(
     cleanup.push(() => connection.close());
 
     const tracker = new StoredSequenceTracker(db, writer);
-    const orchestrator = new Orchestrator({ db, writer, tracker, log });
+    const orchestrator = new Orchestrator({ db, writer, tracker, log, clock: options.clock });
     cleanup.push(() => orchestrator.close());
     const link = await createServerLink(connection, {
       privateKey: key.privateKey,

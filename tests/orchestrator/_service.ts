@@ -1,0 +1,115 @@
+/** Helpers for tests that run the whole service with real device agents. */
+import { join } from "node:path";
+import { readConfig } from "../../orchestrator/config.ts";
+import { scaledClock } from "../../orchestrator/clock.ts";
+import { type Service, startService } from "../../orchestrator/service.ts";
+import { provisionDevice, type RunningDevice, startDevice } from "../../device/mod.ts";
+import { fromBase64 } from "../../srup/mod.ts";
+
+export const ADMIN_TOKEN = "test-admin-token-0123456789";
+export const POLICY_DIR = new URL("../../policies", import.meta.url).pathname;
+
+/** Starts the service on ephemeral ports in a temp data dir; policy time runs `speed` times faster. */
+export async function startTestService(
+  dataDir: string,
+  options: { speed?: number; env?: Record<string, string> } = {},
+): Promise<Service> {
+  const config = readConfig({
+    FLOTILLA_DATA_DIR: dataDir,
+    FLOTILLA_POLICY_DIR: POLICY_DIR,
+    FLOTILLA_ADMIN_TOKEN: ADMIN_TOKEN,
+    PORT: "0",
+    FLOTILLA_MQTT_PORT: "0",
+    ...options.env,
+  });
+  return await startService(config, {
+    log: () => {},
+    clock: options.speed ? scaledClock(options.speed) : undefined,
+  });
+}
+
+/** A JSON call to the service's API as the admin. */
+export async function api<T = Record<string, unknown>>(
+  service: Service,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: T }> {
+  const response = await fetch(`${service.apiUrl}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${ADMIN_TOKEN}`,
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, body: (text ? JSON.parse(text) : null) as T };
+}
+
+/** Uploads bytes as an artifact; its digest. */
+export async function upload(service: Service, bytes: Uint8Array): Promise<string> {
+  const response = await fetch(`${service.apiUrl}/v1/artifacts`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/octet-stream" },
+    body: bytes as Uint8Array<ArrayBuffer>,
+  });
+  const json = await response.json();
+  if (response.status !== 201) throw new Error(`upload failed: ${JSON.stringify(json)}`);
+  return json.digest;
+}
+
+/** A provisioned, registered and running device agent. */
+export interface TestDevice {
+  id: string;
+  dir: string;
+  running: RunningDevice;
+}
+
+/** Provisions `count` devices under `root`, registers them and starts their agents. */
+export async function startDevices(
+  service: Service,
+  root: string,
+  count: number,
+  options: { fetchFor?: (index: number) => typeof fetch | undefined } = {},
+): Promise<TestDevice[]> {
+  const devices: TestDevice[] = [];
+  for (let i = 0; i < count; i++) {
+    const dir = join(root, `device-${i}`);
+    const identity = await provisionDevice(dir);
+    const registered = await api(service, "POST", "/v1/devices", {
+      id: identity.id,
+      publicKey: identity.publicKey.toBase64(),
+      tags: { bench: "e2e" },
+    });
+    if (registered.status !== 201) {
+      throw new Error(`register failed: ${JSON.stringify(registered)}`);
+    }
+    const running = await startDevice({
+      dir,
+      serverKey: fromBase64(service.publicKey),
+      broker: service.mqttUrl,
+      serverId: service.serverId,
+      fetch: options.fetchFor?.(i),
+    });
+    devices.push({ id: identity.id, dir, running });
+  }
+  return devices;
+}
+
+/** Polls a rollout until `done` holds for it, or fails after `ms`. */
+export async function waitForRollout(
+  service: Service,
+  id: string,
+  done: (rollout: Record<string, unknown>) => boolean,
+  ms = 60_000,
+): Promise<Record<string, unknown>> {
+  const until = Date.now() + ms;
+  let last: Record<string, unknown> = {};
+  while (Date.now() < until) {
+    last = (await api(service, "GET", `/v1/rollouts/${id}`)).body;
+    if (done(last)) return last;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`rollout ${id} did not get there in ${ms} ms: ${JSON.stringify(last)}`);
+}
