@@ -156,7 +156,7 @@ export class RolloutEngine {
         input: { plan },
       });
       const restoredPlan = (this.#supervisor.getSnapshot().context as RolloutContext).plan;
-      if (JSON.stringify(restoredPlan) !== JSON.stringify(plan)) {
+      if (canonicalJson(restoredPlan) !== canonicalJson(plan)) {
         throw new RangeError(`Cannot restore rollout "${this.id}": its policy has changed`);
       }
     } else {
@@ -910,6 +910,17 @@ export class RolloutEngine {
     this.#thresholdBase = { ...snapshot.thresholdBase };
     this.#ignored = { ...snapshot.ignored };
   }
+}
+
+/** JSON with sorted keys: a snapshot that went through a store (PostgreSQL's jsonb reorders keys) still compares equal. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(
+    value,
+    (_key, v) =>
+      v && typeof v === "object" && !Array.isArray(v)
+        ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+        : v,
+  );
 }
 
 /** The supervisor's plan from a policy. */

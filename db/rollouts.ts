@@ -1,10 +1,17 @@
 /** Rollouts: creation with their device rows in one transaction, lookup, listing, updates. */
 import { and, asc, count, desc, eq, inArray, type SQL, sql } from "drizzle-orm";
 import type { Db } from "./open.ts";
-import { guard, InvalidDataError } from "./errors.ts";
+import { ConflictError, guard, InvalidDataError } from "./errors.ts";
 import { uuidv7 } from "./ids.ts";
 import { type Page, pageLimit } from "./page.ts";
-import { ACTIVE_ROLLOUT_STATES, devices, PENDING, rollouts, type RolloutState } from "./schema.ts";
+import {
+  ACTIVE_ROLLOUT_STATES,
+  devices,
+  PENDING,
+  rolloutDevices,
+  rollouts,
+  type RolloutState,
+} from "./schema.ts";
 
 /** A rollout row. */
 export type Rollout = typeof rollouts.$inferSelect;
@@ -41,9 +48,13 @@ export interface ListRolloutsOptions {
   limit?: number;
 }
 
+// Any constant: the key of the advisory lock that serializes rollout creation.
+const CREATE_LOCK = 0x666c6f74;
+
 /**
  * Creates a rollout and one `pending` rollout_devices row per device, in one transaction: on any
- * error nothing is written. An InvalidDataError names a device listed twice or not registered.
+ * error nothing is written. An InvalidDataError names a device listed twice or not registered; a
+ * ConflictError one that an active rollout already drives.
  */
 export async function createRollout(db: Db, rollout: NewRollout): Promise<Rollout> {
   const context = "Cannot create rollout";
@@ -58,6 +69,8 @@ export async function createRollout(db: Db, rollout: NewRollout): Promise<Rollou
   const ids = JSON.stringify(deviceIds);
   return await guard(
     db.transaction(async (tx) => {
+      // Creations are serialized, so two at once cannot both take the same idle device.
+      await tx.execute(sql`select pg_advisory_xact_lock(${CREATE_LOCK})`);
       const [row] = await tx.insert(rollouts)
         .values({ ...fields, id, deviceCount: deviceIds.length })
         .returning();
@@ -67,6 +80,22 @@ export async function createRollout(db: Db, rollout: NewRollout): Promise<Rollou
       const unknown = rowsOf<{ id: string }>(missing).map((r) => `"${r.id}"`);
       if (unknown.length > 0) {
         throw new InvalidDataError(`${context}: unknown device ${unknown.join(", ")}`);
+      }
+      const busy = rowsOf<{ id: string; rollout: string }>(
+        await tx.execute<{ id: string; rollout: string }>(sql`
+          select rd.device_id as id, rd.rollout_id as rollout
+          from json_array_elements_text(${ids}::json) as t(id)
+          join ${rolloutDevices} rd on rd.device_id = t.id::uuid
+          join ${rollouts} r on r.id = rd.rollout_id
+          where r.state in (${sql.join(ACTIVE_ROLLOUT_STATES.map((s) => sql`${s}`), sql`, `)})
+          limit 5`),
+      );
+      if (busy.length > 0) {
+        throw new ConflictError(
+          `${context}: device ${busy.map((b) => `"${b.id}"`).join(", ")} is in active rollout "${
+            busy[0]!.rollout
+          }"`,
+        );
       }
       await tx.execute(sql`
         insert into rollout_devices (rollout_id, device_id, position, state)

@@ -176,13 +176,23 @@ export class Orchestrator {
   async recover(): Promise<number> {
     const link = this.#requireLink();
     const rows = await listActiveRollouts(this.#db);
+    let resumed = 0;
     for (const row of rows) {
       const deviceIds = await listRolloutDeviceIds(this.#db, row.id);
       const started = await loadStartedRolloutDevices(this.#db, row.id);
       const policy = row.policy as unknown as Policy;
-      const snapshot = this.#recoverySnapshot(row, policy, deviceIds, started);
-      await this.#prepare(deviceIds);
-      this.#run(row, deviceIds, policy, link, snapshot);
+      try {
+        const snapshot = this.#recoverySnapshot(row, policy, deviceIds, started);
+        await this.#prepare(deviceIds);
+        this.#run(row, deviceIds, policy, link, snapshot);
+      } catch (error) {
+        // One rollout that cannot be restored must not keep the others, or the service, down.
+        this.#log(
+          `rollout ${row.id}: cannot resume, left as "${row.state}": ${(error as Error).message}`,
+        );
+        continue;
+      }
+      resumed++;
       this.#log(
         `rollout ${row.id}: resumed (${row.state}, stage ${row.stage}, ${started.length} of ${deviceIds.length} devices started)`,
       );
@@ -190,7 +200,7 @@ export class Orchestrator {
     const early = this.#early ?? [];
     this.#early = null;
     for (const [deviceId, message] of early) this.handleResponse(deviceId, message);
-    return rows.length;
+    return resumed;
   }
 
   /** Stops every runner without changing any rollout, and waits for sends under way. */

@@ -46,6 +46,8 @@ export interface Service {
   adminToken?: string;
   policies: PolicyRegistry;
   orchestrator: Orchestrator;
+  /** The HTTP app, for in-process requests (`app.request()`). */
+  app: ReturnType<typeof createApp>;
   /** Shuts down gracefully; idempotent. */
   close(): Promise<void>;
 }
@@ -218,6 +220,7 @@ export async function startService(
       adminToken,
       policies,
       orchestrator,
+      app,
       close,
     };
   } catch (error) {

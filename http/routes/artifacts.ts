@@ -66,7 +66,7 @@ export function artifactsApp(deps: ArtifactDeps) {
   // and handled by hand below, streaming with a cap.
   app.openAPIRegistry.registerPath({
     method: "post",
-    path: "/v1/artifacts",
+    path: "/",
     summary: "Upload an artifact (raw bytes), or register one hosted elsewhere (JSON)",
     request: {
       body: {

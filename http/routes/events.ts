@@ -33,7 +33,7 @@ export function eventsApp(db: Db, hub: EventHub) {
   const app = newApp();
   app.openAPIRegistry.registerPath({
     method: "get",
-    path: "/v1/events",
+    path: "/",
     summary: "Server-Sent Events of every transition",
     description:
       "Each message has the event's id, its type as the SSE event name, and the event as JSON data. Reconnect with Last-Event-ID (or ?after=) to resume without a gap.",

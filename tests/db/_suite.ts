@@ -367,6 +367,21 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
     );
   });
 
+  await t.step("createRollout() refuses a device an active rollout drives", async () => {
+    const [a, b] = await registerMany(db, 2) as [string, string];
+    const first = await createRollout(db, newRollout([a]));
+    await assert.rejects(
+      createRollout(db, newRollout([b, a])),
+      (error) =>
+        error instanceof ConflictError &&
+        error.message === `Cannot create rollout: device "${a}" is in active rollout "${first.id}"`,
+    );
+    assert.equal((await listRolloutDevices(db, first.id)).items.length, 1);
+    await updateRollout(db, first.id, { state: "completed" });
+    const second = await createRollout(db, newRollout([b, a]));
+    assert.deepEqual(await listRolloutDeviceIds(db, second.id), [b, a]);
+  });
+
   await t.step("createRollout() handles 5,000 targets in one call", async () => {
     const ids = await db.execute(sql`
       insert into devices (id, public_key)
@@ -382,9 +397,10 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
   });
 
   await t.step("listRollouts() lists newest first, by state and by page", async () => {
-    const [id] = await registerMany(db, 1) as [string];
+    // One device each: a device is in at most one active rollout.
+    const ids = await registerMany(db, 5);
     const made: string[] = [];
-    for (let i = 0; i < 5; i++) made.push((await createRollout(db, newRollout([id]))).id);
+    for (const id of ids) made.push((await createRollout(db, newRollout([id]))).id);
     const newest: string[] = [];
     let cursor: string | undefined;
     do {
@@ -466,7 +482,7 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
 
   await t.step("deviceRolloutHistory() lists a device's rollouts, newest first", async () => {
     const [id] = await registerMany(db, 1) as [string];
-    const first = await createRollout(db, newRollout([id]));
+    const first = await createRollout(db, newRollout([id], { state: "completed" }));
     const second = await createRollout(db, newRollout([id], { artifactDigest: digestOf("ef") }));
     await upsertRolloutDevices(db, [row(second.id, id, 0, "activated")]);
     const history = await deviceRolloutHistory(db, id);
@@ -746,9 +762,9 @@ async function groupCommitSteps(t: Deno.TestContext, db: Db): Promise<void> {
         writer.flush(),
       ]);
       assert.equal((await loadSequences(db, [id!])).get(id!), big);
-      await writer.enqueue({ kind: "sequence", deviceId: id!, sequence: 3n }).then(() =>
-        writer.flush()
-      );
+      const late = writer.enqueue({ kind: "sequence", deviceId: id!, sequence: 3n });
+      await writer.flush();
+      await late;
       assert.equal((await loadSequences(db, [id!])).get(id!), big);
       await writer.close();
     },
