@@ -6,14 +6,7 @@ import { ArtifactStore, ArtifactTooLargeError, isDigest } from "../artifact_stor
 import { requireRole } from "../auth.ts";
 import { ApiError } from "../errors.ts";
 import type { AppEnv } from "../env.ts";
-import {
-  AUTH_ERRORS,
-  jsonResponse,
-  newApp,
-  NOT_FOUND,
-  PageQuery,
-  TOO_LARGE,
-} from "../openapi.ts";
+import { AUTH_ERRORS, jsonResponse, newApp, NOT_FOUND, PageQuery, TOO_LARGE } from "../openapi.ts";
 
 /** What the artifact routes need. */
 export interface ArtifactDeps {
