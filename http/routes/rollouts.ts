@@ -1,5 +1,6 @@
 /** /v1/rollouts: create rollouts, read their progress, and the operator commands. */
 import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { RolloutCommandError } from "../../actors/mod.ts";
 import {
   ConflictError,
@@ -19,6 +20,7 @@ import type { PolicyRegistry } from "../../orchestrator/policy_registry.ts";
 import { rolloutView } from "../../orchestrator/rollout_view.ts";
 import { requireRole } from "../auth.ts";
 import { ApiError } from "../errors.ts";
+import type { AppEnv } from "../env.ts";
 import { artifactUrl } from "./artifacts.ts";
 import {
   AUTH_ERRORS,
@@ -99,8 +101,6 @@ const RolloutDeviceSchema = z.object({
   updatedAt: z.string(),
 }).openapi("RolloutDevice");
 
-const COMMANDS: readonly RolloutCommand[] = ["pause", "resume", "cancel", "promote"];
-
 function resolvePolicy(
   policies: PolicyRegistry,
   policy: string | Record<string, unknown>,
@@ -130,7 +130,28 @@ export function rolloutsApp(deps: RolloutDeps) {
     if (!row) throw new ApiError(404, "not_found", `No rollout "${id}"`);
     return rolloutView(db, orchestrator, row);
   };
-  let app = newApp()
+  const COMMAND_RESPONSES = {
+    200: jsonResponse(RolloutSchema, "The rollout after the command"),
+    ...AUTH_ERRORS,
+    ...NOT_FOUND,
+    ...CONFLICT,
+  };
+  const runCommand = async (c: Context<AppEnv>, id: string, name: RolloutCommand) => {
+    const row = await getRollout(db, id);
+    if (!row) throw new ApiError(404, "not_found", `No rollout "${id}"`);
+    try {
+      if (!await orchestrator.command(id, name, c.get("caller").name)) {
+        throw new ApiError(409, "not_running", `Cannot ${name} rollout: it is "${row.state}"`);
+      }
+    } catch (error) {
+      if (error instanceof RolloutCommandError) {
+        throw new ApiError(409, error.code, error.message, { details: { state: error.state } });
+      }
+      throw error;
+    }
+    return await view(id);
+  };
+  return newApp()
     .openapi(
       createRoute({
         method: "post",
@@ -271,43 +292,49 @@ export function rolloutsApp(deps: RolloutDeps) {
           nextCursor: page.nextCursor,
         }, 200);
       },
-    );
-  for (const command of COMMANDS) {
-    app = app.openapi(
+    )
+    .openapi(
       createRoute({
         method: "post",
-        path: `/{id}/${command}`,
-        summary: `${command[0]!.toUpperCase()}${command.slice(1)} a rollout`,
+        path: "/{id}/pause",
+        summary: "Pause a rollout: no new INITIATE or ACTIVATE until resumed",
         middleware: [requireRole("operator")] as const,
         request: { params: IdParam },
-        responses: {
-          200: jsonResponse(RolloutSchema, "The rollout after the command"),
-          ...AUTH_ERRORS,
-          ...NOT_FOUND,
-          ...CONFLICT,
-        },
+        responses: COMMAND_RESPONSES,
       }),
-      async (c) => {
-        const { id } = c.req.valid("param");
-        const row = await getRollout(db, id);
-        if (!row) throw new ApiError(404, "not_found", `No rollout "${id}"`);
-        try {
-          if (!await orchestrator.command(id, command, c.get("caller").name)) {
-            throw new ApiError(
-              409,
-              "not_running",
-              `Cannot ${command} rollout: it is "${row.state}"`,
-            );
-          }
-        } catch (error) {
-          if (error instanceof RolloutCommandError) {
-            throw new ApiError(409, error.code, error.message, { details: { state: error.state } });
-          }
-          throw error;
-        }
-        return c.json(await view(id), 200);
-      },
-    ) as typeof app;
-  }
-  return app;
+      async (c) => c.json(await runCommand(c, c.req.valid("param").id, "pause"), 200),
+    )
+    .openapi(
+      createRoute({
+        method: "post",
+        path: "/{id}/resume",
+        summary: "Resume a paused rollout",
+        middleware: [requireRole("operator")] as const,
+        request: { params: IdParam },
+        responses: COMMAND_RESPONSES,
+      }),
+      async (c) => c.json(await runCommand(c, c.req.valid("param").id, "resume"), 200),
+    )
+    .openapi(
+      createRoute({
+        method: "post",
+        path: "/{id}/cancel",
+        summary: "Cancel a rollout: devices keep what they run",
+        middleware: [requireRole("operator")] as const,
+        request: { params: IdParam },
+        responses: COMMAND_RESPONSES,
+      }),
+      async (c) => c.json(await runCommand(c, c.req.valid("param").id, "cancel"), 200),
+    )
+    .openapi(
+      createRoute({
+        method: "post",
+        path: "/{id}/promote",
+        summary: "Grant the manual approval the rollout waits for",
+        middleware: [requireRole("operator")] as const,
+        request: { params: IdParam },
+        responses: COMMAND_RESPONSES,
+      }),
+      async (c) => c.json(await runCommand(c, c.req.valid("param").id, "promote"), 200),
+    );
 }
