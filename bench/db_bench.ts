@@ -39,6 +39,8 @@ function request(ids: readonly string[]) {
     policySha256: "b".repeat(64),
     targets: { all: true },
     deviceIds: ids,
+    // Completed, so the next round may take the same devices (one active rollout per device).
+    state: "completed" as const,
   };
 }
 
