@@ -15,6 +15,7 @@ import {
   loadPublicKeys,
   loadStartedRolloutDevices,
   type Rollout,
+  type RolloutDevice,
 } from "../db/mod.ts";
 import type { ServerLink } from "../mqtt/mod.ts";
 import type { LoadedPolicy, Policy } from "../policies/mod.ts";
@@ -265,15 +266,7 @@ export class Orchestrator {
     row: Rollout,
     policy: Policy,
     deviceIds: readonly string[],
-    started: readonly {
-      deviceId: string;
-      position: number;
-      state: string;
-      token: string | null;
-      attempt: number;
-      deadline: number | null;
-      lastStatus: number | null;
-    }[],
+    started: readonly RolloutDevice[],
   ): RolloutSnapshot | undefined {
     let head = row.snapshot as RolloutSnapshot | null;
     if (started.length === 0 && head === null) return undefined;
