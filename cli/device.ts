@@ -11,7 +11,7 @@ import {
 } from "../device/mod.ts";
 import { isServerId, jsonLogger } from "../mqtt/mod.ts";
 import { fromBase64, toBase64 } from "../srup/mod.ts";
-import { parse, printJson, UsageError } from "./args.ts";
+import { dispatch, parse, printJson, UsageError } from "./args.ts";
 
 export const HELP = `Usage: flotilla device <command>
 
@@ -33,23 +33,8 @@ Options of run:
   --mqtt-key FILE       PEM client key for the broker`;
 
 /** Runs `device` with its arguments; returns the exit code. */
-export async function run(args: string[]): Promise<number> {
-  const [command, ...rest] = args;
-  switch (command) {
-    case "provision":
-      return await provision(rest);
-    case "run":
-      return await runAgent(rest);
-    case "status":
-      return await status(rest);
-    case undefined:
-    case "help":
-    case "--help":
-      console.log(HELP);
-      return command === undefined ? 2 : 0;
-    default:
-      throw new UsageError(`Unknown device command "${command}"`);
-  }
+export function run(args: string[]): Promise<number> {
+  return dispatch("device", HELP, { provision, run: runAgent, status }, args);
 }
 
 async function provision(args: string[]): Promise<number> {

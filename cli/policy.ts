@@ -5,7 +5,7 @@ import {
   loadPolicyResult,
   type PolicyLoadResult,
 } from "../policies/mod.ts";
-import { parse, printJson, UsageError } from "./args.ts";
+import { dispatch, parse, printJson, UsageError } from "./args.ts";
 
 export const HELP = `Usage: flotilla policy <command>
 
@@ -15,21 +15,8 @@ Commands:
   show FILE         Print the validated policy, defaults filled in, with its provenance (JSON)`;
 
 /** Runs `policy` with its arguments; returns the exit code. */
-export async function run(args: string[]): Promise<number> {
-  const [command, ...rest] = args;
-  switch (command) {
-    case "check":
-      return await check(rest);
-    case "show":
-      return await show(rest);
-    case undefined:
-    case "help":
-    case "--help":
-      console.log(HELP);
-      return command === undefined ? 2 : 0;
-    default:
-      throw new UsageError(`Unknown policy command "${command}"`);
-  }
+export function run(args: string[]): Promise<number> {
+  return dispatch("policy", HELP, { check, show }, args);
 }
 
 async function check(args: string[]): Promise<number> {

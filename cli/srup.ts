@@ -13,7 +13,7 @@ import {
   toHex,
 } from "../srup/mod.ts";
 import { writeFileAtomic } from "../io/files.ts";
-import { parse, printJson, UsageError } from "./args.ts";
+import { dispatch, parse, printJson, UsageError } from "./args.ts";
 
 export const HELP = `Usage: flotilla srup <command>
 
@@ -22,21 +22,8 @@ Commands:
   keygen --out DIR   Write DIR/ed25519.key (PKCS#8, mode 0600) and DIR/ed25519.pub (SPKI)`;
 
 /** Runs `srup` with its arguments; returns the exit code. */
-export async function run(args: string[]): Promise<number> {
-  const [command, ...rest] = args;
-  switch (command) {
-    case "decode":
-      return await decode(rest);
-    case "keygen":
-      return await keygen(rest);
-    case undefined:
-    case "help":
-    case "--help":
-      console.log(HELP);
-      return command === undefined ? 2 : 0;
-    default:
-      throw new UsageError(`Unknown srup command "${command}"`);
-  }
+export function run(args: string[]): Promise<number> {
+  return dispatch("srup", HELP, { decode, keygen }, args);
 }
 
 async function decode(args: string[]): Promise<number> {
