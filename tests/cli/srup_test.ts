@@ -1,31 +1,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { nativeEd25519, privateKeyFromPem, publicKeyFromPem, toBase64 } from "../../srup/mod.ts";
+import { flotilla } from "../_helpers.ts";
 
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const TABLE_II =
   "010100085349475f4441544100065441524745540005544f4b454e001768747470733a2f2f7777772e6578616d706c652e636f6d0006444947455354";
-
-async function flotilla(args: string[], stdin?: string) {
-  const command = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, ...args],
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  });
-  const child = command.spawn();
-  if (stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(stdin));
-    await writer.close();
-  }
-  const { code, stdout, stderr } = await child.output();
-  return {
-    code,
-    stdout: new TextDecoder().decode(stdout),
-    stderr: new TextDecoder().decode(stderr),
-  };
-}
 
 Deno.test("srup decode prints the Table II frame as JSON", async () => {
   const { code, stdout } = await flotilla(["srup", "decode", TABLE_II]);
@@ -42,7 +21,7 @@ Deno.test("srup decode prints the Table II frame as JSON", async () => {
 });
 
 Deno.test("srup decode reads hex from stdin", async () => {
-  const { code, stdout } = await flotilla(["srup", "decode"], `0x${TABLE_II}\n`);
+  const { code, stdout } = await flotilla(["srup", "decode"], { stdin: `0x${TABLE_II}\n` });
   assert.equal(code, 0);
   assert.equal(JSON.parse(stdout).url, "https://www.example.com");
 });

@@ -15,20 +15,7 @@ import { TEST_PUBLIC_KEY } from "../_helpers.ts";
 import { within } from "../mqtt/_brokers.ts";
 import { deviceHarness, FIRMWARE } from "./_harness.ts";
 import { sha256 } from "./_fixture.ts";
-
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
-
-async function flotilla(args: string[]) {
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, ...args],
-    stdin: "null",
-  }).output();
-  return {
-    code,
-    stdout: new TextDecoder().decode(stdout),
-    stderr: new TextDecoder().decode(stderr),
-  };
-}
+import { flotilla, MAIN } from "../_helpers.ts";
 
 /** `device run` as a child process whose JSON log lines can be awaited. */
 function spawnDevice(args: string[]) {

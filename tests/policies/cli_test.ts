@@ -1,21 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { flotilla } from "../_helpers.ts";
 
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const POLICIES = new URL("../../policies/", import.meta.url).pathname;
-
-async function flotilla(args: string[]) {
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code,
-    stdout: new TextDecoder().decode(stdout),
-    stderr: new TextDecoder().decode(stderr),
-  };
-}
 
 Deno.test("policy check passes the example policies with one OK line each", async () => {
   const files = ["canary.yaml", "fast.yaml", "two-phase.yaml"].map((f) => join(POLICIES, f));
