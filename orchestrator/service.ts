@@ -188,6 +188,8 @@ export async function startService(
       throw error;
     }
     cleanup.push(async () => {
+      // SSE streams end first: the server waits for open responses before it finishes.
+      hub.closeAll();
       abort.abort();
       await server.finished;
     });
