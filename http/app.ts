@@ -6,6 +6,7 @@ import type { Orchestrator } from "../orchestrator/orchestrator.ts";
 import type { PolicyRegistry } from "../orchestrator/policy_registry.ts";
 import { ArtifactStore } from "./artifact_store.ts";
 import { authenticate, TokenVerifier } from "./auth.ts";
+import { dashboardApp } from "./dashboard/mod.ts";
 import { docsPage } from "./docs_page.ts";
 import { ApiError, errorResponse, handleError } from "./errors.ts";
 import type { EventHub } from "./event_hub.ts";
@@ -128,6 +129,7 @@ export function createApp(deps: AppDeps) {
       return c.body(await deps.metrics.render());
     })
     .get("/docs", (c) => c.html(docsPage("/openapi.json")))
+    .route("/", dashboardApp())
     .route("/artifacts", downloadsApp(deps.store))
     .route("/v1", api);
   app.notFound((c) => {
