@@ -85,7 +85,20 @@ Deno.test({
         assert.equal((await missing.json()).error.code, "not_found");
       });
 
-      devices = await startDevices(service, root, DEVICES);
+      // The first device corrupts one artifact only, to halt a later rollout with 0xFF.
+      let corrupt = "";
+      devices = await startDevices(service, root, DEVICES, {
+        fetchFor: (i) =>
+          i === 0
+            ? async (input, init) => {
+              const response = await fetch(input, init);
+              if (!corrupt || !String(input).endsWith(corrupt)) return response;
+              const bytes = new Uint8Array(await response.arrayBuffer());
+              bytes[0] = bytes[0]! ^ 0xff;
+              return new Response(bytes, { status: response.status, headers: response.headers });
+            }
+            : undefined,
+      });
       const digest = await upload(service, crypto.getRandomValues(new Uint8Array(4096)));
       const created = await api(service, "POST", "/v1/rollouts", {
         artifact: { digest },
@@ -160,6 +173,33 @@ Deno.test({
         assert.equal(await page.textContent("#current-digest"), digest);
         assert.equal(await page.locator(`#history a[href="#/rollouts/${id}"]`).count(), 1);
         await page.screenshot({ path: join(OUT_DIR, "dashboard_device.png"), fullPage: true });
+      });
+
+      await t.step("cancel asks first; a digest mismatch shows the halt reason", async () => {
+        await page.goto(`${service.apiUrl}/#/rollouts/${id}`);
+        await page.waitForSelector("#state .badge[data-state=paused]");
+        page.once("dialog", (dialog) => dialog.accept());
+        await page.click("button[data-command=cancel]");
+        await page.waitForSelector("#state .badge[data-state=cancelled]");
+        for (const name of ["pause", "resume", "promote", "cancel"]) {
+          assert.equal(await page.isDisabled(`button[data-command=${name}]`), true, name);
+        }
+
+        corrupt = await upload(service, crypto.getRandomValues(new Uint8Array(4096)));
+        const bad = devices[0]!.id;
+        const halting = await api(service, "POST", "/v1/rollouts", {
+          artifact: { digest: corrupt },
+          policy: "dashboard",
+          targets: { ids: [bad, ...devices.slice(1).map((d) => d.id)] },
+        });
+        assert.equal(halting.status, 201, JSON.stringify(halting.body));
+        await page.goto(`${service.apiUrl}/#/rollouts/${halting.body.id}`);
+        await page.waitForSelector("#state .badge[data-state=halted]");
+        const reason = await page.textContent("#halt-reason") ?? "";
+        assert.match(reason, /Digest mismatch/);
+        assert.match(reason, new RegExp(bad));
+        assert.match(reason, /0xFF digest mismatch/);
+        await page.screenshot({ path: join(OUT_DIR, "dashboard_halted.png"), fullPage: true });
       });
       assert.deepEqual(problems, []);
     } finally {
