@@ -1,14 +1,28 @@
 /** `flotilla sim`: simulate a rollout over many devices. */
+import { parse as parseYaml } from "yaml";
 import { formatIssue, loadPolicyResult, parseDuration } from "../policies/mod.ts";
-import { formatSummary, parseFaults, parseLatency, runVirtual } from "../sim/mod.ts";
+import {
+  formatLiveSummary,
+  formatSummary,
+  parseFaults,
+  parseLatency,
+  progressJson,
+  runLive,
+  runVirtual,
+  TerminalProgress,
+  writeReport,
+} from "../sim/mod.ts";
+import { type LiveOptions, NO_FAULTS } from "../sim/mod.ts";
 import { parse, printJson, UsageError } from "./args.ts";
 
-export const HELP = `Usage: flotilla sim --virtual --policy FILE [options]
+export const HELP = `Usage: flotilla sim --policy FILE [options]
 
-Runs the real rollout engine against in-memory virtual devices on a simulated clock.
+Live (the default): starts the orchestrator in-process on ephemeral ports (or uses --api), runs
+real device agents over real MQTT in workers, and drives a rollout to its end.
+Virtual (--virtual): the real rollout engine against in-memory devices on a simulated clock.
 
 Options:
-  --virtual            Simulate in simulated time (required for now: live simulation is issue 6)
+  --virtual            Simulate in simulated time instead
   --policy FILE        The policy file to roll out with
   --devices N          Number of virtual devices (default 1000)
   --seed S             Seed; the same seed gives the same run (default 1)
@@ -16,7 +30,19 @@ Options:
   --latency A..B       Answer delay range (default 200ms..5s)
   --cancel-after D     Cancel the rollout after simulated duration D (e.g. 2h)
   --no-auto-promote    Leave manual approvals waiting (the run ends "waiting_approval")
-  --json               Print the summary as JSON`;
+  --json               Print the summary as JSON (live: also JSON progress lines)
+
+Live options:
+  --api URL            Use a running orchestrator instead of starting one (needs --token)
+  --token T            API token of an operator or admin, for --api
+  --speed N            Policy time runs N times faster (in-process only; default 1)
+  --offline F[:D]      Fraction F of devices miss every frame for D from the start (default 30s)
+  --crash F[:D]        Fraction F of devices crash mid-download, restart after D (default 2s)
+  --gateway | --per-device   Connection mode (default: per device up to 5000 devices)
+  --workers N          Device workers (default: one per core)
+  --report DIR         Write report.json and report.html into DIR
+
+Live runs honour FLOTILLA_DATA_DIR (data and the device key cache) and MQTT_URL.`;
 
 const MAX_DEVICES = 50_000_000;
 
@@ -32,17 +58,20 @@ export async function run(args: string[]): Promise<number> {
     "cancel-after": { type: "string" },
     "no-auto-promote": { type: "boolean" },
     json: { type: "boolean" },
+    api: { type: "string" },
+    token: { type: "string" },
+    speed: { type: "string" },
+    offline: { type: "string" },
+    crash: { type: "string" },
+    gateway: { type: "boolean" },
+    "per-device": { type: "boolean" },
+    workers: { type: "string" },
+    report: { type: "string" },
     help: { type: "boolean" },
   });
   if (values.help) {
     console.log(HELP);
     return 0;
-  }
-  if (!values.virtual) {
-    console.error(
-      "Live simulation over MQTT is not built yet (issue 6): use --virtual to simulate in simulated time",
-    );
-    return 2;
   }
   if (!values.policy) throw new UsageError("sim needs --policy FILE");
   const devices = integer("--devices", values.devices ?? "1000", 0, MAX_DEVICES);
@@ -61,6 +90,16 @@ export async function run(args: string[]): Promise<number> {
     for (const issue of loaded.issues) console.error(formatIssue(issue));
     return 1;
   }
+  if (!values.virtual) {
+    return await live(values, {
+      policy: parseYaml(await Deno.readTextFile(values.policy)),
+      devices,
+      seed,
+      faults: faults ?? NO_FAULTS,
+      latency: values.latency === undefined ? undefined : latency,
+      autoPromote: !values["no-auto-promote"],
+    });
+  }
   const summary = runVirtual({
     policy: loaded.loaded.policy,
     provenance: loaded.loaded.provenance,
@@ -74,6 +113,62 @@ export async function run(args: string[]): Promise<number> {
   if (values.json) printJson(summary);
   else console.log(formatSummary(summary));
   return 0;
+}
+
+type Values = Record<string, string | boolean | undefined>;
+
+async function live(
+  values: Values,
+  base: Pick<LiveOptions, "policy" | "devices" | "seed" | "faults" | "latency" | "autoPromote">,
+): Promise<number> {
+  const text = (name: string) => values[name] as string | undefined;
+  if ((text("api") === undefined) !== (text("token") === undefined)) {
+    throw new UsageError("--api and --token go together");
+  }
+  if (values.gateway && values["per-device"]) {
+    throw new UsageError("Choose one of --gateway and --per-device");
+  }
+  const offline = fraction("--offline", text("offline"), "30s");
+  const crash = fraction("--crash", text("crash"), "2s");
+  const json = values.json === true;
+  const terminal = !json && Deno.stdout.isTerminal()
+    ? new TerminalProgress((s) => Deno.stdout.writeSync(new TextEncoder().encode(s)))
+    : undefined;
+  const summary = await runLive({
+    ...base,
+    api: text("api") ? { url: text("api")!, token: text("token")! } : undefined,
+    speed: text("speed") === undefined ? undefined : integer("--speed", text("speed")!, 1, 100_000),
+    offline: offline?.fraction,
+    offlineMs: offline?.ms,
+    crash: crash?.fraction,
+    restartMs: crash?.ms,
+    gateway: values.gateway ? true : values["per-device"] ? false : undefined,
+    workers: text("workers") === undefined
+      ? undefined
+      : integer("--workers", text("workers")!, 1, 64),
+    onPhase: (line) => json ? printJson({ type: "phase", message: line }) : console.error(line),
+    onProgress(sample, info) {
+      if (json) printJson(progressJson(sample, info));
+      else terminal?.draw(sample, info);
+    },
+  });
+  terminal?.finish();
+  if (text("report")) await writeReport(text("report")!, summary);
+  if (json) printJson({ type: "summary", ...summary, timeline: undefined, latencies: undefined });
+  else console.log(formatLiveSummary(summary));
+  return summary.state === "completed" ? 0 : 1;
+}
+
+function fraction(flag: string, value: string | undefined, defaultDelay: string) {
+  if (value === undefined) return undefined;
+  const [share, delay] = value.split(":");
+  const f = Number(share);
+  if (share === undefined || share.trim() === "" || !(f >= 0 && f <= 1)) {
+    throw new UsageError(
+      `Invalid ${flag} "${value}": expected a fraction from 0 to 1, as 0.05:30s`,
+    );
+  }
+  return { fraction: f, ms: option(flag, () => parseDuration(delay ?? defaultDelay)) };
 }
 
 function integer(flag: string, text: string, min: number, max: number): number {

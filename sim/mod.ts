@@ -2,6 +2,7 @@
  * @module
  * The simulator. In simulated time (`--virtual`): the real rollout engine against in-memory
  * devices with injected faults and latency, on a heap-based simulated clock; deterministic per seed.
+ * Live (`runLive`): an orchestrator and real device agents in workers over real MQTT and HTTP.
  */
 export { SimClock } from "./sim_clock.ts";
 export { mulberry32, seededTokens, stream } from "./random.ts";
@@ -23,3 +24,14 @@ export {
   type SimSummary,
   summarize,
 } from "./summary.ts";
+export { GATEWAY_ABOVE, type LiveOptions, type RolloutJson, runLive } from "./live.ts";
+export { loadSimKeys, type SimKeys } from "./keys.ts";
+export {
+  type LatencyStats,
+  latencyStats,
+  type LiveSample,
+  type LiveSummary,
+  summarizeLive,
+} from "./live_summary.ts";
+export { formatProgress, progressJson, TerminalProgress } from "./progress.ts";
+export { formatLiveSummary, writeReport } from "./report.ts";
