@@ -1,0 +1,158 @@
+/**
+ * End-to-end benchmark: full 4-stage rollouts (bench/e2e.yaml, no bake) over 1k, 10k and 100k live
+ * simulated devices, with the orchestrator (`main.ts serve`) in its own process so its peak RSS
+ * (VmHWM) is its own, and devices in workers of this process. Also times the crypto ceiling: the
+ * Ed25519 work one device costs both sides, raw, on every core. Sizes: FLOTILLA_BENCH_E2E=1000,10000.
+ */
+import { parse as parseYaml } from "yaml";
+import { newToken, randomPrivateKey, signMessage, verifyMessage } from "../srup/mod.ts";
+import { defaultEd25519, type SrupMessage } from "../srup/mod.ts";
+import { NO_FAULTS, runLive } from "../sim/mod.ts";
+
+const sizes = (Deno.env.get("FLOTILLA_BENCH_E2E") ?? "1000,10000,100000").split(",").map(Number);
+const policy = parseYaml(await Deno.readTextFile(new URL("./e2e.yaml", import.meta.url)));
+const cores = navigator.hardwareConcurrency;
+
+/** Devices per second the Ed25519 work alone allows: 4 signs and 4 verifies per device. */
+async function cryptoCeiling(): Promise<{ msPerDevice: number; devicesPerSecond: number }> {
+  const serverKey = randomPrivateKey();
+  const deviceKey = randomPrivateKey();
+  const ed = await defaultEd25519();
+  const serverPublic = await ed.getPublicKey(serverKey);
+  const devicePublic = await ed.getPublicKey(deviceKey);
+  const token = newToken();
+  const unsigned: SrupMessage[] = [
+    {
+      type: "initiate",
+      version: 2,
+      sequence: 1n,
+      target: crypto.getRandomValues(new Uint8Array(16)),
+      token,
+      url: "http://127.0.0.1:8080/artifacts/" + "ab".repeat(32),
+      digest: new Uint8Array(32),
+      signature: new Uint8Array(),
+    },
+    { type: "activate", version: 2, sequence: 2n, token, signature: new Uint8Array() },
+  ];
+  const response: SrupMessage = {
+    type: "response",
+    version: 2,
+    sequence: 1n,
+    token,
+    status: 0,
+    signature: new Uint8Array(),
+  };
+  async function oneDevice() {
+    for (const message of unsigned) {
+      const signed = await signMessage(message, serverKey);
+      if (!await verifyMessage(signed, serverPublic)) throw new Error("verify failed");
+      const reply = await signMessage(response, deviceKey);
+      if (!await verifyMessage(reply, devicePublic)) throw new Error("verify failed");
+    }
+  }
+  for (let i = 0; i < 200; i++) await oneDevice();
+  const n = 2000;
+  const started = performance.now();
+  for (let i = 0; i < n; i++) await oneDevice();
+  const msPerDevice = (performance.now() - started) / n;
+  return { msPerDevice, devicesPerSecond: Math.round((1000 / msPerDevice) * cores) };
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+async function startOrchestrator() {
+  const dataDir = await Deno.makeTempDir({ prefix: "flotilla-bench-" });
+  const token = `bench-${crypto.randomUUID()}`;
+  const port = freePort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", new URL("../main.ts", import.meta.url).pathname, "serve"],
+    env: {
+      FLOTILLA_DATA_DIR: dataDir,
+      FLOTILLA_ADMIN_TOKEN: token,
+      PORT: String(port),
+      FLOTILLA_MQTT_PORT: String(freePort()),
+    },
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const url = `http://127.0.0.1:${port}`;
+  const until = Date.now() + 60_000;
+  for (;;) {
+    try {
+      const response = await fetch(`${url}/v1/server`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      await response.body?.cancel();
+      if (response.ok) break;
+    } catch {
+      // Not listening yet.
+    }
+    if (Date.now() > until) throw new Error("The orchestrator did not start within 60 s");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return {
+    url,
+    token,
+    /** Peak resident set size of the orchestrator process, in bytes. */
+    async peakRss(): Promise<number> {
+      const status = await Deno.readTextFile(`/proc/${child.pid}/status`);
+      return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+    },
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+const ceiling = await cryptoCeiling();
+console.log(
+  `crypto ceiling: ${ceiling.msPerDevice.toFixed(3)} ms of Ed25519 per device on one core ` +
+    `(4 signs, 4 verifies), ${ceiling.devicesPerSecond} devices/s on ${cores} cores`,
+);
+const rows = [];
+for (const devices of sizes) {
+  const orchestrator = await startOrchestrator();
+  try {
+    const summary = await runLive({
+      policy,
+      devices,
+      seed: 1,
+      faults: NO_FAULTS,
+      api: { url: orchestrator.url, token: orchestrator.token },
+      onPhase: (line) => console.error(`  ${devices}: ${line}`),
+    });
+    const rss = await orchestrator.peakRss();
+    const row = {
+      devices,
+      state: summary.state,
+      activated: summary.activated,
+      rolloutSeconds: summary.rolloutSeconds,
+      devicesPerSecond: summary.devicesPerSecond,
+      p50Ms: summary.latencyMs.p50,
+      p99Ms: summary.latencyMs.p99,
+      orchestratorPeakRssMB: Math.round(rss / 1024 / 1024),
+      ratioToCeiling: Math.round((summary.devicesPerSecond / ceiling.devicesPerSecond) * 1000) /
+        1000,
+      registerSeconds: summary.registerSeconds,
+      connectSeconds: summary.connectSeconds,
+      connection: summary.connection,
+    };
+    rows.push(row);
+    console.log(JSON.stringify(row));
+  } finally {
+    await orchestrator.stop();
+  }
+}
+await Deno.mkdir(new URL("./out", import.meta.url), { recursive: true });
+await Deno.writeTextFile(
+  new URL("./out/e2e.json", import.meta.url),
+  JSON.stringify({ at: new Date().toISOString(), cores, ceiling, rows }, null, 2) + "\n",
+);
+console.table(rows);
