@@ -70,11 +70,14 @@ Deno.test("sim prints a table without --json", async () => {
   assert.match(stdout, /^stage +percent +devices +activated +failed/m);
 });
 
-Deno.test("sim without --virtual says so in one line and exits 2; bad flags exit 2", async () => {
-  const live = await flotilla(["sim", "--policy", CANARY]);
+Deno.test("sim refuses bad live and virtual flags in one line with exit 2", async () => {
+  const live = await flotilla(["sim", "--policy", CANARY, "--api", "http://127.0.0.1:9"]);
   assert.equal(live.code, 2);
   assert.equal(live.stderr.trim().split("\n").length, 1);
-  assert.match(live.stderr, /--virtual/);
+  assert.match(live.stderr, /--api and --token go together/);
+  const crash = await flotilla(["sim", "--policy", CANARY, "--crash", "2"]);
+  assert.equal(crash.code, 2);
+  assert.match(crash.stderr, /^sim: Invalid --crash "2"/);
   const bad = await flotilla(["sim", "--virtual", "--policy", CANARY, "--fail", "fz=1"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /^sim: Invalid --fail: Invalid fault "fz=1"/);
