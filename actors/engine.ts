@@ -338,10 +338,12 @@ export class RolloutEngine {
   }
 
   /** The whole rollout as plain JSON; restore it with `createRolloutEngine({ snapshot })`. */
-  snapshot(): RolloutSnapshot {
+  snapshot(options: { devices?: boolean } = {}): RolloutSnapshot {
     const devices: DeviceRecord[] = [];
     const fleet = this.#fleet;
-    for (let index = 0; index < this.#cursor; index++) {
+    // Without devices: the rollout-level head a store keeps beside its per-device rows.
+    const end = options.devices === false ? 0 : this.#cursor;
+    for (let index = 0; index < end; index++) {
       const state = fleet.state(index);
       if (state === "pending" || state === "timed_out") continue;
       const flight = this.#flights.get(this.#devices[index]!);

@@ -311,7 +311,7 @@ export class Orchestrator {
       ports: { initiate() {}, activate() {}, event() {} },
     });
     engine.start();
-    const head = { ...engine.snapshot(), devices: [], cursor: 0, activationCursor: 0 };
+    const head = { ...engine.snapshot({ devices: false }), cursor: 0, activationCursor: 0 };
     engine.stop();
     return head;
   }

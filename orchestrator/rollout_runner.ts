@@ -261,7 +261,7 @@ export class RolloutRunner {
         haltDevice: summary.haltReason?.kind === "digest_mismatch"
           ? summary.haltReason.device
           : null,
-        snapshot: { ...this.engine.snapshot(), devices: [] },
+        snapshot: this.engine.snapshot({ devices: false }),
       },
     });
   }
