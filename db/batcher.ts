@@ -9,7 +9,7 @@ import { appendEvents, type Event, type NewEvent } from "./events.ts";
 import {
   type DeviceSeen,
   type DeviceSequence,
-  recordActivation,
+  recordActivations,
   recordSeen,
   recordSequences,
 } from "./devices.ts";
@@ -170,7 +170,7 @@ export class GroupCommitWriter {
 async function applyWrites(tx: Db, ops: readonly WriteOp[]): Promise<Event[]> {
   const patches = new Map<string, RolloutPatch>();
   const rows = new Map<string, RolloutDeviceRow>();
-  const activations: { deviceId: string; digest: string }[] = [];
+  const activations = new Map<string, { deviceId: string; digest: string }>();
   const seen = new Map<string, DeviceSeen>();
   const sequences = new Map<string, DeviceSequence>();
   const newEvents: NewEvent[] = [];
@@ -186,7 +186,7 @@ async function applyWrites(tx: Db, ops: readonly WriteOp[]): Promise<Event[]> {
         patches.set(op.id, { ...patches.get(op.id), ...op.patch });
         break;
       case "activation":
-        activations.push(op);
+        activations.set(op.deviceId, { deviceId: op.deviceId, digest: op.digest });
         break;
       case "sequence": {
         const before = sequences.get(op.deviceId);
@@ -208,9 +208,7 @@ async function applyWrites(tx: Db, ops: readonly WriteOp[]): Promise<Event[]> {
     }
   }
   await upsertRolloutDevices(tx, [...rows.values()]);
-  for (const activation of activations) {
-    await recordActivation(tx, activation.deviceId, activation.digest);
-  }
+  await recordActivations(tx, [...activations.values()]);
   await recordSeen(tx, [...seen.values()]);
   await recordSequences(tx, [...sequences.values()]);
   const ids = await appendEvents(tx, newEvents);

@@ -256,3 +256,22 @@ export async function selectDeviceIds(
   );
   return rows.map((row) => row.id);
 }
+
+/** Confirmed activations in one statement; see {@linkcode recordActivation} for the rule. */
+export async function recordActivations(
+  db: Db,
+  activations: readonly { deviceId: string; digest: string }[],
+): Promise<void> {
+  if (activations.length === 0) return;
+  const json = JSON.stringify(activations);
+  await guard(
+    db.execute(sql`
+      update ${devices} d set
+        previous_digest = case when d.current_digest is distinct from v.digest
+          then d.current_digest else d.previous_digest end,
+        current_digest = v.digest
+      from json_to_recordset(${json}::json) as v("deviceId" uuid, digest text)
+      where d.id = v."deviceId"`),
+    "Cannot record activations",
+  );
+}

@@ -1,8 +1,8 @@
 /** Events: the audit log of every transition and operator action, read back for SSE catch-up. */
-import { and, asc, eq, gt, type SQL } from "drizzle-orm";
+import { and, asc, eq, gt, type SQL, sql } from "drizzle-orm";
 import type { Db } from "./open.ts";
 import { guard } from "./errors.ts";
-import { pageLimit } from "./page.ts";
+import { pageLimit, rowsOf } from "./page.ts";
 import { events } from "./schema.ts";
 
 /** An events row. */
@@ -28,11 +28,31 @@ const APPEND_CHUNK = 2000;
 export async function appendEvents(db: Db, batch: readonly NewEvent[]): Promise<number[]> {
   const ids: number[] = [];
   for (let i = 0; i < batch.length; i += APPEND_CHUNK) {
-    const rows = await guard(
-      db.insert(events).values(batch.slice(i, i + APPEND_CHUNK)).returning({ id: events.id }),
-      "Cannot append events",
+    // One JSON parameter for the whole chunk, in order (see upsertRolloutDevices).
+    const json = JSON.stringify(
+      batch.slice(i, i + APPEND_CHUNK).map((event) => ({
+        rolloutId: event.rolloutId ?? null,
+        deviceId: event.deviceId ?? null,
+        type: event.type,
+        actor: event.actor ?? null,
+        data: event.data ?? {},
+        at: event.at instanceof Date ? event.at.toISOString() : null,
+      })),
     );
-    for (const row of rows) ids.push(row.id);
+    const rows = rowsOf<{ id: number | string }>(
+      await guard(
+        db.execute(sql`
+          insert into events (rollout_id, device_id, type, actor, data, at)
+          select (e.v->>'rolloutId')::uuid, (e.v->>'deviceId')::uuid, e.v->>'type',
+            e.v->>'actor', (e.v->'data')::jsonb, coalesce((e.v->>'at')::timestamptz, now())
+          from json_array_elements(${json}::json) with ordinality as e(v, n)
+          order by e.n
+          returning id`),
+        "Cannot append events",
+      ),
+    );
+    // Identity values follow the insertion order, so sorted ids line up with the batch.
+    ids.push(...rows.map((row) => Number(row.id)).sort((a, b) => a - b));
   }
   return ids;
 }

@@ -30,6 +30,7 @@ export {
   loadSequences,
   type NewDevice,
   recordActivation,
+  recordActivations,
   recordSeen,
   recordSequences,
   registerDevice,

@@ -15,3 +15,8 @@ export function pageLimit(limit: number | undefined): number {
   }
   return limit;
 }
+
+/** The rows of a raw `execute()` result: postgres.js returns an array, PGlite `{ rows }`. */
+export function rowsOf<T>(result: unknown): T[] {
+  return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
+}

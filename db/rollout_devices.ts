@@ -35,27 +35,30 @@ export interface DeviceRolloutHistoryOptions {
 // Keeps each statement far below PostgreSQL's 65,535 bind parameters.
 const UPSERT_CHUNK = 2000;
 
-/** Inserts or replaces rows by (rollout, device); the caller commits them as one unit if it must. */
+/**
+ * Inserts or replaces rows by (rollout, device); the caller commits them as one unit if it must.
+ * Rows travel as one JSON parameter: the engine writes thousands a second, and building a
+ * parameter per column cost more than the database's own work.
+ */
 export async function upsertRolloutDevices(
   db: Db,
   rows: readonly RolloutDeviceRow[],
 ): Promise<void> {
   for (let i = 0; i < rows.length; i += UPSERT_CHUNK) {
+    const json = JSON.stringify(rows.slice(i, i + UPSERT_CHUNK));
     await guard(
-      db.insert(rolloutDevices)
-        .values(rows.slice(i, i + UPSERT_CHUNK))
-        .onConflictDoUpdate({
-          target: [rolloutDevices.rolloutId, rolloutDevices.deviceId],
-          set: {
-            position: sql`excluded.position`,
-            state: sql`excluded.state`,
-            token: sql`excluded.token`,
-            attempt: sql`excluded.attempt`,
-            deadline: sql`excluded.deadline`,
-            lastStatus: sql`excluded.last_status`,
-            updatedAt: sql`now()`,
-          },
-        }),
+      db.execute(sql`
+        insert into rollout_devices
+          (rollout_id, device_id, position, state, token, attempt, deadline, last_status)
+        select v."rolloutId", v."deviceId", v.position, v.state, v.token, v.attempt, v.deadline,
+          v."lastStatus"
+        from json_to_recordset(${json}::json) as v("rolloutId" uuid, "deviceId" uuid,
+          position integer, state text, token text, attempt integer, deadline bigint,
+          "lastStatus" integer)
+        on conflict (rollout_id, device_id) do update set
+          position = excluded.position, state = excluded.state, token = excluded.token,
+          attempt = excluded.attempt, deadline = excluded.deadline,
+          last_status = excluded.last_status, updated_at = now()`),
       "Cannot write rollout devices",
     );
   }

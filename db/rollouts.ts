@@ -3,7 +3,7 @@ import { and, asc, count, desc, eq, inArray, type SQL, sql } from "drizzle-orm";
 import type { Db } from "./open.ts";
 import { ConflictError, guard, InvalidDataError } from "./errors.ts";
 import { uuidv7 } from "./ids.ts";
-import { type Page, pageLimit } from "./page.ts";
+import { type Page, pageLimit, rowsOf } from "./page.ts";
 import {
   ACTIVE_ROLLOUT_STATES,
   devices,
@@ -166,9 +166,6 @@ export async function updateRollout(
 }
 
 /** Rows of a raw `execute()`: postgres.js returns an array, PGlite an object with `rows`. */
-function rowsOf<T>(result: unknown): T[] {
-  return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
-}
 
 /** How many rollouts are in each state. */
 export async function countRolloutsByState(db: Db): Promise<Record<string, number>> {
