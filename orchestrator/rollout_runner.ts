@@ -267,19 +267,25 @@ export class RolloutRunner {
   }
 }
 
-/** One sentence for an operator. */
+/** One sentence for an operator; stages are numbered from 1 there, as the dashboard shows them. */
 export function describeHalt(reason: HaltReason): string {
   switch (reason.kind) {
     case "digest_mismatch":
       return `Digest mismatch (0x${
         reason.status.toString(16).toUpperCase()
       }) reported by device ${reason.device} ` +
-        `for token ${reason.token} in stage ${reason.stage}: the artifact may have been tampered with`;
+        `for token ${reason.token} in stage ${
+          reason.stage + 1
+        }: the artifact may have been tampered with`;
     case "failure_threshold":
-      return `Failure threshold exceeded (${reason.scope}, stage ${reason.stage}): ${reason.failed} of ${reason.finished} ` +
+      return `Failure threshold exceeded (${reason.scope}, stage ${
+        reason.stage + 1
+      }): ${reason.failed} of ${reason.finished} ` +
         `finished devices failed (${reason.percent.toFixed(1)}% > ${reason.maxPercent}%)`;
     case "success_below_min":
-      return `Stage ${reason.stage} ended with ${reason.activated} of ${reason.devices} devices activated ` +
+      return `Stage ${
+        reason.stage + 1
+      } ended with ${reason.activated} of ${reason.devices} devices activated ` +
         `(${reason.percent.toFixed(1)}% < ${reason.minPercent}%)`;
   }
 }
