@@ -1,17 +1,8 @@
 /** The live simulation's progress: one redrawn terminal block, or JSON lines for machines. */
+import { DEVICE_STATES } from "../actors/mod.ts";
 import type { LiveSample } from "./live_summary.ts";
 
-const STATES = [
-  "pending",
-  "initiated",
-  "received",
-  "activating",
-  "activated",
-  "retrying",
-  "timed_out",
-  "failed",
-  "cancelled",
-];
+const STATES = DEVICE_STATES;
 const DONE = ["activated", "failed", "cancelled"];
 const BAR = 30;
 // A terminal is redrawn at most this often; polls in between are skipped.

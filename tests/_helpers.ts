@@ -14,17 +14,8 @@ export function ascii(text: string): Uint8Array {
   return new TextEncoder().encode(text);
 }
 
-/** A small deterministic PRNG (mulberry32) for tests that want reproducible randomness. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return function next(): number {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small deterministic PRNG for reproducible tests: the simulator's mulberry32. */
+export { mulberry32 as seededRandom } from "../sim/random.ts";
 
 /** The repository's CLI entry. */
 export const MAIN = new URL("../main.ts", import.meta.url).pathname;

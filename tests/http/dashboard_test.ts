@@ -5,6 +5,7 @@ import { type Browser, chromium, type Page } from "playwright-core";
 import {
   ADMIN_TOKEN,
   api,
+  corruptingFetch,
   startDevices,
   startTestService,
   type TestDevice,
@@ -88,16 +89,7 @@ Deno.test({
       // The first device corrupts one artifact only, to halt a later rollout with 0xFF.
       let corrupt = "";
       devices = await startDevices(service, root, DEVICES, {
-        fetchFor: (i) =>
-          i === 0
-            ? async (input, init) => {
-              const response = await fetch(input, init);
-              if (!corrupt || !String(input).endsWith(corrupt)) return response;
-              const bytes = new Uint8Array(await response.arrayBuffer());
-              bytes[0] = bytes[0]! ^ 0xff;
-              return new Response(bytes, { status: response.status, headers: response.headers });
-            }
-            : undefined,
+        fetchFor: (i) => i === 0 ? corruptingFetch(() => corrupt) : undefined,
       });
       const digest = await upload(service, crypto.getRandomValues(new Uint8Array(4096)));
       const created = await api(service, "POST", "/v1/rollouts", {

@@ -113,3 +113,15 @@ export async function waitForRollout(
   }
   throw new Error(`rollout ${id} did not get there in ${ms} ms: ${JSON.stringify(last)}`);
 }
+
+/** A fetch that flips a byte of any download whose URL ends with `suffix()`: a 0xFF in the making. */
+export function corruptingFetch(suffix: () => string): typeof fetch {
+  return async (input, init) => {
+    const response = await fetch(input, init);
+    const match = suffix();
+    if (!match || !String(input).endsWith(match)) return response;
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    bytes[0] = bytes[0]! ^ 0xff;
+    return new Response(bytes, { status: response.status, headers: response.headers });
+  };
+}

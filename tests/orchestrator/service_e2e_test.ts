@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   api,
+  corruptingFetch,
   startDevices,
   startTestService,
   type TestDevice,
@@ -28,16 +29,7 @@ Deno.test({
       // The last device's fetch corrupts the second artifact only.
       let corrupt = "";
       devices = await startDevices(service, root, 50, {
-        fetchFor: (i) =>
-          i === 49
-            ? async (input, init) => {
-              const response = await fetch(input, init);
-              if (!corrupt || !String(input).endsWith(corrupt)) return response;
-              const bytes = new Uint8Array(await response.arrayBuffer());
-              bytes[0] = bytes[0]! ^ 0xff;
-              return new Response(bytes, { status: response.status, headers: response.headers });
-            }
-            : undefined,
+        fetchFor: (i) => i === 49 ? corruptingFetch(() => corrupt) : undefined,
       });
 
       await t.step("every device reaches activated and holds the artifact", async () => {
