@@ -2,7 +2,7 @@
 import { and, asc, desc, eq, gt, inArray, type SQL, sql } from "drizzle-orm";
 import type { Db } from "./open.ts";
 import { ConflictError, guard } from "./errors.ts";
-import { type Page, pageLimit } from "./page.ts";
+import { type Page, pageLimit, rowsOf } from "./page.ts";
 import { ACTIVE_ROLLOUT_STATES, devices, MAX_U64, rolloutDevices, rollouts } from "./schema.ts";
 
 /** A device row. */
@@ -51,6 +51,32 @@ export async function registerDevice(db: Db, device: NewDevice): Promise<Device>
     }
     throw error;
   }
+}
+
+/**
+ * Registers many devices in one statement, all or nothing. With `skipExisting`, ids already
+ * registered are left as they are and counted; otherwise any of them is a ConflictError.
+ */
+export async function registerDevices(
+  db: Db,
+  batch: readonly NewDevice[],
+  options: { skipExisting?: boolean } = {},
+): Promise<{ created: number; skipped: number }> {
+  if (batch.length === 0) return { created: 0, skipped: 0 };
+  const json = JSON.stringify(batch.map((d) => ({ ...d, tags: d.tags ?? {} })));
+  const conflict = options.skipExisting ? sql`on conflict (id) do nothing` : sql``;
+  const rows = rowsOf<{ id: string }>(
+    await guard(
+      db.execute(sql`
+        insert into ${devices} (id, public_key, tags)
+        select v.id, v."publicKey", v.tags
+        from json_to_recordset(${json}::json) as v(id uuid, "publicKey" text, tags jsonb)
+        ${conflict}
+        returning id`),
+      "Cannot register devices",
+    ),
+  );
+  return { created: rows.length, skipped: batch.length - rows.length };
 }
 
 /** The device with this id, or undefined. */

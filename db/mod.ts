@@ -34,6 +34,7 @@ export {
   recordSeen,
   recordSequences,
   registerDevice,
+  registerDevices,
   selectDeviceIds,
 } from "./devices.ts";
 export {

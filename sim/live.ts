@@ -48,7 +48,9 @@ export interface LiveOptions {
 
 /** Connection mode switch: one connection per device is the default up to this many devices. */
 export const GATEWAY_ABOVE = 5_000;
-const REGISTER_CONCURRENCY = 64;
+const REGISTER_CONCURRENCY = 2;
+// Devices per bulk registration: well under the route's 10,000 and the JSON body cap.
+const REGISTER_BATCH = 5000;
 const POLL_MS = 250;
 const FINAL_STATES = new Set(["completed", "halted", "cancelled"]);
 
@@ -78,12 +80,22 @@ export async function runLive(options: LiveOptions): Promise<LiveSummary> {
     phase(`orchestrator: ${target.apiUrl}, broker ${target.mqttUrl}`);
 
     let t = performance.now();
-    await pool(keys.ids.length, REGISTER_CONCURRENCY, async (i) => {
-      await call("POST", "/v1/devices", {
-        id: keys.ids[i],
-        publicKey: toBase64(keys.publicKeys.subarray(i * 32, i * 32 + 32)),
-        tags: { sim: "live" },
-      }, [201, 409]);
+    // Batches of the bulk route; devices registered by an earlier run are skipped.
+    const batches = Math.ceil(keys.ids.length / REGISTER_BATCH);
+    await pool(batches, REGISTER_CONCURRENCY, async (b) => {
+      const devices = [];
+      for (
+        let i = b * REGISTER_BATCH;
+        i < Math.min(keys.ids.length, (b + 1) * REGISTER_BATCH);
+        i++
+      ) {
+        devices.push({
+          id: keys.ids[i],
+          publicKey: toBase64(keys.publicKeys.subarray(i * 32, i * 32 + 32)),
+          tags: { sim: "live" },
+        });
+      }
+      await call("POST", "/v1/devices/batch", { devices, ifExists: "skip" }, [201]);
     });
     const registerMs = performance.now() - t;
     phase(`registered ${keys.ids.length} devices in ${(registerMs / 1000).toFixed(1)} s`);

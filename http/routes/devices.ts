@@ -9,6 +9,7 @@ import {
   getDevice,
   listDevices,
   registerDevice,
+  registerDevices,
 } from "../../db/mod.ts";
 import type { Orchestrator } from "../../orchestrator/orchestrator.ts";
 import { requireRole } from "../auth.ts";
@@ -23,6 +24,8 @@ import {
   NOT_FOUND,
   PageQuery,
 } from "../openapi.ts";
+
+const MAX_BATCH = 10_000;
 
 const TAG_TEXT = /^[A-Za-z0-9_.\-/]{1,64}$/;
 
@@ -115,6 +118,54 @@ export function devicesApp(db: Db, orchestrator: Orchestrator) {
         const body = c.req.valid("json");
         try {
           return c.json(deviceJson(await registerDevice(db, body)), 201);
+        } catch (error) {
+          if (error instanceof ConflictError) {
+            throw new ApiError(409, "device_exists", error.message);
+          }
+          throw error;
+        }
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "post",
+        path: "/batch",
+        summary: "Register up to 10,000 devices at once, all or nothing",
+        description:
+          'With ifExists "skip", ids already registered are left as they are and counted as skipped; with "error" (the default) any of them fails the whole batch with 409.',
+        middleware: [requireRole("operator")] as const,
+        request: {
+          body: jsonBody(
+            z.object({
+              devices: z.array(NewDeviceSchema).min(1).max(MAX_BATCH),
+              ifExists: z.enum(["error", "skip"]).optional(),
+            }).strict(),
+          ),
+        },
+        responses: {
+          201: jsonResponse(
+            z.object({ created: z.number(), skipped: z.number() }),
+            "How many were registered and skipped",
+          ),
+          ...AUTH_ERRORS,
+          ...CONFLICT,
+        },
+      }),
+      async (c) => {
+        const body = c.req.valid("json");
+        const ids = new Set<string>();
+        for (const device of body.devices) {
+          const id = device.id.toLowerCase();
+          if (ids.has(id)) {
+            throw new ApiError(400, "invalid_request", `Device "${device.id}" is listed twice`);
+          }
+          ids.add(id);
+        }
+        try {
+          const result = await registerDevices(db, body.devices, {
+            skipExisting: body.ifExists === "skip",
+          });
+          return c.json(result, 201);
         } catch (error) {
           if (error instanceof ConflictError) {
             throw new ApiError(409, "device_exists", error.message);

@@ -40,6 +40,7 @@ import {
   recordActivation,
   recordSeen,
   registerDevice,
+  registerDevices,
   revokeApiToken,
   type RolloutDeviceRow,
   selectDeviceIds,
@@ -116,6 +117,22 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
     assert.ok(device.createdAt instanceof Date);
     assert.equal(await getDevice(db, crypto.randomUUID()), undefined);
   });
+
+  await t.step(
+    "registerDevices() registers a batch all or nothing, or skips existing ids",
+    async () => {
+      const fresh = Array.from({ length: 3 }, () => ({ id: crypto.randomUUID(), publicKey: KEY }));
+      assert.deepEqual(await registerDevices(db, fresh), { created: 3, skipped: 0 });
+      const next = { id: crypto.randomUUID(), publicKey: KEY, tags: { site: "b" } };
+      await assert.rejects(registerDevices(db, [next, fresh[0]!]), ConflictError);
+      assert.equal(await getDevice(db, next.id), undefined, "a refused batch writes nothing");
+      assert.deepEqual(
+        await registerDevices(db, [next, fresh[0]!], { skipExisting: true }),
+        { created: 1, skipped: 1 },
+      );
+      assert.deepEqual((await getDevice(db, next.id))?.tags, { site: "b" });
+    },
+  );
 
   await t.step("registerDevice() rejects a duplicate id with a ConflictError", async () => {
     const id = crypto.randomUUID();

@@ -241,6 +241,42 @@ Deno.test({
         assertError(oversized, 413, "payload_too_large");
       });
 
+      await t.step("batch registration is all or nothing, and can skip existing ids", async () => {
+        const devices = Array.from(
+          { length: 3 },
+          () => ({ id: crypto.randomUUID(), publicKey: KEY }),
+        );
+        const created = await request(service, "POST", "/v1/devices/batch", { json: { devices } });
+        assert.equal(created.status, 201);
+        assert.deepEqual(created.body, { created: 3, skipped: 0 });
+        const extra = { id: crypto.randomUUID(), publicKey: KEY };
+        assertError(
+          await request(service, "POST", "/v1/devices/batch", {
+            json: { devices: [extra, devices[0]] },
+          }),
+          409,
+          "device_exists",
+        );
+        assertError(await request(service, "GET", `/v1/devices/${extra.id}`), 404, "not_found");
+        const skipped = await request(service, "POST", "/v1/devices/batch", {
+          json: { devices: [extra, devices[0]], ifExists: "skip" },
+        });
+        assert.deepEqual(skipped.body, { created: 1, skipped: 1 });
+        assertError(
+          await request(service, "POST", "/v1/devices/batch", {
+            json: { devices: [extra, extra] },
+          }),
+          400,
+          "invalid_request",
+          /listed twice/,
+        );
+        assertError(
+          await request(service, "POST", "/v1/devices/batch", { json: { devices: [] } }),
+          400,
+          "invalid_request",
+        );
+      });
+
       let digest = "";
       await t.step("artifacts upload with a cap and download with ETag and Range", async () => {
         const bytes = crypto.getRandomValues(new Uint8Array(3000));
