@@ -78,8 +78,16 @@ async function startOrchestrator() {
       FLOTILLA_MQTT_PORT: String(freePort()),
     },
     stdout: "null",
-    stderr: "null",
+    // Kept, so a run that dies says why (bench/out/serve-<n>.log).
+    stderr: "piped",
   }).spawn();
+  await Deno.mkdir(new URL("./out/", import.meta.url), { recursive: true });
+  const log = await Deno.open(new URL(`./out/serve-${port}.log`, import.meta.url), {
+    write: true,
+    create: true,
+    truncate: true,
+  });
+  child.stderr.pipeTo(log.writable).catch(() => {});
   const url = `http://127.0.0.1:${port}`;
   const until = Date.now() + 60_000;
   for (;;) {
@@ -104,8 +112,15 @@ async function startOrchestrator() {
       return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
     },
     async stop() {
-      child.kill("SIGTERM");
-      await child.status;
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Already gone: its status and log say how.
+      }
+      const status = await child.status;
+      if (status.code !== 0) {
+        console.error(`orchestrator exited with ${status.code} (log: bench/out/serve-${port}.log)`);
+      }
       await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     },
   };
