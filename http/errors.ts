@@ -2,6 +2,7 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { ConflictError } from "../db/mod.ts";
 
 /** An error the API answers with its own status and a stable code. */
 export class ApiError extends Error {
@@ -76,4 +77,14 @@ export function handleError(error: unknown, c: Context): Response {
     message: "Internal error: see the server log",
     details: null,
   });
+}
+
+/** Awaits `work`, answering the storage layer's ConflictError as a 409 with `code`. */
+export async function orConflict<T>(code: string, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    if (error instanceof ConflictError) throw new ApiError(409, code, error.message);
+    throw error;
+  }
 }

@@ -1,7 +1,6 @@
 /** /v1/devices: register, list, inspect and remove devices. */
 import { createRoute, z } from "@hono/zod-openapi";
 import {
-  ConflictError,
   type Db,
   deleteDevice,
   type Device,
@@ -13,7 +12,7 @@ import {
 } from "../../db/mod.ts";
 import type { Orchestrator } from "../../orchestrator/orchestrator.ts";
 import { requireRole } from "../auth.ts";
-import { ApiError } from "../errors.ts";
+import { ApiError, orConflict } from "../errors.ts";
 import {
   AUTH_ERRORS,
   CONFLICT,
@@ -115,15 +114,8 @@ export function devicesApp(db: Db, orchestrator: Orchestrator) {
         },
       }),
       async (c) => {
-        const body = c.req.valid("json");
-        try {
-          return c.json(deviceJson(await registerDevice(db, body)), 201);
-        } catch (error) {
-          if (error instanceof ConflictError) {
-            throw new ApiError(409, "device_exists", error.message);
-          }
-          throw error;
-        }
+        const device = await orConflict("device_exists", registerDevice(db, c.req.valid("json")));
+        return c.json(deviceJson(device), 201);
       },
     )
     .openapi(
@@ -161,17 +153,11 @@ export function devicesApp(db: Db, orchestrator: Orchestrator) {
           }
           ids.add(id);
         }
-        try {
-          const result = await registerDevices(db, body.devices, {
-            skipExisting: body.ifExists === "skip",
-          });
-          return c.json(result, 201);
-        } catch (error) {
-          if (error instanceof ConflictError) {
-            throw new ApiError(409, "device_exists", error.message);
-          }
-          throw error;
-        }
+        const result = await orConflict(
+          "device_exists",
+          registerDevices(db, body.devices, { skipExisting: body.ifExists === "skip" }),
+        );
+        return c.json(result, 201);
       },
     )
     .openapi(
@@ -260,15 +246,10 @@ export function devicesApp(db: Db, orchestrator: Orchestrator) {
       }),
       async (c) => {
         const { id } = c.req.valid("param");
-        try {
-          if (!await deleteDevice(db, id)) {
-            throw new ApiError(404, "not_found", `No device "${id}"`);
-          }
-          orchestrator.forgetDevice(id);
-        } catch (error) {
-          if (error instanceof ConflictError) throw new ApiError(409, "device_busy", error.message);
-          throw error;
+        if (!await orConflict("device_busy", deleteDevice(db, id))) {
+          throw new ApiError(404, "not_found", `No device "${id}"`);
         }
+        orchestrator.forgetDevice(id);
         return c.body(null, 204);
       },
     );

@@ -2,7 +2,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import {
   type ApiToken,
-  ConflictError,
   createApiToken,
   type Db,
   listApiTokens,
@@ -10,7 +9,7 @@ import {
   TOKEN_ROLES,
 } from "../../db/mod.ts";
 import { requireRole, type TokenVerifier } from "../auth.ts";
-import { ApiError } from "../errors.ts";
+import { ApiError, orConflict } from "../errors.ts";
 import {
   AUTH_ERRORS,
   CONFLICT,
@@ -69,15 +68,8 @@ export function tokensApp(db: Db, verifier: TokenVerifier) {
         },
       }),
       async (c) => {
-        try {
-          const created = await createApiToken(db, c.req.valid("json"));
-          return c.json({ ...tokenJson(created.token), token: created.plaintext }, 201);
-        } catch (error) {
-          if (error instanceof ConflictError) {
-            throw new ApiError(409, "token_exists", error.message);
-          }
-          throw error;
-        }
+        const created = await orConflict("token_exists", createApiToken(db, c.req.valid("json")));
+        return c.json({ ...tokenJson(created.token), token: created.plaintext }, 201);
       },
     )
     .openapi(
