@@ -18,8 +18,16 @@ export interface ArtifactDeps {
   maxBytes: number;
 }
 
-const Digest = z.string().regex(/^[0-9a-fA-F]{64}$/, "digest must be 64 hex characters (SHA-256)")
+/** A SHA-256 digest in hex, either case; lowercase once parsed. */
+export const Digest = z.string()
+  .regex(/^[0-9a-fA-F]{64}$/, "digest must be 64 hex characters (SHA-256)")
   .transform((text) => text.toLowerCase());
+
+/** Where a file hosted elsewhere is fetched from. */
+export const ArtifactUrl = z.url({
+  protocol: /^https?$/,
+  error: "url must be an http or https URL",
+}).max(2048);
 
 const ArtifactSchema = z.object({
   digest: z.string().openapi({
@@ -32,7 +40,7 @@ const ArtifactSchema = z.object({
 }).openapi("Artifact");
 
 const RegisterSchema = z.object({
-  url: z.url({ protocol: /^https?$/, error: "url must be an http or https URL" }).max(2048),
+  url: ArtifactUrl,
   digest: Digest,
   size: z.number().int().nonnegative().optional(),
 }).strict().openapi("RegisterArtifact");

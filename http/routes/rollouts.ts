@@ -21,7 +21,7 @@ import { rolloutView } from "../../orchestrator/rollout_view.ts";
 import { requireRole } from "../auth.ts";
 import { ApiError } from "../errors.ts";
 import type { AppEnv } from "../env.ts";
-import { artifactUrl } from "./artifacts.ts";
+import { ArtifactUrl, artifactUrl, Digest } from "./artifacts.ts";
 import {
   AUTH_ERRORS,
   CONFLICT,
@@ -41,16 +41,13 @@ export interface RolloutDeps {
   publicUrl: string;
 }
 
-const Digest = z.string().regex(/^[0-9a-fA-F]{64}$/, "digest must be 64 hex characters (SHA-256)")
-  .transform((text) => text.toLowerCase());
-
 const MAX_TARGET_IDS = 1_000_000;
 
 const CreateSchema = z.object({
   artifact: z.union([
     z.object({ digest: Digest }).strict(),
     z.object({
-      url: z.url({ protocol: /^https?$/, error: "url must be an http or https URL" }).max(2048),
+      url: ArtifactUrl,
       digest: Digest,
     }).strict(),
   ]),

@@ -7,15 +7,14 @@ import {
   loadIdentity,
   provisionDevice,
 } from "../../device/mod.ts";
-import { connectMqtt, deviceTopic, type MqttConnection } from "../../mqtt/mod.ts";
+import { connectMqtt, deviceTopic, type MqttConnection, RejectionCounter } from "../../mqtt/mod.ts";
 import {
   ACTIVATE_SUCCESS,
   decodeMessage,
   fromBase64,
-  RejectionCounter,
   toHex,
   UPDATE_SUCCESS,
-} from "./_crash_imports.ts";
+} from "../../srup/mod.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const TOKEN = "crash-test-admin-token-0123456789";
