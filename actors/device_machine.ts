@@ -34,6 +34,8 @@ export interface DeviceContext {
   token: string;
   /** INITIATE attempts so far. */
   attempt: number;
+  /** ACTIVATE sends for the current token, the first included. */
+  activations: number;
   retry: RetryRule;
 }
 
@@ -83,6 +85,7 @@ export const deviceMachine = setup({
       token: ({ event }) => event.type === "device.initiate" ? toHex(event.token) : "",
       attempt: ({ context }) => context.attempt + 1,
     }),
+    countActivation: assign({ activations: ({ context }) => context.activations + 1 }),
   },
   guards: {
     /** Whether to ACTIVATE right after the 0x00; the engine provides it (immediate activation). */
@@ -90,6 +93,12 @@ export const deviceMachine = setup({
     status: ({ event }, params: { is: number }) =>
       event.type === "device.response" && event.status === params.is,
     transient: ({ event }) => event.type === "device.response" && TRANSIENT.has(event.status),
+    /**
+     * A missing activation confirmation is retried with the same token, never with a new
+     * INITIATE: the device may have switched already and only its 0x10 was lost.
+     */
+    activateAgain: ({ context }) =>
+      context.activations < context.retry.attempts && context.retry.on.includes("timeout"),
     retryable: ({ context, event }) => {
       const key = retryKey(event);
       return key !== undefined && context.attempt < context.retry.attempts &&
@@ -102,6 +111,7 @@ export const deviceMachine = setup({
     id: input.id,
     token: "",
     attempt: 0,
+    activations: 1,
     retry: input.retry,
   }),
   initial: "idle",
@@ -149,7 +159,15 @@ export const deviceMachine = setup({
             target: "failed",
           },
         ],
-        "device.timeout": "timed_out",
+        "device.timeout": [
+          {
+            guard: "activateAgain",
+            target: "activating",
+            reenter: true,
+            actions: [report("timed_out"), "countActivation"],
+          },
+          { target: "failed", actions: report("timed_out") },
+        ],
       },
     },
     timed_out: {

@@ -668,6 +668,8 @@ export class RolloutEngine {
             id,
             token: record.token,
             attempt: record.attempt,
+            // Not in the flat record: a restored device gets its full count of ACTIVATE retries.
+            activations: 1,
             retry: this.#retry,
           },
         }),

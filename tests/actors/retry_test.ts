@@ -83,7 +83,7 @@ Deno.test("a missing RESPONSE times out and is retried", () => {
   assert.deepEqual(h.sendsOf("initiate").map((s) => s.attempt), [1, 2]);
 });
 
-Deno.test("a missing activation confirmation times out and retries with a new INITIATE", () => {
+Deno.test("a missing activation confirmation times out and is retried with the same token, not a new INITIATE", () => {
   let activates = 0;
   const h = harness({
     policy: RETRY,
@@ -96,8 +96,23 @@ Deno.test("a missing activation confirmation times out and retries with a new IN
   assert.equal(timedOut[0]!.phase, "activation");
   const firstActivate = h.sendsOf("activate")[0]!;
   assert.equal(timedOut[0]!.at, firstActivate.at + 300_000, "the activation timeout is 5m");
-  assert.deepEqual(h.sendsOf("initiate").map((s) => s.attempt), [1, 2]);
-  assert.equal(h.sendsOf("activate").length, 2);
+  assert.deepEqual(h.sendsOf("initiate").map((s) => s.attempt), [1]);
+  const sent = h.sendsOf("activate");
+  assert.equal(sent.length, 2);
+  assert.deepEqual(sent[1]!.token, sent[0]!.token);
+  assert.equal(sent[1]!.at, timedOut[0]!.at);
+});
+
+Deno.test("an activation never confirmed fails after retry.attempts ACTIVATEs, with no new INITIATE", () => {
+  const h = harness({
+    policy: RETRY,
+    devices: 1,
+    answer: (send) => send.kind === "activate" ? null : HAPPY(send),
+  }).run();
+  assert.equal(h.sendsOf("initiate").length, 1);
+  assert.equal(h.sendsOf("activate").length, 3);
+  assert.equal(h.eventsOf("device.timed_out").length, 3);
+  assert.equal(h.eventsOf("device.failed")[0]!.reason, "timeout");
 });
 
 Deno.test("timeouts are not retried when retry.on leaves them out", () => {
