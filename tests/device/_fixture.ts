@@ -31,13 +31,23 @@ export interface Reply {
 /** Options for {@linkcode agentFixture}. */
 export type FixtureOptions = Partial<Omit<DeviceAgentOptions, "publish">>;
 
+/** A simulated clock that counts the timers armed on it, so a test can wait for them. */
+export class CountingClock extends SimulatedClock {
+  armed = 0;
+
+  override setTimeout(fn: (...args: unknown[]) => void, timeout: number): number {
+    this.armed++;
+    return super.setTimeout(fn, timeout);
+  }
+}
+
 /** An agent, its store and clock, and helpers that sign frames as the server would. */
 export async function agentFixture(options: FixtureOptions = {}) {
   const deviceId = options.deviceId ?? crypto.randomUUID();
   const privateKey = options.privateKey ?? randomPrivateKey();
   const publicKey = await (await defaultEd25519()).getPublicKey(privateKey);
   const store: DeviceStore = options.store ?? new MemoryDeviceStore();
-  const clock = new SimulatedClock();
+  const clock = new CountingClock();
   const replies: Reply[] = [];
   let serverSequence = 0n;
 

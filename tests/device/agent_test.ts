@@ -14,7 +14,7 @@ import {
 import { MemoryDeviceStore } from "../../device/mod.ts";
 import { serverIdFromPublicKey } from "../../mqtt/mod.ts";
 import { TEST_PUBLIC_KEY } from "../_helpers.ts";
-import { agentFixture, fetchReturning, sha256 } from "./_fixture.ts";
+import { agentFixture, CountingClock, fetchReturning, sha256 } from "./_fixture.ts";
 
 const FIRMWARE = new TextEncoder().encode("firmware v2\n".repeat(1000));
 const URL_A = "https://updates.example/fw-a.bin";
@@ -130,7 +130,7 @@ Deno.test("an agent answers 0xFD when the server does not answer within the time
       limits: { connectTimeoutMs: 1000 },
     });
     const handled = (await f.make()).handleFrame((await f.initiate({ url: URL_A, digest })).frame);
-    await settle();
+    await untilArmed(f.clock, 2);
     assert.equal(f.replies.length, 0);
     f.clock.increment(1000);
     await handled;
@@ -142,6 +142,7 @@ Deno.test("an agent answers 0xFD when the server does not answer within the time
       limits: { connectTimeoutMs: 1000, totalTimeoutMs: 5000 },
     });
     const handled = (await f.make()).handleFrame((await f.initiate({ url: URL_A, digest })).frame);
+    await untilArmed(f.clock, 2);
     await settle();
     f.clock.increment(4999);
     await settle();
@@ -316,6 +317,18 @@ Deno.test("an agent restarted on the same store keeps its staged update and repl
 });
 
 /** Lets pending promise callbacks run. */
+/**
+ * Waits, in real time, until `count` timers were armed on the simulated clock: the agent reaches
+ * its fetch only after real asynchronous work (signature checks), however loaded the machine is.
+ */
+async function untilArmed(clock: CountingClock, count: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (clock.armed < count) {
+    if (Date.now() > deadline) throw new Error(`Only ${clock.armed} of ${count} timers were armed`);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
 async function settle(): Promise<void> {
   for (let i = 0; i < 20; i++) await Promise.resolve();
   await new Promise((resolve) => setTimeout(resolve, 0));
