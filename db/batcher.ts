@@ -6,13 +6,7 @@
 import type { Db } from "./open.ts";
 import { InvalidDataError } from "./errors.ts";
 import { appendEvents, type Event, type NewEvent } from "./events.ts";
-import {
-  type DeviceSeen,
-  type DeviceSequence,
-  recordActivations,
-  recordSeen,
-  recordSequences,
-} from "./devices.ts";
+import { type DeviceUpdate, updateDevices } from "./devices.ts";
 import { type RolloutPatch, updateRollout } from "./rollouts.ts";
 import { type RolloutDeviceRow, upsertRolloutDevices } from "./rollout_devices.ts";
 
@@ -170,9 +164,8 @@ export class GroupCommitWriter {
 async function applyWrites(tx: Db, ops: readonly WriteOp[]): Promise<Event[]> {
   const patches = new Map<string, RolloutPatch>();
   const rows = new Map<string, RolloutDeviceRow>();
-  const activations = new Map<string, { deviceId: string; digest: string }>();
-  const seen = new Map<string, DeviceSeen>();
-  const sequences = new Map<string, DeviceSequence>();
+  // Merged per device by updateDevices: one row update each, whatever the batch learned.
+  const deviceUpdates: DeviceUpdate[] = [];
   const newEvents: NewEvent[] = [];
   for (const op of ops) {
     switch (op.kind) {
@@ -186,20 +179,14 @@ async function applyWrites(tx: Db, ops: readonly WriteOp[]): Promise<Event[]> {
         patches.set(op.id, { ...patches.get(op.id), ...op.patch });
         break;
       case "activation":
-        activations.set(op.deviceId, { deviceId: op.deviceId, digest: op.digest });
+        deviceUpdates.push({ id: op.deviceId, digest: op.digest });
         break;
-      case "sequence": {
-        const before = sequences.get(op.deviceId);
-        if (!before || before.sequence < op.sequence) {
-          sequences.set(op.deviceId, { id: op.deviceId, sequence: op.sequence });
-        }
+      case "sequence":
+        deviceUpdates.push({ id: op.deviceId, sequence: op.sequence });
         break;
-      }
-      case "seen": {
-        const before = seen.get(op.deviceId);
-        if (!before || before.at < op.at) seen.set(op.deviceId, { id: op.deviceId, at: op.at });
+      case "seen":
+        deviceUpdates.push({ id: op.deviceId, seenAt: op.at });
         break;
-      }
     }
   }
   for (const [id, patch] of patches) {
@@ -208,9 +195,7 @@ async function applyWrites(tx: Db, ops: readonly WriteOp[]): Promise<Event[]> {
     }
   }
   await upsertRolloutDevices(tx, [...rows.values()]);
-  await recordActivations(tx, [...activations.values()]);
-  await recordSeen(tx, [...seen.values()]);
-  await recordSequences(tx, [...sequences.values()]);
+  await updateDevices(tx, deviceUpdates);
   const ids = await appendEvents(tx, newEvents);
   return newEvents.map((event, i) => ({
     id: ids[i]!,

@@ -3,6 +3,7 @@ import { and, asc, desc, eq, gt, inArray, type SQL, sql } from "drizzle-orm";
 import type { Db } from "./open.ts";
 import { ConflictError, guard } from "./errors.ts";
 import { type Page, pageLimit, rowsOf } from "./page.ts";
+import { uuidArray } from "./uuid_array.ts";
 import { ACTIVE_ROLLOUT_STATES, devices, MAX_U64, rolloutDevices, rollouts } from "./schema.ts";
 
 /** A device row. */
@@ -159,15 +160,7 @@ export interface DeviceSeen {
 
 /** Records when devices were heard from, in one statement; a time never moves back. */
 export async function recordSeen(db: Db, seen: readonly DeviceSeen[]): Promise<void> {
-  if (seen.length === 0) return;
-  const values = JSON.stringify(seen.map((s) => ({ id: s.id, at: s.at.toISOString() })));
-  await guard(
-    db.execute(sql`
-      update ${devices} d set last_seen_at = greatest(d.last_seen_at, v.at)
-      from json_to_recordset(${values}::json) as v(id uuid, at timestamptz)
-      where d.id = v.id`),
-    "Cannot record last seen",
-  );
+  await updateDevices(db, seen.map((s) => ({ id: s.id, seenAt: s.at })));
 }
 
 /**
@@ -223,15 +216,7 @@ export interface DeviceSequence {
  * check in memory and write through the group-commit writer.
  */
 export async function recordSequences(db: Db, values: readonly DeviceSequence[]): Promise<void> {
-  if (values.length === 0) return;
-  const json = JSON.stringify(values.map((v) => ({ id: v.id, seq: v.sequence.toString() })));
-  await guard(
-    db.execute(sql`
-      update ${devices} d set last_sequence = greatest(coalesce(d.last_sequence, 0), v.seq)
-      from json_to_recordset(${json}::json) as v(id uuid, seq numeric)
-      where d.id = v.id`),
-    "Cannot record sequence ids",
-  );
+  await updateDevices(db, values.map((v) => ({ id: v.id, sequence: v.sequence })));
 }
 
 /** The last accepted sequence id of each of these devices that has one. */
@@ -288,16 +273,60 @@ export async function recordActivations(
   db: Db,
   activations: readonly { deviceId: string; digest: string }[],
 ): Promise<void> {
-  if (activations.length === 0) return;
-  const json = JSON.stringify(activations);
-  await guard(
-    db.execute(sql`
-      update ${devices} d set
-        previous_digest = case when d.current_digest is distinct from v.digest
-          then d.current_digest else d.previous_digest end,
-        current_digest = v.digest
-      from json_to_recordset(${json}::json) as v("deviceId" uuid, digest text)
-      where d.id = v."deviceId"`),
-    "Cannot record activations",
-  );
+  await updateDevices(db, activations.map((a) => ({ id: a.deviceId, digest: a.digest })));
+}
+
+/** What the engine learned about one device; fields left out are not changed. */
+export interface DeviceUpdate {
+  id: string;
+  /** Heard from at this time (last_seen_at never moves back). */
+  seenAt?: Date;
+  /** An accepted sequence id (the stored one never moves back). */
+  sequence?: bigint;
+  /** A confirmed activation of this digest (see {@linkcode recordActivation}). */
+  digest?: string;
+}
+
+// Keeps the id array and the JSON of one statement small enough to plan and parse quickly.
+const UPDATE_CHUNK = 5000;
+
+/**
+ * Applies many devices' updates in one statement per chunk; several updates of one device are
+ * merged first, so the group-commit writer rewrites each device row once per batch.
+ */
+export async function updateDevices(db: Db, updates: readonly DeviceUpdate[]): Promise<void> {
+  const merged = new Map<string, { at?: string; seq?: string; digest?: string }>();
+  for (const update of updates) {
+    const entry = merged.get(update.id) ?? {};
+    if (update.seenAt !== undefined) {
+      const at = update.seenAt.toISOString();
+      if (entry.at === undefined || entry.at < at) entry.at = at;
+    }
+    if (update.sequence !== undefined) {
+      if (entry.seq === undefined || BigInt(entry.seq) < update.sequence) {
+        entry.seq = update.sequence.toString();
+      }
+    }
+    if (update.digest !== undefined) entry.digest = update.digest;
+    merged.set(update.id, entry);
+  }
+  const ids = [...merged.keys()];
+  for (let i = 0; i < ids.length; i += UPDATE_CHUNK) {
+    const chunk = ids.slice(i, i + UPDATE_CHUNK);
+    const json = JSON.stringify(Object.fromEntries(chunk.map((id) => [id, merged.get(id)])));
+    await guard(
+      db.execute(sql`
+        update ${devices} d set
+          last_seen_at = greatest(d.last_seen_at, (j.v -> d.id::text ->> 'at')::timestamptz),
+          last_sequence = greatest(d.last_sequence, (j.v -> d.id::text ->> 'seq')::numeric),
+          previous_digest = case
+            when j.v -> d.id::text ? 'digest'
+              and d.current_digest is distinct from j.v -> d.id::text ->> 'digest'
+            then d.current_digest else d.previous_digest end,
+          current_digest = coalesce(j.v -> d.id::text ->> 'digest', d.current_digest)
+        from (select ${json}::jsonb as v) j
+        where d.id = any(${uuidArray(chunk, "Cannot update devices")}::uuid[])`),
+      "Cannot update devices",
+    );
+  }
 }

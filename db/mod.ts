@@ -6,6 +6,7 @@
  */
 export * from "./schema.ts";
 export { type Database, type Db, openDatabase, type OpenDatabaseOptions } from "./open.ts";
+export { Maintenance, type MaintenanceOptions, type MaintenanceRun } from "./maintenance.ts";
 export {
   classifyError,
   ConflictError,
@@ -23,6 +24,7 @@ export {
   type DeviceListItem,
   type DeviceSeen,
   type DeviceSequence,
+  type DeviceUpdate,
   getDevice,
   listDevices,
   type ListDevicesOptions,
@@ -36,6 +38,7 @@ export {
   registerDevice,
   registerDevices,
   selectDeviceIds,
+  updateDevices,
 } from "./devices.ts";
 export {
   type Artifact,

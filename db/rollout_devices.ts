@@ -2,7 +2,8 @@
 import { and, asc, count, desc, eq, gt, ne, type SQL, sql } from "drizzle-orm";
 import type { Db } from "./open.ts";
 import { guard } from "./errors.ts";
-import { type Page, pageLimit } from "./page.ts";
+import { type Page, pageLimit, rowsOf } from "./page.ts";
+import { uuidArray } from "./uuid_array.ts";
 import { PENDING, rolloutDevices, rollouts } from "./schema.ts";
 
 /** A rollout_devices row. */
@@ -38,30 +39,68 @@ const UPSERT_CHUNK = 2000;
 /**
  * Inserts or replaces rows by (rollout, device); the caller commits them as one unit if it must.
  * Rows travel as one JSON parameter: the engine writes thousands a second, and building a
- * parameter per column cost more than the database's own work.
+ * parameter per column cost more than the database's own work. Rows that exist (every target has
+ * one from creation) are updated by primary key; only the rest take the slower insert path.
  */
 export async function upsertRolloutDevices(
   db: Db,
   rows: readonly RolloutDeviceRow[],
 ): Promise<void> {
-  for (let i = 0; i < rows.length; i += UPSERT_CHUNK) {
-    const json = JSON.stringify(rows.slice(i, i + UPSERT_CHUNK));
-    await guard(
-      db.execute(sql`
-        insert into rollout_devices
-          (rollout_id, device_id, position, state, token, attempt, deadline, last_status)
-        select v."rolloutId", v."deviceId", v.position, v.state, v.token, v.attempt, v.deadline,
-          v."lastStatus"
-        from json_to_recordset(${json}::json) as v("rolloutId" uuid, "deviceId" uuid,
-          position integer, state text, token text, attempt integer, deadline bigint,
-          "lastStatus" integer)
-        on conflict (rollout_id, device_id) do update set
-          position = excluded.position, state = excluded.state, token = excluded.token,
-          attempt = excluded.attempt, deadline = excluded.deadline,
-          last_status = excluded.last_status, updated_at = now()`),
-      "Cannot write rollout devices",
-    );
+  const byRollout = new Map<string, Map<string, RolloutDeviceRow>>();
+  for (const row of rows) {
+    let map = byRollout.get(row.rolloutId);
+    if (!map) byRollout.set(row.rolloutId, map = new Map());
+    map.set(row.deviceId, row);
   }
+  for (const [rolloutId, map] of byRollout) {
+    const ids = [...map.keys()];
+    for (let i = 0; i < ids.length; i += UPSERT_CHUNK) {
+      const chunk = ids.slice(i, i + UPSERT_CHUNK);
+      const json = JSON.stringify(Object.fromEntries(chunk.map((id) => [id, map.get(id)])));
+      const updated = rowsOf<{ id: string }>(
+        await guard(
+          db.execute(sql`
+            update rollout_devices r set
+              position = (j.v -> r.device_id::text ->> 'position')::integer,
+              state = j.v -> r.device_id::text ->> 'state',
+              token = j.v -> r.device_id::text ->> 'token',
+              attempt = (j.v -> r.device_id::text ->> 'attempt')::integer,
+              deadline = (j.v -> r.device_id::text ->> 'deadline')::bigint,
+              last_status = (j.v -> r.device_id::text ->> 'lastStatus')::integer,
+              updated_at = now()
+            from (select ${json}::jsonb as v) j
+            where r.rollout_id = ${rolloutId}::uuid
+              and r.device_id = any(${uuidArray(chunk, "Cannot write rollout devices")}::uuid[])
+            returning r.device_id as id`),
+          "Cannot write rollout devices",
+        ),
+      );
+      if (updated.length === chunk.length) continue;
+      const found = new Set(updated.map((row) => row.id));
+      await insertRolloutDevices(
+        db,
+        chunk.filter((id) => !found.has(id)).map((id) => map.get(id)!),
+      );
+    }
+  }
+}
+
+async function insertRolloutDevices(db: Db, rows: readonly RolloutDeviceRow[]): Promise<void> {
+  await guard(
+    db.execute(sql`
+      insert into rollout_devices
+        (rollout_id, device_id, position, state, token, attempt, deadline, last_status)
+      select v."rolloutId", v."deviceId", v.position, v.state, v.token, v.attempt, v.deadline,
+        v."lastStatus"
+      from json_to_recordset(${JSON.stringify(rows)}::json) as v("rolloutId" uuid, "deviceId" uuid,
+        position integer, state text, token text, attempt integer, deadline bigint,
+        "lastStatus" integer)
+      on conflict (rollout_id, device_id) do update set
+        position = excluded.position, state = excluded.state, token = excluded.token,
+        attempt = excluded.attempt, deadline = excluded.deadline,
+        last_status = excluded.last_status, updated_at = now()`),
+    "Cannot write rollout devices",
+  );
 }
 
 /** How many of a rollout's devices are in each state. */

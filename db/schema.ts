@@ -132,9 +132,9 @@ export const rolloutDevices = pgTable("rollout_devices", {
 }, (t) => [
   primaryKey({ columns: [t.rolloutId, t.deviceId] }),
   uniqueIndex("rollout_devices_position_idx").on(t.rolloutId, t.position),
-  index("rollout_devices_state_idx").on(t.rolloutId, t.state),
-  // Pending rows have no token yet; leaving them out keeps creating a large rollout fast.
-  index("rollout_devices_token_idx").on(t.token).where(sql`token is not null`),
+  // No index covers state or token: the engine rewrites both on every transition, and an indexed
+  // column makes each of those writes a non-HOT update that inserts into every index (0002).
+  // Rows also leave room on their page for those updates (fillfactor, 0003).
   index("rollout_devices_device_idx").on(t.deviceId),
   check("rollout_devices_last_status_byte", sql.raw("last_status between 0 and 255")),
   check("rollout_devices_token_hex", sql.raw("token ~ '^([0-9a-f]{2})+$'")),

@@ -10,6 +10,7 @@ import {
   findApiToken,
   GroupCommitWriter,
   listApiTokens,
+  Maintenance,
   openDatabase,
   revokeApiToken,
   sequenceStore,
@@ -88,6 +89,9 @@ export async function startService(
     const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
     cleanup.push(() => database.close());
     const { db } = database;
+    const maintenance = new Maintenance(database, { log });
+    maintenance.start();
+    cleanup.push(() => maintenance.stop());
     const adminToken = await bootstrapAdmin(db, config.adminToken);
 
     const hub = new EventHub();

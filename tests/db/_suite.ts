@@ -47,6 +47,7 @@ import {
   sequenceStore,
   setServerState,
   touchApiToken,
+  updateDevices,
   updateRollout,
   upsertRolloutDevices,
 } from "../../db/mod.ts";
@@ -287,6 +288,39 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
     assert.equal((await getDevice(db, b))?.lastSeenAt?.toISOString(), earlier.toISOString());
   });
 
+  await t.step(
+    "updateDevices() merges a batch per device and leaves other fields alone",
+    async () => {
+      const [a, b] = await registerMany(db, 2) as [string, string];
+      await recordActivation(db, a, digestOf("01"));
+      const later = new Date("2031-01-02T03:04:05.678Z");
+      const earlier = new Date("2031-01-01T00:00:00.000Z");
+      await updateDevices(db, [
+        { id: a, seenAt: later },
+        { id: a, sequence: 7n },
+        { id: a, seenAt: earlier },
+        { id: b, digest: digestOf("02") },
+        { id: a, sequence: 5n },
+      ]);
+      const deviceA = await getDevice(db, a);
+      assert.equal(deviceA?.lastSeenAt?.toISOString(), later.toISOString());
+      assert.equal(deviceA?.lastSequence, 7n);
+      assert.equal(deviceA?.currentDigest, digestOf("01"), "no digest in the batch: unchanged");
+      const deviceB = await getDevice(db, b);
+      assert.equal(deviceB?.currentDigest, digestOf("02"));
+      assert.equal(deviceB?.lastSeenAt, null);
+      assert.equal(deviceB?.lastSequence, null);
+      // A stored sequence id never moves back, whatever the batch says.
+      await updateDevices(db, [{ id: a, sequence: 6n }]);
+      assert.equal((await getDevice(db, a))?.lastSequence, 7n);
+      await assert.rejects(
+        updateDevices(db, [{ id: b, sequence: 9n }, { id: "b,}", sequence: 1n }]),
+        (error) => error instanceof InvalidDataError && /"b,}" is not a UUID/.test(error.message),
+      );
+      assert.equal((await getDevice(db, b))?.lastSequence, null, "nothing written");
+    },
+  );
+
   await t.step("putArtifact() stores an artifact once per digest", async () => {
     const digest = digestOf(crypto.randomUUID().replaceAll("-", ""));
     const stored = await putArtifact(db, { digest, size: 1234, path: `artifacts/${digest}` });
@@ -496,6 +530,20 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
       );
     },
   );
+
+  await t.step("upsertRolloutDevices() inserts the rows a rollout did not have yet", async () => {
+    const [a, b] = await registerMany(db, 2) as [string, string];
+    const rollout = await createRollout(db, newRollout([a]));
+    await upsertRolloutDevices(db, [
+      { ...row(rollout.id, a, 0, "initiated"), attempt: 1 },
+      { ...row(rollout.id, b, 1, "received"), attempt: 2, lastStatus: 0 },
+    ]);
+    const listed = await listRolloutDevices(db, rollout.id);
+    assert.deepEqual(listed.items.map((d) => [d.deviceId, d.position, d.state, d.attempt]), [
+      [a, 0, "initiated", 1],
+      [b, 1, "received", 2],
+    ]);
+  });
 
   await t.step("deviceRolloutHistory() lists a device's rollouts, newest first", async () => {
     const [id] = await registerMany(db, 1) as [string];
