@@ -25,12 +25,28 @@ export function isDigest(text: string): boolean {
   return DIGEST_PATTERN.test(text);
 }
 
+/** Options for {@linkcode ArtifactStore}. */
+export interface ArtifactStoreOptions {
+  /** Files up to this size are kept in memory once read; default 1 MiB. */
+  cacheFileBytes?: number;
+  /** Bytes the memory cache holds in all, first cached first out; default 64 MiB. */
+  cacheBytes?: number;
+}
+
 /** Content-addressed artifact files under one directory. */
 export class ArtifactStore {
   readonly #dir: string;
+  readonly #cacheFileBytes: number;
+  readonly #cacheBytes: number;
+  // Content-addressed files never change, so a cached copy cannot go stale. A fleet fetches the
+  // same small file thousands of times a second; each from disk cost a stat, an open and a stream.
+  readonly #cache = new Map<string, Uint8Array<ArrayBuffer>>();
+  #cached = 0;
 
-  constructor(dir: string) {
+  constructor(dir: string, options: ArtifactStoreOptions = {}) {
     this.#dir = dir;
+    this.#cacheFileBytes = options.cacheFileBytes ?? 1024 * 1024;
+    this.#cacheBytes = options.cacheBytes ?? 64 * 1024 * 1024;
   }
 
   /** Creates the directory and removes temp files an earlier crash left behind. */
@@ -73,6 +89,8 @@ export class ArtifactStore {
   async get(digest: string): Promise<StoredArtifact | undefined> {
     if (!isDigest(digest)) return undefined;
     const path = join(this.#dir, digest);
+    const bytes = this.#cache.get(digest);
+    if (bytes) return { digest, size: bytes.length, path };
     try {
       const info = await Deno.stat(path);
       return { digest, size: info.size, path };
@@ -80,5 +98,31 @@ export class ArtifactStore {
       if (error instanceof Deno.errors.NotFound) return undefined;
       throw error;
     }
+  }
+
+  /**
+   * The whole content of a small artifact, from memory after the first read; undefined for one
+   * above the per-file cache size (stream it from `path`) or one not stored.
+   */
+  async bytes(artifact: StoredArtifact): Promise<Uint8Array<ArrayBuffer> | undefined> {
+    const cached = this.#cache.get(artifact.digest);
+    if (cached) return cached;
+    if (artifact.size > this.#cacheFileBytes || artifact.size > this.#cacheBytes) return undefined;
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = await Deno.readFile(artifact.path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      throw error;
+    }
+    if (bytes.length !== artifact.size) return undefined;
+    for (const [digest, old] of this.#cache) {
+      if (this.#cached + bytes.length <= this.#cacheBytes) break;
+      this.#cache.delete(digest);
+      this.#cached -= old.length;
+    }
+    this.#cache.set(artifact.digest, bytes);
+    this.#cached += bytes.length;
+    return bytes;
   }
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ArtifactStore, ArtifactTooLargeError } from "../../http/artifact_store.ts";
+import { downloadsApp } from "../../http/routes/artifacts.ts";
 
 function streamOf(...chunks: Uint8Array[]): ReadableStream<Uint8Array> {
   return ReadableStream.from(chunks);
@@ -52,6 +53,57 @@ Deno.test("ArtifactStore.init() removes temp files a crash left behind", async (
     await Deno.writeFile(join(dir, ".upload-leftover"), new Uint8Array(3));
     await new ArtifactStore(dir).init();
     assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ArtifactStore.bytes() keeps small files in memory, first cached first out", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = new ArtifactStore(dir, { cacheFileBytes: 1000, cacheBytes: 2500 });
+    await store.init();
+    const put = (size: number) => {
+      const bytes = crypto.getRandomValues(new Uint8Array(size));
+      return store.put(streamOf(bytes), 10_000).then((stored) => ({ stored, bytes }));
+    };
+    const a = await put(800);
+    assert.deepEqual(await store.bytes(a.stored), a.bytes);
+    await Deno.remove(a.stored.path);
+    assert.deepEqual(await store.bytes(a.stored), a.bytes, "served from memory");
+    assert.deepEqual(await store.get(a.stored.digest), a.stored);
+
+    const big = await put(1200);
+    assert.equal(await store.bytes(big.stored), undefined, "above the per-file size: streamed");
+
+    const c = await put(900);
+    const d = await put(900);
+    assert.deepEqual(await store.bytes(c.stored), c.bytes);
+    assert.deepEqual(await store.bytes(d.stored), d.bytes);
+    assert.equal(await store.get(a.stored.digest), undefined, "a was evicted to make room for d");
+    assert.deepEqual(await store.bytes(c.stored), c.bytes);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("downloadsApp streams a file the memory cache does not hold, Range included", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = new ArtifactStore(dir, { cacheFileBytes: 0 });
+    await store.init();
+    const bytes = new Uint8Array(200_000).map((_, i) => (i * 7919) % 251);
+    const stored = await store.put(streamOf(bytes), 1_000_000);
+    const app = downloadsApp(store);
+    const whole = await app.request(`/${stored.digest}`);
+    assert.equal(whole.status, 200);
+    assert.deepEqual(new Uint8Array(await whole.arrayBuffer()), bytes);
+    const part = await app.request(`/${stored.digest}`, {
+      headers: { range: "bytes=70000-70099" },
+    });
+    assert.equal(part.status, 206);
+    assert.equal(part.headers.get("content-length"), "100");
+    assert.deepEqual(new Uint8Array(await part.arrayBuffer()), bytes.subarray(70_000, 70_100));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
