@@ -312,4 +312,17 @@ function registerMetrics(
     "Group-commit transaction latency",
     () => [[{}, parts.dbLatency]],
   );
+  metrics.collect(
+    "flotilla_process_memory_bytes",
+    "gauge",
+    "Process memory: resident set, JS heap in use, and memory outside the JS heap (PGlite's WASM heap is there)",
+    () => {
+      const usage = Deno.memoryUsage();
+      return [
+        [{ kind: "rss" }, usage.rss],
+        [{ kind: "heap_used" }, usage.heapUsed],
+        [{ kind: "external" }, usage.external],
+      ];
+    },
+  );
 }
