@@ -3,6 +3,8 @@
  * simulated devices, with the orchestrator (`main.ts serve`) in its own process so its peak RSS
  * (VmHWM) is its own, and devices in workers of this process. Also times the crypto ceiling: the
  * Ed25519 work one device costs both sides, raw, on every core. Sizes: FLOTILLA_BENCH_E2E=1000,10000.
+ * FLOTILLA_BENCH_SERVE_V8_FLAGS is handed to the orchestrator alone as DENO_V8_FLAGS (a heap cap,
+ * say), so the device workers in this process keep V8's defaults.
  */
 import { parse as parseYaml } from "yaml";
 import { newToken, randomPrivateKey, signMessage, verifyMessage } from "../srup/mod.ts";
@@ -12,6 +14,7 @@ import { NO_FAULTS, runLive } from "../sim/mod.ts";
 const sizes = (Deno.env.get("FLOTILLA_BENCH_E2E") ?? "1000,10000,100000").split(",").map(Number);
 const policy = parseYaml(await Deno.readTextFile(new URL("./e2e.yaml", import.meta.url)));
 const cores = navigator.hardwareConcurrency;
+const serveV8Flags = Deno.env.get("FLOTILLA_BENCH_SERVE_V8_FLAGS") ?? "";
 
 /** Devices per second the Ed25519 work alone allows: 4 signs and 4 verifies per device. */
 async function cryptoCeiling(): Promise<{ msPerDevice: number; devicesPerSecond: number }> {
@@ -76,6 +79,7 @@ async function startOrchestrator() {
       FLOTILLA_ADMIN_TOKEN: token,
       PORT: String(port),
       FLOTILLA_MQTT_PORT: String(freePort()),
+      ...(serveV8Flags ? { DENO_V8_FLAGS: serveV8Flags } : {}),
     },
     stdout: "null",
     // Kept, so a run that dies says why (bench/out/serve-<n>.log).
@@ -158,6 +162,7 @@ for (const devices of sizes) {
       registerSeconds: summary.registerSeconds,
       connectSeconds: summary.connectSeconds,
       connection: summary.connection,
+      serveV8Flags,
     };
     rows.push(row);
     console.log(JSON.stringify(row));
