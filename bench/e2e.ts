@@ -3,8 +3,8 @@
  * simulated devices, with the orchestrator (`main.ts serve`) in its own process so its peak RSS
  * (VmHWM) is its own, and devices in workers of this process. Also times the crypto ceiling: the
  * Ed25519 work one device costs both sides, raw, on every core. Sizes: FLOTILLA_BENCH_E2E=1000,10000.
- * FLOTILLA_BENCH_SERVE_V8_FLAGS is handed to the orchestrator alone as DENO_V8_FLAGS (a heap cap,
- * say), so the device workers in this process keep V8's defaults.
+ * The orchestrator gets the V8 flags `deno task start` gives it, or FLOTILLA_BENCH_SERVE_V8_FLAGS
+ * instead (empty for V8's defaults); the device workers in this process keep V8's defaults.
  */
 import { parse as parseYaml } from "yaml";
 import { newToken, randomPrivateKey, signMessage, verifyMessage } from "../srup/mod.ts";
@@ -14,7 +14,16 @@ import { NO_FAULTS, runLive } from "../sim/mod.ts";
 const sizes = (Deno.env.get("FLOTILLA_BENCH_E2E") ?? "1000,10000,100000").split(",").map(Number);
 const policy = parseYaml(await Deno.readTextFile(new URL("./e2e.yaml", import.meta.url)));
 const cores = navigator.hardwareConcurrency;
-const serveV8Flags = Deno.env.get("FLOTILLA_BENCH_SERVE_V8_FLAGS") ?? "";
+const serveV8Flags = Deno.env.get("FLOTILLA_BENCH_SERVE_V8_FLAGS") ?? startTaskV8Flags();
+
+/** The `--v8-flags` value of deno.json's start task, so the benchmark runs what operators run. */
+function startTaskV8Flags(): string {
+  const config = JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url)));
+  const flag = (config.tasks.start as string).split(/\s+/).find((arg) =>
+    arg.startsWith("--v8-flags=")
+  );
+  return flag?.slice("--v8-flags=".length) ?? "";
+}
 
 /** Devices per second the Ed25519 work alone allows: 4 signs and 4 verifies per device. */
 async function cryptoCeiling(): Promise<{ msPerDevice: number; devicesPerSecond: number }> {
@@ -73,13 +82,18 @@ async function startOrchestrator() {
   const token = `bench-${crypto.randomUUID()}`;
   const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", new URL("../main.ts", import.meta.url).pathname, "serve"],
+    args: [
+      "run",
+      "--allow-all",
+      ...(serveV8Flags ? [`--v8-flags=${serveV8Flags}`] : []),
+      new URL("../main.ts", import.meta.url).pathname,
+      "serve",
+    ],
     env: {
       FLOTILLA_DATA_DIR: dataDir,
       FLOTILLA_ADMIN_TOKEN: token,
       PORT: String(port),
       FLOTILLA_MQTT_PORT: String(freePort()),
-      ...(serveV8Flags ? { DENO_V8_FLAGS: serveV8Flags } : {}),
     },
     stdout: "null",
     // Kept, so a run that dies says why (bench/out/serve-<n>.log).

@@ -1,5 +1,6 @@
 /** `flotilla serve`: the orchestrator on embedded defaults, configured by environment variables. */
 import { ConfigError, readConfig } from "../orchestrator/config.ts";
+import { v8HeapUsage } from "../orchestrator/heap_budget.ts";
 import { startService } from "../orchestrator/service.ts";
 import { jsonLogger } from "../mqtt/mod.ts";
 import { parse } from "./args.ts";
@@ -54,6 +55,9 @@ export async function run(args: string[]): Promise<number> {
         ? `  (${service.policies.failures.length} failed to load)`
         : ""
     }`,
+    `  heap limit ${
+      Math.round(v8HeapUsage().limit / 1024 / 1024)
+    } MB  (--v8-flags=--max-old-space-size)`,
   ];
   if (service.adminToken) {
     lines.push(

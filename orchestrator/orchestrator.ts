@@ -23,6 +23,7 @@ import type { ResponseMessage } from "../srup/mod.ts";
 import { RolloutRunner } from "./rollout_runner.ts";
 import type { StoredSequenceTracker } from "./sequence_tracker.ts";
 import { wallClock } from "./clock.ts";
+import { checkHeapRoom, type HeapUsage, v8HeapUsage } from "./heap_budget.ts";
 
 /** What the orchestrator needs. */
 export interface OrchestratorOptions {
@@ -31,6 +32,8 @@ export interface OrchestratorOptions {
   tracker: StoredSequenceTracker;
   clock?: Clock;
   log?: (line: string) => void;
+  /** The JS heap's limit and use, checked before a rollout is created; default V8's own. */
+  heap?: () => HeapUsage;
 }
 
 /** A new rollout, its devices already resolved. */
@@ -57,6 +60,7 @@ export class Orchestrator {
   readonly #tracker: StoredSequenceTracker;
   readonly #clock: Clock;
   readonly #log: (line: string) => void;
+  readonly #heap: () => HeapUsage;
   readonly #runners = new Map<string, RolloutRunner>();
   readonly #byDevice = new Map<string, RolloutRunner>();
   /** Public keys as stored (base64): a string costs ~64 bytes, a Uint8Array with its buffer ~230. */
@@ -71,6 +75,7 @@ export class Orchestrator {
     this.#tracker = options.tracker;
     this.#clock = options.clock ?? wallClock;
     this.#log = options.log ?? ((line) => console.error(line));
+    this.#heap = options.heap ?? v8HeapUsage;
   }
 
   /** Connects the server link; rollouts can run from then on. */
@@ -129,6 +134,7 @@ export class Orchestrator {
   /** Creates a rollout (one transaction) and starts it. */
   async create(request: RolloutRequest): Promise<Rollout> {
     const link = this.#requireLink();
+    checkHeapRoom(request.deviceIds.length, this.#heap());
     const { policy, provenance } = request.loaded;
     const row = await createRollout(this.#db, {
       artifactDigest: request.artifact.digest,

@@ -29,6 +29,7 @@ import {
 import { toBase64 } from "../srup/mod.ts";
 import type { Clock } from "../actors/mod.ts";
 import { artifactDir, ConfigError, type ServiceConfig } from "./config.ts";
+import type { HeapUsage } from "./heap_budget.ts";
 import { Orchestrator } from "./orchestrator.ts";
 import { PolicyRegistry } from "./policy_registry.ts";
 import { StoredSequenceTracker } from "./sequence_tracker.ts";
@@ -61,6 +62,8 @@ export interface StartOptions {
   logger?: Logger;
   /** The engine's clock; default the wall clock (tests pass a scaled one). */
   clock?: Clock;
+  /** The JS heap's limit and use, for the room check before a rollout; default V8's own. */
+  heap?: () => HeapUsage;
 }
 
 const ADMIN_FROM_ENV = "admin-env";
@@ -144,7 +147,14 @@ export async function startService(
     cleanup.push(() => connection.close());
 
     const tracker = new StoredSequenceTracker(db, writer);
-    const orchestrator = new Orchestrator({ db, writer, tracker, log, clock: options.clock });
+    const orchestrator = new Orchestrator({
+      db,
+      writer,
+      tracker,
+      log,
+      clock: options.clock,
+      heap: options.heap,
+    });
     cleanup.push(() => orchestrator.close());
     const link = await createServerLink(connection, {
       privateKey: key.privateKey,

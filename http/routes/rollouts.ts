@@ -17,6 +17,7 @@ import {
 import { type LoadedPolicy, PolicyError, validatePolicy } from "../../policies/mod.ts";
 import type { Orchestrator, RolloutCommand } from "../../orchestrator/orchestrator.ts";
 import type { PolicyRegistry } from "../../orchestrator/policy_registry.ts";
+import { InsufficientHeapError } from "../../orchestrator/heap_budget.ts";
 import { rolloutView } from "../../orchestrator/rollout_view.ts";
 import { requireRole } from "../auth.ts";
 import { ApiError } from "../errors.ts";
@@ -164,6 +165,10 @@ export function rolloutsApp(deps: RolloutDeps) {
             z.object({ error: z.unknown() }),
             "Unknown artifact or policy, or no devices",
           ),
+          503: jsonResponse(
+            z.object({ error: z.unknown() }),
+            "The orchestrator's heap has no room for this many devices",
+          ),
         },
       }),
       async (c) => {
@@ -205,6 +210,9 @@ export function rolloutsApp(deps: RolloutDeps) {
           }
           if (error instanceof InvalidDataError) {
             throw new ApiError(422, "invalid_targets", error.message);
+          }
+          if (error instanceof InsufficientHeapError) {
+            throw new ApiError(503, "insufficient_memory", error.message);
           }
           throw error;
         }

@@ -470,3 +470,48 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a rollout too large for the orchestrator's heap is refused with 503, writing nothing",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const root = await Deno.makeTempDir();
+    const MB = 1024 * 1024;
+    // 10 MB free: room for about 5,000 devices, not for 10,000.
+    const service = await startTestService(join(root, "data"), {
+      heap: () => ({ limit: 500 * MB, used: 490 * MB }),
+    });
+    try {
+      const devices = Array.from({ length: 10_000 }, () => ({
+        id: crypto.randomUUID(),
+        publicKey: KEY,
+      }));
+      const registered = await request(service, "POST", "/v1/devices/batch", {
+        json: { devices },
+      });
+      assert.equal(registered.status, 201, JSON.stringify(registered.body));
+      const uploaded = await request(service, "POST", "/v1/artifacts", {
+        body: new Uint8Array(100),
+        headers: { "content-type": "application/octet-stream" },
+      });
+      const rollout = { artifact: { digest: uploaded.body.digest }, policy: "fast" };
+      assertError(
+        await request(service, "POST", "/v1/rollouts", {
+          json: { ...rollout, targets: { all: true } },
+        }),
+        503,
+        "insufficient_memory",
+        /^Cannot create rollout: 10000 devices need about 20 MB of heap and 10 MB of the 500 MB heap limit is free/,
+      );
+      assert.deepEqual((await request(service, "GET", "/v1/rollouts")).body.items, []);
+      const small = await request(service, "POST", "/v1/rollouts", {
+        json: { ...rollout, targets: { ids: devices.slice(0, 100).map((d) => d.id) } },
+      });
+      assert.equal(small.status, 201, JSON.stringify(small.body));
+    } finally {
+      await service.close();
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});

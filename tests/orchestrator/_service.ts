@@ -2,6 +2,7 @@
 import { join } from "node:path";
 import { readConfig } from "../../orchestrator/config.ts";
 import { scaledClock } from "../../orchestrator/clock.ts";
+import type { HeapUsage } from "../../orchestrator/heap_budget.ts";
 import { type Service, startService } from "../../orchestrator/service.ts";
 import { provisionDevice, type RunningDevice, startDevice } from "../../device/mod.ts";
 import { fromBase64 } from "../../srup/mod.ts";
@@ -12,7 +13,7 @@ export const POLICY_DIR = new URL("../../policies", import.meta.url).pathname;
 /** Starts the service on ephemeral ports in a temp data dir; policy time runs `speed` times faster. */
 export async function startTestService(
   dataDir: string,
-  options: { speed?: number; env?: Record<string, string> } = {},
+  options: { speed?: number; env?: Record<string, string>; heap?: () => HeapUsage } = {},
 ): Promise<Service> {
   const config = readConfig({
     FLOTILLA_DATA_DIR: dataDir,
@@ -25,6 +26,7 @@ export async function startTestService(
   return await startService(config, {
     log: () => {},
     clock: options.speed ? scaledClock(options.speed) : undefined,
+    heap: options.heap,
   });
 }
 
