@@ -20,7 +20,7 @@ export function v8HeapUsage(): HeapUsage {
   return { limit: stats.heap_size_limit, used: stats.used_heap_size };
 }
 
-/** A rollout's devices would not fit in the heap left; `cause`-free, callers answer it as 503. */
+/** A rollout's devices would not fit in the heap left; the API answers it with 503. */
 export class InsufficientHeapError extends Error {
   constructor(message: string) {
     super(message);
