@@ -29,7 +29,7 @@ import {
 import { toBase64 } from "../srup/mod.ts";
 import type { Clock } from "../actors/mod.ts";
 import { artifactDir, ConfigError, type ServiceConfig } from "./config.ts";
-import type { HeapUsage } from "./heap_budget.ts";
+import { type HeapUsage, v8HeapUsage } from "./heap_budget.ts";
 import { Orchestrator } from "./orchestrator.ts";
 import { PolicyRegistry } from "./policy_registry.ts";
 import { StoredSequenceTracker } from "./sequence_tracker.ts";
@@ -325,12 +325,13 @@ function registerMetrics(
   metrics.collect(
     "flotilla_process_memory_bytes",
     "gauge",
-    "Process memory: resident set, JS heap in use, and memory outside the JS heap (PGlite's WASM heap is there)",
+    "Process memory: resident set (PGlite's WASM memory counts only here), JS heap in use and its limit, and buffers V8 tracks outside the heap",
     () => {
       const usage = Deno.memoryUsage();
       return [
         [{ kind: "rss" }, usage.rss],
         [{ kind: "heap_used" }, usage.heapUsed],
+        [{ kind: "heap_limit" }, v8HeapUsage().limit],
         [{ kind: "external" }, usage.external],
       ];
     },

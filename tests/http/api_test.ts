@@ -69,6 +69,10 @@ Deno.test({
         assert.match(metrics.body, /# TYPE flotilla_frames_rejected_total counter/);
         assert.match(metrics.body, /flotilla_mqtt_publish_seconds_bucket\{le="\+Inf"\}/);
         assert.match(metrics.body, /^flotilla_process_memory_bytes\{kind="rss"\} [1-9]\d+$/m);
+        assert.match(
+          metrics.body,
+          /^flotilla_process_memory_bytes\{kind="heap_limit"\} [1-9]\d+$/m,
+        );
         const spec = await request(service, "GET", "/openapi.json", { token: null });
         for (
           const path of [
