@@ -9,7 +9,8 @@ import {
   readState,
   startDevice,
 } from "../device/mod.ts";
-import { isServerId, jsonLogger } from "../mqtt/mod.ts";
+import { isServerId } from "../mqtt/mod.ts";
+import { jsonLogger } from "../obs/mod.ts";
 import { fromBase64, toBase64 } from "../srup/mod.ts";
 import { dispatch, parse, printJson, UsageError } from "./args.ts";
 

@@ -1,8 +1,8 @@
 /** `flotilla serve`: the orchestrator on embedded defaults, configured by environment variables. */
 import { ConfigError, readConfig } from "../orchestrator/config.ts";
 import { v8HeapUsage } from "../orchestrator/heap_budget.ts";
-import { startService } from "../orchestrator/service.ts";
-import { jsonLogger } from "../mqtt/mod.ts";
+import { startService } from "../app/service.ts";
+import { jsonLogger } from "../obs/mod.ts";
 import { parse } from "./args.ts";
 
 export const HELP = `Usage: flotilla serve

@@ -19,7 +19,7 @@ import {
   uuidToBytes,
   verifyMessage,
 } from "../srup/mod.ts";
-import { type Logger, silentLogger } from "../mqtt/log.ts";
+import { type Logger, silentLogger } from "../obs/log.ts";
 import { RejectionCounter, type RejectReason } from "../mqtt/rejections.ts";
 import { deviceTopic, serverIdFromPublicKey, serverTopic } from "../mqtt/topics.ts";
 import { type Clock, systemClock } from "./clock.ts";

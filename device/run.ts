@@ -1,7 +1,7 @@
 /** One device agent on its own MQTT connection: what `device run` starts. */
 import type { MqttConnection, MqttConnectOptions } from "../mqtt/connection.ts";
 import { connectMqtt } from "../mqtt/connection.ts";
-import { type Logger, silentLogger } from "../mqtt/log.ts";
+import { type Logger, silentLogger } from "../obs/log.ts";
 import { createDeviceAgent, type DeviceAgent, type DeviceAgentOptions } from "./agent.ts";
 import { FileDeviceStore } from "./file_store.ts";
 import { loadIdentity } from "./identity.ts";

@@ -1,8 +1,8 @@
 /** One MQTT connection: QoS 1, reconnect with backoff, a bounded outbound queue. */
 import mqtt, { type MqttClient } from "mqtt";
 import { Buffer } from "node:buffer";
-import { LatencyHistogram } from "./latency.ts";
-import { type Logger, silentLogger } from "./log.ts";
+import { LatencyHistogram } from "../obs/latency.ts";
+import { type Logger, silentLogger } from "../obs/log.ts";
 import { backoffOf, mqttClientOptions, type MqttClientSettings } from "./options.ts";
 
 /** Options for {@linkcode connectMqtt}. */

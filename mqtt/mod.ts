@@ -43,5 +43,3 @@ export {
 } from "./server_link.ts";
 export { MemorySequenceTracker, type SequenceTracker } from "./sequence_tracker.ts";
 export { RejectionCounter, type RejectReason } from "./rejections.ts";
-export { LATENCY_BUCKETS_MS, LatencyHistogram, type LatencySnapshot } from "./latency.ts";
-export { jsonLogger, type LogFields, type Logger, silentLogger } from "./log.ts";

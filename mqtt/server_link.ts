@@ -16,7 +16,7 @@ import {
 import type { SequenceAllocator } from "../io/sequence.ts";
 import type { MqttConnection } from "./connection.ts";
 import { KeyedQueue } from "./keyed_queue.ts";
-import { type Logger, silentLogger } from "./log.ts";
+import { type Logger, silentLogger } from "../obs/log.ts";
 import { RejectionCounter, type RejectReason } from "./rejections.ts";
 import { MemorySequenceTracker, type SequenceTracker } from "./sequence_tracker.ts";
 import {

@@ -1,7 +1,7 @@
 /** The orchestrator a live simulation drives: started in-process, or a running one over its API. */
 import { readConfig } from "../orchestrator/config.ts";
 import { scaledClock } from "../orchestrator/clock.ts";
-import { startService } from "../orchestrator/service.ts";
+import { startService } from "../app/service.ts";
 import { fromBase64, toBase64 } from "../srup/mod.ts";
 
 /** An API call that did not answer as expected. */

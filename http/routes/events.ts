@@ -3,7 +3,7 @@ import { z } from "@hono/zod-openapi";
 import { streamSSE } from "hono/streaming";
 import { type Db, type Event, listEvents } from "../../db/mod.ts";
 import { ApiError } from "../errors.ts";
-import type { EventHub, StreamedEvent } from "../event_hub.ts";
+import type { EventHub, StreamedEvent } from "../../obs/event_hub.ts";
 import { AUTH_ERRORS, newApp } from "../openapi.ts";
 
 // Comment lines keep idle connections open through proxies.

@@ -5,10 +5,10 @@ import { createSequenceAllocator } from "../../io/sequence.ts";
 import {
   connectMqtt,
   createServerLink,
-  type Logger,
   type MqttConnection,
   type ServerLink,
 } from "../../mqtt/mod.ts";
+import type { Logger } from "../../obs/mod.ts";
 import { newToken, type ResponseMessage, toHex } from "../../srup/mod.ts";
 import { TEST_PRIVATE_KEY, TEST_PUBLIC_KEY } from "../_helpers.ts";
 import { within } from "../mqtt/_brokers.ts";

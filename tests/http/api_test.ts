@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { Service } from "../../orchestrator/service.ts";
+import type { Service } from "../../app/service.ts";
 import { ADMIN_TOKEN, startTestService } from "../orchestrator/_service.ts";
 
 const KEY = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";

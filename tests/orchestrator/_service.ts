@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { readConfig } from "../../orchestrator/config.ts";
 import { scaledClock } from "../../orchestrator/clock.ts";
 import type { HeapUsage } from "../../orchestrator/heap_budget.ts";
-import { type Service, startService } from "../../orchestrator/service.ts";
+import { type Service, startService } from "../../app/service.ts";
 import { provisionDevice, type RunningDevice, startDevice } from "../../device/mod.ts";
 import { fromBase64 } from "../../srup/mod.ts";
 

@@ -1,8 +1,8 @@
 /** The orchestrator service: database, broker, MQTT link, engine, HTTP API, wired and started. */
 import { createApp } from "../http/app.ts";
 import { ArtifactStore } from "../http/artifact_store.ts";
-import { EventHub } from "../http/event_hub.ts";
-import { MetricsRegistry } from "../http/metrics.ts";
+import { EventHub } from "../obs/event_hub.ts";
+import { MetricsRegistry } from "../obs/metrics.ts";
 import { streamedEvent } from "../http/routes/events.ts";
 import {
   countRolloutsByState,
@@ -19,21 +19,19 @@ import { createSequenceAllocator } from "../io/sequence.ts";
 import {
   connectMqtt,
   createServerLink,
-  LatencyHistogram,
-  type Logger,
   PortInUseError,
   selectBroker,
   serverIdFromPublicKey,
-  silentLogger,
 } from "../mqtt/mod.ts";
+import { LatencyHistogram, type Logger, silentLogger } from "../obs/mod.ts";
 import { toBase64 } from "../srup/mod.ts";
 import type { Clock } from "../actors/mod.ts";
-import { artifactDir, ConfigError, type ServiceConfig } from "./config.ts";
-import { type HeapUsage, v8HeapUsage } from "./heap_budget.ts";
-import { Orchestrator } from "./orchestrator.ts";
-import { PolicyRegistry } from "./policy_registry.ts";
-import { StoredSequenceTracker } from "./sequence_tracker.ts";
-import { loadServerKey } from "./server_key.ts";
+import { artifactDir, ConfigError, type ServiceConfig } from "../orchestrator/config.ts";
+import { type HeapUsage, v8HeapUsage } from "../orchestrator/heap_budget.ts";
+import { Orchestrator } from "../orchestrator/orchestrator.ts";
+import { PolicyRegistry } from "../orchestrator/policy_registry.ts";
+import { StoredSequenceTracker } from "../orchestrator/sequence_tracker.ts";
+import { loadServerKey } from "../orchestrator/server_key.ts";
 
 /** A running service. */
 export interface Service {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { LATENCY_BUCKETS_MS, LatencyHistogram } from "../../mqtt/mod.ts";
+import { LATENCY_BUCKETS_MS, LatencyHistogram } from "../../obs/mod.ts";
 
 Deno.test("LatencyHistogram keeps cumulative bucket counts, sum and maximum", () => {
   const histogram = new LatencyHistogram();

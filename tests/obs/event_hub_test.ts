@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { EventHub, type StreamedEvent } from "../../http/event_hub.ts";
+import { EventHub, type StreamedEvent } from "../../obs/event_hub.ts";
 
 function event(id: number, rolloutId = "r1"): StreamedEvent {
   return { id, type: "device.activated", rolloutId, deviceId: null, at: "", data: null };

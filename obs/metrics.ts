@@ -1,5 +1,5 @@
 /** A small Prometheus registry: samples read at scrape time, and latency histograms. */
-import { LATENCY_BUCKETS_MS, type LatencyHistogram } from "../mqtt/mod.ts";
+import { LATENCY_BUCKETS_MS, type LatencyHistogram } from "./latency.ts";
 
 type Labels = Record<string, string>;
 type Sample = [Labels, number, string?];

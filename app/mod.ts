@@ -1,0 +1,6 @@
+/**
+ * @module
+ * The composition root: builds a running node from its parts (storage, broker, server link,
+ * orchestrator, HTTP API). Only cli/ imports it; the parts never import it.
+ */
+export { type Service, startService, type StartOptions } from "./service.ts";
