@@ -3,4 +3,4 @@
  * The composition root: builds a running node from its parts (storage, broker, server link,
  * orchestrator, HTTP API). Only cli/ imports it; the parts never import it.
  */
-export { type Service, startService, type StartOptions } from "./service.ts";
+export { type Service, type StartOptions, startService } from "./service.ts";
