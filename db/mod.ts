@@ -42,6 +42,7 @@ export {
 } from "./devices.ts";
 export {
   type Artifact,
+  artifactUrl,
   getArtifact,
   listArtifacts,
   type ListArtifactsOptions,
