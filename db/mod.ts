@@ -10,8 +10,10 @@ export { Maintenance, type MaintenanceOptions, type MaintenanceRun } from "./mai
 export {
   classifyError,
   ConflictError,
+  describeDatabaseError,
   guard,
   InvalidDataError,
+  isUnavailable,
   sqlState,
   type StorageErrorOptions,
 } from "./errors.ts";
