@@ -88,9 +88,11 @@ export {
   createApiToken,
   type CreatedApiToken,
   findApiToken,
+  type FindApiTokenOptions,
   hashToken,
   listApiTokens,
   type NewApiToken,
+  replaceApiToken,
   revokeApiToken,
   touchApiToken,
 } from "./api_tokens.ts";

@@ -66,6 +66,8 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
   const location = redact(url);
   const client = postgres(url, {
     max: options.maxConnections ?? 10,
+    // Seconds; an unreachable server is reported within this, not after the driver's default 30.
+    connect_timeout: 5,
     // Migrations re-run "create schema if not exists" and the like; those notices are noise.
     onnotice: () => {},
   });

@@ -41,6 +41,7 @@ import {
   recordSeen,
   registerDevice,
   registerDevices,
+  replaceApiToken,
   revokeApiToken,
   type RolloutDeviceRow,
   selectDeviceIds,
@@ -622,6 +623,8 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
     assert.equal(token.lastUsedAt, null);
     await touchApiToken(db, token.id);
     assert.ok((await findApiToken(db, plaintext))?.lastUsedAt instanceof Date);
+    // Another admin stays live: the last one cannot be revoked (see the next step).
+    await createApiToken(db, { name: `${name}-spare`, role: "admin" });
     assert.equal(await revokeApiToken(db, token.id), true);
     assert.equal(await revokeApiToken(db, token.id), false);
     assert.equal(await findApiToken(db, plaintext), undefined);
@@ -632,6 +635,59 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
     const reused = await createApiToken(db, { name, role: "viewer" });
     assert.equal(reused.token.name, name, "a revoked token's name can be reused");
   });
+
+  await t.step(
+    "revokeApiToken() refuses the last live admin token with a ConflictError",
+    async () => {
+      for (const token of await listApiTokens(db)) {
+        if (token.role !== "admin" || token.revokedAt) continue;
+        const others = (await listApiTokens(db)).filter((t) =>
+          t.role === "admin" && !t.revokedAt && t.id !== token.id
+        );
+        if (others.length > 0) assert.equal(await revokeApiToken(db, token.id), true);
+      }
+      const live = (await listApiTokens(db)).filter((t) => t.role === "admin" && !t.revokedAt);
+      const last = live.length === 1
+        ? live[0]!
+        : (await createApiToken(db, { name: `last-${crypto.randomUUID()}`, role: "admin" })).token;
+      await assert.rejects(
+        revokeApiToken(db, last.id),
+        (error) =>
+          error instanceof ConflictError &&
+          error.message ===
+            `Cannot revoke token: "${last.name}" is the last live admin token; create another admin first`,
+      );
+      const viewer = await createApiToken(db, { name: `v-${crypto.randomUUID()}`, role: "viewer" });
+      assert.equal(await revokeApiToken(db, viewer.token.id), true, "other roles are revoked");
+      const second = await createApiToken(db, { name: `a-${crypto.randomUUID()}`, role: "admin" });
+      const both = await Promise.allSettled([
+        revokeApiToken(db, last.id),
+        revokeApiToken(db, second.token.id),
+      ]);
+      assert.deepEqual(
+        both.map((r) => r.status).sort(),
+        ["fulfilled", "rejected"],
+        "of two concurrent revocations of the last two admins, one is refused",
+      );
+      assert.equal(
+        (await listApiTokens(db)).filter((t) => t.role === "admin" && !t.revokedAt).length,
+        1,
+      );
+    },
+  );
+
+  await t.step(
+    "findApiToken({ revoked: true }) finds a revoked token; replaceApiToken() rotates a name",
+    async () => {
+      const name = `env-${crypto.randomUUID()}`;
+      const first = await createApiToken(db, { name, role: "viewer" });
+      const second = await replaceApiToken(db, { name, role: "viewer" });
+      assert.equal(await findApiToken(db, first.plaintext), undefined);
+      const revoked = await findApiToken(db, first.plaintext, { revoked: true });
+      assert.ok(revoked?.revokedAt instanceof Date);
+      assert.equal((await findApiToken(db, second.plaintext))?.name, name);
+    },
+  );
 
   await t.step("server state and the sequence store keep values and only move up", async () => {
     const key = `k-${crypto.randomUUID()}`;
