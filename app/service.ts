@@ -67,6 +67,8 @@ export interface StartOptions {
   clock?: Clock;
   /** The JS heap's limit and use, for the room check before a rollout; default V8's own. */
   heap?: () => HeapUsage;
+  /** Gives up a start still waiting for the database or the broker: it cleans up and throws. */
+  signal?: AbortSignal;
 }
 
 const ADMIN_FROM_ENV = "admin-env";
@@ -108,7 +110,10 @@ export async function startService(
     const { apiUrl, stop } = await listen(config, (request) => handler(request));
     cleanup.push(stop);
 
-    const database = await openWithRetry(config, log, (why) => starting.database = why);
+    const database = await openWithRetry(
+      config,
+      { log, signal: options.signal, waiting: (why) => starting.database = why },
+    );
     starting.database = "ok";
     cleanup.push(() => database.close());
     const { db } = database;
@@ -178,6 +183,7 @@ export async function startService(
         certFile: config.mqttCert,
         keyFile: config.mqttKey,
         logger,
+        signal: options.signal,
       });
     } finally {
       clearTimeout(waiting);
@@ -312,30 +318,45 @@ function startingResponse(request: Request, report: ReadyReport): Response {
 /** Opens the database, waiting and retrying while it cannot be reached; other errors throw. */
 async function openWithRetry(
   config: ServiceConfig,
-  log: (line: string) => void,
-  waiting: (why: string) => void,
+  options: { log: (line: string) => void; waiting: (why: string) => void; signal?: AbortSignal },
 ): Promise<Database> {
   let delay = DB_RETRY_MIN_MS;
   let said: string | undefined;
   for (;;) {
+    options.signal?.throwIfAborted();
     try {
       return await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
     } catch (error) {
       if (!isUnavailable(error)) throw error;
       const cause = describeDatabaseError(error);
-      waiting(`waiting: ${cause}`);
+      options.waiting(`waiting: ${cause}`);
       if (said !== cause) {
         said = cause;
-        log(
+        options.log(
           `waiting for database at ${
             config.databaseUrl ? redactUrl(config.databaseUrl) : config.dataDir
           } (retrying): ${cause}`,
         );
       }
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      await sleep(delay, options.signal);
       delay = Math.min(DB_RETRY_MAX_MS, delay * 2);
     }
   }
+}
+
+/** Waits `ms`, or rejects with the signal's reason once it aborts. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 }
 
 /** "ok" when the database answers a trivial query in time, else why not. */
