@@ -46,6 +46,12 @@ async function findUnavailable(): Promise<string | undefined> {
   return undefined;
 }
 
+/** The postgres user's uid (`-u`) or gid (`-g`). */
+async function idOf(flag: "-u" | "-g"): Promise<number> {
+  const output = await new Deno.Command("id", { args: [flag, "postgres"] }).output();
+  return Number(new TextDecoder().decode(output.stdout).trim());
+}
+
 /** A free TCP port on 127.0.0.1. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -87,10 +93,7 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   const root = await Deno.makeTempDir({ prefix: "flotilla-pg-" });
   const data = join(root, "data");
   if (Deno.uid() === 0) {
-    const uid = Number((await new Deno.Command("id", { args: ["-u", "postgres"] }).output()).stdout
-      .reduce((text, byte) => text + String.fromCharCode(byte), "").trim());
-    const gid = Number((await new Deno.Command("id", { args: ["-g", "postgres"] }).output()).stdout
-      .reduce((text, byte) => text + String.fromCharCode(byte), "").trim());
+    const [uid, gid] = [await idOf("-u"), await idOf("-g")];
     await chown(root, uid, gid);
   }
   await run([
