@@ -23,10 +23,14 @@ function config(dataDir: string, env: Record<string, string | undefined> = {}) {
   });
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 20_000) {
+async function until<T>(
+  what: string,
+  probe: () => T | undefined | Promise<T | undefined>,
+  ms = 20_000,
+) {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    const value = await probe().catch(() => undefined);
+    const value = await Promise.resolve().then(probe).catch(() => undefined);
     if (value !== undefined) return value;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -81,7 +85,7 @@ Deno.test({
       });
       await until(
         "the waiting line",
-        async () =>
+        () =>
           lines.includes(`waiting for MQTT broker at mqtt://127.0.0.1:${brokerPort} (retrying)`)
             ? true
             : undefined,
@@ -140,7 +144,7 @@ Deno.test({
       await t.step(
         "start-up waits for the database, says so, and goes on once it is up",
         async () => {
-          await until("the waiting line", async () =>
+          await until("the waiting line", () =>
             lines.find((line) =>
               line.startsWith(
                 `waiting for database at postgres://postgres@127.0.0.1:${pg.port}/postgres (retrying): `,
