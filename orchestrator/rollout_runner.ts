@@ -203,7 +203,12 @@ export class RolloutRunner {
       },
     });
     if (type === "device.activated" && device !== undefined) {
-      this.#write({ kind: "activation", deviceId: device, digest: this.#digestHex });
+      this.#write({
+        kind: "activation",
+        deviceId: device,
+        digest: this.#digestHex,
+        rolloutId: this.id,
+      });
     }
     this.#markHead(device === undefined);
   }
