@@ -147,6 +147,8 @@ export class MqttConnection {
   readonly #logger: Logger;
   readonly #maxPending: number;
   readonly #handlers = new Set<MessageHandler>();
+  /** Filters subscribed to, made again on every reconnect. */
+  readonly #filters = new Set<string>();
   /** Messages that arrived before any handler (a persistent session's backlog), until one does. */
   #early: [string, Uint8Array][] | null = [];
   #pending = 0;
@@ -182,6 +184,9 @@ export class MqttConnection {
       // ACK, about 40 ms per hop. The CONNECT itself went out on a fresh socket, undelayed.
       (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
       this.#logger.info("mqtt.connected", { clientId, sessionPresent: connack.sessionPresent });
+      // Not only when the session is gone: Mosquitto 2.0.11 with persistence reports the session
+      // present after its own restart but has lost the shared subscriptions in it.
+      for (const filter of this.#filters) this.#resubscribe(filter);
     });
     client.on("offline", () => this.#logger.warn("mqtt.offline", { clientId }));
     client.on("error", (error) => {
@@ -231,13 +236,37 @@ export class MqttConnection {
     });
   }
 
-  /** Subscribes to `filter` with QoS 1; rejects when the broker refuses it. */
+  /** Subscribes to `filter` with QoS 1, and again after every reconnect; rejects when refused. */
   async subscribe(filter: string): Promise<void> {
+    // Kept from the start, so a reconnect before the SUBACK subscribes again too.
+    this.#filters.add(filter);
+    try {
+      await this.#subscribe(filter);
+    } catch (error) {
+      this.#filters.delete(filter);
+      throw error;
+    }
+  }
+
+  async #subscribe(filter: string): Promise<void> {
     const granted = await this.#client.subscribeAsync(filter, { qos: 1 });
     const grant = granted[0];
     if (!grant || grant.qos === 128 || grant.qos > 2) {
       throw new Error(`Cannot subscribe to "${filter}": the broker refused it`);
     }
+  }
+
+  #resubscribe(filter: string): void {
+    this.#subscribe(filter).then(
+      () => this.#logger.info("mqtt.resubscribed", { clientId: this.clientId, filter }),
+      // The next reconnect tries again; until then the stall check in the server link notices.
+      (error) =>
+        this.#logger.error("mqtt.resubscribe_failed", {
+          clientId: this.clientId,
+          filter,
+          error: String(error),
+        }),
+    );
   }
 
   /**
