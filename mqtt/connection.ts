@@ -21,6 +21,9 @@ export interface MqttConnectOptions extends MqttClientSettings {
 /** Called for every message received on a subscribed topic. */
 export type MessageHandler = (topic: string, payload: Uint8Array) => void;
 
+/** Called when the connection comes up (true) or goes down (false). */
+export type StatusHandler = (connected: boolean) => void;
+
 /** The outbound queue is full: the broker is not acknowledging as fast as messages are sent. */
 export class OutboundQueueFullError extends Error {
   readonly limit: number;
@@ -149,6 +152,7 @@ export class MqttConnection {
   readonly #handlers = new Set<MessageHandler>();
   /** Filters subscribed to, made again on every reconnect. */
   readonly #filters = new Set<string>();
+  readonly #statusHandlers = new Set<StatusHandler>();
   /** Messages that arrived before any handler (a persistent session's backlog), until one does. */
   #early: [string, Uint8Array][] | null = [];
   #pending = 0;
@@ -189,6 +193,8 @@ export class MqttConnection {
       for (const filter of this.#filters) this.#resubscribe(filter);
     });
     client.on("offline", () => this.#logger.warn("mqtt.offline", { clientId }));
+    client.on("connect", () => this.#status(true));
+    client.on("close", () => this.#status(false));
     client.on("error", (error) => {
       this.#logger.warn("mqtt.error", { clientId, error: error.message });
     });
@@ -285,6 +291,22 @@ export class MqttConnection {
       }
     }
     return () => this.#handlers.delete(handler);
+  }
+
+  /** Calls `handler` whenever the connection comes up or goes down; returns a function that removes it. */
+  onStatus(handler: StatusHandler): () => void {
+    this.#statusHandlers.add(handler);
+    return () => this.#statusHandlers.delete(handler);
+  }
+
+  #status(connected: boolean): void {
+    for (const handler of this.#statusHandlers) {
+      try {
+        handler(connected);
+      } catch (error) {
+        this.#logger.error("mqtt.handler_failed", { error: String(error) });
+      }
+    }
   }
 
   /** Disconnects cleanly (the broker keeps a persistent session); idempotent. */
