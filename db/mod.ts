@@ -10,8 +10,10 @@ export { Maintenance, type MaintenanceOptions, type MaintenanceRun } from "./mai
 export {
   classifyError,
   ConflictError,
+  describeDatabaseError,
   guard,
   InvalidDataError,
+  isUnavailable,
   sqlState,
   type StorageErrorOptions,
 } from "./errors.ts";
@@ -80,9 +82,11 @@ export {
   createApiToken,
   type CreatedApiToken,
   findApiToken,
+  type FindApiTokenOptions,
   hashToken,
   listApiTokens,
   type NewApiToken,
+  replaceApiToken,
   revokeApiToken,
   touchApiToken,
 } from "./api_tokens.ts";

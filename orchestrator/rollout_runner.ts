@@ -58,6 +58,7 @@ export class RolloutRunner {
   readonly #digestHex: string;
   readonly #onFinished?: (runner: RolloutRunner) => void;
   readonly #log: (line: string) => void;
+  readonly #timeouts: Policy["timeouts"];
   /** The last write queued: a send waits for it, so everything before the send is committed. */
   #barrier: Promise<void> = Promise.resolve();
   #headDirty = false;
@@ -80,6 +81,7 @@ export class RolloutRunner {
     this.#digest = Uint8Array.fromHex(options.artifact.digest);
     this.#onFinished = options.onFinished;
     this.#log = options.log ?? ((line) => console.error(line));
+    this.#timeouts = options.policy.timeouts;
     if (options.snapshot) {
       for (const record of options.snapshot.devices) {
         if (record.lastStatus !== null) this.#lastStatus.set(record.id, record.lastStatus);
@@ -202,7 +204,20 @@ export class RolloutRunner {
       },
     });
     if (device?.type === "device.activated") {
-      this.#write({ kind: "activation", deviceId: device.device, digest: this.#digestHex });
+      this.#write({
+        kind: "activation",
+        deviceId: device.device,
+        digest: this.#digestHex,
+        rolloutId: this.id,
+      });
+    }
+    if (device?.type === "device.timed_out") {
+      const waited = this.#timeouts[device.phase];
+      if (this.#link.timedOut(device.device, waited)) {
+        this.#log(
+          `rollout ${this.id}: RESPONSEs stalled: ${device.device} timed out after ${waited} ms and no device answered meanwhile, though the broker connection was up`,
+        );
+      }
     }
     this.#markHead(device === null);
   }

@@ -180,6 +180,9 @@ export function artifactsApp(deps: ArtifactDeps) {
         if (error instanceof ArtifactTooLargeError) {
           throw new ApiError(413, "payload_too_large", error.message);
         }
+        if ((error as { code?: unknown }).code === "ENOSPC") {
+          throw new ApiError(507, "insufficient_storage", "Cannot store upload: the disk is full");
+        }
         throw new ApiError(
           400,
           "invalid_request",
