@@ -15,7 +15,7 @@ import type { LoadedPolicy, Policy } from "../policies/mod.ts";
 import { newToken, type ResponseMessage } from "../srup/mod.ts";
 import { RolloutRunner } from "./rollout_runner.ts";
 import type { StoredSequenceTracker } from "./sequence_tracker.ts";
-import { wallClock } from "./clock.ts";
+import { wallClock } from "../io/clock.ts";
 import { checkHeapRoom, type HeapUsage, v8HeapUsage } from "./heap_budget.ts";
 
 /** What the orchestrator needs. */

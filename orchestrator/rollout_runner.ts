@@ -212,7 +212,7 @@ export class RolloutRunner {
       });
     }
     if (device?.type === "device.timed_out") {
-      const waited = this.#timeouts[device.phase];
+      const waited = this.#timeouts[device.missing];
       if (this.#link.timedOut(device.device, waited)) {
         this.#log(
           `rollout ${this.id}: RESPONSEs stalled: ${device.device} timed out after ${waited} ms and no device answered meanwhile, though the broker connection was up`,
