@@ -30,6 +30,11 @@ export interface RolloutEngineOptions {
   provenance?: PolicyProvenance;
   /** Restore this rollout instead of starting afresh (from the engine's `snapshot()`). */
   snapshot?: RolloutSnapshot;
+  /**
+   * Devices that already run the artifact: `skipped`, never contacted, and left out of their
+   * stage's success figures (an update would only destroy their rollback copy).
+   */
+  skip?: readonly string[];
 }
 
 /** What the parts call back in the engine. */
@@ -66,6 +71,12 @@ export function assemble(options: RolloutEngineOptions, hooks: EngineHooks): Ass
     devices.length,
     stageEnds(policy.stages.map((s) => s.percent), devices.length),
   );
+  const skip = new Set(options.skip ?? []);
+  if (skip.size > 0) {
+    devices.forEach((device, index) => {
+      if (skip.has(device)) table.set(index, "skipped", 0, null);
+    });
+  }
   const logic = deviceMachine.provide({
     actions: {
       sendInitiate: ({ context, event }) => {

@@ -70,7 +70,8 @@ export class Dispatcher {
     ) {
       return { type: "rollout.stage.received" };
     }
-    const devices = table.stageSize(stage);
+    // Skipped devices already run the artifact: the stage's success is measured without them.
+    const devices = table.stageSize(stage) - table.stageCount(stage, "skipped");
     const activated = table.stageCount(stage, "activated");
     const percent = devices === 0 ? 100 : (activated * 100) / devices;
     const minPercent = policy.success.minPercent;
@@ -87,6 +88,10 @@ export class Dispatcher {
     const end = table.ends[stage]!;
     let started = false;
     while (this.cursor < end && flights.size < policy.concurrency && hooks.canSend()) {
+      if (table.state(this.cursor) === "skipped") {
+        this.cursor++;
+        continue;
+      }
       if (this.rate) {
         const now = clock.now();
         if (!this.rate.allows(now)) {

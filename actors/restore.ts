@@ -40,7 +40,7 @@ export function takeSnapshot(parts: EngineParts, extras: SnapshotExtras): Rollou
   const end = extras.devices ? dispatch.cursor : 0;
   for (let index = 0; index < end; index++) {
     const state = table.state(index);
-    if (state === "pending" || state === "timed_out") continue;
+    if (state === "pending" || state === "timed_out" || state === "skipped") continue;
     const id = parts.devices[index]!;
     devices.push(table.record(id, index, flights.live(id)?.deadline ?? null));
   }
@@ -165,10 +165,16 @@ export function snapshotFromRows(
   if (started.length === 0 && head === null) return undefined;
   const base = head ?? initialHead(id, options.policy, { at: now });
   const byPosition = new Map(started.map((device) => [device.position, device]));
-  const last = started.reduce((max, device) => Math.max(max, device.position), -1);
+  // Skipped rows are written at creation: they say nothing of how far dispatch got.
+  const last = started.reduce(
+    (max, device) => device.state === "skipped" ? max : Math.max(max, device.position),
+    -1,
+  );
   const devices: DeviceRecord[] = [];
   for (let position = 0; position <= last; position++) {
     const row = byPosition.get(position);
+    // Skipped at creation: never contacted, nothing to retry; the engine is told apart.
+    if (row?.state === "skipped") continue;
     if (row && isRecordState(row.state) && row.token) {
       devices.push({
         id: row.deviceId,

@@ -3,7 +3,10 @@
  * phases. db/, orchestrator/, http/, sim/, cli/ and the dashboard all take their words from here.
  */
 
-/** Every device state, in code order; `pending` means not started yet. */
+/**
+ * Every device state, in code order; `pending` means not started yet, `skipped` that the device
+ * already runs the rollout's artifact and is never contacted.
+ */
 export const DEVICE_STATES = [
   "pending",
   "initiated",
@@ -14,6 +17,7 @@ export const DEVICE_STATES = [
   "timed_out",
   "failed",
   "cancelled",
+  "skipped",
 ] as const;
 
 /** The state of one device in a rollout. */
@@ -38,8 +42,15 @@ export const RECORD_STATES = [
 /** A state a device record holds. */
 export type RecordState = typeof RECORD_STATES[number];
 
-/** States a rollout_devices row can hold: `pending` until the device starts, then a record state. */
-export const ROW_STATES = ["pending", ...RECORD_STATES] as const satisfies readonly DeviceState[];
+/**
+ * States a rollout_devices row can hold: `pending` until the device starts, then a record state;
+ * `skipped` from creation for a device that already runs the artifact.
+ */
+export const ROW_STATES = [
+  "pending",
+  "skipped",
+  ...RECORD_STATES,
+] as const satisfies readonly DeviceState[];
 
 /** A state a rollout_devices row holds. */
 export type RowState = typeof ROW_STATES[number];
@@ -62,6 +73,7 @@ export const FINAL_DEVICE_STATES = [
   "activated",
   "failed",
   "cancelled",
+  "skipped",
 ] as const satisfies readonly DeviceState[];
 
 /** Whether a device in `state` is done with its rollout. */

@@ -21,6 +21,8 @@ export interface StageSummary {
   activated: number;
   failed: number;
   cancelled: number;
+  /** Devices that already ran the artifact: never contacted. */
+  skipped: number;
 }
 
 /** A cheap summary of a rollout for the API and the simulator. */
@@ -69,6 +71,7 @@ export function summarize(parts: EngineParts, input: SummaryInput): RolloutSumma
       activated: count("activated"),
       failed: count("failed"),
       cancelled: count("cancelled"),
+      skipped: count("skipped"),
     };
   });
   return {

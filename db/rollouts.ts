@@ -13,6 +13,7 @@ import {
   rolloutDevices,
   rollouts,
   type RolloutState,
+  SKIPPED,
 } from "./schema.ts";
 
 /** A rollout row. */
@@ -59,7 +60,8 @@ const CREATE_LOCK = 0x666c6f74;
 const ANALYZE_AFTER = 1000;
 
 /**
- * Creates a rollout and one `pending` rollout_devices row per device, and records
+ * Creates a rollout and one rollout_devices row per device (`pending`, or `skipped` for a device
+ * whose current digest is already the artifact's), and records
  * `registerArtifact` if given, in one transaction: on any error nothing is written. An InvalidDataError names a device listed twice or not registered; a
  * ConflictError one that an active rollout already drives.
  */
@@ -104,10 +106,14 @@ export async function createRollout(db: Db, rollout: NewRollout): Promise<Rollou
           }"`,
         );
       }
+      // A device that already runs the artifact is skipped: updating it again would only
+      // overwrite its rollback copy with the same bytes.
       await tx.execute(sql`
         insert into rollout_devices (rollout_id, device_id, position, state)
-        select ${id}::uuid, t.id::uuid, t.n - 1, ${PENDING}
-        from json_array_elements_text(${ids}::json) with ordinality as t(id, n)`);
+        select ${id}::uuid, t.id::uuid, t.n - 1,
+          case when d.current_digest = ${rollout.artifactDigest} then ${SKIPPED} else ${PENDING} end
+        from json_array_elements_text(${ids}::json) with ordinality as t(id, n)
+        join ${devices} d on d.id = t.id::uuid`);
       // The engine's first writes to these rows come at once; without fresh statistics the
       // planner takes the new rows for a few and scans them all on every write (PGlite runs no
       // autovacuum to catch up; see maintenance.ts).

@@ -33,6 +33,9 @@ export type TokenRole = typeof TOKEN_ROLES[number];
 /** The state every rollout device starts in; the engine owns every other state word. */
 export const PENDING = "pending" satisfies DeviceState;
 
+/** The state of a device that already runs the rollout's artifact: never contacted. */
+export const SKIPPED = "skipped" satisfies DeviceState;
+
 /** Largest value of an unsigned 64-bit SRUP sequence id. */
 export const MAX_U64 = (1n << 64n) - 1n;
 

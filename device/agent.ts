@@ -152,6 +152,10 @@ export class DeviceAgent {
     await this.#options.store.save(accepted);
     this.#state = accepted;
     this.#logger.info("initiate.accepted", { device: this.deviceId, token, url: message.url });
+    const running = this.#state.current;
+    if (running?.digest === toHex(message.digest)) {
+      return await this.#stageRunning(message, running);
+    }
     const status = await this.#download(message, token);
     await this.#reply(message, status);
   }
@@ -168,6 +172,25 @@ export class DeviceAgent {
       tokens: tokens.length > limit ? tokens.slice(tokens.length - limit) : tokens,
       staged: token === undefined ? this.#state.staged : undefined,
     };
+  }
+
+  /**
+   * Told to stage what it already runs: nothing to fetch, and no slot to give up (a download would
+   * overwrite the rollback copy's neighbour and the switch would drop the rollback copy itself).
+   * The running artifact is staged under the new token; its ACTIVATE keeps every slot.
+   */
+  async #stageRunning(message: InitiateMessage, running: ArtifactRecord): Promise<void> {
+    const token = toHex(message.token);
+    const next = { ...this.#state, staged: { ...running, token } };
+    try {
+      await this.#options.store.save(next);
+    } catch (error) {
+      this.#logger.error("download.store_failed", { device: this.deviceId, error: String(error) });
+      return await this.#reply(message, UPDATE_FAIL_FILE);
+    }
+    this.#state = next;
+    this.#logger.info("download.already_running", { device: this.deviceId, token });
+    await this.#reply(message, UPDATE_SUCCESS);
   }
 
   async #download(message: InitiateMessage, token: string): Promise<number> {
@@ -245,6 +268,23 @@ export class DeviceAgent {
       return this.#reject("replay", { token, sequence: message.sequence });
     }
     if (staged?.token !== token) return this.#reject("unknown_token", { token });
+    if (current !== undefined && staged.slot === current.slot) {
+      // The staged artifact is the one running: confirm under the new token, slots unchanged.
+      const same: AgentState = { ...this.#accepted(message), current: staged, staged: undefined };
+      try {
+        await this.#options.store.save(same);
+      } catch (error) {
+        this.#logger.error("activate.failed", {
+          device: this.deviceId,
+          token,
+          error: String(error),
+        });
+        return await this.#reply(message, ACTIVATE_FAIL);
+      }
+      this.#state = same;
+      this.#logger.info("activate.already_running", { device: this.deviceId, token });
+      return await this.#reply(message, ACTIVATE_SUCCESS);
+    }
     const next: AgentState = {
       ...this.#accepted(message),
       current: staged,

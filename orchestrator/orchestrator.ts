@@ -9,6 +9,7 @@ import {
   loadPublicKeys,
   loadStartedRolloutDevices,
   type Rollout,
+  SKIPPED,
 } from "../db/mod.ts";
 import type { ServerLink } from "../mqtt/mod.ts";
 import type { LoadedPolicy, Policy } from "../policies/mod.ts";
@@ -43,6 +44,15 @@ export interface RolloutRequest {
   deviceIds: readonly string[];
   /** The token name that asked for it. */
   actor: string;
+}
+
+/** What starting a runner takes. */
+interface RunStart {
+  deviceIds: readonly string[];
+  skipped: readonly string[];
+  policy: Policy;
+  link: ServerLink;
+  snapshot?: RolloutSnapshot;
 }
 
 /** An operator command. */
@@ -167,6 +177,7 @@ export class Orchestrator {
         ? { digest: request.artifact.digest, url: request.artifact.url }
         : undefined,
     });
+    const skipped = await this.#skipped(row.id);
     await this.#prepare(request.deviceIds);
     await this.#writer.enqueue({
       kind: "event",
@@ -176,6 +187,7 @@ export class Orchestrator {
         actor: request.actor,
         data: {
           devices: request.deviceIds.length,
+          skipped: skipped.length,
           policy: policy.name,
           sha256: provenance.sha256,
           commit: provenance.commit,
@@ -185,7 +197,7 @@ export class Orchestrator {
         },
       },
     });
-    this.#run(row, request.deviceIds, policy, link, undefined);
+    this.#run(row, { deviceIds: request.deviceIds, skipped, policy, link });
     return row;
   }
 
@@ -219,7 +231,8 @@ export class Orchestrator {
           token: this.#token,
         });
         await this.#prepare(deviceIds);
-        this.#run(row, deviceIds, policy, link, snapshot);
+        const skipped = started.filter((d) => d.state === SKIPPED).map((d) => d.deviceId);
+        this.#run(row, { deviceIds, skipped, policy, link, snapshot });
       } catch (error) {
         // One rollout that cannot be restored must not keep the others, or the service, down.
         this.#log(
@@ -257,13 +270,15 @@ export class Orchestrator {
     for (const [id, key] of await loadPublicKeys(this.#db, missing)) this.#keys.set(id, key);
   }
 
-  #run(
-    row: Rollout,
-    deviceIds: readonly string[],
-    policy: Policy,
-    link: ServerLink,
-    snapshot: RolloutSnapshot | undefined,
-  ): void {
+  /** Devices of a rollout skipped at creation: they already run its artifact. */
+  async #skipped(rolloutId: string): Promise<string[]> {
+    // Right after creation the only rows that are not pending are the skipped ones.
+    const rows = await loadStartedRolloutDevices(this.#db, rolloutId);
+    return rows.filter((d) => d.state === SKIPPED).map((d) => d.deviceId);
+  }
+
+  #run(row: Rollout, start: RunStart): void {
+    const { deviceIds, policy, link, snapshot } = start;
     const runner = new RolloutRunner({
       id: row.id,
       policy,
@@ -273,6 +288,7 @@ export class Orchestrator {
       link,
       clock: this.#clock,
       snapshot,
+      skip: start.skipped,
       token: this.#token,
       log: this.#log,
       onFinished: (done) => {

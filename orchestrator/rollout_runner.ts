@@ -34,6 +34,8 @@ export interface RolloutRunnerOptions {
   snapshot?: RolloutSnapshot;
   /** Makes a fresh token for each INITIATE; default srup's `newToken()`. */
   token?: () => Uint8Array;
+  /** Devices skipped at creation: they already run the artifact. */
+  skip?: readonly string[];
   /** Told once when the rollout reaches a final state. */
   onFinished?: (runner: RolloutRunner) => void;
   log?: (line: string) => void;
@@ -94,6 +96,7 @@ export class RolloutRunner {
       clock: options.clock,
       snapshot: options.snapshot,
       token: options.token,
+      skip: options.skip,
       ports: {
         initiate: (device, token, attempt) => this.#send(device, token, "initiate", attempt),
         activate: (device, token) => this.#send(device, token, "activate", 0),

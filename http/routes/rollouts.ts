@@ -71,6 +71,7 @@ const StageSchema = z.object({
   activated: z.number(),
   failed: z.number(),
   cancelled: z.number(),
+  skipped: z.number(),
 });
 
 const RolloutSchema = z.object({

@@ -35,6 +35,8 @@ export interface HarnessOptions {
   seed?: number;
   snapshot?: RolloutSnapshot;
   clock?: SimClock;
+  /** Indexes of devices that already run the artifact. */
+  skip?: number[];
 }
 
 /** Policy of YAML text, for tests. */
@@ -61,10 +63,12 @@ export class Harness {
   #seq = 0;
   #answer: Answer | undefined;
   #tokens = new Map<string, Uint8Array>();
+  #skip: string[];
 
   constructor(options: HarnessOptions) {
     this.clock = options.clock ?? new SimClock();
     this.ids = Array.from({ length: options.devices }, (_, i) => deviceId(i));
+    this.#skip = (options.skip ?? []).map((index) => this.ids[index]!);
     this.policy = policyOf(options.policy);
     this.#answer = options.answer;
     this.engine = this.#create(options);
@@ -80,6 +84,7 @@ export class Harness {
       random: stream(seed, "jitter"),
       token: seededTokens(stream(seed, "tokens")),
       snapshot: options.snapshot,
+      skip: this.#skip,
       ports: {
         initiate: (device, token, attempt) => this.#sent("initiate", device, token, attempt),
         activate: (device, token) => this.#sent("activate", device, token, 0),

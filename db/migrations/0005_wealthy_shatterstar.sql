@@ -1,0 +1,2 @@
+ALTER TABLE "rollout_devices" DROP CONSTRAINT "rollout_devices_state_known";--> statement-breakpoint
+ALTER TABLE "rollout_devices" ADD CONSTRAINT "rollout_devices_state_known" CHECK (state in ('pending', 'skipped', 'initiated', 'received', 'activating', 'activated', 'retrying', 'failed', 'cancelled'));
