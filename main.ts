@@ -26,6 +26,10 @@ const COMMANDS: Record<string, Command> = {
   },
   policy: { summary: "Check rollout policy files", load: () => import("./cli/policy.ts") },
   ctl: { summary: "Drive a running orchestrator's API", load: () => import("./cli/ctl.ts") },
+  "admin-token": {
+    summary: "Mint an admin token in the database, without the API",
+    load: () => import("./cli/admin_token.ts"),
+  },
 };
 
 const HELP = `flotilla: staged SRUP update rollouts for IoT fleets
@@ -33,7 +37,7 @@ const HELP = `flotilla: staged SRUP update rollouts for IoT fleets
 Usage: deno task <command> [options]    (or: deno run -A main.ts <command> [options])
 
 Commands:
-${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`).join("\n")}
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(11)} ${c.summary}`).join("\n")}
 
 Run "<command> --help" for a command's options.`;
 

@@ -1,18 +1,23 @@
 /** The orchestrator service: database, broker, MQTT link, engine, HTTP API, wired and started. */
-import { createApp } from "../http/app.ts";
+import { createApp, type ReadyReport, readyResponse } from "../http/app.ts";
 import { ArtifactStore } from "../http/artifact_store.ts";
 import { EventHub } from "../obs/event_hub.ts";
 import { MetricsRegistry } from "../obs/metrics.ts";
 import { streamedEvent } from "../http/routes/events.ts";
+import { sql } from "drizzle-orm";
 import {
   countRolloutsByState,
   createApiToken,
+  type Database,
+  type Db,
+  describeDatabaseError,
   findApiToken,
   GroupCommitWriter,
+  isUnavailable,
   listApiTokens,
   Maintenance,
   openDatabase,
-  revokeApiToken,
+  replaceApiToken,
   sequenceStore,
 } from "../db/mod.ts";
 import { createSequenceAllocator } from "../io/sequence.ts";
@@ -26,6 +31,7 @@ import {
 import { LatencyHistogram, type Logger, silentLogger } from "../obs/mod.ts";
 import { toBase64 } from "../srup/mod.ts";
 import type { Clock } from "../actors/mod.ts";
+import { wallClock } from "../orchestrator/clock.ts";
 import { artifactDir, ConfigError, type ServiceConfig } from "../orchestrator/config.ts";
 import { type HeapUsage, v8HeapUsage } from "../orchestrator/heap_budget.ts";
 import { Orchestrator } from "../orchestrator/orchestrator.ts";
@@ -42,7 +48,7 @@ export interface Service {
   publicKey: string;
   dataDir: string;
   database: string;
-  /** Set on the start that created the first admin token: shown once. */
+  /** Set on the start that created the first admin token (once everything listens): shown once. */
   adminToken?: string;
   policies: PolicyRegistry;
   orchestrator: Orchestrator;
@@ -62,11 +68,23 @@ export interface StartOptions {
   clock?: Clock;
   /** The JS heap's limit and use, for the room check before a rollout; default V8's own. */
   heap?: () => HeapUsage;
+  /** Gives up a start still waiting for the database or the broker: it cleans up and throws. */
+  signal?: AbortSignal;
 }
 
 const ADMIN_FROM_ENV = "admin-env";
+// A waiting line is printed once the database or broker has not answered for this long.
+const WAIT_NOTICE_MS = 1_000;
+const DB_RETRY_MIN_MS = 250;
+const DB_RETRY_MAX_MS = 5_000;
+// A readiness probe that takes longer than this counts as a database that is not up.
+const DB_PING_MS = 2_000;
 
-/** Starts everything, or cleans up and throws (a ConfigError for a setting to change). */
+/**
+ * Starts everything, or cleans up and throws (a ConfigError for a setting to change). HTTP is
+ * bound first, so /healthz answers and /readyz says what the service still waits for (database,
+ * MQTT broker) while it retries them.
+ */
 export async function startService(
   config: ServiceConfig,
   options: StartOptions = {},
@@ -87,13 +105,22 @@ export async function startService(
     const key = await loadServerKey({ dataDir: config.dataDir, file: config.serverKeyFile });
     const serverId = await serverIdFromPublicKey(key.publicKey);
 
-    const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+    const starting: ReadyReport = { database: "waiting", mqtt: "waiting", recovery: "waiting" };
+    let handler: (request: Request) => Response | Promise<Response> = (request) =>
+      startingResponse(request, starting);
+    const { apiUrl, stop } = await listen(config, (request) => handler(request));
+    cleanup.push(stop);
+
+    const database = await openWithRetry(
+      config,
+      { log, signal: options.signal, waiting: (why) => starting.database = why },
+    );
+    starting.database = "ok";
     cleanup.push(() => database.close());
     const { db } = database;
     const maintenance = new Maintenance(database, { log });
     maintenance.start();
     cleanup.push(() => maintenance.stop());
-    const adminToken = await bootstrapAdmin(db, config.adminToken);
 
     const hub = new EventHub();
     cleanup.push(() => hub.closeAll());
@@ -103,6 +130,14 @@ export async function startService(
       onEvents: (events) => {
         for (const event of events) hub.publish(streamedEvent(event));
       },
+      onError: (error, size, retryInMs) =>
+        log(
+          retryInMs === undefined
+            ? `database: ${size} writes refused: ${describeDatabaseError(error)}`
+            : `database: cannot commit ${size} writes, retrying in ${retryInMs} ms: ${
+              describeDatabaseError(error)
+            }`,
+        ),
     });
     cleanup.push(() => writer.close());
 
@@ -134,14 +169,27 @@ export async function startService(
     }
     cleanup.push(() => broker.close());
     const logger = options.logger ?? silentLogger;
-    const connection = await connectMqtt(broker.url, {
-      clientId: `flotilla-${serverId}`,
-      clean: false,
-      caFile: config.mqttCa,
-      certFile: config.mqttCert,
-      keyFile: config.mqttKey,
-      logger,
-    });
+    const brokerUrl = redactUrl(broker.url);
+    starting.mqtt = `connecting to broker at ${brokerUrl}`;
+    const waiting = setTimeout(() => {
+      starting.mqtt = `waiting for broker at ${brokerUrl}`;
+      log(`waiting for MQTT broker at ${brokerUrl} (retrying)`);
+    }, WAIT_NOTICE_MS);
+    let connection;
+    try {
+      connection = await connectMqtt(broker.url, {
+        clientId: `flotilla-${serverId}`,
+        clean: false,
+        caFile: config.mqttCa,
+        certFile: config.mqttCert,
+        keyFile: config.mqttKey,
+        logger,
+        signal: options.signal,
+      });
+    } finally {
+      clearTimeout(waiting);
+    }
+    starting.mqtt = "ok";
     cleanup.push(() => connection.close());
 
     const tracker = new StoredSequenceTracker(db, writer);
@@ -161,51 +209,18 @@ export async function startService(
       deviceKey: (id) => orchestrator.deviceKey(id),
       onResponse: (id, message) => orchestrator.handleResponse(id, message),
       tracker,
+      // The engine's clock: the stall check compares its timeouts with the link's silence.
+      now: () => (options.clock ?? wallClock).now(),
       logger,
     });
     cleanup.push(() => link.close());
     orchestrator.attach(link);
     const resumed = await orchestrator.recover();
+    starting.recovery = "ok";
 
     const metrics = new MetricsRegistry();
-    registerMetrics(metrics, { db, orchestrator, link, connection, dbLatency });
+    registerMetrics(metrics, { db, orchestrator, link, connection, dbLatency, writer });
 
-    const scheme = config.tlsCert ? "https" : "http";
-    let ready = false;
-    // The listener is bound first, so an ephemeral port is known when the app is built.
-    let handler: (request: Request) => Response | Promise<Response> = () =>
-      new Response("Starting", { status: 503 });
-    const abort = new AbortController();
-    let server: Deno.HttpServer<Deno.NetAddr>;
-    try {
-      const tls = config.tlsCert
-        ? {
-          cert: await Deno.readTextFile(config.tlsCert),
-          key: await Deno.readTextFile(config.tlsKey!),
-        }
-        : {};
-      server = Deno.serve({
-        hostname: config.host,
-        port: config.port,
-        signal: abort.signal,
-        onListen: () => {},
-        ...tls,
-      }, (request) => handler(request));
-    } catch (error) {
-      if (error instanceof Deno.errors.AddrInUse) {
-        throw new ConfigError(
-          `Port ${config.port} is in use, so the HTTP API cannot start: set PORT to another port`,
-        );
-      }
-      throw error;
-    }
-    cleanup.push(async () => {
-      // SSE streams end first: the server waits for open responses before it finishes.
-      hub.closeAll();
-      abort.abort();
-      await server.finished;
-    });
-    const apiUrl = `${scheme}://${hostForUrl(config.host)}:${server.addr.port}`;
     const app = createApp({
       db,
       writer,
@@ -218,11 +233,20 @@ export async function startService(
       publicUrl: config.publicUrl ?? apiUrl,
       maxArtifactBytes: config.maxArtifactBytes,
       maxJsonBytes: config.maxJsonBytes,
-      ready: () => ready && connection.connected,
+      ready: async () => ({
+        database: writer.unavailable ?? await pingDatabase(db),
+        mqtt: connection.connected ? "ok" : `disconnected from broker at ${brokerUrl}`,
+      }),
     });
     handler = app.fetch;
-    ready = true;
+    cleanup.push(async () => {
+      // HTTP stops first on shutdown, SSE streams before it: the server waits for open responses.
+      hub.closeAll();
+      await stop();
+    });
     if (resumed > 0) log(`resumed ${resumed} unfinished rollout(s)`);
+    // Made only once everything listens: a start that fails earlier leaves no unseen token.
+    const adminToken = await bootstrapAdmin(db, config.adminToken, log);
     return {
       apiUrl,
       mqttUrl: broker.url,
@@ -243,24 +267,160 @@ export async function startService(
   }
 }
 
+/** Binds the HTTP listener; the handler is looked up per request, so it can change once ready. */
+async function listen(
+  config: ServiceConfig,
+  handler: (request: Request) => Response | Promise<Response>,
+): Promise<{ apiUrl: string; stop(): Promise<void> }> {
+  const scheme = config.tlsCert ? "https" : "http";
+  const abort = new AbortController();
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    const tls = config.tlsCert
+      ? {
+        cert: await Deno.readTextFile(config.tlsCert),
+        key: await Deno.readTextFile(config.tlsKey!),
+      }
+      : {};
+    server = Deno.serve({
+      hostname: config.host,
+      port: config.port,
+      signal: abort.signal,
+      onListen: () => {},
+      ...tls,
+    }, handler);
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) {
+      throw new ConfigError(
+        `Port ${config.port} is in use, so the HTTP API cannot start: set PORT to another port`,
+      );
+    }
+    throw error;
+  }
+  return {
+    apiUrl: `${scheme}://${hostForUrl(config.host)}:${server.addr.port}`,
+    async stop() {
+      abort.abort();
+      await server.finished;
+    },
+  };
+}
+
+/** What the listener answers before the service is up: alive, not ready, and why. */
+function startingResponse(request: Request, report: ReadyReport): Response {
+  const path = new URL(request.url).pathname;
+  if (path === "/healthz") return Response.json({ status: "ok" });
+  if (path === "/readyz") return readyResponse({ ...report }, true);
+  const waiting = Object.entries(report).filter(([, state]) => state !== "ok")
+    .map(([part, state]) => `${part}: ${state}`).join("; ");
+  return Response.json({
+    error: { code: "starting", message: `The service is starting: ${waiting}`, details: null },
+  }, { status: 503, headers: { "Retry-After": "2" } });
+}
+
+/** Opens the database, waiting and retrying while it cannot be reached; other errors throw. */
+async function openWithRetry(
+  config: ServiceConfig,
+  options: { log: (line: string) => void; waiting: (why: string) => void; signal?: AbortSignal },
+): Promise<Database> {
+  let delay = DB_RETRY_MIN_MS;
+  let said: string | undefined;
+  for (;;) {
+    options.signal?.throwIfAborted();
+    try {
+      return await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+    } catch (error) {
+      if (!isUnavailable(error)) throw error;
+      const cause = describeDatabaseError(error);
+      options.waiting(`waiting: ${cause}`);
+      if (said !== cause) {
+        said = cause;
+        options.log(
+          `waiting for database at ${
+            config.databaseUrl ? redactUrl(config.databaseUrl) : config.dataDir
+          } (retrying): ${cause}`,
+        );
+      }
+      await sleep(delay, options.signal);
+      delay = Math.min(DB_RETRY_MAX_MS, delay * 2);
+    }
+  }
+}
+
+/** Waits `ms`, or rejects with the signal's reason once it aborts. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** "ok" when the database answers a trivial query in time, else why not. */
+async function pingDatabase(db: Db): Promise<string> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      db.execute(sql`select 1`).then(() => "ok"),
+      new Promise<string>((resolve) =>
+        timer = setTimeout(() => resolve(`no answer within ${DB_PING_MS} ms`), DB_PING_MS)
+      ),
+    ]);
+  } catch (error) {
+    return describeDatabaseError(error);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A URL without its password, for lines and /readyz. */
+function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.href.replace(/\/$/, "");
+  } catch {
+    return "(invalid URL)";
+  }
+}
+
 function hostForUrl(host: string): string {
   if (host === "0.0.0.0" || host === "::") return "127.0.0.1";
   return host.includes(":") ? `[${host}]` : host;
 }
 
-/** Makes sure an admin can log in: FLOTILLA_ADMIN_TOKEN, or a token made on first start. */
+/**
+ * Makes sure an admin can log in: FLOTILLA_ADMIN_TOKEN, or a token made on the first start. A
+ * variable naming a revoked token is said so, not revived: whoever revoked it meant it.
+ */
 async function bootstrapAdmin(
-  db: Parameters<typeof findApiToken>[0],
+  db: Db,
   fromEnv: string | undefined,
+  log: (line: string) => void,
 ): Promise<string | undefined> {
   if (fromEnv !== undefined) {
-    const existing = await findApiToken(db, fromEnv);
-    if (existing && !existing.revokedAt && existing.role === "admin") return undefined;
-    // The variable changed: the token it named before stops working.
-    for (const token of await listApiTokens(db)) {
-      if (token.name === ADMIN_FROM_ENV && !token.revokedAt) await revokeApiToken(db, token.id);
+    const existing = await findApiToken(db, fromEnv, { revoked: true });
+    if (existing?.revokedAt) {
+      log(
+        `FLOTILLA_ADMIN_TOKEN: its token "${existing.name}" was revoked at ${existing.revokedAt.toISOString()}, so it does not log in: set a new value, or mint an admin token with "deno task admin-token"`,
+      );
+      return undefined;
     }
-    await createApiToken(db, { name: ADMIN_FROM_ENV, role: "admin", plaintext: fromEnv });
+    if (existing && existing.role !== "admin") {
+      log(
+        `FLOTILLA_ADMIN_TOKEN: its token "${existing.name}" has role "${existing.role}", not "admin": set a new value`,
+      );
+      return undefined;
+    }
+    if (existing) return undefined;
+    // The variable changed: the token it named before stops working.
+    await replaceApiToken(db, { name: ADMIN_FROM_ENV, role: "admin", plaintext: fromEnv });
     return undefined;
   }
   const live = (await listApiTokens(db)).filter((token) => !token.revokedAt);
@@ -273,17 +433,43 @@ function registerMetrics(
   parts: {
     db: Parameters<typeof countRolloutsByState>[0];
     orchestrator: Orchestrator;
-    link: { rejections: { toJSON(): Record<string, number | undefined> } };
+    link: {
+      rejections: { toJSON(): Record<string, number | undefined> };
+      stalled: boolean;
+      silentTimeouts: number;
+    };
     connection: { latency: LatencyHistogram; pending: number; connected: boolean };
     dbLatency: LatencyHistogram;
+    writer: GroupCommitWriter;
   },
 ): void {
   metrics.collect(
     "flotilla_rollouts",
     "gauge",
-    "Rollouts by state",
-    async () =>
-      Object.entries(await countRolloutsByState(parts.db)).map(([state, n]) => [{ state }, n]),
+    "Rollouts by state (absent while the database is unavailable)",
+    async () => {
+      try {
+        return Object.entries(await countRolloutsByState(parts.db)).map((
+          [state, n],
+        ) => [{ state }, n]);
+      } catch (error) {
+        // The other metrics still render; /readyz and the writer's log say why.
+        if (isUnavailable(error)) return [];
+        throw error;
+      }
+    },
+  );
+  metrics.collect(
+    "flotilla_db_commit_failures_total",
+    "counter",
+    "Group-commit transactions that failed (retried ones included)",
+    () => [[{}, parts.writer.failedCommits]],
+  );
+  metrics.collect(
+    "flotilla_db_writes_waiting",
+    "gauge",
+    "Writes queued for the database, those held while it is unavailable included",
+    () => [[{}, parts.writer.waiting]],
   );
   metrics.collect(
     "flotilla_rollout_devices",
@@ -296,6 +482,24 @@ function registerMetrics(
     "counter",
     "Received frames dropped, by reason",
     () => Object.entries(parts.link.rejections.toJSON()).map(([reason, n]) => [{ reason }, n ?? 0]),
+  );
+  metrics.collect(
+    "flotilla_recovery_responses_dropped_total",
+    "counter",
+    "RESPONSEs dropped because too many arrived while rollouts were being recovered",
+    () => [[{}, parts.orchestrator.earlyDropped]],
+  );
+  metrics.collect(
+    "flotilla_responses_stalled",
+    "gauge",
+    "1 while devices time out with the broker connection up and no RESPONSE arrives from any device",
+    () => [[{}, parts.link.stalled ? 1 : 0]],
+  );
+  metrics.collect(
+    "flotilla_response_silent_timeouts_total",
+    "counter",
+    "Devices that timed out while the broker connection was up and no device answered",
+    () => [[{}, parts.link.silentTimeouts]],
   );
   metrics.collect(
     "flotilla_mqtt_connected",

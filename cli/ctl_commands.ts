@@ -1,5 +1,6 @@
 /** The `ctl` commands: one entry per command, each a call (or a few) of the typed API client. */
 import { parse as parseYaml } from "yaml";
+import { FINAL_EVENT_TYPE } from "../actors/mod.ts";
 import { formatIssue, parsePolicy, PolicyError } from "../policies/mod.ts";
 import { answer, type ApiTarget, reach } from "./api.ts";
 import { UsageError } from "./args.ts";
@@ -211,7 +212,7 @@ function showEvent(event: StreamedEvent): string {
 async function streamEvents(
   api: ApiTarget,
   query: { rollout?: string; device?: string; after?: string },
-  options: { json: boolean; stop?: (event: StreamedEvent) => Promise<boolean> },
+  options: { json: boolean; stop?: (event: StreamedEvent) => boolean },
 ): Promise<void> {
   const response = await reach(
     api,
@@ -233,7 +234,7 @@ async function streamEvents(
       if (!data) continue;
       const event = JSON.parse(data) as StreamedEvent;
       console.log(options.json ? data : showEvent(event));
-      if (await options.stop?.(event)) {
+      if (options.stop?.(event)) {
         await response.body.cancel().catch(() => {});
         return;
       }
@@ -241,7 +242,7 @@ async function streamEvents(
   }
 }
 
-const FINAL_ROLLOUT_STATES = new Set(["completed", "halted", "cancelled"]);
+const FINAL_EVENTS: ReadonlySet<string> = new Set(Object.values(FINAL_EVENT_TYPE));
 
 /** Every `ctl` command, in the order the help lists them. */
 export const COMMANDS: CtlCommand[] = [
@@ -529,16 +530,12 @@ export const COMMANDS: CtlCommand[] = [
     positionals: ["ID"],
     async run(api, input) {
       const id = input.positionals[0]!;
-      const get = () => answer(api, api.client.v1.rollouts[":id"].$get({ param: { id } }));
-      await get();
+      // A 404 for an unknown rollout, rather than an empty stream.
+      await answer(api, api.client.v1.rollouts[":id"].$get({ param: { id } }));
       await streamEvents(api, { rollout: id, after: "0" }, {
         json: input.json,
-        // Rollout events are few: ask the API for the state, and stop at the event that ended it.
-        async stop(event) {
-          if (!event.type.startsWith("rollout.")) return false;
-          const state = String((await get() as Row).state);
-          return FINAL_ROLLOUT_STATES.has(state) && event.type === `rollout.${state}`;
-        },
+        // A rollout reaches a final state once, so its final event is its last.
+        stop: (event) => FINAL_EVENTS.has(event.type),
       });
       return undefined;
     },

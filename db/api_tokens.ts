@@ -78,12 +78,26 @@ export async function createApiToken(db: Db, request: NewApiToken): Promise<Crea
   }
 }
 
+/** Options for {@linkcode findApiToken}. */
+export interface FindApiTokenOptions {
+  /** Also find a revoked token; default false. */
+  revoked?: boolean;
+}
+
 /** The live (not revoked) token whose hash matches `plaintext`, or undefined. */
-export async function findApiToken(db: Db, plaintext: string): Promise<ApiToken | undefined> {
+export async function findApiToken(
+  db: Db,
+  plaintext: string,
+  options: FindApiTokenOptions = {},
+): Promise<ApiToken | undefined> {
   const hash = await hashToken(plaintext);
   const [row] = await guard(
     db.select({ ...PUBLIC_COLUMNS, hash: apiTokens.hash }).from(apiTokens)
-      .where(and(eq(apiTokens.hash, hash), isNull(apiTokens.revokedAt))),
+      .where(
+        options.revoked
+          ? eq(apiTokens.hash, hash)
+          : and(eq(apiTokens.hash, hash), isNull(apiTokens.revokedAt)),
+      ),
     "Cannot find token",
   );
   // The index lookup already matched; a constant-time compare keeps the final check timing-flat.
@@ -100,15 +114,44 @@ export async function touchApiToken(db: Db, id: string): Promise<void> {
   );
 }
 
-/** Revokes a token; false if there is no live token with this id. */
+/**
+ * Revokes a token; false if there is no live token with this id. A ConflictError for the last
+ * live admin token: revoking it would leave no way in through the API.
+ */
 export async function revokeApiToken(db: Db, id: string): Promise<boolean> {
-  const rows = await guard(
-    db.update(apiTokens).set({ revokedAt: sql`now()` })
-      .where(and(eq(apiTokens.id, id), isNull(apiTokens.revokedAt)))
-      .returning({ id: apiTokens.id }),
-    "Cannot revoke token",
-  );
-  return rows.length === 1;
+  return await db.transaction(async (tx) => {
+    // Locking every live admin serialises concurrent revocations, so two cannot both see another.
+    const admins = await guard(
+      tx.select({ id: apiTokens.id, name: apiTokens.name }).from(apiTokens)
+        .where(and(eq(apiTokens.role, "admin"), isNull(apiTokens.revokedAt))).for("update"),
+      "Cannot revoke token",
+    );
+    const admin = admins.find((token) => token.id === id);
+    if (admin && admins.length === 1) {
+      throw new ConflictError(
+        `Cannot revoke token: "${admin.name}" is the last live admin token; create another admin first`,
+      );
+    }
+    const rows = await guard(
+      tx.update(apiTokens).set({ revokedAt: sql`now()` })
+        .where(and(eq(apiTokens.id, id), isNull(apiTokens.revokedAt)))
+        .returning({ id: apiTokens.id }),
+      "Cannot revoke token",
+    );
+    return rows.length === 1;
+  });
+}
+
+/** Creates a token named `name`, revoking the live one of that name in the same transaction. */
+export async function replaceApiToken(db: Db, request: NewApiToken): Promise<CreatedApiToken> {
+  return await db.transaction(async (tx) => {
+    await guard(
+      tx.update(apiTokens).set({ revokedAt: sql`now()` })
+        .where(and(eq(apiTokens.name, request.name), isNull(apiTokens.revokedAt))),
+      "Cannot revoke token",
+    );
+    return await createApiToken(tx, request);
+  });
 }
 
 /** Every token, revoked ones included, oldest first; never the hashes. */

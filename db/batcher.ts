@@ -2,9 +2,14 @@
  * Group commit: the engine's many small writes are queued and committed together, one transaction
  * per batch. `enqueue()` resolves only once its transaction committed, so a caller can make state
  * durable before a device sees anything that depends on it.
+ *
+ * Each rollout's writes in a batch sit behind their own savepoint: a write the database refuses
+ * as wrong (a missing rollout, a failed check) rejects that rollout's writes only. A batch the
+ * database cannot take now (down, restarting, disk full) is kept at the head of the queue and
+ * retried with backoff until it lands, so no confirmation is lost to an outage.
  */
 import type { Db } from "./open.ts";
-import { InvalidDataError } from "./errors.ts";
+import { describeDatabaseError, InvalidDataError, isUnavailable } from "./errors.ts";
 import { appendEvents, type Event, type NewEvent } from "./events.ts";
 import { type DeviceUpdate, updateDevices } from "./devices.ts";
 import { type RolloutPatch, updateRollout } from "./rollouts.ts";
@@ -18,7 +23,7 @@ export type WriteOp =
   /** Later patches of the same rollout in a batch are merged over earlier ones. */
   | { kind: "rollout"; id: string; patch: RolloutPatch }
   /** A confirmed activation: the device's current digest becomes `digest`. */
-  | { kind: "activation"; deviceId: string; digest: string }
+  | { kind: "activation"; deviceId: string; digest: string; rolloutId?: string }
   | { kind: "seen"; deviceId: string; at: Date }
   /** A sequence id accepted from a device (replay protection); only the highest is kept. */
   | { kind: "sequence"; deviceId: string; sequence: bigint };
@@ -37,12 +42,21 @@ export interface GroupCommitOptions {
   maxOps?: number;
   /** Commit at most this long after the first write of a batch; default 5 ms, below MQTT's own latency. */
   maxDelayMs?: number;
+  /** First wait before retrying a batch the database could not take; doubles up to `retryMaxMs`. Default 100 ms. */
+  retryMinMs?: number;
+  /** Longest wait between retries; default 5 s, so a database back is used within seconds. */
+  retryMaxMs?: number;
+  /** How long `close()` keeps retrying while the database is unavailable; default 5 s. */
+  closeGraceMs?: number;
   /** Told of each committed batch, for metrics. */
   onCommit?: (info: CommitInfo) => void;
   /** Told of each committed batch's events with their ids, in order, e.g. to stream them. */
   onEvents?: (events: Event[]) => void;
-  /** Told of each failed batch; default logs one line with console.error. */
-  onError?: (error: unknown, size: number) => void;
+  /**
+   * Told of each failure: `retryInMs` when the batch is kept and retried, undefined when `size`
+   * writes are rejected. Default: one line with console.error, the database's cause and no SQL.
+   */
+  onError?: (error: unknown, size: number, retryInMs: number | undefined) => void;
 }
 
 interface Entry {
@@ -52,28 +66,52 @@ interface Entry {
   settled: Promise<unknown>;
 }
 
+/** What one transaction did: the writes it committed, the rollouts' writes it refused. */
+interface Outcome {
+  committed: Entry[];
+  refused: [Entry[], unknown][];
+  events: Event[];
+}
+
 /** Queues writes and commits them in batches; see the module comment. */
 export class GroupCommitWriter {
   #db: Db;
   #maxOps: number;
   #maxDelayMs: number;
+  #retryMinMs: number;
+  #retryMaxMs: number;
+  #closeGraceMs: number;
   #onCommit?: (info: CommitInfo) => void;
   #onEvents?: (events: Event[]) => void;
-  #onError: (error: unknown, size: number) => void;
+  #onError: (error: unknown, size: number, retryInMs: number | undefined) => void;
   #queue: Entry[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #running: Promise<void> | undefined;
   #closed = false;
+  #abandoned = false;
+  /** Failed attempts in a row; 0 while commits succeed. */
+  #failures = 0;
+  #failedCommits = 0;
+  #cause: unknown = undefined;
 
   constructor(db: Db, options: GroupCommitOptions = {}) {
     this.#db = db;
     this.#maxOps = options.maxOps ?? 500;
     this.#maxDelayMs = options.maxDelayMs ?? 5;
+    this.#retryMinMs = options.retryMinMs ?? 100;
+    this.#retryMaxMs = options.retryMaxMs ?? 5_000;
+    this.#closeGraceMs = options.closeGraceMs ?? 5_000;
     if (!Number.isInteger(this.#maxOps) || this.#maxOps < 1) {
       throw new RangeError(`Invalid maxOps: ${this.#maxOps} is not a positive integer`);
     }
     if (!(this.#maxDelayMs >= 0)) {
       throw new RangeError(`Invalid maxDelayMs: ${this.#maxDelayMs} is below 0`);
+    }
+    if (!(this.#retryMinMs > 0) || !(this.#retryMaxMs >= this.#retryMinMs)) {
+      throw new RangeError(
+        `Invalid retry: retryMinMs ${this.#retryMinMs} must be above 0 and at most retryMaxMs ${this.#retryMaxMs}`,
+      );
     }
     this.#onCommit = options.onCommit;
     this.#onEvents = options.onEvents;
@@ -85,9 +123,20 @@ export class GroupCommitWriter {
     return this.#queue.length;
   }
 
+  /** Commit attempts that failed since the writer started, retried ones included. */
+  get failedCommits(): number {
+    return this.#failedCommits;
+  }
+
+  /** While the database cannot take the writes, its cause in one line; undefined otherwise. */
+  get unavailable(): string | undefined {
+    return this.#cause === undefined ? undefined : describeDatabaseError(this.#cause);
+  }
+
   /**
-   * Queues a write; resolves once it is committed, rejects with the error if its batch failed.
-   * Handle the rejection even when not awaiting: an unhandled one ends the process.
+   * Queues a write; resolves once it is committed, rejects if the database refused it as wrong
+   * (or the writer closed while the database was unavailable). Handle the rejection even when not
+   * awaiting: an unhandled one ends the process.
    */
   enqueue(op: WriteOp): Promise<void> {
     if (this.#closed) {
@@ -99,6 +148,8 @@ export class GroupCommitWriter {
     }
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     this.#queue.push({ op, resolve, reject, settled: promise.catch(() => {}) });
+    // While a batch waits for its retry, new writes queue behind it.
+    if (this.#retryTimer !== undefined) return promise;
     if (this.#queue.length >= this.#maxOps) this.#start();
     else this.#timer ??= setTimeout(() => this.#start(), this.#maxDelayMs);
     return promise;
@@ -107,16 +158,38 @@ export class GroupCommitWriter {
   /** Commits everything queued so far; resolves when those writes are settled. */
   async flush(): Promise<void> {
     const queued = this.#queue.map((entry) => entry.settled);
-    if (queued.length > 0) this.#start();
+    if (queued.length > 0 && this.#retryTimer === undefined) this.#start();
     await Promise.all([this.#running, ...queued]);
   }
 
-  /** Refuses further writes and commits the queued ones. */
+  /**
+   * Refuses further writes and commits the queued ones. While the database is unavailable it
+   * keeps retrying for `closeGraceMs`, then rejects what is left: crash recovery redoes it.
+   */
   async close(): Promise<void> {
     this.#closed = true;
-    await this.flush();
+    const flushed = this.flush();
+    const deadline = Date.now() + this.#closeGraceMs;
+    while (!await settlesWithin(flushed, 250)) {
+      if (this.#cause !== undefined && Date.now() >= deadline) this.#abandon();
+    }
     clearTimeout(this.#timer);
     this.#timer = undefined;
+  }
+
+  #abandon(): void {
+    if (this.#abandoned) return;
+    this.#abandoned = true;
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    const left = this.#queue.splice(0);
+    if (left.length === 0) return;
+    const error = new Error(
+      `Cannot commit write: the database is unavailable and the writer closed: ${this.unavailable}`,
+      { cause: this.#cause },
+    );
+    this.#onError(error, left.length, undefined);
+    for (const entry of left) entry.reject(error);
   }
 
   #start(): void {
@@ -126,7 +199,7 @@ export class GroupCommitWriter {
     const batch = this.#queue.splice(0, this.#maxOps);
     this.#running = this.#commit(batch).finally(() => {
       this.#running = undefined;
-      if (this.#queue.length === 0) return;
+      if (this.#queue.length === 0 || this.#retryTimer !== undefined) return;
       // Writes queued during a commit have waited long enough, but the next batch starts from a
       // timer: PGlite runs in-process, and back-to-back commits would starve timers and I/O.
       clearTimeout(this.#timer);
@@ -136,28 +209,111 @@ export class GroupCommitWriter {
 
   async #commit(batch: Entry[]): Promise<void> {
     const started = performance.now();
-    let committed: Event[];
+    let outcome: Outcome;
     try {
-      committed = await this.#db.transaction((tx) =>
-        applyWrites(tx, batch.map((entry) => entry.op))
-      );
+      outcome = await this.#db.transaction((tx) => applyBatch(tx, batch));
     } catch (error) {
-      this.#onError(error, batch.length);
+      this.#failedCommits++;
+      if (isUnavailable(error) && !this.#abandoned) {
+        this.#retry(batch, error);
+        return;
+      }
+      this.#onError(error, batch.length, undefined);
       for (const entry of batch) entry.reject(error);
       return;
     }
+    this.#failures = 0;
+    this.#cause = undefined;
     this.#onCommit?.({ size: batch.length, ms: performance.now() - started });
-    if (committed.length > 0) {
+    for (const [entries, error] of outcome.refused) {
+      this.#onError(error, entries.length, undefined);
+      for (const entry of entries) entry.reject(error);
+    }
+    if (outcome.events.length > 0) {
       try {
-        this.#onEvents?.(committed);
+        this.#onEvents?.(outcome.events);
       } catch (error) {
         console.error(
           `Cannot deliver committed events: ${error instanceof Error ? error.message : error}`,
         );
       }
     }
-    for (const entry of batch) entry.resolve();
+    for (const entry of outcome.committed) entry.resolve();
   }
+
+  /** Puts a batch the database could not take back at the head of the queue, and waits. */
+  #retry(batch: Entry[], error: unknown): void {
+    this.#failures++;
+    this.#cause = error;
+    const delay = Math.min(this.#retryMaxMs, this.#retryMinMs * 2 ** (this.#failures - 1));
+    this.#onError(error, batch.length, delay);
+    this.#queue.unshift(...batch);
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.#start();
+    }, delay);
+  }
+}
+
+/** Resolves true if `promise` settles within `ms`, false otherwise. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), ms));
+  try {
+    return await Promise.race([promise.then(() => true as const), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The rollout a write belongs to, which groups it behind that rollout's savepoint. */
+function rolloutOf(op: WriteOp): string | null {
+  switch (op.kind) {
+    case "event":
+      return op.event.rolloutId ?? null;
+    case "rollout_device":
+      return op.row.rolloutId;
+    case "rollout":
+      return op.id;
+    case "activation":
+      return op.rolloutId ?? null;
+    case "seen":
+    case "sequence":
+      return null;
+  }
+}
+
+/**
+ * Applies a batch in one transaction, each rollout's writes behind a savepoint when the batch
+ * holds several: a refused rollout is rolled back alone. An unavailable database fails it all.
+ */
+async function applyBatch(tx: Db, batch: Entry[]): Promise<Outcome> {
+  const groups = new Map<string | null, Entry[]>();
+  for (const entry of batch) {
+    const key = rolloutOf(entry.op);
+    const group = groups.get(key);
+    if (group) group.push(entry);
+    else groups.set(key, [entry]);
+  }
+  if (groups.size === 1) {
+    return { committed: batch, refused: [], events: await applyWrites(tx, batch.map((e) => e.op)) };
+  }
+  const outcome: Outcome = { committed: [], refused: [], events: [] };
+  for (const entries of groups.values()) {
+    try {
+      const events = await tx.transaction((savepoint) =>
+        applyWrites(savepoint, entries.map((entry) => entry.op))
+      );
+      outcome.events.push(...events);
+      outcome.committed.push(...entries);
+    } catch (error) {
+      if (isUnavailable(error)) throw error;
+      outcome.refused.push([entries, error]);
+    }
+  }
+  return outcome;
 }
 
 /** Applies a batch inside one transaction, coalescing repeated writes; returns the events written. */
@@ -208,7 +364,11 @@ async function applyWrites(tx: Db, ops: readonly WriteOp[]): Promise<Event[]> {
   }));
 }
 
-function logFailure(error: unknown, size: number): void {
-  const message = error instanceof Error ? error.message : String(error);
-  console.error(`Cannot commit batch of ${size} writes: ${message}`);
+function logFailure(error: unknown, size: number, retryInMs: number | undefined): void {
+  const cause = describeDatabaseError(error);
+  console.error(
+    retryInMs === undefined
+      ? `Cannot commit ${size} writes, refused: ${cause}`
+      : `Cannot commit ${size} writes, retrying in ${retryInMs} ms: ${cause}`,
+  );
 }

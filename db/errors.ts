@@ -81,3 +81,57 @@ export async function guard<T>(work: PromiseLike<T>, context: string): Promise<T
     throw classifyError(error, context);
   }
 }
+
+// SQLSTATE classes of a database that cannot work now, not of a wrong write: 08 connection,
+// 53 insufficient resources (disk full), 57 operator intervention (shutdown, statement timeout),
+// 58 system error (I/O), 40 transaction rollback (serialization failure, deadlock).
+const UNAVAILABLE_CLASSES = new Set(["08", "53", "57", "58", "40"]);
+// Node-style network error codes and the postgres driver's own connection codes.
+const UNAVAILABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+]);
+
+/**
+ * Whether `error` says the database cannot be reached or cannot write now (down, restarting, disk
+ * full), so the same work may succeed later; false for a write that is wrong in itself.
+ */
+export function isUnavailable(error: unknown): boolean {
+  for (let e = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code !== "string") {
+      if (e instanceof Deno.errors.ConnectionRefused || e instanceof Deno.errors.ConnectionReset) {
+        return true;
+      }
+      continue;
+    }
+    if (UNAVAILABLE_CODES.has(code)) return true;
+    if (/^[0-9A-Z]{5}$/.test(code)) return UNAVAILABLE_CLASSES.has(code.slice(0, 2));
+  }
+  return false;
+}
+
+/**
+ * The database's own words for a failure in one line, with its SQLSTATE when there is one; never
+ * drizzle's wrapper, which repeats the whole SQL and its parameters.
+ */
+export function describeDatabaseError(error: unknown): string {
+  let e = error;
+  while (e instanceof Error && e.cause instanceof Error) e = e.cause;
+  const message = (e instanceof Error ? e.message : String(e)).split("\n")[0]!.slice(0, 300);
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) && !message.includes(code)
+    ? `${message} (SQLSTATE ${code})`
+    : message;
+}

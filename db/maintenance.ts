@@ -6,6 +6,7 @@
 import { sql } from "drizzle-orm";
 import type { Database } from "./open.ts";
 import { rowsOf } from "./page.ts";
+import { describeDatabaseError } from "./errors.ts";
 
 /** Options for {@linkcode Maintenance}. */
 export interface MaintenanceOptions {
@@ -56,7 +57,7 @@ export class Maintenance {
   start(): void {
     if (this.#database.kind !== "pglite" || this.#timer !== undefined) return;
     const timer = setInterval(() => {
-      this.run().catch((error) => this.#log(`maintenance: ${(error as Error).message}`));
+      this.run().catch((error) => this.#log(`maintenance: ${describeDatabaseError(error)}`));
     }, this.#intervalMs);
     Deno.unrefTimer(timer);
     this.#timer = timer;

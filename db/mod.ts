@@ -10,20 +10,19 @@ export { Maintenance, type MaintenanceOptions, type MaintenanceRun } from "./mai
 export {
   classifyError,
   ConflictError,
+  describeDatabaseError,
   guard,
   InvalidDataError,
+  isUnavailable,
   sqlState,
   type StorageErrorOptions,
 } from "./errors.ts";
 export { uuidv7 } from "./ids.ts";
 export { type Page, pageLimit } from "./page.ts";
 export {
-  acceptSequence,
   deleteDevice,
   type Device,
   type DeviceListItem,
-  type DeviceSeen,
-  type DeviceSequence,
   type DeviceUpdate,
   getDevice,
   listDevices,
@@ -31,10 +30,6 @@ export {
   loadPublicKeys,
   loadSequences,
   type NewDevice,
-  recordActivation,
-  recordActivations,
-  recordSeen,
-  recordSequences,
   registerDevice,
   registerDevices,
   selectDeviceIds,
@@ -42,6 +37,7 @@ export {
 } from "./devices.ts";
 export {
   type Artifact,
+  artifactUrl,
   getArtifact,
   listArtifacts,
   type ListArtifactsOptions,
@@ -86,9 +82,11 @@ export {
   createApiToken,
   type CreatedApiToken,
   findApiToken,
+  type FindApiTokenOptions,
   hashToken,
   listApiTokens,
   type NewApiToken,
+  replaceApiToken,
   revokeApiToken,
   touchApiToken,
 } from "./api_tokens.ts";

@@ -41,31 +41,60 @@ export async function openDatabase(options: OpenDatabaseOptions = {}): Promise<D
   if (options.url !== undefined) return await openPostgres(options.url, options);
   const location = options.memory ? "memory" : join(options.dataDir ?? "./data", "pglite");
   let client: PGlite;
+  let lock: Deno.FsFile | undefined;
   try {
-    if (!options.memory) await Deno.mkdir(location, { recursive: true });
+    if (!options.memory) {
+      await Deno.mkdir(location, { recursive: true });
+      lock = await lockDataDir(location);
+    }
     client = await PGlite.create(options.memory ? undefined : location);
   } catch (error) {
+    lock?.close();
     throw new Error(`Cannot open database "${location}": ${messageOf(error)}`, { cause: error });
   }
+  const release = async () => {
+    await client.close();
+    lock?.close();
+  };
   const db = drizzlePglite({ client, schema, casing: "snake_case" });
   try {
     await migratePglite(db, { migrationsFolder: MIGRATIONS });
   } catch (error) {
-    await client.close();
+    await release();
     throw new Error(`Cannot migrate database "${location}": ${messageOf(error)}`, { cause: error });
   }
-  return {
-    db: db as unknown as Db,
-    kind: "pglite",
-    location,
-    close: () => client.close(),
-  };
+  return { db: db as unknown as Db, kind: "pglite", location, close: release };
+}
+
+// A lock held by a live process is granted only when it exits; this long means it is held.
+const LOCK_WAIT_MS = 1_000;
+
+/**
+ * Locks a PGlite folder for this process: two processes writing one folder corrupt it. The lock
+ * is the kernel's (flock), so a process that dies releases it.
+ */
+async function lockDataDir(location: string): Promise<Deno.FsFile> {
+  const file = await Deno.open(`${location}.lock`, { create: true, write: true });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const held = await Promise.race([
+    file.lock(true).then(() => false),
+    new Promise<true>((resolve) => timer = setTimeout(() => resolve(true), LOCK_WAIT_MS)),
+  ]);
+  clearTimeout(timer);
+  if (held) {
+    throw new Error(
+      "another process has it open (a running flotilla serve?): stop it first, or use the API",
+    );
+  }
+  return file;
 }
 
 async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<Database> {
   const location = redact(url);
   const client = postgres(url, {
     max: options.maxConnections ?? 10,
+    // Seconds; an unreachable server is reported within this, not after the driver's default 30.
+    connect_timeout: 5,
     // Migrations re-run "create schema if not exists" and the like; those notices are noise.
     onnotice: () => {},
   });

@@ -35,8 +35,18 @@ export interface AppDeps {
   /** Largest artifact upload; JSON bodies are capped at `maxJsonBytes`. */
   maxArtifactBytes: number;
   maxJsonBytes: number;
-  /** Whether the service is ready (database open, MQTT connected, rollouts recovered). */
-  ready(): boolean | Promise<boolean>;
+  /** Whether the service is ready (database usable, MQTT connected, rollouts recovered). */
+  ready(): ReadyReport | Promise<ReadyReport>;
+}
+
+/** Each part the service needs, "ok" or why it is not up, e.g. `{ database: "ok", mqtt: "..." }`. */
+export type ReadyReport = Record<string, string>;
+
+/** The /readyz answer: 200 when every part is "ok", else 503 naming the parts that are not. */
+export function readyResponse(report: ReadyReport, starting = false): Response {
+  const ready = Object.values(report).every((state) => state === "ok");
+  const status = ready ? "ready" : starting ? "starting" : "unavailable";
+  return Response.json({ status, checks: report }, { status: ready ? 200 : 503 });
 }
 
 /** The SRUP protocol version flotilla speaks ([SRUP-2.1] version 2). */
@@ -120,10 +130,7 @@ export function createApp(deps: AppDeps) {
   });
   const app = root
     .get("/healthz", (c) => c.json({ status: "ok" }))
-    .get("/readyz", async (c) => {
-      const ready = await deps.ready();
-      return c.json({ status: ready ? "ready" : "starting" }, ready ? 200 : 503);
-    })
+    .get("/readyz", async () => readyResponse(await deps.ready()))
     .get("/metrics", async (c) => {
       c.header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
       return c.body(await deps.metrics.render());

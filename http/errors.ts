@@ -2,7 +2,7 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { ConflictError } from "../db/mod.ts";
+import { ConflictError, isUnavailable, sqlState } from "../db/mod.ts";
 
 /** An error the API answers with its own status and a stable code. */
 export class ApiError extends Error {
@@ -51,6 +51,7 @@ const HTTP_CODES: Record<number, string> = {
   416: "range_not_satisfiable",
   422: "unprocessable_entity",
   503: "unavailable",
+  507: "insufficient_storage",
 };
 
 /** Maps any thrown error to the API's error shape; only a real fault is a 500, and it is logged. */
@@ -68,6 +69,22 @@ export function handleError(error: unknown, c: Context): Response {
       code: HTTP_CODES[status] ?? "http_error",
       // Hono's own messages are specific already ("Malformed JSON in request body").
       message: error.message || "Request failed",
+      details: null,
+    });
+  }
+  if (sqlState(error) === "53100") {
+    return errorResponse(c, 507, {
+      code: "insufficient_storage",
+      message: "The database's disk is full: nothing was stored",
+      details: null,
+    });
+  }
+  if (isUnavailable(error)) {
+    // Told at once rather than after a timeout; /readyz and the writer's log say why.
+    c.header("Retry-After", "5");
+    return errorResponse(c, 503, {
+      code: "database_unavailable",
+      message: "The database is unavailable: try again later",
       details: null,
     });
   }

@@ -90,11 +90,12 @@ export function tokensApp(db: Db, verifier: TokenVerifier) {
         path: "/{id}",
         summary: "Revoke a token",
         request: { params: IdParam },
-        responses: { 204: { description: "Revoked" }, ...AUTH_ERRORS, ...NOT_FOUND },
+        responses: { 204: { description: "Revoked" }, ...AUTH_ERRORS, ...NOT_FOUND, ...CONFLICT },
       }),
       async (c) => {
         const { id } = c.req.valid("param");
-        if (!await revokeApiToken(db, id)) {
+        // The last live admin token stays: without it nobody could manage tokens through the API.
+        if (!await orConflict("last_admin", revokeApiToken(db, id))) {
           throw new ApiError(404, "not_found", `No live token "${id}"`);
         }
         verifier.clear();

@@ -2,7 +2,6 @@
 import assert from "node:assert/strict";
 import { sql } from "drizzle-orm";
 import {
-  acceptSequence,
   apiTokens,
   appendEvents,
   type CommitInfo,
@@ -37,10 +36,9 @@ import {
   MAX_U64,
   type NewRollout,
   putArtifact,
-  recordActivation,
-  recordSeen,
   registerDevice,
   registerDevices,
+  replaceApiToken,
   revokeApiToken,
   type RolloutDeviceRow,
   selectDeviceIds,
@@ -233,57 +231,62 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
     assert.deepEqual(history.map((h) => h.rolloutId), [rollout.id]);
   });
 
-  await t.step("acceptSequence() accepts only increasing sequence ids", async () => {
+  await t.step("updateDevices() stores only increasing sequence ids", async () => {
     const [id] = await registerMany(db, 1) as [string];
-    assert.equal(await acceptSequence(db, id, 5n), true);
-    assert.equal(await acceptSequence(db, id, 5n), false, "a replay is refused");
-    assert.equal(await acceptSequence(db, id, 4n), false, "an older id is refused");
-    assert.equal(await acceptSequence(db, id, 6n), true);
-    assert.equal((await getDevice(db, id))?.lastSequence, 6n);
-    assert.equal(await acceptSequence(db, crypto.randomUUID(), 1n), false, "unknown device");
-    await assert.rejects(acceptSequence(db, id, -1n), RangeError);
-    await assert.rejects(acceptSequence(db, id, MAX_U64 + 1n), RangeError);
+    const stored = async () => (await getDevice(db, id))?.lastSequence;
+    await updateDevices(db, [{ id, sequence: 5n }]);
+    assert.equal(await stored(), 5n);
+    await updateDevices(db, [{ id, sequence: 5n }]);
+    assert.equal(await stored(), 5n, "a replay changes nothing");
+    await updateDevices(db, [{ id, sequence: 4n }]);
+    assert.equal(await stored(), 5n, "an older id is not stored");
+    await updateDevices(db, [{ id, sequence: 6n }]);
+    assert.equal(await stored(), 6n);
+    await updateDevices(db, [{ id: crypto.randomUUID(), sequence: 1n }]);
+    assert.equal(await stored(), 6n, "an unknown device changes nothing");
+    await assert.rejects(updateDevices(db, [{ id, sequence: -1n }]), RangeError);
+    await assert.rejects(updateDevices(db, [{ id, sequence: MAX_U64 + 1n }]), RangeError);
+    assert.equal(await stored(), 6n);
   });
 
-  await t.step("acceptSequence() lets exactly one of concurrent equal ids through", async () => {
+  await t.step("updateDevices() keeps the highest of concurrent sequence ids", async () => {
     const [id] = await registerMany(db, 1) as [string];
-    const results = await Promise.all(
-      Array.from({ length: 20 }, () => acceptSequence(db, id, 100n)),
-    );
-    assert.equal(results.filter(Boolean).length, 1);
+    const values = Array.from({ length: 20 }, (_, i) => BigInt(100 + ((i * 7) % 20)));
+    await Promise.all(values.map((sequence) => updateDevices(db, [{ id, sequence }])));
+    assert.equal((await getDevice(db, id))?.lastSequence, 119n);
   });
 
   await t.step("u64 sequence ids above 2^63 round-trip exactly", async () => {
     const [id] = await registerMany(db, 1) as [string];
     const above = (1n << 63n) + 1n;
-    assert.equal(await acceptSequence(db, id, above), true);
+    await updateDevices(db, [{ id, sequence: above }]);
     assert.equal((await getDevice(db, id))?.lastSequence, above);
-    assert.equal(await acceptSequence(db, id, (1n << 63n) - 1n), false);
-    assert.equal(await acceptSequence(db, id, MAX_U64), true);
+    await updateDevices(db, [{ id, sequence: (1n << 63n) - 1n }]);
+    assert.equal((await getDevice(db, id))?.lastSequence, above);
+    await updateDevices(db, [{ id, sequence: MAX_U64 }]);
     assert.equal((await getDevice(db, id))?.lastSequence, MAX_U64);
-    assert.equal(await acceptSequence(db, id, MAX_U64), false);
   });
 
-  await t.step("recordActivation() shifts current to previous and is idempotent", async () => {
+  await t.step("updateDevices() shifts current digest to previous, idempotently", async () => {
     const [id] = await registerMany(db, 1) as [string];
-    await recordActivation(db, id, digestOf("01"));
+    await updateDevices(db, [{ id, digest: digestOf("01") }]);
     let device = await getDevice(db, id);
     assert.equal(device?.currentDigest, digestOf("01"));
     assert.equal(device?.previousDigest, null);
-    await recordActivation(db, id, digestOf("02"));
-    await recordActivation(db, id, digestOf("02"));
+    await updateDevices(db, [{ id, digest: digestOf("02") }]);
+    await updateDevices(db, [{ id, digest: digestOf("02") }]);
     device = await getDevice(db, id);
     assert.equal(device?.currentDigest, digestOf("02"));
     assert.equal(device?.previousDigest, digestOf("01"), "a repeat keeps the previous digest");
-    await assert.rejects(recordActivation(db, id, "NOT-HEX"), InvalidDataError);
+    await assert.rejects(updateDevices(db, [{ id, digest: "NOT-HEX" }]), InvalidDataError);
   });
 
-  await t.step("recordSeen() stores the latest time and never moves it back", async () => {
+  await t.step("updateDevices() stores the latest seen time and never moves it back", async () => {
     const [a, b] = await registerMany(db, 2) as [string, string];
     const later = new Date("2030-01-02T03:04:05.678Z");
     const earlier = new Date("2030-01-01T00:00:00.000Z");
-    await recordSeen(db, [{ id: a, at: later }, { id: b, at: earlier }]);
-    await recordSeen(db, [{ id: a, at: earlier }]);
+    await updateDevices(db, [{ id: a, seenAt: later }, { id: b, seenAt: earlier }]);
+    await updateDevices(db, [{ id: a, seenAt: earlier }]);
     assert.equal((await getDevice(db, a))?.lastSeenAt?.toISOString(), later.toISOString());
     assert.equal((await getDevice(db, b))?.lastSeenAt?.toISOString(), earlier.toISOString());
   });
@@ -292,7 +295,7 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
     "updateDevices() merges a batch per device and leaves other fields alone",
     async () => {
       const [a, b] = await registerMany(db, 2) as [string, string];
-      await recordActivation(db, a, digestOf("01"));
+      await updateDevices(db, [{ id: a, digest: digestOf("01") }]);
       const later = new Date("2031-01-02T03:04:05.678Z");
       const earlier = new Date("2031-01-01T00:00:00.000Z");
       await updateDevices(db, [
@@ -622,6 +625,8 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
     assert.equal(token.lastUsedAt, null);
     await touchApiToken(db, token.id);
     assert.ok((await findApiToken(db, plaintext))?.lastUsedAt instanceof Date);
+    // Another admin stays live: the last one cannot be revoked (see the next step).
+    await createApiToken(db, { name: `${name}-spare`, role: "admin" });
     assert.equal(await revokeApiToken(db, token.id), true);
     assert.equal(await revokeApiToken(db, token.id), false);
     assert.equal(await findApiToken(db, plaintext), undefined);
@@ -632,6 +637,59 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
     const reused = await createApiToken(db, { name, role: "viewer" });
     assert.equal(reused.token.name, name, "a revoked token's name can be reused");
   });
+
+  await t.step(
+    "revokeApiToken() refuses the last live admin token with a ConflictError",
+    async () => {
+      for (const token of await listApiTokens(db)) {
+        if (token.role !== "admin" || token.revokedAt) continue;
+        const others = (await listApiTokens(db)).filter((t) =>
+          t.role === "admin" && !t.revokedAt && t.id !== token.id
+        );
+        if (others.length > 0) assert.equal(await revokeApiToken(db, token.id), true);
+      }
+      const live = (await listApiTokens(db)).filter((t) => t.role === "admin" && !t.revokedAt);
+      const last = live.length === 1
+        ? live[0]!
+        : (await createApiToken(db, { name: `last-${crypto.randomUUID()}`, role: "admin" })).token;
+      await assert.rejects(
+        revokeApiToken(db, last.id),
+        (error) =>
+          error instanceof ConflictError &&
+          error.message ===
+            `Cannot revoke token: "${last.name}" is the last live admin token; create another admin first`,
+      );
+      const viewer = await createApiToken(db, { name: `v-${crypto.randomUUID()}`, role: "viewer" });
+      assert.equal(await revokeApiToken(db, viewer.token.id), true, "other roles are revoked");
+      const second = await createApiToken(db, { name: `a-${crypto.randomUUID()}`, role: "admin" });
+      const both = await Promise.allSettled([
+        revokeApiToken(db, last.id),
+        revokeApiToken(db, second.token.id),
+      ]);
+      assert.deepEqual(
+        both.map((r) => r.status).sort(),
+        ["fulfilled", "rejected"],
+        "of two concurrent revocations of the last two admins, one is refused",
+      );
+      assert.equal(
+        (await listApiTokens(db)).filter((t) => t.role === "admin" && !t.revokedAt).length,
+        1,
+      );
+    },
+  );
+
+  await t.step(
+    "findApiToken({ revoked: true }) finds a revoked token; replaceApiToken() rotates a name",
+    async () => {
+      const name = `env-${crypto.randomUUID()}`;
+      const first = await createApiToken(db, { name, role: "viewer" });
+      const second = await replaceApiToken(db, { name, role: "viewer" });
+      assert.equal(await findApiToken(db, first.plaintext), undefined);
+      const revoked = await findApiToken(db, first.plaintext, { revoked: true });
+      assert.ok(revoked?.revokedAt instanceof Date);
+      assert.equal((await findApiToken(db, second.plaintext))?.name, name);
+    },
+  );
 
   await t.step("server state and the sequence store keep values and only move up", async () => {
     const key = `k-${crypto.randomUUID()}`;
@@ -762,31 +820,152 @@ async function groupCommitSteps(t: Deno.TestContext, db: Db): Promise<void> {
     await writer.close();
   });
 
-  await t.step("GroupCommitWriter rejects exactly a failed batch's writes", async () => {
-    const errors: unknown[] = [];
-    const writer = new GroupCommitWriter(db, { onError: (e) => errors.push(e) });
-    const rolloutId = crypto.randomUUID();
-    const good = writer.enqueue({ kind: "event", event: { rolloutId, type: "first" } });
-    // No such rollout: the foreign key fails the whole transaction.
-    const bad = writer.enqueue({
-      kind: "rollout_device",
-      row: row(crypto.randomUUID(), crypto.randomUUID(), 0, "initiated"),
-    });
-    const flushed = writer.flush();
-    const later = writer.enqueue({ kind: "event", event: { rolloutId, type: "later" } });
-    await assert.rejects(good, InvalidDataError);
-    await assert.rejects(bad, InvalidDataError);
-    await flushed;
-    await later;
-    assert.equal(errors.length, 1);
-    const stored = await listEvents(db, { rolloutId });
-    assert.deepEqual(
-      stored.map((e) => e.type),
-      ["later"],
-      "nothing of the failed batch is written",
-    );
-    await writer.close();
-  });
+  await t.step(
+    "GroupCommitWriter rejects a refused batch's writes and commits the next",
+    async () => {
+      const errors: unknown[] = [];
+      const writer = new GroupCommitWriter(db, { onError: (e) => errors.push(e) });
+      const rolloutId = crypto.randomUUID();
+      const good = writer.enqueue({ kind: "event", event: { rolloutId, type: "first" } });
+      // No such rollout: the foreign key fails the rollout's writes, all in this batch.
+      const bad = writer.enqueue({
+        kind: "rollout_device",
+        row: row(rolloutId, crypto.randomUUID(), 0, "initiated"),
+      });
+      const flushed = writer.flush();
+      const later = writer.enqueue({ kind: "event", event: { rolloutId, type: "later" } });
+      await assert.rejects(good, InvalidDataError);
+      await assert.rejects(bad, InvalidDataError);
+      await flushed;
+      await later;
+      assert.equal(errors.length, 1);
+      const stored = await listEvents(db, { rolloutId });
+      assert.deepEqual(
+        stored.map((e) => e.type),
+        ["later"],
+        "nothing of the failed batch is written",
+      );
+      await writer.close();
+    },
+  );
+
+  await t.step(
+    "GroupCommitWriter isolates a refused rollout: another rollout's writes in the batch commit",
+    async () => {
+      const [a, b] = await registerMany(db, 2) as [string, string];
+      const rollout = await createRollout(db, newRollout([a, b]));
+      const missing = crypto.randomUUID();
+      const errors: unknown[] = [];
+      const commits: CommitInfo[] = [];
+      const writer = new GroupCommitWriter(db, {
+        maxDelayMs: 60_000,
+        onError: (e) => errors.push(e),
+        onCommit: (c) => commits.push(c),
+      });
+      const writes = [
+        writer.enqueue({ kind: "event", event: { rolloutId: missing, type: "doomed" } }),
+        writer.enqueue({ kind: "rollout", id: missing, patch: { stage: 1 } }),
+        writer.enqueue({ kind: "rollout_device", row: row(rollout.id, a, 0, "activated") }),
+        writer.enqueue({ kind: "event", event: { rolloutId: rollout.id, type: "kept" } }),
+        writer.enqueue({
+          kind: "activation",
+          deviceId: a,
+          digest: digestOf("f1"),
+          rolloutId: rollout.id,
+        }),
+        writer.enqueue({ kind: "rollout", id: rollout.id, patch: { stage: 1 } }),
+        writer.enqueue({ kind: "seen", deviceId: b, at: new Date("2031-01-01T00:00:00Z") }),
+      ];
+      await writer.flush();
+      const results = await Promise.allSettled(writes);
+      assert.deepEqual(results.map((r) => r.status), [
+        "rejected",
+        "rejected",
+        "fulfilled",
+        "fulfilled",
+        "fulfilled",
+        "fulfilled",
+        "fulfilled",
+      ]);
+      assert.deepEqual(commits.map((c) => c.size), [7], "one transaction for the batch");
+      assert.equal(errors.length, 1);
+      assert.ok(errors[0] instanceof InvalidDataError);
+      assert.equal((await getRollout(db, rollout.id))?.stage, 1);
+      assert.equal((await listRolloutDevices(db, rollout.id)).items[0]?.state, "activated");
+      assert.equal((await getDevice(db, a))?.currentDigest, digestOf("f1"));
+      assert.ok((await getDevice(db, b))?.lastSeenAt instanceof Date);
+      assert.deepEqual((await listEvents(db, { rolloutId: rollout.id })).map((e) => e.type), [
+        "kept",
+      ]);
+      assert.deepEqual(await listEvents(db, { rolloutId: missing }), []);
+      await writer.close();
+    },
+  );
+
+  await t.step(
+    "GroupCommitWriter keeps a batch the database cannot take and retries it until it lands",
+    async () => {
+      let refusals = 3;
+      // The storage boundary says "disk full" three times, as PGlite does on a full disk.
+      const flaky = {
+        transaction: (work: Parameters<Db["transaction"]>[0]) => {
+          if (refusals-- > 0) {
+            const cause = Object.assign(
+              new Error('could not extend file "base/5/1": No space left on device'),
+              { code: "53100" },
+            );
+            return Promise.reject(new Error("Failed query: insert ... params: {...}", { cause }));
+          }
+          return db.transaction(work);
+        },
+      } as unknown as Db;
+      const retries: (number | undefined)[] = [];
+      const writer = new GroupCommitWriter(flaky, {
+        retryMinMs: 5,
+        retryMaxMs: 20,
+        onError: (_e, _size, retryInMs) => retries.push(retryInMs),
+      });
+      const rolloutId = crypto.randomUUID();
+      const first = writer.enqueue({ kind: "event", event: { rolloutId, type: "first" } });
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      const second = writer.enqueue({ kind: "event", event: { rolloutId, type: "second" } });
+      await new Promise((resolve) => setTimeout(resolve, 8));
+      assert.equal(
+        writer.unavailable,
+        'could not extend file "base/5/1": No space left on device (SQLSTATE 53100)',
+      );
+      await Promise.all([first, second]);
+      assert.deepEqual(retries, [5, 10, 20]);
+      assert.equal(writer.failedCommits, 3);
+      assert.equal(writer.unavailable, undefined);
+      assert.deepEqual((await listEvents(db, { rolloutId })).map((e) => e.type), [
+        "first",
+        "second",
+      ]);
+      await writer.close();
+    },
+  );
+
+  await t.step(
+    "GroupCommitWriter.close() gives up after its grace while the database is unavailable",
+    async () => {
+      const down = {
+        transaction: () =>
+          Promise.reject(
+            Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }),
+          ),
+      } as unknown as Db;
+      const writer = new GroupCommitWriter(down, {
+        retryMinMs: 5,
+        retryMaxMs: 5,
+        closeGraceMs: 50,
+        onError: () => {},
+      });
+      const write = writer.enqueue({ kind: "event", event: { type: "lost" } });
+      await writer.close();
+      await assert.rejects(write, /the database is unavailable and the writer closed/);
+    },
+  );
 
   await t.step("GroupCommitWriter fails a patch of a missing rollout", async () => {
     const writer = new GroupCommitWriter(db, { onError: () => {} });
