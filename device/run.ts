@@ -3,8 +3,9 @@ import type { MqttConnection, MqttConnectOptions } from "../mqtt/connection.ts";
 import { connectMqtt } from "../mqtt/connection.ts";
 import { type Logger, silentLogger } from "../obs/log.ts";
 import { createDeviceAgent, type DeviceAgent, type DeviceAgentOptions } from "./agent.ts";
+import { lockDeviceDir } from "./dir_lock.ts";
 import { FileDeviceStore } from "./file_store.ts";
-import { loadIdentity } from "./identity.ts";
+import { type DeviceIdentity, loadIdentity } from "./identity.ts";
 
 /** Options for {@linkcode startDevice}. */
 export interface StartDeviceOptions
@@ -29,10 +30,36 @@ export interface RunningDevice {
   close(): Promise<void>;
 }
 
-/** Loads the device in `dir`, connects with a persistent session and subscribes to its topic. */
+/**
+ * Loads the device in `dir`, connects with a persistent session and subscribes to its topic.
+ * Holds the directory's lock until closed; throws if another agent holds it.
+ */
 export async function startDevice(options: StartDeviceOptions): Promise<RunningDevice> {
-  const logger = options.logger ?? silentLogger;
   const identity = await loadIdentity(options.dir);
+  const lock = await lockDeviceDir(options.dir);
+  try {
+    const running = await connectDevice(options, identity);
+    return {
+      ...running,
+      async close() {
+        try {
+          await running.close();
+        } finally {
+          lock.release();
+        }
+      },
+    };
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+}
+
+async function connectDevice(
+  options: StartDeviceOptions,
+  identity: DeviceIdentity,
+): Promise<RunningDevice> {
+  const logger = options.logger ?? silentLogger;
   const { promise: connected, resolve } = Promise.withResolvers<MqttConnection>();
   const agent = await createDeviceAgent({
     ...options,
