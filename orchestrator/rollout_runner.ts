@@ -59,6 +59,7 @@ export class RolloutRunner {
   #headWrittenAt = 0;
   #finished = false;
   #stopped = false;
+  #unwritten = 0;
   /** Sends waiting for their commit, so shutdown can let them finish. */
   readonly #sending = new Set<Promise<void>>();
 
@@ -144,10 +145,16 @@ export class RolloutRunner {
     }
   }
 
+  /** Whether the engine is final but some of its writes have not landed (database unavailable). */
+  get finalPending(): boolean {
+    return FINAL.has(this.engine.state) && this.#unwritten > 0;
+  }
+
   #write(op: WriteOp): Promise<void> {
     const written = this.#writer.enqueue(op);
+    this.#unwritten++;
     // Failures are logged by the writer; a send waiting on this write is dropped (see #send).
-    written.catch(() => {});
+    written.catch(() => {}).finally(() => this.#unwritten--);
     this.#barrier = written;
     return written;
   }

@@ -40,7 +40,12 @@ export async function rolloutView(
     const summary = runner.engine.summary();
     return {
       ...base,
-      state: summary.state === "created" ? "running" : summary.state,
+      // A rollout is final only once all its writes landed: until then the stored state stands.
+      state: runner.finalPending
+        ? row.state
+        : summary.state === "created"
+        ? "running"
+        : summary.state,
       stage: summary.stage,
       stages: summary.stages,
       counts: summary.counts,
