@@ -31,6 +31,7 @@ import {
 import { LatencyHistogram, type Logger, silentLogger } from "../obs/mod.ts";
 import { toBase64 } from "../srup/mod.ts";
 import type { Clock } from "../actors/mod.ts";
+import { wallClock } from "../orchestrator/clock.ts";
 import { artifactDir, ConfigError, type ServiceConfig } from "../orchestrator/config.ts";
 import { type HeapUsage, v8HeapUsage } from "../orchestrator/heap_budget.ts";
 import { Orchestrator } from "../orchestrator/orchestrator.ts";
@@ -208,6 +209,8 @@ export async function startService(
       deviceKey: (id) => orchestrator.deviceKey(id),
       onResponse: (id, message) => orchestrator.handleResponse(id, message),
       tracker,
+      // The engine's clock: the stall check compares its timeouts with the link's silence.
+      now: () => (options.clock ?? wallClock).now(),
       logger,
     });
     cleanup.push(() => link.close());
@@ -430,7 +433,11 @@ function registerMetrics(
   parts: {
     db: Parameters<typeof countRolloutsByState>[0];
     orchestrator: Orchestrator;
-    link: { rejections: { toJSON(): Record<string, number | undefined> } };
+    link: {
+      rejections: { toJSON(): Record<string, number | undefined> };
+      stalled: boolean;
+      silentTimeouts: number;
+    };
     connection: { latency: LatencyHistogram; pending: number; connected: boolean };
     dbLatency: LatencyHistogram;
     writer: GroupCommitWriter;
@@ -475,6 +482,18 @@ function registerMetrics(
     "counter",
     "Received frames dropped, by reason",
     () => Object.entries(parts.link.rejections.toJSON()).map(([reason, n]) => [{ reason }, n ?? 0]),
+  );
+  metrics.collect(
+    "flotilla_responses_stalled",
+    "gauge",
+    "1 while devices time out with the broker connection up and no RESPONSE arrives from any device",
+    () => [[{}, parts.link.stalled ? 1 : 0]],
+  );
+  metrics.collect(
+    "flotilla_response_silent_timeouts_total",
+    "counter",
+    "Devices that timed out while the broker connection was up and no device answered",
+    () => [[{}, parts.link.silentTimeouts]],
   );
   metrics.collect(
     "flotilla_mqtt_connected",

@@ -26,6 +26,11 @@ export async function putArtifact(db: Db, artifact: NewArtifact): Promise<Artifa
   return existing!;
 }
 
+/** The URL devices fetch an artifact from: its own, or this service's download route. */
+export function artifactUrl(artifact: Artifact, publicUrl: string): string {
+  return artifact.url ?? `${publicUrl}/artifacts/${artifact.digest}`;
+}
+
 /** The artifact with this digest, or undefined. */
 export async function getArtifact(db: Db, digest: string): Promise<Artifact | undefined> {
   const [row] = await guard(

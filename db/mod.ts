@@ -44,6 +44,7 @@ export {
 } from "./devices.ts";
 export {
   type Artifact,
+  artifactUrl,
   getArtifact,
   listArtifacts,
   type ListArtifactsOptions,

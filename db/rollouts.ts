@@ -4,8 +4,10 @@ import type { Db } from "./open.ts";
 import { ConflictError, guard, InvalidDataError } from "./errors.ts";
 import { uuidv7 } from "./ids.ts";
 import { type Page, pageLimit, rowsOf } from "./page.ts";
+import type { NewArtifact } from "./artifacts.ts";
 import {
   ACTIVE_ROLLOUT_STATES,
+  artifacts,
   devices,
   PENDING,
   rolloutDevices,
@@ -32,6 +34,8 @@ export interface NewRollout {
   deviceIds: readonly string[];
   state?: RolloutState;
   snapshot?: unknown;
+  /** An artifact to record in the same transaction, so a refused rollout leaves none behind. */
+  registerArtifact?: NewArtifact;
 }
 
 /** Fields of a rollout the engine and operators change. */
@@ -55,8 +59,8 @@ const CREATE_LOCK = 0x666c6f74;
 const ANALYZE_AFTER = 1000;
 
 /**
- * Creates a rollout and one `pending` rollout_devices row per device, in one transaction: on any
- * error nothing is written. An InvalidDataError names a device listed twice or not registered; a
+ * Creates a rollout and one `pending` rollout_devices row per device, and records
+ * `registerArtifact` if given, in one transaction: on any error nothing is written. An InvalidDataError names a device listed twice or not registered; a
  * ConflictError one that an active rollout already drives.
  */
 export async function createRollout(db: Db, rollout: NewRollout): Promise<Rollout> {
@@ -66,7 +70,7 @@ export async function createRollout(db: Db, rollout: NewRollout): Promise<Rollou
     if (seen.has(id)) throw new InvalidDataError(`${context}: device "${id}" is listed twice`);
     seen.add(id);
   }
-  const { deviceIds, ...fields } = rollout;
+  const { deviceIds, registerArtifact, ...fields } = rollout;
   const id = rollout.id ?? uuidv7();
   // One JSON parameter instead of one per device: 100,000 targets stay a single statement.
   const ids = JSON.stringify(deviceIds);
@@ -108,6 +112,10 @@ export async function createRollout(db: Db, rollout: NewRollout): Promise<Rollou
       // planner takes the new rows for a few and scans them all on every write (PGlite runs no
       // autovacuum to catch up; see maintenance.ts).
       if (deviceIds.length >= ANALYZE_AFTER) await tx.execute(sql`analyze ${rolloutDevices}`);
+      // The first record of a digest wins, as in putArtifact.
+      if (registerArtifact) {
+        await tx.insert(artifacts).values(registerArtifact).onConflictDoNothing();
+      }
       return row!;
     }),
     context,

@@ -21,6 +21,9 @@ export interface MqttConnectOptions extends MqttClientSettings {
 /** Called for every message received on a subscribed topic. */
 export type MessageHandler = (topic: string, payload: Uint8Array) => void;
 
+/** Called when the connection comes up (true) or goes down (false). */
+export type StatusHandler = (connected: boolean) => void;
+
 /** The outbound queue is full: the broker is not acknowledging as fast as messages are sent. */
 export class OutboundQueueFullError extends Error {
   readonly limit: number;
@@ -147,6 +150,9 @@ export class MqttConnection {
   readonly #logger: Logger;
   readonly #maxPending: number;
   readonly #handlers = new Set<MessageHandler>();
+  /** Filters subscribed to, made again on every reconnect. */
+  readonly #filters = new Set<string>();
+  readonly #statusHandlers = new Set<StatusHandler>();
   /** Messages that arrived before any handler (a persistent session's backlog), until one does. */
   #early: [string, Uint8Array][] | null = [];
   #pending = 0;
@@ -182,8 +188,13 @@ export class MqttConnection {
       // ACK, about 40 ms per hop. The CONNECT itself went out on a fresh socket, undelayed.
       (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
       this.#logger.info("mqtt.connected", { clientId, sessionPresent: connack.sessionPresent });
+      // Not only when the session is gone: Mosquitto 2.0.11 with persistence reports the session
+      // present after its own restart but has lost the shared subscriptions in it.
+      for (const filter of this.#filters) this.#resubscribe(filter);
     });
     client.on("offline", () => this.#logger.warn("mqtt.offline", { clientId }));
+    client.on("connect", () => this.#status(true));
+    client.on("close", () => this.#status(false));
     client.on("error", (error) => {
       this.#logger.warn("mqtt.error", { clientId, error: error.message });
     });
@@ -231,13 +242,37 @@ export class MqttConnection {
     });
   }
 
-  /** Subscribes to `filter` with QoS 1; rejects when the broker refuses it. */
+  /** Subscribes to `filter` with QoS 1, and again after every reconnect; rejects when refused. */
   async subscribe(filter: string): Promise<void> {
+    // Kept from the start, so a reconnect before the SUBACK subscribes again too.
+    this.#filters.add(filter);
+    try {
+      await this.#subscribe(filter);
+    } catch (error) {
+      this.#filters.delete(filter);
+      throw error;
+    }
+  }
+
+  async #subscribe(filter: string): Promise<void> {
     const granted = await this.#client.subscribeAsync(filter, { qos: 1 });
     const grant = granted[0];
     if (!grant || grant.qos === 128 || grant.qos > 2) {
       throw new Error(`Cannot subscribe to "${filter}": the broker refused it`);
     }
+  }
+
+  #resubscribe(filter: string): void {
+    this.#subscribe(filter).then(
+      () => this.#logger.info("mqtt.resubscribed", { clientId: this.clientId, filter }),
+      // The next reconnect tries again; until then the stall check in the server link notices.
+      (error) =>
+        this.#logger.error("mqtt.resubscribe_failed", {
+          clientId: this.clientId,
+          filter,
+          error: String(error),
+        }),
+    );
   }
 
   /**
@@ -256,6 +291,22 @@ export class MqttConnection {
       }
     }
     return () => this.#handlers.delete(handler);
+  }
+
+  /** Calls `handler` whenever the connection comes up or goes down; returns a function that removes it. */
+  onStatus(handler: StatusHandler): () => void {
+    this.#statusHandlers.add(handler);
+    return () => this.#statusHandlers.delete(handler);
+  }
+
+  #status(connected: boolean): void {
+    for (const handler of this.#statusHandlers) {
+      try {
+        handler(connected);
+      } catch (error) {
+        this.#logger.error("mqtt.handler_failed", { error: String(error) });
+      }
+    }
   }
 
   /** Disconnects cleanly (the broker keeps a persistent session); idempotent. */

@@ -20,6 +20,7 @@ export {
   type MqttConnectOptions,
   OutboundQueueFullError,
   redact,
+  type StatusHandler,
 } from "./connection.ts";
 export { mqttClientOptions, type MqttClientSettings, parseBrokerUrl } from "./options.ts";
 export {

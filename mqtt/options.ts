@@ -88,7 +88,8 @@ export async function mqttClientOptions(
     reconnectPeriod: backoffOf(settings).minMs,
     // A refused CONNACK (broker overloaded, ACL being fixed) is retried like a lost connection.
     reconnectOnConnackError: true,
-    resubscribe: true,
+    // MqttConnection subscribes again on every connect; npm:mqtt would skip a present session.
+    resubscribe: false,
   };
   if (!options.clean) {
     // Sent only on MQTT 5 connections; npm:mqtt leaves properties out of a 3.1.1 CONNECT.

@@ -47,6 +47,8 @@ export interface ServerLinkOptions {
   shared?: boolean;
   /** Counts rejected frames by reason; pass one to share it (e.g. with metrics). */
   rejections?: RejectionCounter;
+  /** Milliseconds on the clock of the timeouts given to `timedOut()`; default `Date.now`. */
+  now?: () => number;
   logger?: Logger;
 }
 
@@ -92,6 +94,16 @@ export class ServerLink {
   readonly serverId: string;
   /** Frames dropped, by reason. */
   readonly rejections: RejectionCounter;
+  readonly #now: () => number;
+  readonly #offStatus: () => void;
+  /** When the connection last came up; undefined while it is down. */
+  #connectedSince: number | undefined;
+  /** When the last verified RESPONSE arrived (the link's creation before the first). */
+  #heardAt: number;
+  /** The stall under way: since when, and how many devices timed out in it. */
+  #stall: { since: number; timeouts: number } | undefined;
+  #stalls = 0;
+  #silentTimeouts = 0;
 
   /** Use {@linkcode createServerLink}, which also subscribes. */
   constructor(connection: MqttConnection, options: ServerLinkOptions & { serverId: string }) {
@@ -101,7 +113,53 @@ export class ServerLink {
     this.#logger = options.logger ?? silentLogger;
     this.serverId = options.serverId;
     this.rejections = options.rejections ?? new RejectionCounter();
+    this.#now = options.now ?? Date.now;
+    this.#heardAt = this.#now();
+    this.#connectedSince = connection.connected ? this.#heardAt : undefined;
+    this.#offStatus = connection.onStatus((connected) => {
+      this.#connectedSince = connected ? this.#now() : undefined;
+    });
     this.#unsubscribe = connection.onMessage((topic, payload) => this.#receive(topic, payload));
+  }
+
+  /** Whether devices are timing out while the broker is up and no RESPONSE arrives at all. */
+  get stalled(): boolean {
+    return this.#stall !== undefined;
+  }
+
+  /** Stalls so far; see {@linkcode timedOut}. */
+  get stalls(): number {
+    return this.#stalls;
+  }
+
+  /** Devices that timed out while connected with no RESPONSE from any device meanwhile. */
+  get silentTimeouts(): number {
+    return this.#silentTimeouts;
+  }
+
+  /**
+   * Tells the link that `deviceId` sent no RESPONSE within `waitedMs`. When the broker connection
+   * was up and no verified RESPONSE from any device arrived all that time, the server may be deaf
+   * (a subscription lost in the broker): counted, and true when this starts a stall.
+   */
+  timedOut(deviceId: string, waitedMs: number): boolean {
+    const since = this.#now() - waitedMs;
+    if (this.#connectedSince === undefined || this.#connectedSince > since) return false;
+    if (this.#heardAt > since) return false;
+    this.#silentTimeouts++;
+    if (this.#stall) {
+      this.#stall.timeouts++;
+      return false;
+    }
+    this.#stall = { since: this.#heardAt, timeouts: 1 };
+    this.#stalls++;
+    this.#logger.warn("response.stalled", {
+      device: deviceId,
+      waitedMs,
+      silentMs: this.#now() - this.#heardAt,
+      connectedMs: this.#now() - this.#connectedSince,
+    });
+    return true;
   }
 
   /** Signs and publishes an INITIATE to `deviceId`; resolves with the sent message on PUBACK. */
@@ -118,6 +176,7 @@ export class ServerLink {
   /** Stops delivering responses; the connection stays open. */
   close(): void {
     this.#unsubscribe();
+    this.#offStatus();
   }
 
   #send<T extends InitiateMessage | ActivateMessage>(
@@ -179,6 +238,7 @@ export class ServerLink {
       this.#reject("replay", { device: deviceId, sequence: message.sequence });
       return;
     }
+    this.#heard();
     try {
       await this.#options.onResponse(deviceId, message);
     } catch (error) {
@@ -189,6 +249,16 @@ export class ServerLink {
         error: String(error),
       });
     }
+  }
+
+  #heard(): void {
+    this.#heardAt = this.#now();
+    if (!this.#stall) return;
+    this.#logger.info("response.resumed", {
+      stalledMs: this.#heardAt - this.#stall.since,
+      timeouts: this.#stall.timeouts,
+    });
+    this.#stall = undefined;
   }
 
   #reject(reason: RejectReason, fields: Record<string, unknown>): void {

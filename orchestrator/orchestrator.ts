@@ -38,7 +38,8 @@ export interface OrchestratorOptions {
 
 /** A new rollout, its devices already resolved. */
 export interface RolloutRequest {
-  artifact: { digest: string; url: string };
+  /** `register`: not stored yet, recorded by its url in the rollout's own transaction. */
+  artifact: { digest: string; url: string; register?: boolean };
   loaded: LoadedPolicy;
   /** The selector as the operator wrote it. */
   targets: Record<string, unknown>;
@@ -145,6 +146,9 @@ export class Orchestrator {
       policyCommit: provenance.commit,
       targets: request.targets,
       deviceIds: request.deviceIds,
+      registerArtifact: request.artifact.register
+        ? { digest: request.artifact.digest, url: request.artifact.url }
+        : undefined,
     });
     await this.#prepare(request.deviceIds);
     await this.#writer.enqueue({

@@ -52,6 +52,7 @@ export class RolloutRunner {
   readonly #digestHex: string;
   readonly #onFinished?: (runner: RolloutRunner) => void;
   readonly #log: (line: string) => void;
+  readonly #timeouts: Policy["timeouts"];
   /** The last write queued: a send waits for it, so everything before the send is committed. */
   #barrier: Promise<void> = Promise.resolve();
   #headDirty = false;
@@ -75,6 +76,7 @@ export class RolloutRunner {
     this.#digest = Uint8Array.fromHex(options.artifact.digest);
     this.#onFinished = options.onFinished;
     this.#log = options.log ?? ((line) => console.error(line));
+    this.#timeouts = options.policy.timeouts;
     if (options.snapshot) {
       for (const record of options.snapshot.devices) {
         if (record.lastStatus !== null) this.#lastStatus.set(record.id, record.lastStatus);
@@ -216,6 +218,14 @@ export class RolloutRunner {
         digest: this.#digestHex,
         rolloutId: this.id,
       });
+    }
+    if (type === "device.timed_out" && device !== undefined) {
+      const waited = this.#timeouts[event.phase ?? "response"];
+      if (this.#link.timedOut(device, waited)) {
+        this.#log(
+          `rollout ${this.id}: RESPONSEs stalled: ${device} timed out after ${waited} ms and no device answered meanwhile, though the broker connection was up`,
+        );
+      }
     }
     this.#markHead(device === undefined);
   }

@@ -22,24 +22,32 @@ const stage = z.strictObject({
   approval: z.enum(["manual", "auto"]).default("auto"),
 });
 
-/** Stage percentages are cumulative: strictly increasing, ending at 100. */
-function checkStages(stages: { percent: number }[], ctx: z.RefinementCtx): void {
-  stages.forEach((stage, index) => {
-    const previous = stages[index - 1];
-    if (previous && stage.percent <= previous.percent) {
+/**
+ * Stage percentages are cumulative: strictly increasing, ending at 100. Runs even when a stage has
+ * other errors (so every problem is reported at once), so it skips percents that are not numbers.
+ */
+function checkStages(stages: { percent: unknown }[], ctx: z.RefinementCtx): void {
+  const percentOf = (index: number) => {
+    const percent = (stages[index] as { percent?: unknown } | undefined)?.percent;
+    return typeof percent === "number" ? percent : undefined;
+  };
+  stages.forEach((_stage, index) => {
+    const percent = percentOf(index);
+    const previous = percentOf(index - 1);
+    if (percent !== undefined && previous !== undefined && percent <= previous) {
       ctx.addIssue({
         code: "custom",
         path: [index, "percent"],
-        message: `Must be more than the previous stage's ${previous.percent}`,
+        message: `Must be more than the previous stage's ${previous}`,
       });
     }
   });
-  const last = stages.at(-1);
-  if (last && last.percent !== 100) {
+  const last = percentOf(stages.length - 1);
+  if (last !== undefined && last !== 100) {
     ctx.addIssue({
       code: "custom",
       path: [stages.length - 1, "percent"],
-      message: `The last stage must be 100: got ${last.percent}`,
+      message: `The last stage must be 100: got ${last}`,
     });
   }
 }
@@ -93,6 +101,7 @@ export const policySchema = z.strictObject({
   description: z.string().max(1000).optional(),
   stages: z.array(stage).min(1, { error: "Needs at least one stage" }).max(100).superRefine(
     checkStages,
+    { when: (payload) => Array.isArray(payload.value) },
   ),
   concurrency: z.int().positive().max(1_000_000).default(100),
   rate: rate.optional(),

@@ -1,7 +1,14 @@
 /** /v1/artifacts (upload or register) and /artifacts/<sha256> (the download devices fetch). */
 import { createRoute, z } from "@hono/zod-openapi";
 import { Hono } from "hono";
-import { type Artifact, type Db, getArtifact, listArtifacts, putArtifact } from "../../db/mod.ts";
+import {
+  type Artifact,
+  artifactUrl,
+  type Db,
+  getArtifact,
+  listArtifacts,
+  putArtifact,
+} from "../../db/mod.ts";
 import { ArtifactStore, ArtifactTooLargeError, isDigest } from "../artifact_store.ts";
 import { requireRole } from "../auth.ts";
 import { ApiError } from "../errors.ts";
@@ -44,11 +51,6 @@ const RegisterSchema = z.object({
   digest: Digest,
   size: z.number().int().nonnegative().optional(),
 }).strict().openapi("RegisterArtifact");
-
-/** The URL devices fetch an artifact from. */
-export function artifactUrl(artifact: Artifact, publicUrl: string): string {
-  return artifact.url ?? `${publicUrl}/artifacts/${artifact.digest}`;
-}
 
 function artifactJson(artifact: Artifact, publicUrl: string) {
   return {

@@ -79,17 +79,20 @@ export function deviceJson(device: Device & { rollout?: { id: string; state: str
   };
 }
 
-/** Parses `tag=key:value` query parameters. */
+/**
+ * Parses `tag=key=value` query parameters, the syntax `ctl` and the docs use; `key:value` is still
+ * read for older clients (a tag key holds neither character, so the first one splits).
+ */
 function parseTags(tag: string | string[] | undefined): Record<string, string> | undefined {
   if (tag === undefined) return undefined;
   const tags: Record<string, string> = {};
   for (const pair of Array.isArray(tag) ? tag : [tag]) {
-    const at = pair.indexOf(":");
+    const at = pair.search(/[=:]/);
     if (at < 1) {
       throw new ApiError(
         400,
         "invalid_request",
-        `Invalid tag filter "${pair}": expected key:value`,
+        `Invalid tag filter "${pair}": expected key=value (key:value is also read)`,
       );
     }
     tags[pair.slice(0, at)] = pair.slice(at + 1);
@@ -166,7 +169,7 @@ export function devicesApp(db: Db, orchestrator: Orchestrator) {
         path: "/",
         summary: "List devices",
         description:
-          "Filter with tag=key:value (repeatable, all must match) and state (the device's state in its latest rollout).",
+          "Filter with tag=key=value (repeatable, all must match; key:value is also read) and state (the device's state in its latest rollout).",
         request: {
           query: z.object({
             tag: z.union([z.string(), z.array(z.string())]).optional(),

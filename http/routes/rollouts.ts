@@ -2,27 +2,27 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { RolloutCommandError } from "../../actors/mod.ts";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
 import {
-  ConflictError,
   type Db,
-  getArtifact,
   getRollout,
-  InvalidDataError,
   listRolloutDevices,
   listRollouts,
-  putArtifact,
+  type Rollout,
   ROLLOUT_STATES,
-  selectDeviceIds,
 } from "../../db/mod.ts";
-import { type LoadedPolicy, PolicyError, validatePolicy } from "../../policies/mod.ts";
 import type { Orchestrator, RolloutCommand } from "../../orchestrator/orchestrator.ts";
 import type { PolicyRegistry } from "../../orchestrator/policy_registry.ts";
-import { InsufficientHeapError } from "../../orchestrator/heap_budget.ts";
+import {
+  type RolloutRefusal,
+  RolloutRefusedError,
+  startRollout,
+} from "../../orchestrator/create_rollout.ts";
 import { rolloutView } from "../../orchestrator/rollout_view.ts";
 import { requireRole } from "../auth.ts";
 import { ApiError } from "../errors.ts";
 import type { AppEnv } from "../env.ts";
-import { ArtifactUrl, artifactUrl, Digest } from "./artifacts.ts";
+import { ArtifactUrl, Digest } from "./artifacts.ts";
 import {
   AUTH_ERRORS,
   CONFLICT,
@@ -99,47 +99,59 @@ const RolloutDeviceSchema = z.object({
   updatedAt: z.string(),
 }).openapi("RolloutDevice");
 
-function resolvePolicy(
-  policies: PolicyRegistry,
-  policy: string | Record<string, unknown>,
-): LoadedPolicy {
-  if (typeof policy === "string") {
-    const loaded = policies.get(policy);
-    if (!loaded) {
-      throw new ApiError(422, "unknown_policy", `No policy "${policy}"`, {
-        details: { known: policies.list().map((p) => p.policy.name) },
-      });
-    }
-    return loaded;
-  }
-  try {
-    return validatePolicy(policy, { source: "inline" });
-  } catch (error) {
-    if (!(error instanceof PolicyError)) throw error;
-    throw new ApiError(400, "invalid_policy", error.message, { details: error.issues });
-  }
+const COMMAND_RESPONSES = {
+  200: jsonResponse(RolloutSchema, "The rollout after the command"),
+  ...AUTH_ERRORS,
+  ...NOT_FOUND,
+  ...CONFLICT,
+};
+
+const COMMAND_SUMMARIES: Record<RolloutCommand, string> = {
+  pause: "Pause a rollout: no new INITIATE or ACTIVATE until resumed",
+  resume: "Resume a paused rollout",
+  cancel: "Cancel a rollout: devices keep what they run",
+  promote: "Grant the manual approval the rollout waits for",
+};
+
+/** The route of one operator command, `POST /{id}/<command>`. */
+function commandRoute<C extends RolloutCommand>(command: C) {
+  return createRoute({
+    method: "post",
+    path: `/{id}/${command}` as `/{id}/${C}`,
+    summary: COMMAND_SUMMARIES[command],
+    middleware: [requireRole("operator")] as const,
+    request: { params: IdParam },
+    responses: COMMAND_RESPONSES,
+  });
+}
+
+const REFUSAL_STATUS: Record<RolloutRefusal, ContentfulStatusCode> = {
+  unknown_policy: 422,
+  invalid_policy: 400,
+  unknown_artifact: 422,
+  no_devices: 422,
+  invalid_targets: 422,
+  devices_busy: 409,
+  insufficient_memory: 503,
+};
+
+/** The stored rollout, or a 404. */
+async function findRollout(db: Db, id: string): Promise<Rollout> {
+  const row = await getRollout(db, id);
+  if (!row) throw new ApiError(404, "not_found", `No rollout "${id}"`);
+  return row;
 }
 
 /** The rollouts sub-app. */
 export function rolloutsApp(deps: RolloutDeps) {
   const { db, orchestrator } = deps;
-  const view = async (id: string) => {
-    const row = await getRollout(db, id);
-    if (!row) throw new ApiError(404, "not_found", `No rollout "${id}"`);
-    return rolloutView(db, orchestrator, row);
-  };
-  const COMMAND_RESPONSES = {
-    200: jsonResponse(RolloutSchema, "The rollout after the command"),
-    ...AUTH_ERRORS,
-    ...NOT_FOUND,
-    ...CONFLICT,
-  };
-  const runCommand = async (c: Context<AppEnv>, id: string, name: RolloutCommand) => {
-    const row = await getRollout(db, id);
-    if (!row) throw new ApiError(404, "not_found", `No rollout "${id}"`);
+  const view = async (id: string) => rolloutView(db, orchestrator, await findRollout(db, id));
+  const runCommand = async (c: Context<AppEnv>, command: RolloutCommand) => {
+    const id = c.req.param("id")!;
+    const row = await findRollout(db, id);
     try {
-      if (!await orchestrator.command(id, name, c.get("caller").name)) {
-        throw new ApiError(409, "not_running", `Cannot ${name} rollout: it is "${row.state}"`);
+      if (!await orchestrator.command(id, command, c.get("caller").name)) {
+        throw new ApiError(409, "not_running", `Cannot ${command} rollout: it is "${row.state}"`);
       }
     } catch (error) {
       if (error instanceof RolloutCommandError) {
@@ -147,7 +159,7 @@ export function rolloutsApp(deps: RolloutDeps) {
       }
       throw error;
     }
-    return await view(id);
+    return c.json(await view(id), 200);
   };
   return newApp()
     .openapi(
@@ -172,49 +184,17 @@ export function rolloutsApp(deps: RolloutDeps) {
         },
       }),
       async (c) => {
-        const body = c.req.valid("json");
-        const loaded = resolvePolicy(deps.policies, body.policy);
-        let artifact = await getArtifact(db, body.artifact.digest);
-        if (!artifact) {
-          if (!("url" in body.artifact)) {
-            throw new ApiError(
-              422,
-              "unknown_artifact",
-              `No artifact "${body.artifact.digest}": upload it or give its url`,
-            );
-          }
-          artifact = await putArtifact(db, {
-            digest: body.artifact.digest,
-            url: body.artifact.url,
-          });
-        }
-        const targets = body.targets;
-        const deviceIds = "ids" in targets
-          ? targets.ids.map((id) => id.toLowerCase())
-          : await selectDeviceIds(db, "tags" in targets ? { tags: targets.tags } : {});
-        if (deviceIds.length === 0) {
-          throw new ApiError(422, "no_devices", "The targets select no registered device");
-        }
         try {
-          const row = await orchestrator.create({
-            artifact: { digest: artifact.digest, url: artifactUrl(artifact, deps.publicUrl) },
-            loaded,
-            targets: targets as Record<string, unknown>,
-            deviceIds,
+          const row = await startRollout(deps, {
+            ...c.req.valid("json"),
             actor: c.get("caller").name,
           });
           return c.json(await rolloutView(db, orchestrator, row), 201);
         } catch (error) {
-          if (error instanceof ConflictError) {
-            throw new ApiError(409, "devices_busy", error.message);
-          }
-          if (error instanceof InvalidDataError) {
-            throw new ApiError(422, "invalid_targets", error.message);
-          }
-          if (error instanceof InsufficientHeapError) {
-            throw new ApiError(503, "insufficient_memory", error.message);
-          }
-          throw error;
+          if (!(error instanceof RolloutRefusedError)) throw error;
+          throw new ApiError(REFUSAL_STATUS[error.code], error.code, error.message, {
+            details: error.details,
+          });
         }
       },
     )
@@ -282,7 +262,7 @@ export function rolloutsApp(deps: RolloutDeps) {
       }),
       async (c) => {
         const { id } = c.req.valid("param");
-        if (!await getRollout(db, id)) throw new ApiError(404, "not_found", `No rollout "${id}"`);
+        await findRollout(db, id);
         const page = await listRolloutDevices(db, id, c.req.valid("query"));
         return c.json({
           items: page.items.map((d) => ({
@@ -298,48 +278,8 @@ export function rolloutsApp(deps: RolloutDeps) {
         }, 200);
       },
     )
-    .openapi(
-      createRoute({
-        method: "post",
-        path: "/{id}/pause",
-        summary: "Pause a rollout: no new INITIATE or ACTIVATE until resumed",
-        middleware: [requireRole("operator")] as const,
-        request: { params: IdParam },
-        responses: COMMAND_RESPONSES,
-      }),
-      async (c) => c.json(await runCommand(c, c.req.valid("param").id, "pause"), 200),
-    )
-    .openapi(
-      createRoute({
-        method: "post",
-        path: "/{id}/resume",
-        summary: "Resume a paused rollout",
-        middleware: [requireRole("operator")] as const,
-        request: { params: IdParam },
-        responses: COMMAND_RESPONSES,
-      }),
-      async (c) => c.json(await runCommand(c, c.req.valid("param").id, "resume"), 200),
-    )
-    .openapi(
-      createRoute({
-        method: "post",
-        path: "/{id}/cancel",
-        summary: "Cancel a rollout: devices keep what they run",
-        middleware: [requireRole("operator")] as const,
-        request: { params: IdParam },
-        responses: COMMAND_RESPONSES,
-      }),
-      async (c) => c.json(await runCommand(c, c.req.valid("param").id, "cancel"), 200),
-    )
-    .openapi(
-      createRoute({
-        method: "post",
-        path: "/{id}/promote",
-        summary: "Grant the manual approval the rollout waits for",
-        middleware: [requireRole("operator")] as const,
-        request: { params: IdParam },
-        responses: COMMAND_RESPONSES,
-      }),
-      async (c) => c.json(await runCommand(c, c.req.valid("param").id, "promote"), 200),
-    );
+    .openapi(commandRoute("pause"), (c) => runCommand(c, "pause"))
+    .openapi(commandRoute("resume"), (c) => runCommand(c, "resume"))
+    .openapi(commandRoute("cancel"), (c) => runCommand(c, "cancel"))
+    .openapi(commandRoute("promote"), (c) => runCommand(c, "promote"));
 }

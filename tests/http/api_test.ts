@@ -225,6 +225,10 @@ Deno.test({
         );
         const byTag = await request(service, "GET", "/v1/devices?tag=site:lab");
         assert.deepEqual(byTag.body.items.map((d: { id: string }) => d.id), [id]);
+        const byEquals = await request(service, "GET", "/v1/devices?tag=site%3Dlab");
+        assert.deepEqual(byEquals.body.items.map((d: { id: string }) => d.id), [id]);
+        const byOther = await request(service, "GET", "/v1/devices?tag=site=elsewhere");
+        assert.deepEqual(byOther.body.items, []);
         assertError(
           await request(service, "GET", "/v1/devices/not-a-uuid"),
           400,

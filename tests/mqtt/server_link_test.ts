@@ -4,7 +4,9 @@ import {
   createServerLink,
   type MqttConnection,
   type ServerLink,
+  type ServerLinkOptions,
   serverTopic,
+  startEmbeddedBroker,
 } from "../../mqtt/mod.ts";
 import { createSequenceAllocator } from "../../io/sequence.ts";
 import {
@@ -43,7 +45,7 @@ async function response(key: Uint8Array, fields: Partial<ResponseMessage> = {}) 
 }
 
 /** A server link with a fresh server key, a known device, and a plain client as that device. */
-async function setup(url: string) {
+async function setup(url: string, options: Partial<ServerLinkOptions> = {}) {
   const serverKey = randomPrivateKey();
   const deviceId = crypto.randomUUID();
   const deviceKey = randomPrivateKey();
@@ -57,6 +59,7 @@ async function setup(url: string) {
     deviceKey: (id) => Promise.resolve(id === deviceId ? devicePublic : undefined),
     onResponse: (id, message) => void received.push([id, message]),
     logger,
+    ...options,
   });
   const device = await connectMqtt(url, { clean: true });
   return { serverKey, deviceId, deviceKey, logger, received, serverConnection, link, device };
@@ -202,4 +205,63 @@ Deno.test({
       await server.close();
     }
   },
+});
+
+Deno.test("ServerLink reports a stall when devices time out while connected and nothing is heard", async (t) => {
+  let broker = await startEmbeddedBroker({ port: 0 });
+  let now = 0;
+  const s = await setup(broker.url, { now: () => now });
+  const topic = serverTopic(s.link.serverId, s.deviceId);
+  try {
+    await t.step("a timeout shorter than the time since the link started is not a stall", () => {
+      now = 500;
+      assert.equal(s.link.timedOut(s.deviceId, 1_000), false);
+      assert.equal(s.link.silentTimeouts, 0);
+    });
+    await t.step("a timeout spanning silence on a live connection starts a stall", async () => {
+      now = 1_500;
+      const logged = s.logger.next("response.stalled");
+      assert.equal(s.link.timedOut(s.deviceId, 1_000), true);
+      assert.deepEqual((await logged).fields, {
+        device: s.deviceId,
+        waitedMs: 1_000,
+        silentMs: 1_500,
+        connectedMs: 1_500,
+      });
+      assert.equal(s.link.stalled, true);
+      assert.equal(s.link.timedOut(s.deviceId, 1_000), false, "one report per stall");
+      assert.equal(s.link.silentTimeouts, 2);
+      assert.equal(s.link.stalls, 1);
+    });
+    await t.step("a verified RESPONSE ends it", async () => {
+      now = 2_000;
+      const logged = s.logger.next("response.resumed");
+      await s.device.publish(topic, await response(s.deviceKey, { sequence: 1n }));
+      assert.deepEqual((await logged).fields, { stalledMs: 2_000, timeouts: 2 });
+      assert.equal(s.link.stalled, false);
+      now = 2_500;
+      assert.equal(s.link.timedOut(s.deviceId, 1_000), false, "a device answered meanwhile");
+    });
+    await t.step(
+      "no stall while the broker is away, nor before it has been up a timeout",
+      async () => {
+        now = 10_000;
+        const port = broker.port;
+        await broker.close();
+        await waitUntil(() => !s.serverConnection.connected, "the link to notice");
+        assert.equal(s.link.timedOut(s.deviceId, 1_000), false);
+        broker = await startEmbeddedBroker({ port });
+        await waitUntil(() => s.serverConnection.connected, "the link to reconnect");
+        now = 10_500;
+        assert.equal(s.link.timedOut(s.deviceId, 1_000), false);
+        now = 11_500;
+        assert.equal(s.link.timedOut(s.deviceId, 1_000), true);
+        assert.equal(s.link.stalls, 2);
+        assert.equal(s.link.silentTimeouts, 3);
+      },
+    );
+  } finally {
+    await teardown(s.serverConnection, s.device);
+    await broker.close();
+  }
 });

@@ -13,7 +13,12 @@ export const POLICY_DIR = new URL("../../policies", import.meta.url).pathname;
 /** Starts the service on ephemeral ports in a temp data dir; policy time runs `speed` times faster. */
 export async function startTestService(
   dataDir: string,
-  options: { speed?: number; env?: Record<string, string>; heap?: () => HeapUsage } = {},
+  options: {
+    speed?: number;
+    env?: Record<string, string>;
+    heap?: () => HeapUsage;
+    log?: (line: string) => void;
+  } = {},
 ): Promise<Service> {
   const config = readConfig({
     FLOTILLA_DATA_DIR: dataDir,
@@ -24,7 +29,7 @@ export async function startTestService(
     ...options.env,
   });
   return await startService(config, {
-    log: () => {},
+    log: options.log ?? (() => {}),
     clock: options.speed ? scaledClock(options.speed) : undefined,
     heap: options.heap,
   });

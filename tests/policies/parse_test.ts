@@ -113,6 +113,29 @@ colour: blue
   );
 });
 
+Deno.test("parsePolicy() reports stage order problems alongside field errors in the stages", () => {
+  assert.deepEqual(
+    problems(`name: broken
+stages:
+  - percent: 50
+  - percent: 20
+    bake: nonsense
+  - percent: "x"
+  - percent: 30
+    approval: sometimes
+concurrency: -1
+`),
+    [
+      "p.yaml:4: stages[1].percent: Must be more than the previous stage's 50",
+      'p.yaml:5: stages[1].bake: Invalid duration "nonsense": use a number and a unit (ms, s, m, h, d)',
+      "p.yaml:6: stages[2].percent: Invalid input: expected number, received string",
+      "p.yaml:7: stages[3].percent: The last stage must be 100: got 30",
+      'p.yaml:8: stages[3].approval: Invalid option: expected one of "manual"|"auto"',
+      "p.yaml:9: concurrency: Too small: expected number to be >0",
+    ],
+  );
+});
+
 Deno.test("parsePolicy() reports wrong types, missing keys and bad values", () => {
   assert.deepEqual(problems("stages: []\n"), [
     "p.yaml:1: name: Invalid input: expected string, received undefined",

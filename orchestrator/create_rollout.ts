@@ -1,0 +1,133 @@
+/**
+ * Creating a rollout as a use case: resolve the policy, the artifact and the targets, then let the
+ * orchestrator create and start it. A refusal writes nothing, not even an artifact given by url.
+ */
+import {
+  artifactUrl,
+  ConflictError,
+  type Db,
+  getArtifact,
+  InvalidDataError,
+  type Rollout,
+  selectDeviceIds,
+} from "../db/mod.ts";
+import { type LoadedPolicy, PolicyError, validatePolicy } from "../policies/mod.ts";
+import { InsufficientHeapError } from "./heap_budget.ts";
+import type { Orchestrator } from "./orchestrator.ts";
+import type { PolicyRegistry } from "./policy_registry.ts";
+
+/** Why a rollout was refused; the API answers each with its own status. */
+export type RolloutRefusal =
+  | "unknown_policy"
+  | "invalid_policy"
+  | "unknown_artifact"
+  | "no_devices"
+  | "invalid_targets"
+  | "devices_busy"
+  | "insufficient_memory";
+
+/** A rollout that cannot be created as asked; nothing was written. */
+export class RolloutRefusedError extends Error {
+  readonly code: RolloutRefusal;
+  readonly details: unknown;
+
+  constructor(code: RolloutRefusal, message: string, options: { details?: unknown } = {}) {
+    super(message);
+    this.name = "RolloutRefusedError";
+    this.code = code;
+    this.details = options.details ?? null;
+  }
+}
+
+/** Which devices a rollout targets, as the operator wrote it. */
+export type RolloutTargets =
+  | { all: true }
+  | { ids: readonly string[] }
+  | { tags: Record<string, string> };
+
+/** A rollout as an operator asks for it. */
+export interface NewRolloutInput {
+  /** A stored artifact's digest, or a digest and the url of a file hosted elsewhere. */
+  artifact: { digest: string; url?: string };
+  /** A loaded policy's name, or an inline policy object. */
+  policy: string | Record<string, unknown>;
+  targets: RolloutTargets;
+  /** The token name that asked for it. */
+  actor: string;
+}
+
+/** What creating a rollout needs. */
+export interface CreateRolloutDeps {
+  db: Db;
+  orchestrator: Orchestrator;
+  policies: PolicyRegistry;
+  /** Base URL devices fetch stored artifacts from. */
+  publicUrl: string;
+}
+
+/** Creates and starts a rollout; RolloutRefusedError when it cannot be created as asked. */
+export async function startRollout(
+  deps: CreateRolloutDeps,
+  input: NewRolloutInput,
+): Promise<Rollout> {
+  const { db, orchestrator } = deps;
+  const loaded = resolvePolicy(deps.policies, input.policy);
+  const stored = await getArtifact(db, input.artifact.digest);
+  if (!stored && input.artifact.url === undefined) {
+    throw new RolloutRefusedError(
+      "unknown_artifact",
+      `No artifact "${input.artifact.digest}": upload it or give its url`,
+    );
+  }
+  const artifact = stored
+    ? { digest: stored.digest, url: artifactUrl(stored, deps.publicUrl) }
+    : { digest: input.artifact.digest, url: input.artifact.url!, register: true };
+  const targets = input.targets;
+  const deviceIds = "ids" in targets
+    ? targets.ids.map((id) => id.toLowerCase())
+    : await selectDeviceIds(db, "tags" in targets ? { tags: targets.tags } : {});
+  if (deviceIds.length === 0) {
+    throw new RolloutRefusedError("no_devices", "The targets select no registered device");
+  }
+  try {
+    return await orchestrator.create({
+      artifact,
+      loaded,
+      targets: targets as Record<string, unknown>,
+      deviceIds,
+      actor: input.actor,
+    });
+  } catch (error) {
+    if (error instanceof ConflictError) {
+      throw new RolloutRefusedError("devices_busy", error.message);
+    }
+    if (error instanceof InvalidDataError) {
+      throw new RolloutRefusedError("invalid_targets", error.message);
+    }
+    if (error instanceof InsufficientHeapError) {
+      throw new RolloutRefusedError("insufficient_memory", error.message);
+    }
+    throw error;
+  }
+}
+
+function resolvePolicy(
+  policies: PolicyRegistry,
+  policy: string | Record<string, unknown>,
+): LoadedPolicy {
+  if (typeof policy === "string") {
+    const loaded = policies.get(policy);
+    if (!loaded) {
+      throw new RolloutRefusedError("unknown_policy", `No policy "${policy}"`, {
+        details: { known: policies.list().map((p) => p.policy.name) },
+      });
+    }
+    return loaded;
+  }
+  try {
+    return validatePolicy(policy, { source: "inline" });
+  } catch (error) {
+    if (!(error instanceof PolicyError)) throw error;
+    throw new RolloutRefusedError("invalid_policy", error.message, { details: error.issues });
+  }
+}
