@@ -20,12 +20,9 @@ export {
 export { uuidv7 } from "./ids.ts";
 export { type Page, pageLimit } from "./page.ts";
 export {
-  acceptSequence,
   deleteDevice,
   type Device,
   type DeviceListItem,
-  type DeviceSeen,
-  type DeviceSequence,
   type DeviceUpdate,
   getDevice,
   listDevices,
@@ -33,10 +30,6 @@ export {
   loadPublicKeys,
   loadSequences,
   type NewDevice,
-  recordActivation,
-  recordActivations,
-  recordSeen,
-  recordSequences,
   registerDevice,
   registerDevices,
   selectDeviceIds,

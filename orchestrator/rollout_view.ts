@@ -1,8 +1,14 @@
 /** A rollout as the API and the dashboard show it: live figures when it runs, stored ones after. */
-import type { HaltReason, PauseReason, RolloutSummary } from "../actors/mod.ts";
-import { countRolloutDevices, type Db, type Rollout, type RolloutState } from "../db/mod.ts";
+import {
+  describeHaltReason,
+  type HaltReason,
+  type PauseReason,
+  type RolloutState,
+  rolloutStateOf,
+  type RolloutSummary,
+} from "../actors/mod.ts";
+import { countRolloutDevices, type Db, type Rollout } from "../db/mod.ts";
 import type { Orchestrator } from "./orchestrator.ts";
-import { describeHalt } from "./rollout_runner.ts";
 
 /** The API's rollout object. */
 export interface RolloutView {
@@ -41,16 +47,12 @@ export async function rolloutView(
     return {
       ...base,
       // A rollout is final only once all its writes landed: until then the stored state stands.
-      state: runner.finalPending
-        ? row.state
-        : summary.state === "created"
-        ? "running"
-        : summary.state,
+      state: runner.finalPending ? row.state : rolloutStateOf(summary.state),
       stage: summary.stage,
       stages: summary.stages,
       counts: summary.counts,
       haltReason: summary.haltReason
-        ? { message: describeHalt(summary.haltReason), ...summary.haltReason }
+        ? { message: describeHaltReason(summary.haltReason), ...summary.haltReason }
         : null,
       pauseReason: summary.pauseReason,
       bakeUntil: summary.bakeUntil === null ? null : new Date(summary.bakeUntil).toISOString(),

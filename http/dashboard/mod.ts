@@ -1,10 +1,12 @@
 /**
- * The live dashboard: `GET /` serves the page, `GET /ui/*` its script and styles. The page itself
+ * The live dashboard: `GET /` serves the page, `GET /ui/*` its script, styles and the state
+ * vocabulary. The page itself
  * needs no token; it calls the /v1 API with the operator's token, kept in session storage.
  *
  * @module
  */
 import { Hono } from "hono";
+import { VOCABULARY } from "../../actors/states.ts";
 
 // Read once at start; the files are small and served from memory.
 const STATIC = new URL("./static/", import.meta.url);
@@ -16,6 +18,11 @@ interface Asset {
 
 function asset(name: string, type: string): Asset {
   return { body: Deno.readTextFileSync(new URL(name, STATIC)), type };
+}
+
+/** The state vocabulary the page loads, from the one in actors/: the page keeps no copy. */
+function vocabularyJson(): Asset {
+  return { body: JSON.stringify(VOCABULARY), type: "application/json" };
 }
 
 // Everything the page loads is its own: no inline script, no CDN, no other origin.
@@ -36,6 +43,7 @@ export function dashboardApp(): Hono {
   const assets: Record<string, Asset> = {
     "app.js": asset("app.js", "text/javascript; charset=utf-8"),
     "app.css": asset("app.css", "text/css; charset=utf-8"),
+    "vocabulary.json": vocabularyJson(),
   };
   return new Hono()
     .get("/", (c) => {

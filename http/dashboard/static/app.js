@@ -9,17 +9,11 @@ const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 10_000;
 const RECENT_EVENTS = 30;
 
-const DEVICE_STATES = [
-  "pending",
-  "initiated",
-  "received",
-  "activating",
-  "activated",
-  "retrying",
-  "timed_out",
-  "failed",
-  "cancelled",
-];
+// The state words come from the server (actors/states.ts), never a copy.
+const { deviceStates: DEVICE_STATES, finalRolloutStates } = await (
+  await fetch("/ui/vocabulary.json")
+).json();
+
 const STATUS_NAMES = {
   0x00: "success",
   0xfc: "HTTP error",
@@ -421,7 +415,7 @@ function timeline(r) {
       }. Per-stage figures are shown while the rollout is driven by this server.`,
     );
   }
-  const finished = ["completed", "halted", "cancelled"].includes(r.state);
+  const finished = finalRolloutStates.includes(r.state);
   return h(
     "div",
     { class: "timeline", id: "timeline" },
