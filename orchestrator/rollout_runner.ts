@@ -16,7 +16,12 @@ import {
   rolloutStateOf,
   ROW_STATE_OF,
 } from "../actors/mod.ts";
-import type { GroupCommitWriter, RolloutDeviceRow, WriteOp } from "../db/mod.ts";
+import {
+  describeDatabaseError,
+  type GroupCommitWriter,
+  type RolloutDeviceRow,
+  type WriteOp,
+} from "../db/mod.ts";
 import type { Policy } from "../policies/mod.ts";
 import type { ServerLink } from "../mqtt/mod.ts";
 
@@ -181,7 +186,7 @@ export class RolloutRunner {
             // The engine's timeout for this device retries it.
             this.#log(
               `rollout ${this.id}: cannot send ${kind.toUpperCase()} to ${device}` +
-                `${attempt ? ` (attempt ${attempt})` : ""}: ${(error as Error).message}`,
+                `${attempt ? ` (attempt ${attempt})` : ""}: ${describeDatabaseError(error)}`,
             );
           }
         },
