@@ -3,6 +3,7 @@ import { type Clock, type RolloutSnapshot, snapshotFromRows } from "../actors/mo
 import {
   createRollout,
   type Db,
+  describeDatabaseError,
   type GroupCommitWriter,
   listActiveRollouts,
   listRolloutDeviceIds,
@@ -223,7 +224,9 @@ export class Orchestrator {
       } catch (error) {
         // One rollout that cannot be restored must not keep the others, or the service, down.
         this.#log(
-          `rollout ${row.id}: cannot resume, left as "${row.state}": ${(error as Error).message}`,
+          `rollout ${row.id}: cannot resume, left as "${row.state}": ${
+            describeDatabaseError(error)
+          }`,
         );
         continue;
       }

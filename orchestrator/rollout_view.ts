@@ -46,7 +46,8 @@ export async function rolloutView(
     const summary = runner.engine.summary();
     return {
       ...base,
-      state: rolloutStateOf(summary.state),
+      // A rollout is final only once all its writes landed: until then the stored state stands.
+      state: runner.finalPending ? row.state : rolloutStateOf(summary.state),
       stage: summary.stage,
       stages: summary.stages,
       counts: summary.counts,
