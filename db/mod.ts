@@ -21,6 +21,7 @@ export { uuidv7 } from "./ids.ts";
 export { type Page, pageLimit } from "./page.ts";
 export {
   acceptSequence,
+  countRegistered,
   deleteDevice,
   type Device,
   type DeviceListItem,
@@ -39,12 +40,16 @@ export {
   recordSequences,
   registerDevice,
   registerDevices,
+  resetPresence,
   selectDeviceIds,
   updateDevices,
 } from "./devices.ts";
 export {
   type Artifact,
+  artifactLabels,
   artifactUrl,
+  type ArtifactUse,
+  artifactUses,
   getArtifact,
   listArtifacts,
   type ListArtifactsOptions,
@@ -84,6 +89,7 @@ export {
   type ListEventsOptions,
   type NewEvent,
 } from "./events.ts";
+export { type EventHistoryOptions, listEventHistory } from "./events.ts";
 export {
   type ApiToken,
   createApiToken,
