@@ -2,6 +2,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { DEVICE_STATES, isFinished } from "../../actors/mod.ts";
 import { ACTIVE_ROLLOUT_STATES, ROLLOUT_STATES, TOKEN_ROLES } from "../../db/mod.ts";
+import { STATUS_NAMES, STATUS_TEXT } from "../../srup/mod.ts";
 import { AUTH_ERRORS, jsonResponse, newApp } from "../openapi.ts";
 
 const FINAL_ROLLOUT_STATES = ROLLOUT_STATES.filter((state) =>
@@ -39,6 +40,7 @@ export function meApp() {
               deviceFinal: z.array(z.string()),
               rollout: z.array(z.string()),
               rolloutFinal: z.array(z.string()),
+              statuses: z.array(z.object({ code: z.number(), name: z.string(), text: z.string() })),
             }),
             "The states",
           ),
@@ -51,6 +53,11 @@ export function meApp() {
           deviceFinal: DEVICE_STATES.filter(isFinished),
           rollout: [...ROLLOUT_STATES],
           rolloutFinal: FINAL_ROLLOUT_STATES,
+          statuses: [...STATUS_NAMES].map(([code, name]) => ({
+            code,
+            name,
+            text: STATUS_TEXT.get(code) ?? name,
+          })),
         }, 200),
     );
 }
