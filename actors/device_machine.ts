@@ -16,7 +16,7 @@ import {
   UPDATE_SUCCESS,
 } from "../srup/mod.ts";
 import type { Retryable } from "../policies/mod.ts";
-import type { DeviceState } from "./device_state.ts";
+import type { DeviceState } from "./states.ts";
 
 /** When a device may try again: total attempts and the conditions worth a retry. */
 export interface RetryRule {

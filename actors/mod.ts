@@ -16,26 +16,36 @@
  *   synchronous, none may call back into the engine synchronously.
  * - Stage k covers the first ceil(percent_k% × n) devices of `devices`, in order.
  */
-export { createRolloutEngine, RolloutEngine } from "./engine.ts";
-export type {
-  ResponseOutcome,
-  RolloutEngineOptions,
-  RolloutPhase,
-  RolloutState,
-  RolloutSummary,
-  StageSummary,
-} from "./engine_types.ts";
-export type { Clock, RolloutEvent, RolloutEventType, RolloutPorts } from "./ports.ts";
+export {
+  createRolloutEngine,
+  type ResponseOutcome,
+  RolloutEngine,
+  type RolloutEngineOptions,
+} from "./engine.ts";
+export type { RolloutSummary, StageSummary } from "./summary.ts";
+export type { Clock, RolloutPorts } from "./ports.ts";
+export {
+  type DeviceEventBase,
+  type DeviceRolloutEvent,
+  FINAL_EVENT_TYPE,
+  isDeviceEvent,
+  type RolloutEvent,
+  type RolloutEventType,
+  type RolloutLevelEvent,
+  ROW_STATE_OF,
+  type StageFigures,
+} from "./events.ts";
 export { RolloutCommandError, type RolloutCommandErrorCode } from "./errors.ts";
 export {
   checkSnapshot,
   type DeviceRecord,
   type IgnoredCounts,
-  RECORD_STATES,
   type RolloutSnapshot,
 } from "./snapshot.ts";
+export { type FromRowsOptions, initialHead, snapshotFromRows, type StartedRow } from "./restore.ts";
 export type { FailureFigures, HaltReason, PauseReason, SuccessFigures } from "./reasons.ts";
-export { DEVICE_STATES, type DeviceState, isFinished } from "./device_state.ts";
+export { describeHaltReason, describePauseReason } from "./describe.ts";
+export * from "./states.ts";
 export {
   type DeviceContext,
   type DeviceEvent,
@@ -49,6 +59,7 @@ export {
   type RolloutMachineEvent,
   type RolloutPlan,
   type RolloutReport,
+  type RolloutTag,
 } from "./rollout_machine.ts";
 export { stageEnds, stageOf } from "./stages.ts";
 export { backoffDelay, type BackoffRule } from "./backoff.ts";

@@ -1,7 +1,5 @@
 /** What the engine is given (a clock) and what it calls (ports): the seams to the live world. */
-import type { DeviceState } from "./device_state.ts";
-import type { HaltReason, PauseReason } from "./reasons.ts";
-import type { RolloutReport } from "./rollout_machine.ts";
+import type { RolloutEvent } from "./events.ts";
 
 /**
  * Time, injected. Compatible with XState's `Clock`: live code passes real timers and `Date.now`,
@@ -25,47 +23,4 @@ export interface RolloutPorts {
   activate(device: string, token: Uint8Array): void;
   /** Record or stream one event; every transition produces one. */
   event(event: RolloutEvent): void;
-}
-
-/** Every event type the engine emits. */
-export type RolloutEventType =
-  | RolloutReport
-  | "rollout.restored"
-  | "device.initiated"
-  | "device.received"
-  | "device.activating"
-  | "device.activated"
-  | "device.retrying"
-  | "device.timed_out"
-  | "device.failed"
-  | "device.cancelled";
-
-/** One event: plain JSON (tokens as hex), enough to rebuild per-device rows from the stream. */
-export interface RolloutEvent {
-  type: RolloutEventType;
-  rollout: string;
-  /** Clock time in milliseconds. */
-  at: number;
-  device?: string;
-  /** The stage index the device belongs to, or the rollout's current stage. */
-  stage?: number;
-  /** Hex of the token the event concerns. */
-  token?: string;
-  attempt?: number;
-  /** The RESPONSE status that caused this event, if any. */
-  status?: number | null;
-  /** Why a device failed or is retrying: a status name such as `UPDATE_FAIL_SERVER`, or `timeout`. */
-  reason?: string;
-  /** Clock time the device's current wait ends (response, activation or backoff). */
-  deadline?: number;
-  /** For `device.timed_out`: which answer was missing. */
-  phase?: "response" | "activation";
-  /** For `device.cancelled`: the state the device was in. */
-  from?: DeviceState;
-  /** For `device.activating`: an ACTIVATE re-sent after a restore. */
-  resent?: boolean;
-  pauseReason?: PauseReason;
-  haltReason?: HaltReason;
-  /** Figures of a stage or of the rollout (`rollout.started`, `rollout.stage.*`). */
-  figures?: Record<string, unknown>;
 }

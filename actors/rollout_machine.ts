@@ -6,6 +6,13 @@
  */
 import { and, assign, not, setup } from "xstate";
 import type { FailureFigures, HaltReason, PauseReason, SuccessFigures } from "./reasons.ts";
+import type { RolloutPhase } from "./states.ts";
+
+/**
+ * Tags of the supervisor's states: each leaf is tagged with its phase; `active` marks every state
+ * an operator can pause, `sending` those in which INITIATEs and ACTIVATEs go out.
+ */
+export type RolloutTag = RolloutPhase | "active" | "sending";
 
 /** The parts of a policy the supervisor decides with. */
 export interface RolloutPlan {
@@ -104,6 +111,7 @@ export const rolloutMachine = setup({
     context: {} as RolloutContext,
     events: {} as RolloutMachineEvent,
     input: {} as { plan: RolloutPlan },
+    tags: {} as RolloutTag,
   },
   actions: {
     report: (_args, _params: { type: RolloutReport }) => {},
@@ -179,6 +187,7 @@ export const rolloutMachine = setup({
   initial: "idle",
   states: {
     idle: {
+      tags: "idle",
       on: {
         "rollout.start": {
           target: "active",
@@ -187,6 +196,7 @@ export const rolloutMachine = setup({
       },
     },
     active: {
+      tags: "active",
       initial: "dispatching",
       on: {
         "rollout.pause": {
@@ -207,6 +217,7 @@ export const rolloutMachine = setup({
       states: {
         history: { type: "history" },
         dispatching: {
+          tags: ["dispatching", "sending"],
           on: {
             "rollout.stage.received": {
               guard: "twoPhase",
@@ -216,8 +227,12 @@ export const rolloutMachine = setup({
             "rollout.stage.settled": STAGE_GATE,
           },
         },
-        activating: { on: { "rollout.stage.settled": STAGE_GATE } },
+        activating: {
+          tags: ["activating", "sending"],
+          on: { "rollout.stage.settled": STAGE_GATE },
+        },
         baking: {
+          tags: "baking",
           entry: "armBake",
           on: {
             "rollout.bake.elapsed": [
@@ -240,6 +255,7 @@ export const rolloutMachine = setup({
           },
         },
         waiting_approval: {
+          tags: "waiting_approval",
           on: {
             "rollout.promote": [
               {
@@ -254,6 +270,7 @@ export const rolloutMachine = setup({
       },
     },
     paused: {
+      tags: "paused",
       on: {
         "rollout.resume": {
           target: "active.history",
@@ -263,8 +280,8 @@ export const rolloutMachine = setup({
         "rollout.cancel": { target: "cancelled", actions: report("rollout.cancelled") },
       },
     },
-    halted: { type: "final" },
-    cancelled: { type: "final" },
-    completed: { type: "final" },
+    halted: { type: "final", tags: "halted" },
+    cancelled: { type: "final", tags: "cancelled" },
+    completed: { type: "final", tags: "completed" },
   },
 });

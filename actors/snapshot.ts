@@ -1,22 +1,11 @@
 /** The persisted form of a rollout: plain JSON, with flat per-device records that map to rows. */
 import { z } from "zod";
-import type { DeviceState } from "./device_state.ts";
-
-/** States a device record can hold (`pending` devices have no record; `timed_out` is momentary). */
-export const RECORD_STATES = [
-  "initiated",
-  "received",
-  "activating",
-  "activated",
-  "retrying",
-  "failed",
-  "cancelled",
-] as const satisfies readonly DeviceState[];
+import { RECORD_STATES, type RecordState } from "./states.ts";
 
 /** One device that has started: exactly the columns of a per-device row. */
 export interface DeviceRecord {
   id: string;
-  state: typeof RECORD_STATES[number];
+  state: RecordState;
   /** Hex of the device's current token. */
   token: string;
   attempt: number;

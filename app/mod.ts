@@ -4,3 +4,4 @@
  * orchestrator, HTTP API). Only cli/ imports it; the parts never import it.
  */
 export { type Service, type StartOptions, startService } from "./service.ts";
+export { startSimTarget } from "./sim_target.ts";

@@ -497,6 +497,12 @@ function registerMetrics(
     () => Object.entries(parts.link.rejections.toJSON()).map(([reason, n]) => [{ reason }, n ?? 0]),
   );
   metrics.collect(
+    "flotilla_recovery_responses_dropped_total",
+    "counter",
+    "RESPONSEs dropped because too many arrived while rollouts were being recovered",
+    () => [[{}, parts.orchestrator.earlyDropped]],
+  );
+  metrics.collect(
     "flotilla_responses_stalled",
     "gauge",
     "1 while devices time out with the broker connection up and no RESPONSE arrives from any device",

@@ -1,4 +1,5 @@
 /** `flotilla ctl`: drive a running orchestrator's API from a terminal, through the typed client. */
+import { FINAL_EVENT_TYPE } from "../actors/mod.ts";
 import { createClient } from "../http/client.ts";
 import { parse, printJson, UsageError } from "./args.ts";
 
@@ -330,7 +331,7 @@ async function createRollout(ctx: Context, rest: string[]): Promise<unknown> {
   return await answer(await postJson(ctx, "/v1/rollouts", { artifact, policy, targets }));
 }
 
-const FINAL_EVENTS = new Set(["rollout.completed", "rollout.halted", "rollout.cancelled"]);
+const FINAL_EVENTS: ReadonlySet<string> = new Set(Object.values(FINAL_EVENT_TYPE));
 
 async function watch(ctx: Context, id: string): Promise<void> {
   await answer(await ctx.client.v1.rollouts[":id"].$get({ param: { id } }));

@@ -14,6 +14,7 @@ import {
 } from "../sim/mod.ts";
 import { type LiveOptions, NO_FAULTS } from "../sim/mod.ts";
 import { parse, printJson, UsageError } from "./args.ts";
+import { startSimTarget } from "../app/mod.ts";
 
 export const HELP = `Usage: flotilla sim --policy FILE [options]
 
@@ -137,6 +138,7 @@ async function live(
   const summary = await runLive({
     ...base,
     api: text("api") ? { url: text("api")!, token: text("token")! } : undefined,
+    startLocal: startSimTarget,
     speed: text("speed") === undefined ? undefined : integer("--speed", text("speed")!, 1, 100_000),
     offline: offline?.fraction,
     offlineMs: offline?.ms,

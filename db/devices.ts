@@ -172,73 +172,6 @@ export async function listDevices(
   return { items, nextCursor: rows.length > limit ? items.at(-1)!.id : null };
 }
 
-/** When a device was heard from. */
-export interface DeviceSeen {
-  id: string;
-  at: Date;
-}
-
-/** Records when devices were heard from, in one statement; a time never moves back. */
-export async function recordSeen(db: Db, seen: readonly DeviceSeen[]): Promise<void> {
-  await updateDevices(db, seen.map((s) => ({ id: s.id, seenAt: s.at })));
-}
-
-/**
- * Records a confirmed activation of `digest`: the old current becomes previous. A repeat of the
- * same digest changes nothing, so a re-sent ACTIVATE's confirmation is idempotent.
- */
-export async function recordActivation(db: Db, deviceId: string, digest: string): Promise<void> {
-  await guard(
-    db.update(devices)
-      .set({
-        previousDigest: sql`case when ${devices.currentDigest} is distinct from ${digest}
-          then ${devices.currentDigest} else ${devices.previousDigest} end`,
-        currentDigest: digest,
-      })
-      .where(eq(devices.id, deviceId)),
-    "Cannot record activation",
-  );
-}
-
-/**
- * Replay protection: stores `sequence` as the device's highest accepted sequence id if it is
- * higher than the stored one, atomically. False for a replayed or old sequence, or an unknown device.
- */
-export async function acceptSequence(
-  db: Db,
-  deviceId: string,
-  sequence: bigint,
-): Promise<boolean> {
-  if (sequence < 0n || sequence > MAX_U64) {
-    throw new RangeError(`Cannot accept sequence: ${sequence} is not an unsigned 64-bit value`);
-  }
-  const rows = await guard(
-    db.update(devices)
-      .set({ lastSequence: sequence })
-      .where(and(
-        eq(devices.id, deviceId),
-        sql`(${devices.lastSequence} is null or ${devices.lastSequence} < ${sequence.toString()}::numeric)`,
-      ))
-      .returning({ id: devices.id }),
-    "Cannot accept sequence",
-  );
-  return rows.length === 1;
-}
-
-/** A sequence id accepted from a device, to persist. */
-export interface DeviceSequence {
-  id: string;
-  sequence: bigint;
-}
-
-/**
- * Persists accepted sequence ids in one statement; a stored id never moves back. For trackers that
- * check in memory and write through the group-commit writer.
- */
-export async function recordSequences(db: Db, values: readonly DeviceSequence[]): Promise<void> {
-  await updateDevices(db, values.map((v) => ({ id: v.id, sequence: v.sequence })));
-}
-
 /** The last accepted sequence id of each of these devices that has one. */
 export async function loadSequences(
   db: Db,
@@ -288,14 +221,6 @@ export async function selectDeviceIds(
   return rows.map((row) => row.id);
 }
 
-/** Confirmed activations in one statement; see {@linkcode recordActivation} for the rule. */
-export async function recordActivations(
-  db: Db,
-  activations: readonly { deviceId: string; digest: string }[],
-): Promise<void> {
-  await updateDevices(db, activations.map((a) => ({ id: a.deviceId, digest: a.digest })));
-}
-
 /** What the engine learned about one device; fields left out are not changed. */
 export interface DeviceUpdate {
   id: string;
@@ -303,7 +228,10 @@ export interface DeviceUpdate {
   seenAt?: Date;
   /** An accepted sequence id (the stored one never moves back). */
   sequence?: bigint;
-  /** A confirmed activation of this digest (see {@linkcode recordActivation}). */
+  /**
+   * A confirmed activation of this digest: the old current becomes previous; a repeat of the same
+   * digest changes nothing, so a re-sent ACTIVATE's confirmation is idempotent.
+   */
   digest?: string;
   /** Connected to (true) or gone from (false) the broker; the latest update wins. */
   online?: boolean;
@@ -314,7 +242,8 @@ const UPDATE_CHUNK = 5000;
 
 /**
  * Applies many devices' updates in one statement per chunk; several updates of one device are
- * merged first, so the group-commit writer rewrites each device row once per batch.
+ * merged first, so the group-commit writer rewrites each device row once per batch. A sequence id
+ * outside u64 is a RangeError and nothing is written.
  */
 export async function updateDevices(db: Db, updates: readonly DeviceUpdate[]): Promise<void> {
   const merged = new Map<
@@ -328,6 +257,11 @@ export async function updateDevices(db: Db, updates: readonly DeviceUpdate[]): P
       if (entry.at === undefined || entry.at < at) entry.at = at;
     }
     if (update.sequence !== undefined) {
+      if (update.sequence < 0n || update.sequence > MAX_U64) {
+        throw new RangeError(
+          `Cannot update devices: sequence ${update.sequence} is not an unsigned 64-bit value`,
+        );
+      }
       if (entry.seq === undefined || BigInt(entry.seq) < update.sequence) {
         entry.seq = update.sequence.toString();
       }

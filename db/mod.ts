@@ -20,13 +20,10 @@ export {
 export { uuidv7 } from "./ids.ts";
 export { type Page, pageLimit } from "./page.ts";
 export {
-  acceptSequence,
   countRegistered,
   deleteDevice,
   type Device,
   type DeviceListItem,
-  type DeviceSeen,
-  type DeviceSequence,
   type DeviceUpdate,
   getDevice,
   listDevices,
@@ -34,10 +31,6 @@ export {
   loadPublicKeys,
   loadSequences,
   type NewDevice,
-  recordActivation,
-  recordActivations,
-  recordSeen,
-  recordSequences,
   registerDevice,
   registerDevices,
   resetPresence,

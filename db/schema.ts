@@ -15,20 +15,16 @@ import {
   uniqueIndex,
   uuid,
 } from "drizzle-orm/pg-core";
+import {
+  ACTIVE_ROLLOUT_STATES,
+  type DeviceState,
+  ROLLOUT_STATES,
+  type RolloutState,
+  ROW_STATES,
+} from "../actors/states.ts";
 
-/** States a rollout can be in; the same words the simulator prints. */
-export const ROLLOUT_STATES = [
-  "running",
-  "paused",
-  "waiting_approval",
-  "halted",
-  "completed",
-  "cancelled",
-] as const;
-/** A rollout's state. */
-export type RolloutState = typeof ROLLOUT_STATES[number];
-/** States of a rollout the engine still drives, and resumes after a restart. */
-export const ACTIVE_ROLLOUT_STATES = ["running", "paused", "waiting_approval"] as const;
+// The one vocabulary (actors/states.ts), re-exported for storage's callers.
+export { ACTIVE_ROLLOUT_STATES, ROLLOUT_STATES, type RolloutState };
 
 /** Roles of an API token: viewer reads, operator manages devices and rollouts, admin also tokens. */
 export const TOKEN_ROLES = ["viewer", "operator", "admin"] as const;
@@ -36,7 +32,7 @@ export const TOKEN_ROLES = ["viewer", "operator", "admin"] as const;
 export type TokenRole = typeof TOKEN_ROLES[number];
 
 /** The state every rollout device starts in; the engine owns every other state word. */
-export const PENDING = "pending";
+export const PENDING = "pending" satisfies DeviceState;
 
 /** Largest value of an unsigned 64-bit SRUP sequence id. */
 export const MAX_U64 = (1n << 64n) - 1n;
@@ -151,6 +147,7 @@ export const rolloutDevices = pgTable("rollout_devices", {
   check("rollout_devices_last_status_byte", sql.raw("last_status between 0 and 255")),
   check("rollout_devices_token_hex", sql.raw("token ~ '^([0-9a-f]{2})+$'")),
   check("rollout_devices_attempt_nonnegative", sql.raw("attempt >= 0")),
+  check("rollout_devices_state_known", oneOf("state", ROW_STATES)),
 ]);
 
 /** The audit log: every transition and every operator action. */

@@ -1,11 +1,5 @@
 /** Every live rollout of this service: creation, operator commands, RESPONSE routing, recovery. */
-import {
-  type Clock,
-  createRolloutEngine,
-  type DeviceRecord,
-  RECORD_STATES,
-  type RolloutSnapshot,
-} from "../actors/mod.ts";
+import { type Clock, type RolloutSnapshot, snapshotFromRows } from "../actors/mod.ts";
 import {
   createRollout,
   type Db,
@@ -15,11 +9,10 @@ import {
   loadPublicKeys,
   loadStartedRolloutDevices,
   type Rollout,
-  type RolloutDevice,
 } from "../db/mod.ts";
 import type { ServerLink } from "../mqtt/mod.ts";
 import type { LoadedPolicy, Policy } from "../policies/mod.ts";
-import type { ResponseMessage } from "../srup/mod.ts";
+import { newToken, type ResponseMessage } from "../srup/mod.ts";
 import { RolloutRunner } from "./rollout_runner.ts";
 import type { StoredSequenceTracker } from "./sequence_tracker.ts";
 import { wallClock } from "./clock.ts";
@@ -34,6 +27,10 @@ export interface OrchestratorOptions {
   log?: (line: string) => void;
   /** The JS heap's limit and use, checked before a rollout is created; default V8's own. */
   heap?: () => HeapUsage;
+  /** Makes a fresh token for each INITIATE; default srup's `newToken()`. */
+  token?: () => Uint8Array;
+  /** RESPONSEs held while recovery runs, at most; later ones are dropped (counted and logged). */
+  maxEarlyResponses?: number;
 }
 
 /** A new rollout, its devices already resolved. */
@@ -54,6 +51,10 @@ export interface RolloutRequest {
 /** An operator command. */
 export type RolloutCommand = "pause" | "resume" | "cancel" | "promote";
 
+// RESPONSEs held during recovery: a reconnecting fleet answers at once, and each held one is ~200
+// bytes; the engine's timeouts retry any dropped one.
+const MAX_EARLY_RESPONSES = 100_000;
+
 // A finished rollout's runner stays a while, so late confirmations still update devices' digests.
 const FINISHED_GRACE_MS = 10 * 60_000;
 
@@ -65,6 +66,8 @@ export class Orchestrator {
   readonly #clock: Clock;
   readonly #log: (line: string) => void;
   readonly #heap: () => HeapUsage;
+  readonly #token: () => Uint8Array;
+  readonly #maxEarly: number;
   readonly #runners = new Map<string, RolloutRunner>();
   readonly #byDevice = new Map<string, RolloutRunner>();
   /** Public keys as stored (base64): a string costs ~64 bytes, a Uint8Array with its buffer ~230. */
@@ -72,6 +75,7 @@ export class Orchestrator {
   #link: ServerLink | undefined;
   /** RESPONSEs that arrived before recovery finished, replayed once it has. */
   #early: [string, ResponseMessage][] | null = [];
+  #earlyDropped = 0;
 
   constructor(options: OrchestratorOptions) {
     this.#db = options.db;
@@ -80,6 +84,13 @@ export class Orchestrator {
     this.#clock = options.clock ?? wallClock;
     this.#log = options.log ?? ((line) => console.error(line));
     this.#heap = options.heap ?? v8HeapUsage;
+    this.#token = options.token ?? newToken;
+    this.#maxEarly = options.maxEarlyResponses ?? MAX_EARLY_RESPONSES;
+  }
+
+  /** RESPONSEs dropped because the recovery buffer was full. */
+  get earlyDropped(): number {
+    return this.#earlyDropped;
   }
 
   /** Connects the server link; rollouts can run from then on. */
@@ -107,7 +118,13 @@ export class Orchestrator {
   /** Routes a verified RESPONSE to the rollout driving that device. */
   handleResponse(deviceId: string, message: ResponseMessage): void {
     if (this.#early) {
-      this.#early.push([deviceId, message]);
+      if (this.#early.length < this.#maxEarly) {
+        this.#early.push([deviceId, message]);
+      } else if (this.#earlyDropped++ === 0) {
+        this.#log(
+          `response from ${deviceId} dropped: ${this.#maxEarly} responses already wait for recovery`,
+        );
+      }
       return;
     }
     this.#writer.enqueue({ kind: "seen", deviceId, at: new Date() }).catch(() => {});
@@ -200,7 +217,13 @@ export class Orchestrator {
       const started = await loadStartedRolloutDevices(this.#db, row.id);
       const policy = row.policy as unknown as Policy;
       try {
-        const snapshot = this.#recoverySnapshot(row, policy, deviceIds, started);
+        const snapshot = snapshotFromRows(row.id, row.snapshot as RolloutSnapshot | null, {
+          policy,
+          deviceIds,
+          started,
+          now: this.#clock.now(),
+          token: this.#token,
+        });
         await this.#prepare(deviceIds);
         this.#run(row, deviceIds, policy, link, snapshot);
       } catch (error) {
@@ -217,6 +240,9 @@ export class Orchestrator {
     }
     const early = this.#early ?? [];
     this.#early = null;
+    if (this.#earlyDropped > 0) {
+      this.#log(`recovery: dropped ${this.#earlyDropped} response(s) that arrived while it ran`);
+    }
     for (const [deviceId, message] of early) this.handleResponse(deviceId, message);
     return resumed;
   }
@@ -253,6 +279,7 @@ export class Orchestrator {
       link,
       clock: this.#clock,
       snapshot,
+      token: this.#token,
       log: this.#log,
       onFinished: (done) => {
         this.#clock.setTimeout(() => this.#forget(done), FINISHED_GRACE_MS);
@@ -270,64 +297,5 @@ export class Orchestrator {
       if (this.#byDevice.get(id) === runner) this.#byDevice.delete(id);
     }
     runner.stop().catch(() => {});
-  }
-
-  /**
-   * Rebuilds an engine snapshot: the device rows are the truth, the stored head (written after
-   * them) gives the rest. A device whose row is missing before the last started one (its batch
-   * failed to commit) is retried at once, since its INITIATE may or may not have gone out.
-   */
-  #recoverySnapshot(
-    row: Rollout,
-    policy: Policy,
-    deviceIds: readonly string[],
-    started: readonly RolloutDevice[],
-  ): RolloutSnapshot | undefined {
-    let head = row.snapshot as RolloutSnapshot | null;
-    if (started.length === 0 && head === null) return undefined;
-    if (head === null) head = this.#freshHead(row.id, policy, deviceIds);
-    const states = new Set<string>(RECORD_STATES);
-    const byPosition = new Map(started.map((device) => [device.position, device]));
-    const last = started.reduce((max, device) => Math.max(max, device.position), -1);
-    const now = this.#clock.now();
-    const devices: DeviceRecord[] = [];
-    for (let position = 0; position <= last; position++) {
-      const device = byPosition.get(position);
-      if (device && states.has(device.state) && device.token) {
-        devices.push({
-          id: device.deviceId,
-          state: device.state as DeviceRecord["state"],
-          token: device.token,
-          attempt: Math.max(1, device.attempt),
-          deadline: device.deadline,
-          lastStatus: device.lastStatus,
-        });
-        continue;
-      }
-      devices.push({
-        id: deviceIds[position]!,
-        state: "retrying",
-        token: crypto.getRandomValues(new Uint8Array(16)).toHex(),
-        attempt: Math.max(1, device?.attempt ?? 1),
-        deadline: now,
-        lastStatus: null,
-      });
-    }
-    return { ...head, devices, cursor: Math.max(head.cursor, last + 1) };
-  }
-
-  /** The head of a rollout that started but whose head was never committed: just started. */
-  #freshHead(id: string, policy: Policy, deviceIds: readonly string[]): RolloutSnapshot {
-    const engine = createRolloutEngine({
-      id,
-      policy,
-      devices: deviceIds,
-      clock: this.#clock,
-      ports: { initiate() {}, activate() {}, event() {} },
-    });
-    engine.start();
-    const head = { ...engine.snapshot({ devices: false }), cursor: 0, activationCursor: 0 };
-    engine.stop();
-    return head;
   }
 }

@@ -5,11 +5,16 @@
 import {
   type Clock,
   createRolloutEngine,
-  type HaltReason,
+  describeHaltReason,
+  type DeviceRolloutEvent,
+  isDeviceEvent,
+  isFinal,
+  isFinalDevice,
   type RolloutEngine,
   type RolloutEvent,
   type RolloutSnapshot,
-  type RolloutState,
+  rolloutStateOf,
+  ROW_STATE_OF,
 } from "../actors/mod.ts";
 import type { GroupCommitWriter, RolloutDeviceRow, WriteOp } from "../db/mod.ts";
 import type { Policy } from "../policies/mod.ts";
@@ -27,12 +32,13 @@ export interface RolloutRunnerOptions {
   clock: Clock;
   /** A restored snapshot (crash recovery); without one the rollout starts afresh. */
   snapshot?: RolloutSnapshot;
+  /** Makes a fresh token for each INITIATE; default srup's `newToken()`. */
+  token?: () => Uint8Array;
   /** Told once when the rollout reaches a final state. */
   onFinished?: (runner: RolloutRunner) => void;
   log?: (line: string) => void;
 }
 
-const FINAL: ReadonlySet<RolloutState> = new Set(["completed", "halted", "cancelled"]);
 // The rollout-level head is written at most this often while devices move, and at once on every
 // rollout transition; recovery takes the device rows as the truth and the head for the rest.
 const HEAD_EVERY_MS = 250;
@@ -87,6 +93,7 @@ export class RolloutRunner {
       devices: options.devices,
       clock: options.clock,
       snapshot: options.snapshot,
+      token: options.token,
       ports: {
         initiate: (device, token, attempt) => this.#send(device, token, "initiate", attempt),
         activate: (device, token) => this.#send(device, token, "activate", 0),
@@ -104,15 +111,6 @@ export class RolloutRunner {
       if (resent > 0) this.#log(`rollout ${this.id}: re-sent ${resent} ACTIVATE(s) after restart`);
     }
     this.#markHead(true);
-  }
-
-  get finished(): boolean {
-    return this.#finished;
-  }
-
-  /** Whether this runner drives `device`. */
-  has(device: string): boolean {
-    return this.#positions.has(device);
   }
 
   /** Hands the engine a verified RESPONSE. */
@@ -139,7 +137,7 @@ export class RolloutRunner {
   }
 
   #afterEngine(): void {
-    if (!this.#finished && FINAL.has(this.engine.state)) {
+    if (!this.#finished && isFinal(this.engine.state)) {
       this.#finished = true;
       this.#writeHead();
       this.#onFinished?.(this);
@@ -156,11 +154,10 @@ export class RolloutRunner {
 
   #send(device: string, token: Uint8Array, kind: "initiate" | "activate", attempt: number): void {
     const copy = token.slice();
-    // The engine emits the event that records this token right after calling the port; waiting a
-    // microtask puts that write before the barrier this send waits for.
-    queueMicrotask(() => {
-      const barrier = this.#barrier;
-      const sending = barrier.then(
+    // The engine emits the event that records this token before it calls the port (each device
+    // state reports, then sends), so that row's write is already behind the barrier taken here.
+    {
+      const sending = this.#barrier.then(
         async () => {
           if (this.#stopped || !this.engine.shouldSend(device, copy)) return;
           try {
@@ -188,58 +185,60 @@ export class RolloutRunner {
       );
       this.#sending.add(sending);
       sending.finally(() => this.#sending.delete(sending));
-    });
+    }
   }
 
   #onEvent(event: RolloutEvent): void {
-    const { type, rollout: _rollout, at, device, ...data } = event;
-    if (device !== undefined) this.#deviceRow(event);
+    const device = isDeviceEvent(event) ? event : null;
+    if (device) this.#deviceRow(device);
+    const { type, rollout: _rollout, at, ...fields } = event;
+    const { device: _device, ...data } = fields as typeof fields & { device?: string };
     this.#write({
       kind: "event",
       event: {
         rolloutId: this.id,
-        deviceId: device ?? null,
+        deviceId: device?.device ?? null,
         type,
-        data: data as Record<string, unknown>,
+        data,
         at: new Date(at),
       },
     });
-    if (type === "device.activated" && device !== undefined) {
+    if (device?.type === "device.activated") {
       this.#write({
         kind: "activation",
-        deviceId: device,
+        deviceId: device.device,
         digest: this.#digestHex,
         rolloutId: this.id,
       });
     }
-    if (type === "device.timed_out" && device !== undefined) {
-      const waited = this.#timeouts[event.phase ?? "response"];
-      if (this.#link.timedOut(device, waited)) {
+    if (device?.type === "device.timed_out") {
+      const waited = this.#timeouts[device.phase];
+      if (this.#link.timedOut(device.device, waited)) {
         this.#log(
-          `rollout ${this.id}: RESPONSEs stalled: ${device} timed out after ${waited} ms and no device answered meanwhile, though the broker connection was up`,
+          `rollout ${this.id}: RESPONSEs stalled: ${device.device} timed out after ${waited} ms and no device answered meanwhile, though the broker connection was up`,
         );
       }
     }
-    this.#markHead(device === undefined);
+    this.#markHead(device === null);
   }
 
-  #deviceRow(event: RolloutEvent): void {
-    const device = event.device!;
-    const state = event.type.slice("device.".length);
+  #deviceRow(event: DeviceRolloutEvent): void {
+    const state = ROW_STATE_OF[event.type];
     // timed_out is momentary: the retrying or failed event that follows carries the row.
-    if (state === "timed_out") return;
-    if (typeof event.status === "number") this.#lastStatus.set(device, event.status);
+    if (state === null) return;
+    const device = event.device;
+    if ("status" in event && event.status !== null) this.#lastStatus.set(device, event.status);
     const row: RolloutDeviceRow = {
       rolloutId: this.id,
       deviceId: device,
       position: this.#positions.get(device)!,
       state,
-      token: event.token ?? null,
-      attempt: event.attempt ?? 0,
-      deadline: event.deadline ?? null,
+      token: event.token,
+      attempt: event.attempt,
+      deadline: "deadline" in event ? event.deadline : null,
       lastStatus: this.#lastStatus.get(device) ?? null,
     };
-    if (state === "activated" || state === "failed" || state === "cancelled") {
+    if (isFinalDevice(state)) {
       this.#lastStatus.delete(device);
       row.deadline = null;
     }
@@ -265,42 +264,18 @@ export class RolloutRunner {
     this.#headDirty = false;
     this.#headWrittenAt = this.#clock.now();
     const summary = this.engine.summary();
-    const state = summary.state === "created" ? "running" : summary.state;
     this.#write({
       kind: "rollout",
       id: this.id,
       patch: {
-        state,
+        state: rolloutStateOf(summary.state),
         stage: summary.stage,
-        haltReason: summary.haltReason ? describeHalt(summary.haltReason) : null,
+        haltReason: summary.haltReason ? describeHaltReason(summary.haltReason) : null,
         haltDevice: summary.haltReason?.kind === "digest_mismatch"
           ? summary.haltReason.device
           : null,
         snapshot: this.engine.snapshot({ devices: false }),
       },
     });
-  }
-}
-
-/** One sentence for an operator; stages are numbered from 1 there, as the dashboard shows them. */
-export function describeHalt(reason: HaltReason): string {
-  switch (reason.kind) {
-    case "digest_mismatch":
-      return `Digest mismatch (0x${
-        reason.status.toString(16).toUpperCase()
-      }) reported by device ${reason.device} ` +
-        `for token ${reason.token} in stage ${
-          reason.stage + 1
-        }: the artifact may have been tampered with`;
-    case "failure_threshold":
-      return `Failure threshold exceeded (${reason.scope}, stage ${
-        reason.stage + 1
-      }): ${reason.failed} of ${reason.finished} ` +
-        `finished devices failed (${reason.percent.toFixed(1)}% > ${reason.maxPercent}%)`;
-    case "success_below_min":
-      return `Stage ${
-        reason.stage + 1
-      } ended with ${reason.activated} of ${reason.devices} devices activated ` +
-        `(${reason.percent.toFixed(1)}% < ${reason.minPercent}%)`;
   }
 }

@@ -1,14 +1,14 @@
 /** A rollout as the API and the dashboard show it: live figures when it runs, stored ones after. */
-import type { HaltReason, PauseReason, RolloutSummary } from "../actors/mod.ts";
 import {
-  countRolloutDevices,
-  type Db,
-  getArtifact,
-  type Rollout,
+  describeHaltReason,
+  type HaltReason,
+  type PauseReason,
   type RolloutState,
-} from "../db/mod.ts";
+  rolloutStateOf,
+  type RolloutSummary,
+} from "../actors/mod.ts";
+import { countRolloutDevices, type Db, getArtifact, type Rollout } from "../db/mod.ts";
 import type { Orchestrator } from "./orchestrator.ts";
-import { describeHalt } from "./rollout_runner.ts";
 
 /** The API's rollout object. */
 export interface RolloutView {
@@ -58,12 +58,12 @@ export async function rolloutView(
     const summary = runner.engine.summary();
     return {
       ...base,
-      state: summary.state === "created" ? "running" : summary.state,
+      state: rolloutStateOf(summary.state),
       stage: summary.stage,
       stages: summary.stages,
       counts: summary.counts,
       haltReason: summary.haltReason
-        ? { message: describeHalt(summary.haltReason), ...summary.haltReason }
+        ? { message: describeHaltReason(summary.haltReason), ...summary.haltReason }
         : null,
       pauseReason: summary.pauseReason,
       bakeUntil: summary.bakeUntil === null ? null : new Date(summary.bakeUntil).toISOString(),

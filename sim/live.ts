@@ -7,7 +7,14 @@ import { toBase64 } from "../srup/mod.ts";
 import type { FaultMix, LatencyRange } from "./faults.ts";
 import type { FleetOptions, FleetResults } from "./fleet.ts";
 import { loadSimKeys } from "./keys.ts";
-import { apiCall, connectTarget, type SimTarget } from "./live_api.ts";
+import { isFinal } from "../actors/mod.ts";
+import {
+  apiCall,
+  connectTarget,
+  type RolloutJson,
+  type SimTarget,
+  type StartLocalTarget,
+} from "./live_api.ts";
 import { mulberry32 } from "./random.ts";
 import { type LiveSample, type LiveSummary, summarizeLive } from "./live_summary.ts";
 import type { WorkerRequest } from "./worker.ts";
@@ -31,8 +38,10 @@ export interface LiveOptions {
   /** Default: one per core. */
   workers?: number;
   autoPromote?: boolean;
-  /** A running orchestrator; unset starts one in-process. */
+  /** A running orchestrator; unset starts one in-process with `startLocal`. */
   api?: { url: string; token: string };
+  /** Starts an orchestrator in this process (the composition root's `startSimTarget`). */
+  startLocal?: StartLocalTarget;
   /** In-process: policy time runs this many times faster. */
   speed?: number;
   /** Where device keys are cached; default `$FLOTILLA_DATA_DIR/sim-keys` or `.sim-cache/sim-keys`. */
@@ -52,7 +61,6 @@ const REGISTER_CONCURRENCY = 2;
 // Devices per bulk registration: well under the route's 10,000 and the JSON body cap.
 const REGISTER_BATCH = 5000;
 const POLL_MS = 250;
-const FINAL_STATES = new Set(["completed", "halted", "cancelled"]);
 
 /** Runs a live simulation to the rollout's end; the summary comes from the API and the devices. */
 export async function runLive(options: LiveOptions): Promise<LiveSummary> {
@@ -71,6 +79,7 @@ export async function runLive(options: LiveOptions): Promise<LiveSummary> {
     phase(`keys: ${options.devices} (${keys.generated} new) in ${keyDir}`);
     target = await connectTarget({
       api: options.api,
+      startLocal: options.startLocal,
       env,
       speed: options.speed,
       dataDir: tempDir ?? "",
@@ -154,7 +163,7 @@ export async function runLive(options: LiveOptions): Promise<LiveSummary> {
       };
       samples.push(sample);
       options.onProgress?.(sample, { devices: last.devices, stages: last.stages?.length ?? 0 });
-      if (FINAL_STATES.has(last.state) || last.state === "paused") break;
+      if (isFinal(last.state) || last.state === "paused") break;
       if (last.state === "waiting_approval") {
         if (options.autoPromote === false) break;
         if (promotedStage !== last.stage) {
@@ -183,27 +192,6 @@ export async function runLive(options: LiveOptions): Promise<LiveSummary> {
     await target?.close?.();
     if (tempDir) await Deno.remove(tempDir, { recursive: true }).catch(() => {});
   }
-}
-
-/** The parts of the API's rollout JSON the simulation reads. */
-export interface RolloutJson {
-  id: string;
-  state: string;
-  stage: number;
-  stages: {
-    percent: number;
-    devices: number;
-    pending: number;
-    received: number;
-    activated: number;
-    failed: number;
-    cancelled: number;
-  }[] | null;
-  counts: Record<string, number>;
-  devices: number;
-  haltReason: Record<string, unknown> | null;
-  pauseReason: Record<string, unknown> | null;
-  policy: { name: string; sha256: string; commit: string | null };
 }
 
 async function uploadArtifact(target: SimTarget, bytes: Uint8Array): Promise<string> {

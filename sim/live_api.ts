@@ -1,8 +1,8 @@
-/** The orchestrator a live simulation drives: started in-process, or a running one over its API. */
-import { readConfig } from "../orchestrator/config.ts";
-import { scaledClock } from "../orchestrator/clock.ts";
-import { startService } from "../app/service.ts";
-import { fromBase64, toBase64 } from "../srup/mod.ts";
+/**
+ * The orchestrator a live simulation drives: a running one over its API, or one started in this
+ * process by the function the composition root hands in (sim/ does not import app/).
+ */
+import { fromBase64 } from "../srup/mod.ts";
 
 /** An API call that did not answer as expected. */
 export class SimApiError extends Error {
@@ -24,19 +24,49 @@ export interface SimTarget {
   close?: () => Promise<void>;
 }
 
-/** Options of {@linkcode connectTarget}. */
-export interface TargetOptions {
-  /** A running orchestrator; unset starts one in-process. */
-  api?: { url: string; token: string };
-  /** In-process only: environment read for the service (FLOTILLA_DATA_DIR, MQTT_URL, ...). */
-  env?: Record<string, string | undefined>;
-  /** In-process only: policy time runs this many times faster. */
+/** How to start an orchestrator in this process. */
+export interface LocalTargetOptions {
+  /** Environment read for the service (FLOTILLA_DATA_DIR, MQTT_URL, ...). */
+  env: Record<string, string | undefined>;
+  /** Policy time runs this many times faster. */
   speed?: number;
-  /** In-process only: the data directory when the environment names none. */
+  /** The data directory when the environment names none. */
   dataDir: string;
 }
 
-/** Starts the in-process orchestrator on ephemeral ports, or reads a running one's settings. */
+/** Starts an orchestrator in this process on ephemeral ports (app/'s `startSimTarget`). */
+export type StartLocalTarget = (options: LocalTargetOptions) => Promise<SimTarget>;
+
+/** Options of {@linkcode connectTarget}. */
+export interface TargetOptions extends Omit<LocalTargetOptions, "env"> {
+  /** A running orchestrator; unset starts one in-process with `startLocal`. */
+  api?: { url: string; token: string };
+  env?: Record<string, string | undefined>;
+  startLocal?: StartLocalTarget;
+}
+
+/** The parts of the API's rollout JSON the simulation reads. */
+export interface RolloutJson {
+  id: string;
+  state: string;
+  stage: number;
+  stages: {
+    percent: number;
+    devices: number;
+    pending: number;
+    received: number;
+    activated: number;
+    failed: number;
+    cancelled: number;
+  }[] | null;
+  counts: Record<string, number>;
+  devices: number;
+  haltReason: Record<string, unknown> | null;
+  pauseReason: Record<string, unknown> | null;
+  policy: { name: string; sha256: string; commit: string | null };
+}
+
+/** Reads a running orchestrator's settings, or starts one in-process with `startLocal`. */
 export async function connectTarget(options: TargetOptions): Promise<SimTarget> {
   if (options.api) {
     const base = options.api.url.replace(/\/+$/, "");
@@ -54,27 +84,14 @@ export async function connectTarget(options: TargetOptions): Promise<SimTarget> 
       serverKey: fromBase64(server.publicKey),
     };
   }
-  const token = toBase64(crypto.getRandomValues(new Uint8Array(24)));
-  const env = options.env ?? Deno.env.toObject();
-  const config = readConfig({
-    ...env,
-    FLOTILLA_DATA_DIR: env.FLOTILLA_DATA_DIR || options.dataDir,
-    FLOTILLA_ADMIN_TOKEN: token,
-    PORT: "0",
-    FLOTILLA_MQTT_PORT: "0",
+  if (!options.startLocal) {
+    throw new SimApiError("Cannot start an orchestrator in this process: give its API url instead");
+  }
+  return await options.startLocal({
+    env: options.env ?? Deno.env.toObject(),
+    speed: options.speed,
+    dataDir: options.dataDir,
   });
-  const service = await startService(config, {
-    log: () => {},
-    clock: options.speed && options.speed > 1 ? scaledClock(options.speed) : undefined,
-  });
-  return {
-    apiUrl: service.apiUrl,
-    token,
-    mqttUrl: service.mqttUrl,
-    serverId: service.serverId,
-    serverKey: fromBase64(service.publicKey),
-    close: () => service.close(),
-  };
 }
 
 /** One JSON call; the parsed body, or a SimApiError naming the status and the API's error. */

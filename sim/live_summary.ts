@@ -1,6 +1,6 @@
 /** The live simulation's summary, built from the API's rollout and what the devices recorded. */
 import type { FleetResults } from "./fleet.ts";
-import type { RolloutJson } from "./live.ts";
+import type { RolloutJson } from "./live_api.ts";
 
 /** One poll of the rollout: `t` is milliseconds since the rollout was created. */
 export interface LiveSample {

@@ -24,7 +24,7 @@ export {
   type SimSummary,
   summarize,
 } from "./summary.ts";
-export { GATEWAY_ABOVE, type LiveOptions, type RolloutJson, runLive } from "./live.ts";
+export { GATEWAY_ABOVE, type LiveOptions, runLive } from "./live.ts";
 export { loadSimKeys, type SimKeys } from "./keys.ts";
 export {
   type LatencyStats,

@@ -1,7 +1,13 @@
 /** The simulator's summary: JSON for scripts, a table for people. */
-import type { RolloutEngine, RolloutState } from "../actors/mod.ts";
+import {
+  describeHaltReason,
+  describePauseReason,
+  type EngineState,
+  type HaltReason,
+  type PauseReason,
+  type RolloutEngine,
+} from "../actors/mod.ts";
 import { formatDuration, type Policy, type PolicyProvenance } from "../policies/mod.ts";
-import type { HaltReason, PauseReason } from "../actors/mod.ts";
 
 /** One stage in the summary. */
 export interface SimStage {
@@ -16,7 +22,7 @@ export interface SimStage {
 
 /** What `sim --json` prints. */
 export interface SimSummary {
-  state: RolloutState;
+  state: EngineState;
   policy: { name: string; sha256: string | null; commit: string | null };
   seed: number;
   devices: number;
@@ -112,22 +118,15 @@ export function formatSummary(summary: SimSummary): string {
   lines.push("");
   const attempts = Object.entries(summary.attempts).map(([n, count]) => `${n}: ${count}`);
   lines.push(`attempts per device  ${attempts.length ? attempts.join(", ") : "none"}`);
-  if (summary.haltReason) lines.push(`halted: ${describe(summary.haltReason)}`);
-  if (summary.pauseReason) lines.push(`paused: ${describe(summary.pauseReason)}`);
+  if (summary.haltReason) {
+    lines.push(`halted: ${lowerFirst(describeHaltReason(summary.haltReason))}`);
+  }
+  if (summary.pauseReason) {
+    lines.push(`paused: ${lowerFirst(describePauseReason(summary.pauseReason))}`);
+  }
   return lines.join("\n");
 }
 
-function describe(reason: HaltReason | PauseReason): string {
-  switch (reason.kind) {
-    case "digest_mismatch":
-      return `digest mismatch (0xFF) from device ${reason.device} in stage ${reason.stage}`;
-    case "failure_threshold":
-      return `${reason.failed} of ${reason.finished} finished devices failed ` +
-        `(${reason.percent.toFixed(1)}% > ${reason.maxPercent}%, ${reason.scope})`;
-    case "success_below_min":
-      return `stage ${reason.stage} reached ${reason.percent.toFixed(1)}% success, ` +
-        `below ${reason.minPercent}%`;
-    case "operator":
-      return "by an operator";
-  }
+function lowerFirst(text: string): string {
+  return text.charAt(0).toLowerCase() + text.slice(1);
 }

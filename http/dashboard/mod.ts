@@ -1,5 +1,6 @@
 /**
  * The operator console: `GET /` serves the page, `GET /ui/*` its modules and styles, and
+ * `/ui/vocabulary.json` the state words (as `GET /v1/states`), and
  * `GET /ui/vendor/*` the UI library (Preact, its hooks, htm) from the npm packages pinned in
  * deno.json. The page needs no token; it calls the documented /v1 API with the operator's token,
  * kept in session storage.
@@ -8,6 +9,7 @@
  */
 import { createHash } from "node:crypto";
 import { type Context, Hono } from "hono";
+import { CLIENT_VOCABULARY } from "../vocabulary.ts";
 
 // Read once at start; the files are small and served from memory.
 const STATIC = new URL("./static/", import.meta.url);
@@ -83,6 +85,8 @@ export function dashboardApp(): Hono {
   const assets = new Map<string, Asset>([
     ["app.css", asset(new URL("app.css", STATIC), "text/css; charset=utf-8")],
     ...MODULES.map((name): [string, Asset] => [name, asset(new URL(name, STATIC), JS)]),
+    // The state words the console renders with, from actors/: it keeps no copy.
+    ["vocabulary.json", { body: JSON.stringify(CLIENT_VOCABULARY), type: "application/json" }],
   ]);
   const vendor = new Map<string, Asset>([
     ["preact.mjs", asset(packageFile("preact"), JS)],

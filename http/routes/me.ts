@@ -1,13 +1,8 @@
 /** /v1/me (who the caller is) and /v1/states (the state words): what a client needs to render. */
 import { createRoute, z } from "@hono/zod-openapi";
-import { DEVICE_STATES, isFinished } from "../../actors/mod.ts";
-import { ACTIVE_ROLLOUT_STATES, ROLLOUT_STATES, TOKEN_ROLES } from "../../db/mod.ts";
-import { STATUS_NAMES, STATUS_TEXT } from "../../srup/mod.ts";
+import { TOKEN_ROLES } from "../../db/mod.ts";
 import { AUTH_ERRORS, jsonResponse, newApp } from "../openapi.ts";
-
-const FINAL_ROLLOUT_STATES = ROLLOUT_STATES.filter((state) =>
-  !(ACTIVE_ROLLOUT_STATES as readonly string[]).includes(state)
-);
+import { CLIENT_VOCABULARY } from "../vocabulary.ts";
 
 /** The /v1/me and /v1/states sub-app. */
 export function meApp() {
@@ -32,32 +27,22 @@ export function meApp() {
         method: "get",
         path: "/states",
         summary:
-          "The state vocabulary: every device and rollout state, in order, and which are final",
+          "The vocabulary: every device and rollout state in order, which are active and final, and the SRUP status bytes",
         responses: {
           200: jsonResponse(
             z.object({
-              device: z.array(z.string()),
-              deviceFinal: z.array(z.string()),
-              rollout: z.array(z.string()),
-              rolloutFinal: z.array(z.string()),
+              deviceStates: z.array(z.string()).readonly(),
+              rolloutStates: z.array(z.string()).readonly(),
+              activeRolloutStates: z.array(z.string()).readonly(),
+              finalRolloutStates: z.array(z.string()).readonly(),
+              finalDeviceStates: z.array(z.string()).readonly(),
               statuses: z.array(z.object({ code: z.number(), name: z.string(), text: z.string() })),
             }),
-            "The states",
+            "The vocabulary",
           ),
           ...AUTH_ERRORS,
         },
       }),
-      (c) =>
-        c.json({
-          device: [...DEVICE_STATES],
-          deviceFinal: DEVICE_STATES.filter(isFinished),
-          rollout: [...ROLLOUT_STATES],
-          rolloutFinal: FINAL_ROLLOUT_STATES,
-          statuses: [...STATUS_NAMES].map(([code, name]) => ({
-            code,
-            name,
-            text: STATUS_TEXT.get(code) ?? name,
-          })),
-        }, 200),
+      (c) => c.json(CLIENT_VOCABULARY, 200),
     );
 }

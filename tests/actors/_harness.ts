@@ -140,8 +140,10 @@ export class Harness {
     return this;
   }
 
-  eventsOf(type: RolloutEvent["type"]): (RolloutEvent & { seq: number })[] {
-    return this.events.filter((event) => event.type === type);
+  eventsOf<T extends RolloutEvent["type"]>(type: T): (RolloutEvent & { type: T; seq: number })[] {
+    return this.events.filter((event): event is RolloutEvent & { type: T; seq: number } =>
+      event.type === type
+    );
   }
 
   sendsOf(kind: Send["kind"], index?: number): Send[] {

@@ -54,7 +54,7 @@ Deno.test("device events carry token, attempt and status to rebuild rows from", 
   h.respond(0, 0x10);
   const token = h.token(0)!.toHex();
   const id = h.ids[0]!;
-  const device = h.events.filter((e) => e.device !== undefined).map(({ seq: _, ...e }) => e);
+  const device = h.events.filter((e) => "device" in e).map(({ seq: _, ...e }) => e);
   assert.deepEqual(device, [
     {
       type: "device.initiated",

@@ -2,7 +2,6 @@
 import assert from "node:assert/strict";
 import { sql } from "drizzle-orm";
 import {
-  acceptSequence,
   apiTokens,
   appendEvents,
   type CommitInfo,
@@ -37,8 +36,6 @@ import {
   MAX_U64,
   type NewRollout,
   putArtifact,
-  recordActivation,
-  recordSeen,
   registerDevice,
   registerDevices,
   replaceApiToken,
@@ -234,57 +231,62 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
     assert.deepEqual(history.map((h) => h.rolloutId), [rollout.id]);
   });
 
-  await t.step("acceptSequence() accepts only increasing sequence ids", async () => {
+  await t.step("updateDevices() stores only increasing sequence ids", async () => {
     const [id] = await registerMany(db, 1) as [string];
-    assert.equal(await acceptSequence(db, id, 5n), true);
-    assert.equal(await acceptSequence(db, id, 5n), false, "a replay is refused");
-    assert.equal(await acceptSequence(db, id, 4n), false, "an older id is refused");
-    assert.equal(await acceptSequence(db, id, 6n), true);
-    assert.equal((await getDevice(db, id))?.lastSequence, 6n);
-    assert.equal(await acceptSequence(db, crypto.randomUUID(), 1n), false, "unknown device");
-    await assert.rejects(acceptSequence(db, id, -1n), RangeError);
-    await assert.rejects(acceptSequence(db, id, MAX_U64 + 1n), RangeError);
+    const stored = async () => (await getDevice(db, id))?.lastSequence;
+    await updateDevices(db, [{ id, sequence: 5n }]);
+    assert.equal(await stored(), 5n);
+    await updateDevices(db, [{ id, sequence: 5n }]);
+    assert.equal(await stored(), 5n, "a replay changes nothing");
+    await updateDevices(db, [{ id, sequence: 4n }]);
+    assert.equal(await stored(), 5n, "an older id is not stored");
+    await updateDevices(db, [{ id, sequence: 6n }]);
+    assert.equal(await stored(), 6n);
+    await updateDevices(db, [{ id: crypto.randomUUID(), sequence: 1n }]);
+    assert.equal(await stored(), 6n, "an unknown device changes nothing");
+    await assert.rejects(updateDevices(db, [{ id, sequence: -1n }]), RangeError);
+    await assert.rejects(updateDevices(db, [{ id, sequence: MAX_U64 + 1n }]), RangeError);
+    assert.equal(await stored(), 6n);
   });
 
-  await t.step("acceptSequence() lets exactly one of concurrent equal ids through", async () => {
+  await t.step("updateDevices() keeps the highest of concurrent sequence ids", async () => {
     const [id] = await registerMany(db, 1) as [string];
-    const results = await Promise.all(
-      Array.from({ length: 20 }, () => acceptSequence(db, id, 100n)),
-    );
-    assert.equal(results.filter(Boolean).length, 1);
+    const values = Array.from({ length: 20 }, (_, i) => BigInt(100 + ((i * 7) % 20)));
+    await Promise.all(values.map((sequence) => updateDevices(db, [{ id, sequence }])));
+    assert.equal((await getDevice(db, id))?.lastSequence, 119n);
   });
 
   await t.step("u64 sequence ids above 2^63 round-trip exactly", async () => {
     const [id] = await registerMany(db, 1) as [string];
     const above = (1n << 63n) + 1n;
-    assert.equal(await acceptSequence(db, id, above), true);
+    await updateDevices(db, [{ id, sequence: above }]);
     assert.equal((await getDevice(db, id))?.lastSequence, above);
-    assert.equal(await acceptSequence(db, id, (1n << 63n) - 1n), false);
-    assert.equal(await acceptSequence(db, id, MAX_U64), true);
+    await updateDevices(db, [{ id, sequence: (1n << 63n) - 1n }]);
+    assert.equal((await getDevice(db, id))?.lastSequence, above);
+    await updateDevices(db, [{ id, sequence: MAX_U64 }]);
     assert.equal((await getDevice(db, id))?.lastSequence, MAX_U64);
-    assert.equal(await acceptSequence(db, id, MAX_U64), false);
   });
 
-  await t.step("recordActivation() shifts current to previous and is idempotent", async () => {
+  await t.step("updateDevices() shifts current digest to previous, idempotently", async () => {
     const [id] = await registerMany(db, 1) as [string];
-    await recordActivation(db, id, digestOf("01"));
+    await updateDevices(db, [{ id, digest: digestOf("01") }]);
     let device = await getDevice(db, id);
     assert.equal(device?.currentDigest, digestOf("01"));
     assert.equal(device?.previousDigest, null);
-    await recordActivation(db, id, digestOf("02"));
-    await recordActivation(db, id, digestOf("02"));
+    await updateDevices(db, [{ id, digest: digestOf("02") }]);
+    await updateDevices(db, [{ id, digest: digestOf("02") }]);
     device = await getDevice(db, id);
     assert.equal(device?.currentDigest, digestOf("02"));
     assert.equal(device?.previousDigest, digestOf("01"), "a repeat keeps the previous digest");
-    await assert.rejects(recordActivation(db, id, "NOT-HEX"), InvalidDataError);
+    await assert.rejects(updateDevices(db, [{ id, digest: "NOT-HEX" }]), InvalidDataError);
   });
 
-  await t.step("recordSeen() stores the latest time and never moves it back", async () => {
+  await t.step("updateDevices() stores the latest seen time and never moves it back", async () => {
     const [a, b] = await registerMany(db, 2) as [string, string];
     const later = new Date("2030-01-02T03:04:05.678Z");
     const earlier = new Date("2030-01-01T00:00:00.000Z");
-    await recordSeen(db, [{ id: a, at: later }, { id: b, at: earlier }]);
-    await recordSeen(db, [{ id: a, at: earlier }]);
+    await updateDevices(db, [{ id: a, seenAt: later }, { id: b, seenAt: earlier }]);
+    await updateDevices(db, [{ id: a, seenAt: earlier }]);
     assert.equal((await getDevice(db, a))?.lastSeenAt?.toISOString(), later.toISOString());
     assert.equal((await getDevice(db, b))?.lastSeenAt?.toISOString(), earlier.toISOString());
   });
@@ -293,7 +295,7 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
     "updateDevices() merges a batch per device and leaves other fields alone",
     async () => {
       const [a, b] = await registerMany(db, 2) as [string, string];
-      await recordActivation(db, a, digestOf("01"));
+      await updateDevices(db, [{ id: a, digest: digestOf("01") }]);
       const later = new Date("2031-01-02T03:04:05.678Z");
       const earlier = new Date("2031-01-01T00:00:00.000Z");
       await updateDevices(db, [

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { loadSimKeys, parseFaults, runLive } from "../../sim/mod.ts";
+import { startSimTarget } from "../../app/mod.ts";
 
 const POLICY = new URL("../../policies/fast.yaml", import.meta.url);
 
@@ -42,6 +43,7 @@ Deno.test({
         // Policy time 60x: the 2 m response timeout takes 2 s, the 5 s backoff under 0.1 s.
         speed: 60,
         keyDir: join(dir, "keys"),
+        startLocal: startSimTarget,
         env: { FLOTILLA_DATA_DIR: join(dir, "data"), ...(external ? { MQTT_URL: external } : {}) },
         onProgress: (sample) => progress.push(sample.state),
       });

@@ -108,7 +108,7 @@ export function DevicesPage() {
       <label>State
             <select id="device-state" value=${filters.state} onChange=${set("state")}>
               <option value="">any</option>
-              ${states.device.map((s) => html`<option value=${s}>${words(s)}</option>`)}
+              ${states.deviceStates.map((s) => html`<option value=${s}>${words(s)}</option>`)}
             </select>
           </label>
       <label>Artifact

@@ -110,7 +110,7 @@ function Timeline({ r }) {
       Stage ${r.stage + 1}. Per-stage figures are shown while the rollout is driven by this server.
     </p>`;
   }
-  const finished = states.rolloutFinal.includes(r.state);
+  const finished = states.finalRolloutStates.includes(r.state);
   return html`<div class="timeline" id="timeline">
     ${
     r.stages.map((s, i) => {
@@ -204,7 +204,7 @@ function Devices({ r }) {
       <label>State
         <select id="device-state" value=${state} onChange=${(e) => setState(e.currentTarget.value)}>
           <option value="">any</option>
-          ${states.device.map((s) => html`<option value=${s}>${words(s)}</option>`)}
+          ${states.deviceStates.map((s) => html`<option value=${s}>${words(s)}</option>`)}
         </select>
       </label>
     </div>
@@ -258,7 +258,9 @@ function Events({ id, live }) {
     <h2 id="events-heading">Events</h2>
     <${ErrorBanner} error=${pages.error} />
     <ol class="events" id="events">
-      ${shown.map((event) => html`<${EventLine} key=${event.id} event=${event} rolloutLink=${false} />`)}
+      ${
+    shown.map((event) => html`<${EventLine} key=${event.id} event=${event} rolloutLink=${false} />`)
+  }
     </ol>
     ${pages.data && shown.length === 0 ? html`<p class="muted">No events yet.</p>` : null}
     <${Pager} pages=${pages} label="Events" newerText="Newer events" olderText="Older events" />
@@ -320,7 +322,7 @@ export function RolloutPage({ id }) {
         <${Timeline} r=${r} />
         <h2>Devices by state</h2>
         <div class="counts" id="counts">
-          ${states.device.map((state) =>
+          ${states.deviceStates.map((state) =>
             html`
               <div class="count" data-state=${state}>
                 <div class="n">${r.counts[state] ?? 0}</div>

@@ -34,7 +34,7 @@ export function RolloutsPage() {
           <label>State
             <select value=${state} onChange=${(e) => setState(e.currentTarget.value)}>
               <option value="">any</option>
-              ${states.rollout.map((s) => html`<option value=${s}>${words(s)}</option>`)}
+              ${states.rolloutStates.map((s) => html`<option value=${s}>${words(s)}</option>`)}
             </select>
           </label>
         </div>

@@ -2,15 +2,16 @@
  * Compact per-device records for a whole fleet: a few bytes per device in typed arrays, plus running
  * counts per state, per stage and per attempt. This is the only fleet-sized memory of an engine.
  */
-import { TOKEN_BYTES } from "../srup/mod.ts";
-import { DEVICE_STATES, type DeviceState, STATE_CODE } from "./device_state.ts";
+import { toHex, TOKEN_BYTES } from "../srup/mod.ts";
+import type { DeviceRecord } from "./snapshot.ts";
+import { DEVICE_STATES, type DeviceState, type RecordState, STATE_CODE } from "./states.ts";
 import { stageOf } from "./stages.ts";
 
 const STATES = DEVICE_STATES.length;
 const NO_STATUS = -1;
 
-/** The per-device arrays and counters of one rollout. */
-export class Fleet {
+/** The per-device arrays and counters of one rollout; the one place a device's token is held. */
+export class DeviceTable {
   readonly size: number;
   readonly ends: readonly number[];
   #state: Uint8Array;
@@ -51,6 +52,18 @@ export class Fleet {
 
   token(index: number): Uint8Array {
     return this.#tokens.subarray(index * TOKEN_BYTES, (index + 1) * TOKEN_BYTES);
+  }
+
+  /** The record of started device `id` at `index`. */
+  record(id: string, index: number, deadline: number | null): DeviceRecord {
+    return {
+      id,
+      state: this.state(index) as RecordState,
+      token: toHex(this.token(index)),
+      attempt: this.attempt(index),
+      deadline,
+      lastStatus: this.lastStatus(index),
+    };
   }
 
   /** Records a device's state, attempt and last status, keeping every count in step. */

@@ -1,0 +1,1 @@
+ALTER TABLE "rollout_devices" ADD CONSTRAINT "rollout_devices_state_known" CHECK (state in ('pending', 'initiated', 'received', 'activating', 'activated', 'retrying', 'failed', 'cancelled'));
