@@ -24,7 +24,8 @@ export type WriteOp =
   | { kind: "rollout"; id: string; patch: RolloutPatch }
   /** A confirmed activation: the device's current digest becomes `digest`. */
   | { kind: "activation"; deviceId: string; digest: string; rolloutId?: string }
-  | { kind: "seen"; deviceId: string; at: Date }
+  /** Heard from, or connected to (online true) or gone from (false) the broker. */
+  | { kind: "seen"; deviceId: string; at: Date; online?: boolean }
   /** A sequence id accepted from a device (replay protection); only the highest is kept. */
   | { kind: "sequence"; deviceId: string; sequence: bigint };
 
@@ -346,7 +347,7 @@ async function applyWrites(tx: Db, ops: readonly WriteOp[]): Promise<Event[]> {
         deviceUpdates.push({ id: op.deviceId, sequence: op.sequence });
         break;
       case "seen":
-        deviceUpdates.push({ id: op.deviceId, seenAt: op.at });
+        deviceUpdates.push({ id: op.deviceId, seenAt: op.at, online: op.online });
         break;
     }
   }

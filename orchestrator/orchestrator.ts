@@ -44,6 +44,9 @@ export interface RolloutRequest {
   deviceIds: readonly string[];
   /** The token name that asked for it. */
   actor: string;
+  /** Optional words for operators. */
+  name?: string | null;
+  description?: string | null;
 }
 
 /** An operator command. */
@@ -156,6 +159,9 @@ export class Orchestrator {
     checkHeapRoom(request.deviceIds.length, this.#heap());
     const { policy, provenance } = request.loaded;
     const row = await createRollout(this.#db, {
+      name: request.name ?? null,
+      description: request.description ?? null,
+      createdBy: request.actor,
       artifactDigest: request.artifact.digest,
       artifactUrl: request.artifact.url,
       policy: policy as unknown as Record<string, unknown>,
