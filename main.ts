@@ -41,14 +41,17 @@ ${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(11)} ${c.summary}
 
 Run "<command> --help" for a command's options.`;
 
-/** Runs the CLI; returns the exit code. */
+/**
+ * Runs the CLI; returns the exit code. This is the one place errors become exit codes: a usage
+ * error is one line and exit 2, any other error one line (its message, never a stack) and exit 1.
+ */
 export async function main(args: string[]): Promise<number> {
   const [name, ...rest] = args;
   if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     console.log(HELP);
     return name === undefined ? 2 : 0;
   }
-  const command = COMMANDS[name];
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!command) {
     console.error(`Unknown command "${name}"\n\n${HELP}`);
     return 2;
@@ -60,8 +63,31 @@ export async function main(args: string[]): Promise<number> {
       console.error(`${name}: ${error.message}`);
       return 2;
     }
-    throw error;
+    console.error(describeError(error));
+    return 1;
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+/** An error as one line: its message (or its value), no stack; `cause` when it adds something. */
+export function describeError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error).split("\n")[0]!;
+  let text = error.message || error.name;
+  const cause = error.cause instanceof Error ? error.cause.message : undefined;
+  if (cause && !text.includes(cause)) text += `: ${cause}`;
+  return text.split("\n").map((line) => line.trim()).filter(Boolean).join("; ");
+}
+
+if (import.meta.main) {
+  // An error escaping a command's promise chain (a client's event handler, say) is one line too.
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    console.error(describeError(event.reason));
+    Deno.exit(1);
+  });
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    console.error(describeError(event.error));
+    Deno.exit(1);
+  });
+  Deno.exit(await main(Deno.args));
+}

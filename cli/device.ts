@@ -5,11 +5,10 @@ import {
   emptyState,
   loadIdentity,
   provisionDevice,
-  readId,
   readState,
   startDevice,
 } from "../device/mod.ts";
-import { isServerId } from "../mqtt/mod.ts";
+import { isServerId, parseBrokerUrl } from "../mqtt/mod.ts";
 import { jsonLogger } from "../obs/mod.ts";
 import { fromBase64, toBase64 } from "../srup/mod.ts";
 import { dispatch, parse, printJson, UsageError } from "./args.ts";
@@ -20,8 +19,10 @@ Commands:
   provision --out DIR   Create the device id and Ed25519 key (DIR/device.key, mode 0600);
                         prints {"id","publicKey"}
   run --dir DIR --server-key BASE64 --broker URL [options]
-                        Connect, obey INITIATE and ACTIVATE signed by the server key
-  status --dir DIR      Print the id, current and previous digests and any staged token
+                        Connect, obey INITIATE and ACTIVATE signed by the server key; one agent
+                        per directory (a second one exits with an error)
+  status --dir DIR      Print the id, public key, current and previous digests and any staged
+                        token
 
 Options of run:
   --server-id HEX       Server id in the response topic (default: first 16 hex characters
@@ -41,19 +42,18 @@ export function run(args: string[]): Promise<number> {
 async function provision(args: string[]): Promise<number> {
   const { values } = parse(args, { out: { type: "string" } });
   if (!values.out) throw new UsageError("device provision needs --out DIR");
-  return await failing(async () => {
-    const identity = await provisionDevice(values.out!);
-    printJson({ id: identity.id, publicKey: toBase64(identity.publicKey) });
-  });
+  const identity = await provisionDevice(values.out);
+  printJson({ id: identity.id, publicKey: toBase64(identity.publicKey) });
+  return 0;
 }
 
 async function status(args: string[]): Promise<number> {
   const { values } = parse(args, { dir: { type: "string" } });
   if (!values.dir) throw new UsageError("device status needs --dir DIR");
-  return await failing(async () => {
-    const id = await readId(values.dir!);
-    printJson(deviceStatus(id, await readState(values.dir!) ?? emptyState()));
-  });
+  const { id, publicKey } = await loadIdentity(values.dir);
+  const { id: _, ...status } = deviceStatus(id, await readState(values.dir) ?? emptyState());
+  printJson({ id, publicKey: toBase64(publicKey), ...status });
+  return 0;
 }
 
 async function runAgent(args: string[]): Promise<number> {
@@ -77,6 +77,14 @@ async function runAgent(args: string[]): Promise<number> {
   if (serverId !== undefined && !isServerId(serverId)) {
     throw new UsageError(`Invalid --server-id "${values["server-id"]}": expected hex`);
   }
+  try {
+    parseBrokerUrl(values.broker);
+  } catch (error) {
+    throw new UsageError(`Invalid --broker: ${(error as Error).message}`);
+  }
+  if (Boolean(values["mqtt-cert"]) !== Boolean(values["mqtt-key"])) {
+    throw new UsageError("--mqtt-cert and --mqtt-key go together");
+  }
   const maxBytes = values["max-bytes"] === undefined
     ? undefined
     : parsePositive(values["max-bytes"], "--max-bytes");
@@ -86,31 +94,30 @@ async function runAgent(args: string[]): Promise<number> {
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   try {
-    return await failing(async () => {
-      // Fail on a bad directory before waiting for a broker.
-      await loadIdentity(values.dir!);
-      const device = await startDevice({
-        dir: values.dir!,
-        serverKey,
-        broker: values.broker!,
-        serverId,
-        allowHttp: values["allow-http"] ?? false,
-        fetch: values["http-ca"] ? await fetchWithCa(values["http-ca"]) : undefined,
-        limits: maxBytes === undefined ? undefined : { maxBytes },
-        caFile: values["mqtt-ca"],
-        certFile: values["mqtt-cert"],
-        keyFile: values["mqtt-key"],
-        signal: stop.signal,
-        logger,
-      }).catch((error) => {
-        if (stop.signal.aborted) return undefined;
-        throw error;
-      });
-      if (!device) return;
-      await new Promise((resolve) => stop.signal.addEventListener("abort", resolve));
-      await device.close();
-      logger.info("device.stopped", { device: device.agent.deviceId });
+    // Fail on a bad directory before waiting for a broker.
+    await loadIdentity(values.dir);
+    const device = await startDevice({
+      dir: values.dir,
+      serverKey,
+      broker: values.broker,
+      serverId,
+      allowHttp: values["allow-http"] ?? false,
+      fetch: values["http-ca"] ? await fetchWithCa(values["http-ca"]) : undefined,
+      limits: maxBytes === undefined ? undefined : { maxBytes },
+      caFile: values["mqtt-ca"],
+      certFile: values["mqtt-cert"],
+      keyFile: values["mqtt-key"],
+      signal: stop.signal,
+      logger,
+    }).catch((error) => {
+      if (stop.signal.aborted) return undefined;
+      throw error;
     });
+    if (!device) return 0;
+    await new Promise((resolve) => stop.signal.addEventListener("abort", resolve));
+    await device.close();
+    logger.info("device.stopped", { device: device.agent.deviceId });
+    return 0;
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
@@ -141,15 +148,4 @@ function parsePositive(text: string, name: string): number {
 async function fetchWithCa(path: string): Promise<typeof fetch> {
   const client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(path)] });
   return (input, init) => fetch(input, { ...init, client });
-}
-
-/** Runs `task`; a failure is one line on stderr and exit code 1. */
-async function failing(task: () => Promise<void>): Promise<number> {
-  try {
-    await task();
-    return 0;
-  } catch (error) {
-    console.error(error instanceof Error ? error.message : String(error));
-    return 1;
-  }
 }

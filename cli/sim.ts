@@ -13,6 +13,7 @@ import {
   writeReport,
 } from "../sim/mod.ts";
 import { type LiveOptions, NO_FAULTS } from "../sim/mod.ts";
+import { answer, apiTarget } from "./api.ts";
 import { parse, printJson, UsageError } from "./args.ts";
 import { startSimTarget } from "../app/mod.ts";
 
@@ -128,6 +129,12 @@ async function live(
   }
   if (values.gateway && values["per-device"]) {
     throw new UsageError("Choose one of --gateway and --per-device");
+  }
+  const api = text("api");
+  if (api !== undefined) {
+    // Check the URL and token before making device keys, which can take a while.
+    const target = apiTarget(api, text("token")!, "--api");
+    await answer(target, target.client.v1.server.$get());
   }
   const offline = fraction("--offline", text("offline"), "30s");
   const crash = fraction("--crash", text("crash"), "2s");

@@ -12,14 +12,16 @@ import {
   toBase64,
   toHex,
 } from "../srup/mod.ts";
-import { writeFileAtomic } from "../io/files.ts";
+import { exists, writeFileAtomic } from "../io/files.ts";
 import { dispatch, parse, printJson, UsageError } from "./args.ts";
 
 export const HELP = `Usage: flotilla srup <command>
 
 Commands:
   decode [HEX]       Print a frame as JSON (reads hex from stdin when HEX is omitted)
-  keygen --out DIR   Write DIR/ed25519.key (PKCS#8, mode 0600) and DIR/ed25519.pub (SPKI)`;
+  keygen --out DIR [--force]
+                     Write DIR/ed25519.key (PKCS#8, mode 0600) and DIR/ed25519.pub (SPKI);
+                     refuses to replace an existing key unless --force`;
 
 /** Runs `srup` with its arguments; returns the exit code. */
 export function run(args: string[]): Promise<number> {
@@ -67,14 +69,17 @@ export function messageToJson(message: SrupMessage): Record<string, unknown> {
 }
 
 async function keygen(args: string[]): Promise<number> {
-  const { values } = parse(args, { out: { type: "string" } });
+  const { values } = parse(args, { out: { type: "string" }, force: { type: "boolean" } });
   if (!values.out) throw new UsageError("srup keygen needs --out DIR");
+  const keyPath = join(values.out, "ed25519.key");
+  // A replaced private key cannot be had back: every device trusting it would need the new one.
+  if (!values.force && await exists(keyPath)) {
+    throw new Error(`Cannot write key: "${keyPath}" already exists (--force replaces it)`);
+  }
   await Deno.mkdir(values.out, { recursive: true });
   const privateKey = randomPrivateKey();
   const publicKey = await (await defaultEd25519()).getPublicKey(privateKey);
-  await writeFileAtomic(join(values.out, "ed25519.key"), privateKeyToPem(privateKey), {
-    mode: 0o600,
-  });
+  await writeFileAtomic(keyPath, privateKeyToPem(privateKey), { mode: 0o600 });
   await writeFileAtomic(join(values.out, "ed25519.pub"), publicKeyToPem(publicKey));
   printJson({ publicKey: toBase64(publicKey) });
   return 0;

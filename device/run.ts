@@ -1,10 +1,12 @@
 /** One device agent on its own MQTT connection: what `device run` starts. */
 import type { MqttConnection, MqttConnectOptions } from "../mqtt/connection.ts";
 import { connectMqtt } from "../mqtt/connection.ts";
+import { deviceClientId } from "../mqtt/topics.ts";
 import { type Logger, silentLogger } from "../obs/log.ts";
 import { createDeviceAgent, type DeviceAgent, type DeviceAgentOptions } from "./agent.ts";
+import { lockDeviceDir } from "./dir_lock.ts";
 import { FileDeviceStore } from "./file_store.ts";
-import { loadIdentity } from "./identity.ts";
+import { type DeviceIdentity, loadIdentity } from "./identity.ts";
 
 /** Options for {@linkcode startDevice}. */
 export interface StartDeviceOptions
@@ -29,10 +31,36 @@ export interface RunningDevice {
   close(): Promise<void>;
 }
 
-/** Loads the device in `dir`, connects with a persistent session and subscribes to its topic. */
+/**
+ * Loads the device in `dir`, connects with a persistent session and subscribes to its topic.
+ * Holds the directory's lock until closed; throws if another agent holds it.
+ */
 export async function startDevice(options: StartDeviceOptions): Promise<RunningDevice> {
-  const logger = options.logger ?? silentLogger;
   const identity = await loadIdentity(options.dir);
+  const lock = await lockDeviceDir(options.dir);
+  try {
+    const running = await connectDevice(options, identity);
+    return {
+      ...running,
+      async close() {
+        try {
+          await running.close();
+        } finally {
+          lock.release();
+        }
+      },
+    };
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+}
+
+async function connectDevice(
+  options: StartDeviceOptions,
+  identity: DeviceIdentity,
+): Promise<RunningDevice> {
+  const logger = options.logger ?? silentLogger;
   const { promise: connected, resolve } = Promise.withResolvers<MqttConnection>();
   const agent = await createDeviceAgent({
     ...options,
@@ -45,7 +73,7 @@ export async function startDevice(options: StartDeviceOptions): Promise<RunningD
   const connection = await connectMqtt(options.broker, {
     ...options,
     // Stable, so the broker finds the session again and delivers what was queued meanwhile.
-    clientId: `flotilla-device-${identity.id}`,
+    clientId: deviceClientId(identity.id),
     clean: false,
     logger,
     onMessage(topic, payload) {

@@ -195,8 +195,11 @@ export class MqttConnection {
     client.on("offline", () => this.#logger.warn("mqtt.offline", { clientId }));
     client.on("connect", () => this.#status(true));
     client.on("close", () => this.#status(false));
-    client.on("error", (error) => {
-      this.#logger.warn("mqtt.error", { clientId, error: error.message });
+    client.on("error", (error: Error & { code?: unknown }) => {
+      // A broker refusing MQTT 5 is expected: connectMqtt falls back to 3.1.1 and says so at info.
+      const fallback = client.options.protocolVersion === 5 &&
+        UNACCEPTABLE_PROTOCOL.has(error.code as number);
+      this.#logger[fallback ? "info" : "warn"]("mqtt.error", { clientId, error: error.message });
     });
   }
 

@@ -3,6 +3,7 @@ import { type Clock, type RolloutSnapshot, snapshotFromRows } from "../actors/mo
 import {
   createRollout,
   type Db,
+  describeDatabaseError,
   type GroupCommitWriter,
   listActiveRollouts,
   listRolloutDeviceIds,
@@ -44,6 +45,9 @@ export interface RolloutRequest {
   deviceIds: readonly string[];
   /** The token name that asked for it. */
   actor: string;
+  /** Optional words for operators. */
+  name?: string | null;
+  description?: string | null;
 }
 
 /** What starting a runner takes. */
@@ -165,6 +169,9 @@ export class Orchestrator {
     checkHeapRoom(request.deviceIds.length, this.#heap());
     const { policy, provenance } = request.loaded;
     const row = await createRollout(this.#db, {
+      name: request.name ?? null,
+      description: request.description ?? null,
+      createdBy: request.actor,
       artifactDigest: request.artifact.digest,
       artifactUrl: request.artifact.url,
       policy: policy as unknown as Record<string, unknown>,
@@ -236,7 +243,9 @@ export class Orchestrator {
       } catch (error) {
         // One rollout that cannot be restored must not keep the others, or the service, down.
         this.#log(
-          `rollout ${row.id}: cannot resume, left as "${row.state}": ${(error as Error).message}`,
+          `rollout ${row.id}: cannot resume, left as "${row.state}": ${
+            describeDatabaseError(error)
+          }`,
         );
         continue;
       }

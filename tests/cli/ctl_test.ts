@@ -4,9 +4,10 @@ import { ADMIN_TOKEN, startTestService } from "../orchestrator/_service.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
+/** Runs `ctl --json` (the API's JSON, one line per answer) against `api`. */
 async function ctl(api: string, args: string[], token = ADMIN_TOKEN) {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, "ctl", "--api", api, "--token", token, ...args],
+    args: ["run", "--allow-all", MAIN, "ctl", "--api", api, "--token", token, "--json", ...args],
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1" },
@@ -80,6 +81,203 @@ Deno.test({
         assert.equal(unknown.code, 2);
         assert.match(unknown.stderr, /unknown command "frob nicate"/);
       });
+    } finally {
+      await service.close();
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+/** Runs `ctl` without `--json`: the text a person reads. */
+async function ctlText(api: string, args: string[]) {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", MAIN, "ctl", "--api", api, "--token", ADMIN_TOKEN, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  return {
+    code: output.code,
+    stdout: new TextDecoder().decode(output.stdout),
+    stderr: new TextDecoder().decode(output.stderr),
+  };
+}
+
+/** Runs a streaming `ctl` command until it printed `count` lines, then stops it; those lines. */
+async function ctlLines(api: string, args: string[], count: number): Promise<string[]> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", MAIN, "ctl", "--api", api, "--token", ADMIN_TOKEN, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+    signal: AbortSignal.timeout(30_000),
+  }).spawn();
+  const lines: string[] = [];
+  let buffer = "";
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  while (lines.length < count) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n")) >= 0) {
+      lines.push(buffer.slice(0, end));
+      buffer = buffer.slice(end + 1);
+    }
+  }
+  await reader.cancel();
+  try {
+    child.kill("SIGTERM");
+  } catch {
+    // ended by itself
+  }
+  const status = await child.status;
+  await child.stderr.cancel();
+  assert.ok(lines.length >= count, `ctl ${args.join(" ")} exited ${status.code} early`);
+  return lines.slice(0, count);
+}
+
+Deno.test({
+  name: "ctl: events filters, one tag syntax, text or --json, policy files with every problem",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const root = await Deno.makeTempDir();
+    const service = await startTestService(join(root, "data"));
+    const api = service.apiUrl;
+    const KEY = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+    try {
+      const lab = crypto.randomUUID();
+      const home = crypto.randomUUID();
+      let rolloutId = "";
+      await t.step("device import registers JSON lines, with --tag key=value added", async () => {
+        const file = join(root, "devices.jsonl");
+        await Deno.writeTextFile(
+          file,
+          `${JSON.stringify({ id: lab, publicKey: KEY, tags: { site: "lab" } })}\n` +
+            `${JSON.stringify({ id: home, publicKey: KEY, tags: { site: "home" } })}\n`,
+        );
+        const imported = await ctl(api, ["device", "import", file, "--tag", "batch=1"]);
+        assert.equal(imported.code, 0, imported.stderr);
+        assert.deepEqual(JSON.parse(imported.lines[0]!), { created: 2, skipped: 0 });
+      });
+      await t.step(
+        "device list --tag key=value selects by tag; key:value is a usage error",
+        async () => {
+          const listed = await ctl(api, [
+            "device",
+            "list",
+            "--tag",
+            "site=lab",
+            "--tag",
+            "batch=1",
+          ]);
+          assert.equal(listed.code, 0, listed.stderr);
+          assert.deepEqual(JSON.parse(listed.lines[0]!).items.map((d: { id: string }) => d.id), [
+            lab,
+          ]);
+          const colon = await ctl(api, ["device", "list", "--tag", "site:lab"]);
+          assert.equal(colon.code, 2);
+          assert.equal(colon.stderr.trim(), 'ctl: Invalid --tag "site:lab": expected key=value');
+        },
+      );
+      await t.step("without --json, answers are text: a table of devices", async () => {
+        const text = await ctlText(api, ["device", "list", "--tag", "site=home"]);
+        assert.equal(text.code, 0, text.stderr);
+        const lines = text.stdout.trim().split("\n");
+        assert.match(lines[0]!, /^ID\s+CURRENT\s+LAST SEEN\s+TAGS$/);
+        assert.match(lines[1]!, new RegExp(`^${home}\\s+-\\s+-\\s+site=home,batch=1$`));
+        assert.equal(lines.length, 2);
+      });
+      await t.step("rollout create --policy-file prints every problem with its line", async () => {
+        const file = join(root, "broken.yaml");
+        await Deno.writeTextFile(
+          file,
+          "name: broken\nstages:\n  - percent: 50\n  - percent: 20\n    bake: nonsense\n" +
+            "  - percent: 30\nconcurrency: -1\nretry:\n  attempts: 0\ncolour: blue\n",
+        );
+        const refused = await ctl(api, [
+          "rollout",
+          "create",
+          "--digest",
+          "ab".repeat(32),
+          "--policy-file",
+          file,
+          "--all",
+        ]);
+        assert.equal(refused.code, 1);
+        assert.deepEqual(refused.stderr.trim().split("\n"), [
+          `${file}:4: stages[1].percent: Must be more than the previous stage's 50`,
+          `${file}:5: stages[1].bake: Invalid duration "nonsense": use a number and a unit (ms, s, m, h, d)`,
+          `${file}:6: stages[2].percent: The last stage must be 100: got 30`,
+          `${file}:7: concurrency: Too small: expected number to be >0`,
+          `${file}:9: retry.attempts: Too small: expected number to be >=1`,
+          `${file}:10: colour: Unknown key`,
+          `Cannot create rollout: policy file "${file}" has 6 problem(s), listed above`,
+        ]);
+      });
+      await t.step("rollout create --tag key=value with a policy file", async () => {
+        const fw = join(root, "fw.bin");
+        await Deno.writeFile(fw, crypto.getRandomValues(new Uint8Array(1024)));
+        const file = join(root, "good.yaml");
+        await Deno.writeTextFile(file, "name: good\nstages:\n  - percent: 100\n");
+        const created = await ctl(api, [
+          "rollout",
+          "create",
+          "--artifact",
+          fw,
+          "--policy-file",
+          file,
+          "--tag",
+          "site=lab",
+        ]);
+        assert.equal(created.code, 0, created.stderr);
+        const rollout = JSON.parse(created.lines[0]!);
+        assert.equal(rollout.devices, 1);
+        assert.equal(rollout.policy.name, "good");
+        rolloutId = rollout.id;
+        assert.equal((await ctl(api, ["rollout", "cancel", rolloutId])).code, 0);
+      });
+      await t.step(
+        "events --after 0, --rollout ID and --device ID stream what they name",
+        async () => {
+          const all = (await ctlLines(api, ["events", "--after", "0", "--json"], 3)).map((line) =>
+            JSON.parse(line)
+          );
+          assert.deepEqual(all.map((e) => e.id), [1, 2, 3]);
+          const ofRollout =
+            (await ctlLines(api, ["events", "--rollout", rolloutId, "--after", "0", "--json"], 2))
+              .map((line) => JSON.parse(line));
+          assert.ok(ofRollout.every((e) => e.rolloutId === rolloutId));
+          assert.equal(ofRollout[0].type, "rollout.created");
+          const ofDevice =
+            (await ctlLines(api, ["--json", "events", "--device", lab, "--after", "0"], 1))
+              .map((line) => JSON.parse(line));
+          assert.equal(ofDevice[0].deviceId, lab);
+          const text = await ctlLines(api, ["events", "--rollout", rolloutId, "--after", "0"], 1);
+          assert.match(text[0]!, new RegExp(`^\\S+Z  #1  rollout\\.created  rollout ${rolloutId}`));
+        },
+      );
+      await t.step("rollout watch of an ended rollout prints its events and exits 0", async () => {
+        const watched = await ctl(api, ["rollout", "watch", rolloutId]);
+        assert.equal(watched.code, 0, watched.stderr);
+        assert.equal(JSON.parse(watched.lines.at(-1)!).type, "rollout.cancelled");
+      });
+      await t.step(
+        "artifact get, health and token list answer through the typed client",
+        async () => {
+          const artifacts = JSON.parse((await ctl(api, ["artifact", "list"])).lines[0]!);
+          const digest = artifacts.items[0].digest;
+          const one = await ctl(api, ["artifact", "get", digest]);
+          assert.equal(JSON.parse(one.lines[0]!).digest, digest);
+          const health = await ctl(api, ["health"]);
+          const { live, ready } = JSON.parse(health.lines[0]!);
+          assert.deepEqual(live, { status: "ok" });
+          assert.equal(ready.status, "ready");
+          const tokens = await ctlText(api, ["token", "list"]);
+          assert.match(tokens.stdout, /^ID\s+NAME\s+ROLE/);
+        },
+      );
     } finally {
       await service.close();
       await Deno.remove(root, { recursive: true });

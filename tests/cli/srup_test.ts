@@ -54,6 +54,28 @@ Deno.test("srup keygen writes a 0600 PKCS#8 key and an SPKI public key", async (
   }
 });
 
+Deno.test("srup keygen refuses to replace an existing key: exit 1, one line; --force replaces it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const first = JSON.parse((await flotilla(["srup", "keygen", "--out", dir])).stdout);
+    const keyPath = join(dir, "ed25519.key");
+    const pem = await Deno.readTextFile(keyPath);
+    const again = await flotilla(["srup", "keygen", "--out", dir]);
+    assert.equal(again.code, 1);
+    assert.equal(
+      again.stderr.trim(),
+      `Cannot write key: "${keyPath}" already exists (--force replaces it)`,
+    );
+    assert.equal(await Deno.readTextFile(keyPath), pem, "the key is untouched");
+    const forced = await flotilla(["srup", "keygen", "--out", dir, "--force"]);
+    assert.equal(forced.code, 0);
+    assert.notEqual(JSON.parse(forced.stdout).publicKey, first.publicKey);
+    assert.notEqual(await Deno.readTextFile(keyPath), pem);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("an unknown command exits 2 with the help", async () => {
   const { code, stderr } = await flotilla(["frobnicate"]);
   assert.equal(code, 2);

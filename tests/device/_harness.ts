@@ -122,6 +122,7 @@ export async function deviceHarness(brokerUrl: string) {
   return {
     dir: deviceDir,
     id: identity.id,
+    publicKey: identity.publicKey,
     link,
     serverConnection,
     responses,

@@ -80,6 +80,7 @@ Deno.test("device provision writes a 0600 key and prints the id and public key",
       assert.equal(status.code, 0);
       assert.deepEqual(JSON.parse(status.stdout), {
         id: printed.id,
+        publicKey: printed.publicKey,
         current: null,
         previous: null,
         staged: null,
@@ -107,6 +108,25 @@ Deno.test("device commands report bad usage in one line with exit code 2", async
     [
       ["device", "run", "--dir", "d", "--server-key", key, "--broker", "x", "--server-id", "zz"],
       /Invalid --server-id "zz": expected hex/,
+    ],
+    [
+      ["device", "run", "--dir", "d", "--server-key", key, "--broker", "http://x"],
+      /^device: Invalid --broker: Invalid broker URL: "http:\/\/x" must start with mqtt:\/\/ or mqtts:\/\/$/,
+    ],
+    [
+      [
+        "device",
+        "run",
+        "--dir",
+        "d",
+        "--server-key",
+        key,
+        "--broker",
+        "mqtt://x",
+        "--mqtt-key",
+        "k",
+      ],
+      /--mqtt-cert and --mqtt-key go together/,
     ],
     [["device", "status"], /device status needs --dir DIR/],
     [["device", "frobnicate"], /Unknown device command "frobnicate"/],
@@ -137,6 +157,41 @@ Deno.test("device run fails in one line with exit code 1 for a directory that wa
     assert.match(stderr.trim(), /^Cannot read device id ".*device\.json": /);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a second device run on the same --dir exits 1 with one line; the first keeps running", async () => {
+  const broker = await startEmbeddedBroker({ port: 0 });
+  const h = await deviceHarness(broker.url);
+  const args = ["--dir", h.dir, "--server-key", toBase64(TEST_PUBLIC_KEY), "--broker", broker.url];
+  try {
+    const first = spawnDevice(args);
+    await first.logged("device.started");
+    // Killed if it runs on (without the lock it would, knocking the first off the broker).
+    const second = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", MAIN, "device", "run", ...args],
+      stdout: "null",
+      stderr: "piped",
+      signal: AbortSignal.timeout(20_000),
+    }).output();
+    assert.equal(second.code, 1);
+    assert.equal(
+      new TextDecoder().decode(second.stderr).trim(),
+      `Cannot run device: another agent is running on "${h.dir}" (it holds "${
+        join(h.dir, "agent.lock")
+      }")`,
+    );
+    assert.equal(first.events.filter((e) => e.event === "mqtt.connected").length, 1);
+    first.child.kill("SIGTERM");
+    assert.equal((await first.exit()).code, 0);
+    // Released on exit: the directory can be run again.
+    const again = spawnDevice(args);
+    await again.logged("device.started");
+    again.child.kill("SIGTERM");
+    assert.equal((await again.exit()).code, 0);
+  } finally {
+    await h.close();
+    await broker.close();
   }
 });
 
@@ -212,7 +267,13 @@ Deno.test("device run survives SIGKILL mid-download and a restart, then updates 
       device.child.kill("SIGTERM");
       assert.equal((await device.exit()).code, 0);
       const status = JSON.parse((await flotilla(["device", "status", "--dir", h.dir])).stdout);
-      assert.deepEqual(status, { id: h.id, current: toHex(digest), previous: null, staged: null });
+      assert.deepEqual(status, {
+        id: h.id,
+        publicKey: toBase64(h.publicKey),
+        current: toHex(digest),
+        previous: null,
+        staged: null,
+      });
       assert.deepEqual(await Deno.readFile(join(h.dir, "current")), FIRMWARE);
     });
   } finally {

@@ -9,6 +9,7 @@ import {
 } from "../../mqtt/mod.ts";
 import { BROKERS, recordingLogger, waitUntil, within } from "./_brokers.ts";
 import { MOSQUITTO_MISSING, startMosquitto } from "./_mosquitto.ts";
+import { jsonLogger } from "../../obs/mod.ts";
 
 const text = new TextEncoder();
 
@@ -64,6 +65,23 @@ Deno.test("connectMqtt() rejects with ConnectionRefusedError when MQTT 5 is forc
       error.message,
       /Cannot connect to MQTT broker "mqtt:\/\/127\.0\.0\.1:\d+": refused/,
     );
+  } finally {
+    await broker.close();
+  }
+});
+
+Deno.test("connectMqtt() falls back from MQTT 5 to 3.1.1 logging at info, never warn", async () => {
+  const broker = await startEmbeddedBroker({ port: 0 });
+  const lines: { level: string; event: string }[] = [];
+  try {
+    const connection = await connectMqtt(broker.url, {
+      clean: true,
+      logger: jsonLogger((line) => lines.push(JSON.parse(line))),
+    });
+    assert.equal(connection.protocolVersion, 4);
+    await connection.close();
+    assert.ok(lines.some((line) => line.event === "mqtt.protocol_fallback"));
+    assert.deepEqual(lines.filter((line) => line.level !== "info"), []);
   } finally {
     await broker.close();
   }
