@@ -70,6 +70,18 @@ Deno.test("every CLI error is one line: usage errors exit 2, runtime errors 1", 
       /^device: Invalid --broker: /,
     ],
     [["device", "status", "--dir", join(dir, "none")], {}, 1, /^Cannot read device id /],
+    [
+      ["serve"],
+      { FLOTILLA_HOST: "999.1.1.1", FLOTILLA_DATA_DIR: dir },
+      1,
+      /^flotilla serve: Invalid FLOTILLA_HOST: "999\.1\.1\.1" is not an IP address or host name$/,
+    ],
+    [
+      ["serve"],
+      { FLOTILLA_POLICY_DIR: "/nonexistent", FLOTILLA_DATA_DIR: dir },
+      1,
+      /^flotilla serve: Invalid FLOTILLA_POLICY_DIR: "\/nonexistent" cannot be read: /,
+    ],
     [["srup", "keygen"], {}, 2, /^srup: srup keygen needs --out DIR$/],
     [["policy", "show"], {}, 2, /^policy: policy show takes one FILE$/],
   ];
