@@ -80,7 +80,7 @@ export function enterState(flight: Flight, entered: Entered, options: ReactionOp
       options.emit({
         type: "device.timed_out",
         ...base,
-        phase: from === "activating" ? "activation" : "response",
+        missing: from === "activating" ? "activation" : "response",
       });
       break;
     case "retrying": {

@@ -29,7 +29,7 @@ export type DeviceRolloutEvent =
   | DeviceEventBase & { type: "device.initiated"; deadline: number }
   | DeviceEventBase & { type: "device.received"; status: number | null }
   | DeviceEventBase & { type: "device.activating"; deadline: number; resent?: boolean }
-  | DeviceEventBase & { type: "device.timed_out"; phase: "response" | "activation" }
+  | DeviceEventBase & { type: "device.timed_out"; missing: "response" | "activation" }
   | DeviceEventBase & {
     type: "device.retrying";
     status: number | null;

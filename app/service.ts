@@ -18,12 +18,14 @@ import {
   Maintenance,
   openDatabase,
   replaceApiToken,
+  resetPresence,
   sequenceStore,
 } from "../db/mod.ts";
 import { createSequenceAllocator } from "../io/sequence.ts";
 import {
   connectMqtt,
   createServerLink,
+  deviceOfClientId,
   PortInUseError,
   selectBroker,
   serverIdFromPublicKey,
@@ -31,7 +33,7 @@ import {
 import { LatencyHistogram, type Logger, silentLogger } from "../obs/mod.ts";
 import { toBase64 } from "../srup/mod.ts";
 import type { Clock } from "../actors/mod.ts";
-import { wallClock } from "../orchestrator/clock.ts";
+import { wallClock } from "../io/clock.ts";
 import { artifactDir, ConfigError, type ServiceConfig } from "../orchestrator/config.ts";
 import { type HeapUsage, v8HeapUsage } from "../orchestrator/heap_budget.ts";
 import { Orchestrator } from "../orchestrator/orchestrator.ts";
@@ -156,9 +158,20 @@ export async function startService(
     const store = new ArtifactStore(artifactDir(config));
     await store.init();
 
+    // Presence is known only from the embedded broker's connection events; reset before it
+    // listens, so no connection it reports is overwritten.
+    await resetPresence(db, config.mqttUrl ? null : false);
     let broker;
     try {
-      broker = await selectBroker({ url: config.mqttUrl, port: config.mqttPort });
+      broker = await selectBroker({
+        url: config.mqttUrl,
+        port: config.mqttPort,
+        onPresence(clientId, online) {
+          const deviceId = deviceOfClientId(clientId);
+          if (deviceId === undefined) return;
+          writer.enqueue({ kind: "seen", deviceId, at: new Date(), online }).catch(() => {});
+        },
+      });
     } catch (error) {
       if (error instanceof PortInUseError) {
         throw new ConfigError(

@@ -1,6 +1,6 @@
 /** An orchestrator started in this process for a live simulation, on ephemeral ports. */
 import { readConfig } from "../orchestrator/config.ts";
-import { scaledClock } from "../orchestrator/clock.ts";
+import { scaledClock } from "../io/clock.ts";
 import type { LocalTargetOptions, SimTarget } from "../sim/live_api.ts";
 import { fromBase64, toBase64 } from "../srup/mod.ts";
 import { startService } from "./service.ts";

@@ -159,7 +159,7 @@ for (const devices of sizes) {
       seed: 1,
       faults: NO_FAULTS,
       api: { url: orchestrator.url, token: orchestrator.token },
-      onPhase: (line) => console.error(`  ${devices}: ${line}`),
+      onStep: (line) => console.error(`  ${devices}: ${line}`),
     });
     const rss = await orchestrator.peakRss();
     const row = {

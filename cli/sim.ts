@@ -155,7 +155,7 @@ async function live(
     workers: text("workers") === undefined
       ? undefined
       : integer("--workers", text("workers")!, 1, 64),
-    onPhase: (line) => json ? printJson({ type: "phase", message: line }) : console.error(line),
+    onStep: (line) => json ? printJson({ type: "step", message: line }) : console.error(line),
     onProgress(sample, info) {
       if (json) printJson(progressJson(sample, info));
       else terminal?.draw(sample, info);

@@ -1,9 +1,9 @@
 /** Artifacts: uploaded files and files hosted elsewhere, keyed by SHA-256 digest. */
-import { asc, eq, gt } from "drizzle-orm";
+import { asc, desc, eq, gt, inArray } from "drizzle-orm";
 import type { Db } from "./open.ts";
 import { guard } from "./errors.ts";
 import { type Page, pageLimit } from "./page.ts";
-import { artifacts } from "./schema.ts";
+import { artifacts, rollouts } from "./schema.ts";
 
 /** An artifact row. */
 export type Artifact = typeof artifacts.$inferSelect;
@@ -63,4 +63,53 @@ export async function listArtifacts(
   );
   const items = rows.slice(0, limit);
   return { items, nextCursor: rows.length > limit ? items.at(-1)!.digest : null };
+}
+
+/** A rollout that uses an artifact. */
+export interface ArtifactUse {
+  id: string;
+  name: string | null;
+  state: string;
+}
+
+// The newest few are enough to show; the rollouts list filters by nothing finer.
+const USES_SHOWN = 20;
+
+/** The newest rollouts using each of these artifacts, newest first, by digest. */
+export async function artifactUses(
+  db: Db,
+  digests: readonly string[],
+): Promise<Map<string, ArtifactUse[]>> {
+  const uses = new Map<string, ArtifactUse[]>(digests.map((digest) => [digest, []]));
+  if (digests.length === 0) return uses;
+  const rows = await guard(
+    db.select({
+      digest: rollouts.artifactDigest,
+      id: rollouts.id,
+      name: rollouts.name,
+      state: rollouts.state,
+    }).from(rollouts)
+      .where(inArray(rollouts.artifactDigest, [...digests]))
+      .orderBy(desc(rollouts.createdAt), desc(rollouts.id)),
+    "Cannot list artifact uses",
+  );
+  for (const { digest, ...use } of rows) {
+    const list = uses.get(digest)!;
+    if (list.length < USES_SHOWN) list.push(use);
+  }
+  return uses;
+}
+
+/** Name and version of each of these artifacts that has them, by digest. */
+export async function artifactLabels(
+  db: Db,
+  digests: readonly string[],
+): Promise<Map<string, { name: string | null; version: string | null }>> {
+  if (digests.length === 0) return new Map();
+  const rows = await guard(
+    db.select({ digest: artifacts.digest, name: artifacts.name, version: artifacts.version })
+      .from(artifacts).where(inArray(artifacts.digest, [...new Set(digests)])),
+    "Cannot get artifact names",
+  );
+  return new Map(rows.map(({ digest, ...label }) => [digest, label]));
 }

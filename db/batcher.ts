@@ -24,7 +24,8 @@ export type WriteOp =
   | { kind: "rollout"; id: string; patch: RolloutPatch }
   /** A confirmed activation: the device's current digest becomes `digest`. */
   | { kind: "activation"; deviceId: string; digest: string; rolloutId?: string }
-  | { kind: "seen"; deviceId: string; at: Date }
+  /** Heard from, or connected to (online true) or gone from (false) the broker. */
+  | { kind: "seen"; deviceId: string; at: Date; online?: boolean }
   /** A sequence id accepted from a device (replay protection); only the highest is kept. */
   | { kind: "sequence"; deviceId: string; sequence: bigint };
 
@@ -286,18 +287,21 @@ function rolloutOf(op: WriteOp): string | null {
 }
 
 /**
- * Applies a batch in one transaction, each rollout's writes behind a savepoint when the batch
- * holds several: a refused rollout is rolled back alone. An unavailable database fails it all.
+ * Applies a batch in one transaction. When it holds several rollouts' writes, each rollout's sit
+ * behind a savepoint, so a refused rollout is rolled back alone; writes of no rollout (sightings,
+ * sequence ids) go in directly. An unavailable database fails it all.
  */
 async function applyBatch(tx: Db, batch: Entry[]): Promise<Outcome> {
-  const groups = new Map<string | null, Entry[]>();
+  const groups = new Map<string, Entry[]>();
+  const shared: Entry[] = [];
   for (const entry of batch) {
     const key = rolloutOf(entry.op);
-    const group = groups.get(key);
+    const group = key === null ? shared : groups.get(key);
     if (group) group.push(entry);
-    else groups.set(key, [entry]);
+    else groups.set(key!, [entry]);
   }
-  if (groups.size === 1) {
+  // One rollout (the common case): nothing to isolate it from, so no savepoint to pay for.
+  if (groups.size <= 1) {
     return { committed: batch, refused: [], events: await applyWrites(tx, batch.map((e) => e.op)) };
   }
   const outcome: Outcome = { committed: [], refused: [], events: [] };
@@ -313,6 +317,8 @@ async function applyBatch(tx: Db, batch: Entry[]): Promise<Outcome> {
       outcome.refused.push([entries, error]);
     }
   }
+  outcome.events.push(...await applyWrites(tx, shared.map((entry) => entry.op)));
+  outcome.committed.push(...shared);
   return outcome;
 }
 
@@ -341,7 +347,7 @@ async function applyWrites(tx: Db, ops: readonly WriteOp[]): Promise<Event[]> {
         deviceUpdates.push({ id: op.deviceId, sequence: op.sequence });
         break;
       case "seen":
-        deviceUpdates.push({ id: op.deviceId, seenAt: op.at });
+        deviceUpdates.push({ id: op.deviceId, seenAt: op.at, online: op.online });
         break;
     }
   }

@@ -1,5 +1,5 @@
 /** Devices: registration, lookup, listing with tag and state filters, replay protection. */
-import { and, asc, desc, eq, gt, inArray, type SQL, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, gte, inArray, isNull, lt, or, type SQL, sql } from "drizzle-orm";
 import type { Db } from "./open.ts";
 import { ConflictError, guard } from "./errors.ts";
 import { type Page, pageLimit, rowsOf } from "./page.ts";
@@ -29,6 +29,16 @@ export interface ListDevicesOptions {
   tags?: Record<string, string>;
   /** Only devices whose state in their latest rollout is this. */
   state?: string;
+  /** Only devices whose id starts with this (lowercase hex and dashes). */
+  idPrefix?: string;
+  /** Only devices connected (true) or not known to be connected (false). */
+  online?: boolean;
+  /** Only devices running the artifact with this digest. */
+  digest?: string;
+  /** Only devices last heard from at or after this time. */
+  seenAfter?: Date;
+  /** Only devices last heard from before this time, or never. */
+  seenBefore?: Date;
   /** The `nextCursor` of the previous page. */
   cursor?: string;
   /** Page size, 1 to 1000; default 100. */
@@ -133,6 +143,16 @@ export async function listDevices(
     filters.push(sql`${devices.tags} @> ${JSON.stringify(options.tags)}::jsonb`);
   }
   if (options.state !== undefined) filters.push(eq(latest.state, options.state));
+  if (options.idPrefix !== undefined) {
+    filters.push(sql`${devices.id}::text like ${`${options.idPrefix.toLowerCase()}%`}`);
+  }
+  if (options.online === true) filters.push(eq(devices.online, true));
+  if (options.online === false) filters.push(sql`${devices.online} is not true`);
+  if (options.digest !== undefined) filters.push(eq(devices.currentDigest, options.digest));
+  if (options.seenAfter !== undefined) filters.push(gte(devices.lastSeenAt, options.seenAfter));
+  if (options.seenBefore !== undefined) {
+    filters.push(or(isNull(devices.lastSeenAt), lt(devices.lastSeenAt, options.seenBefore))!);
+  }
   if (options.cursor !== undefined) filters.push(gt(devices.id, options.cursor));
   const rows = await guard(
     db.select({ device: devices, rolloutId: latest.rolloutId, state: latest.state })
@@ -213,6 +233,8 @@ export interface DeviceUpdate {
    * digest changes nothing, so a re-sent ACTIVATE's confirmation is idempotent.
    */
   digest?: string;
+  /** Connected to (true) or gone from (false) the broker; the latest update wins. */
+  online?: boolean;
 }
 
 // Keeps the id array and the JSON of one statement small enough to plan and parse quickly.
@@ -224,7 +246,10 @@ const UPDATE_CHUNK = 5000;
  * outside u64 is a RangeError and nothing is written.
  */
 export async function updateDevices(db: Db, updates: readonly DeviceUpdate[]): Promise<void> {
-  const merged = new Map<string, { at?: string; seq?: string; digest?: string }>();
+  const merged = new Map<
+    string,
+    { at?: string; seq?: string; digest?: string; online?: boolean }
+  >();
   for (const update of updates) {
     const entry = merged.get(update.id) ?? {};
     if (update.seenAt !== undefined) {
@@ -242,6 +267,7 @@ export async function updateDevices(db: Db, updates: readonly DeviceUpdate[]): P
       }
     }
     if (update.digest !== undefined) entry.digest = update.digest;
+    if (update.online !== undefined) entry.online = update.online;
     merged.set(update.id, entry);
   }
   const ids = [...merged.keys()];
@@ -252,6 +278,7 @@ export async function updateDevices(db: Db, updates: readonly DeviceUpdate[]): P
       db.execute(sql`
         update ${devices} d set
           last_seen_at = greatest(d.last_seen_at, (j.v -> d.id::text ->> 'at')::timestamptz),
+          online = coalesce((j.v -> d.id::text ->> 'online')::boolean, d.online),
           last_sequence = greatest(d.last_sequence, (j.v -> d.id::text ->> 'seq')::numeric),
           previous_digest = case
             when j.v -> d.id::text ? 'digest'
@@ -263,4 +290,26 @@ export async function updateDevices(db: Db, updates: readonly DeviceUpdate[]): P
       "Cannot update devices",
     );
   }
+}
+
+/**
+ * Sets every device's online flag to `online` (false or null), as at start: no connection
+ * outlives the process that saw it, and with an external broker presence is not known.
+ */
+export async function resetPresence(db: Db, online: false | null): Promise<void> {
+  await guard(
+    db.update(devices).set({ online }).where(sql`${devices.online} is distinct from ${online}`),
+    "Cannot reset device presence",
+  );
+}
+
+/** How many of these device ids are registered. */
+export async function countRegistered(db: Db, ids: readonly string[]): Promise<number> {
+  if (ids.length === 0) return 0;
+  const [row] = await guard(
+    db.select({ n: sql<number>`count(*)::int` }).from(devices)
+      .where(sql`${devices.id} = any(${uuidArray(ids, "Cannot count devices")}::uuid[])`),
+    "Cannot count devices",
+  );
+  return Number(row?.n ?? 0);
 }

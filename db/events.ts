@@ -1,8 +1,8 @@
 /** Events: the audit log of every transition and operator action, read back for SSE catch-up. */
-import { and, asc, eq, gt, type SQL, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, lt, type SQL, sql } from "drizzle-orm";
 import type { Db } from "./open.ts";
 import { guard } from "./errors.ts";
-import { pageLimit, rowsOf } from "./page.ts";
+import { type Page, pageLimit, rowsOf } from "./page.ts";
 import { events } from "./schema.ts";
 
 /** An events row. */
@@ -70,4 +70,32 @@ export async function listEvents(db: Db, options: ListEventsOptions = {}): Promi
       .limit(pageLimit(options.limit)),
     "Cannot list events",
   );
+}
+
+/** Options for {@linkcode listEventHistory}. */
+export interface EventHistoryOptions {
+  /** Only events with a smaller id: the `nextCursor` of the previous page. */
+  before?: number;
+  rolloutId?: string;
+  deviceId?: string;
+  /** Page size, 1 to 1000; default 100. */
+  limit?: number;
+}
+
+/** Events newest first, a page at a time: the history a console pages back through. */
+export async function listEventHistory(
+  db: Db,
+  options: EventHistoryOptions = {},
+): Promise<Page<Event, number>> {
+  const limit = pageLimit(options.limit);
+  const filters: SQL[] = [];
+  if (options.before !== undefined) filters.push(lt(events.id, options.before));
+  if (options.rolloutId !== undefined) filters.push(eq(events.rolloutId, options.rolloutId));
+  if (options.deviceId !== undefined) filters.push(eq(events.deviceId, options.deviceId));
+  const rows = await guard(
+    db.select().from(events).where(and(...filters)).orderBy(desc(events.id)).limit(limit + 1),
+    "Cannot list events",
+  );
+  const items = rows.slice(0, limit);
+  return { items, nextCursor: rows.length > limit ? items.at(-1)!.id : null };
 }

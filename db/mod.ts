@@ -20,6 +20,7 @@ export {
 export { uuidv7 } from "./ids.ts";
 export { type Page, pageLimit } from "./page.ts";
 export {
+  countRegistered,
   deleteDevice,
   type Device,
   type DeviceListItem,
@@ -32,12 +33,16 @@ export {
   type NewDevice,
   registerDevice,
   registerDevices,
+  resetPresence,
   selectDeviceIds,
   updateDevices,
 } from "./devices.ts";
 export {
   type Artifact,
+  artifactLabels,
   artifactUrl,
+  type ArtifactUse,
+  artifactUses,
   getArtifact,
   listArtifacts,
   type ListArtifactsOptions,
@@ -77,6 +82,7 @@ export {
   type ListEventsOptions,
   type NewEvent,
 } from "./events.ts";
+export { type EventHistoryOptions, listEventHistory } from "./events.ts";
 export {
   type ApiToken,
   createApiToken,

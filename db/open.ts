@@ -82,6 +82,7 @@ async function lockDataDir(location: string): Promise<Deno.FsFile> {
   ]);
   clearTimeout(timer);
   if (held) {
+    // The lock request stays pending with its file: this process is about to give up anyway.
     throw new Error(
       "another process has it open (a running flotilla serve?): stop it first, or use the API",
     );

@@ -14,7 +14,7 @@ export type RolloutDeviceRow = Omit<RolloutDevice, "updatedAt">;
 
 /** A device's part in one rollout, for its history. */
 export interface DeviceRolloutHistoryItem extends RolloutDevice {
-  rollout: { state: string; artifactDigest: string; createdAt: Date };
+  rollout: { state: string; artifactDigest: string; createdAt: Date; name: string | null };
 }
 
 /** Options for {@linkcode listRolloutDevices}. */
@@ -31,6 +31,8 @@ export interface ListRolloutDevicesOptions {
 export interface DeviceRolloutHistoryOptions {
   /** At most this many rollouts, 1 to 1000; default 100. */
   limit?: number;
+  /** Only rollouts older than this rollout id: the last one of the previous page. */
+  cursor?: string;
 }
 
 // Keeps each statement far below PostgreSQL's 65,535 bind parameters.
@@ -177,11 +179,16 @@ export async function deviceRolloutHistory(
         state: rollouts.state,
         artifactDigest: rollouts.artifactDigest,
         createdAt: rollouts.createdAt,
+        name: rollouts.name,
       },
     })
       .from(rolloutDevices)
       .innerJoin(rollouts, eq(rollouts.id, rolloutDevices.rolloutId))
-      .where(eq(rolloutDevices.deviceId, deviceId))
+      .where(and(
+        eq(rolloutDevices.deviceId, deviceId),
+        options.cursor === undefined ? undefined : sql`(${rollouts.createdAt}, ${rollouts.id}) <
+          (select created_at, id from ${rollouts} where id = ${options.cursor}::uuid)`,
+      ))
       .orderBy(desc(rollouts.createdAt), desc(rollouts.id))
       .limit(pageLimit(options.limit)),
     "Cannot get device history",

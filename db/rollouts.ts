@@ -22,6 +22,10 @@ export type Rollout = typeof rollouts.$inferSelect;
 export interface NewRollout {
   /** Default: a new UUIDv7. */
   id?: string;
+  name?: string | null;
+  description?: string | null;
+  /** The API token's name that asked for it. */
+  createdBy?: string | null;
   artifactDigest: string;
   artifactUrl: string;
   policy: Record<string, unknown>;

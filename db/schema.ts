@@ -2,6 +2,7 @@
 import { sql } from "drizzle-orm";
 import {
   bigint,
+  boolean,
   check,
   index,
   integer,
@@ -50,6 +51,8 @@ export const devices = pgTable("devices", {
   currentDigest: text(),
   previousDigest: text(),
   lastSeenAt: timestamp({ withTimezone: true }),
+  /** Connected to the broker: set by the embedded broker's connection events, null when unknown. */
+  online: boolean(),
   /** Highest sequence id accepted from the device; u64 does not fit a signed bigint. */
   lastSequence: numeric({ precision: 20, scale: 0, mode: "bigint" }),
   createdAt: createdAt(),
@@ -71,6 +74,10 @@ export const artifacts = pgTable("artifacts", {
   /** Storage path of an uploaded file; null for an external one. */
   path: text(),
   contentType: text().notNull().default("application/octet-stream"),
+  /** What operators call it, e.g. "sensor-firmware"; null for artifacts recorded before names. */
+  name: text(),
+  version: text(),
+  releaseNotes: text(),
   createdAt: createdAt(),
 }, () => [
   check("artifacts_digest_hex", sha256Hex("digest")),
@@ -82,6 +89,11 @@ export const artifacts = pgTable("artifacts", {
 export const rollouts = pgTable("rollouts", {
   /** UUIDv7, so ids sort by creation time. */
   id: uuid().primaryKey(),
+  /** Optional words operators give a rollout, e.g. "Firmware 2.1 to the lab". */
+  name: text(),
+  description: text(),
+  /** The API token's name that created it; null for rollouts made before it was recorded. */
+  createdBy: text(),
   state: text().$type<RolloutState>().notNull().default("running"),
   stage: integer().notNull().default(0),
   artifactDigest: text().notNull(),

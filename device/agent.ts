@@ -22,11 +22,11 @@ import {
 import { type Logger, silentLogger } from "../obs/log.ts";
 import { RejectionCounter, type RejectReason } from "../mqtt/rejections.ts";
 import { deviceTopic, serverIdFromPublicKey, serverTopic } from "../mqtt/topics.ts";
-import { type Clock, systemClock } from "./clock.ts";
+import { type Clock, wallClock } from "../io/clock.ts";
 import { DEFAULT_FETCH_LIMITS, fetchArtifact, type FetchLimits } from "./fetch_artifact.ts";
 import {
+  type AgentState,
   type ArtifactRecord,
-  type DeviceState,
   type DeviceStatus,
   deviceStatus,
   freeSlot,
@@ -76,7 +76,7 @@ export class DeviceAgent {
   readonly #sender: string;
   readonly #limits: FetchLimits;
   readonly #logger: Logger;
-  #state: DeviceState;
+  #state: AgentState;
   #tail: Promise<void> = Promise.resolve();
   /** The device id. */
   readonly deviceId: string;
@@ -88,7 +88,7 @@ export class DeviceAgent {
   readonly rejections: RejectionCounter;
 
   /** Use {@linkcode createDeviceAgent}, which loads the state. */
-  constructor(options: DeviceAgentOptions, serverId: string, state: DeviceState) {
+  constructor(options: DeviceAgentOptions, serverId: string, state: AgentState) {
     this.#options = options;
     this.deviceId = options.deviceId.toLowerCase();
     this.#target = uuidToBytes(this.deviceId);
@@ -157,7 +157,7 @@ export class DeviceAgent {
   }
 
   /** The state with this frame's token and sequence recorded and nothing staged. */
-  #accepted(message: SrupMessage, token?: string): DeviceState {
+  #accepted(message: SrupMessage, token?: string): AgentState {
     const sequences = new Map(this.#state.sequences);
     if (message.sequence !== undefined) sequences.set(this.#sender, message.sequence);
     const limit = this.#options.tokenHistory ?? DEFAULT_TOKEN_HISTORY;
@@ -182,7 +182,7 @@ export class DeviceAgent {
     }
     const outcome = await fetchArtifact(message.url, {
       fetch: this.#options.fetch ?? fetch,
-      clock: this.#options.clock ?? systemClock,
+      clock: this.#options.clock ?? wallClock,
       limits: this.#limits,
       allowHttp: this.#options.allowHttp ?? false,
       writer,
@@ -245,7 +245,7 @@ export class DeviceAgent {
       return this.#reject("replay", { token, sequence: message.sequence });
     }
     if (staged?.token !== token) return this.#reject("unknown_token", { token });
-    const next: DeviceState = {
+    const next: AgentState = {
       ...this.#accepted(message),
       current: staged,
       previous: current,

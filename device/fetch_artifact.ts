@@ -1,7 +1,7 @@
 /** Downloading an artifact the device was told to fetch, mapped to SRUP status bytes. */
 import { createHash } from "node:crypto";
 import { UPDATE_FAIL_FILE, UPDATE_FAIL_HTTP_ERROR, UPDATE_FAIL_SERVER } from "../srup/mod.ts";
-import type { Clock } from "./clock.ts";
+import type { Clock } from "../io/clock.ts";
 import type { ArtifactWriter } from "./store.ts";
 
 /** Bounds on a download. */

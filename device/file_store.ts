@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import { syncDirectory, writeFileAtomic } from "../io/files.ts";
 import { fileSequenceAllocator, type SequenceAllocator } from "../io/sequence.ts";
-import { type DeviceState, emptyState, stateFromJson, stateToJson } from "./state.ts";
+import { type AgentState, emptyState, stateFromJson, stateToJson } from "./state.ts";
 import type { ArtifactWriter, DeviceStore } from "./store.ts";
 
 /** File names inside the device directory. */
@@ -21,21 +21,21 @@ export const DEVICE_FILES = {
 export class FileDeviceStore implements DeviceStore {
   readonly #dir: string;
   readonly #sequence: SequenceAllocator;
-  #saved: DeviceState = emptyState();
+  #saved: AgentState = emptyState();
 
   constructor(dir: string) {
     this.#dir = dir;
     this.#sequence = fileSequenceAllocator(join(dir, DEVICE_FILES.sequence));
   }
 
-  async load(): Promise<DeviceState> {
+  async load(): Promise<AgentState> {
     this.#saved = await readState(this.#dir) ?? emptyState();
     // A kill between re-pointing the links and saving the state leaves them ahead: put them back.
     await this.#link(this.#saved);
     return this.#saved;
   }
 
-  async save(state: DeviceState): Promise<void> {
+  async save(state: AgentState): Promise<void> {
     await writeFileAtomic(join(this.#dir, DEVICE_FILES.state), stateToJson(state));
     this.#saved = state;
   }
@@ -73,7 +73,7 @@ export class FileDeviceStore implements DeviceStore {
     };
   }
 
-  async activate(state: DeviceState): Promise<void> {
+  async activate(state: AgentState): Promise<void> {
     const before = this.#saved;
     try {
       await this.#link(state);
@@ -89,7 +89,7 @@ export class FileDeviceStore implements DeviceStore {
   }
 
   /** Points `current` and `previous` at the slots `state` names, each by an atomic rename. */
-  async #link(state: DeviceState): Promise<void> {
+  async #link(state: AgentState): Promise<void> {
     let changed = false;
     for (const name of [DEVICE_FILES.current, DEVICE_FILES.previous]) {
       const path = join(this.#dir, name);
@@ -116,7 +116,7 @@ export class FileDeviceStore implements DeviceStore {
 }
 
 /** The saved state in `dir`, or undefined when there is none yet. */
-export async function readState(dir: string): Promise<DeviceState | undefined> {
+export async function readState(dir: string): Promise<AgentState | undefined> {
   const path = join(dir, DEVICE_FILES.state);
   let text: string;
   try {

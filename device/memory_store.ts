@@ -1,5 +1,5 @@
 /** A DeviceStore in memory: the simulator's, where "restart" means a new agent on the same store. */
-import { type DeviceState, emptyState } from "./state.ts";
+import { type AgentState, emptyState } from "./state.ts";
 import type { ArtifactWriter, DeviceStore } from "./store.ts";
 
 /** Options for {@linkcode MemoryDeviceStore}. */
@@ -12,18 +12,18 @@ export interface MemoryDeviceStoreOptions {
 export class MemoryDeviceStore implements DeviceStore {
   readonly #keepBytes: boolean;
   readonly #slots = new Map<number, Uint8Array>();
-  #state: DeviceState = emptyState();
+  #state: AgentState = emptyState();
   #sequence = 0n;
 
   constructor(options: MemoryDeviceStoreOptions = {}) {
     this.#keepBytes = options.keepBytes ?? true;
   }
 
-  load(): Promise<DeviceState> {
+  load(): Promise<AgentState> {
     return Promise.resolve(copyState(this.#state));
   }
 
-  save(state: DeviceState): Promise<void> {
+  save(state: AgentState): Promise<void> {
     this.#state = copyState(state);
     return Promise.resolve();
   }
@@ -48,7 +48,7 @@ export class MemoryDeviceStore implements DeviceStore {
     });
   }
 
-  activate(state: DeviceState): Promise<void> {
+  activate(state: AgentState): Promise<void> {
     return this.save(state);
   }
 
@@ -63,7 +63,7 @@ export class MemoryDeviceStore implements DeviceStore {
   }
 }
 
-function copyState(state: DeviceState): DeviceState {
+function copyState(state: AgentState): AgentState {
   return { ...state, sequences: new Map(state.sequences), tokens: [...state.tokens] };
 }
 

@@ -9,7 +9,7 @@ export {
   type DeviceAgentOptions,
   type PublishFrame,
 } from "./agent.ts";
-export { type Clock, systemClock } from "./clock.ts";
+export { type Clock, wallClock } from "../io/clock.ts";
 export {
   DEFAULT_FETCH_LIMITS,
   fetchArtifact,
@@ -23,8 +23,8 @@ export type { ArtifactWriter, DeviceStore } from "./store.ts";
 export { DEVICE_FILES, FileDeviceStore, readState } from "./file_store.ts";
 export { MemoryDeviceStore, type MemoryDeviceStoreOptions } from "./memory_store.ts";
 export {
+  type AgentState,
   type ArtifactRecord,
-  type DeviceState,
   type DeviceStatus,
   deviceStatus,
   emptyState,

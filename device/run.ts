@@ -1,6 +1,7 @@
 /** One device agent on its own MQTT connection: what `device run` starts. */
 import type { MqttConnection, MqttConnectOptions } from "../mqtt/connection.ts";
 import { connectMqtt } from "../mqtt/connection.ts";
+import { deviceClientId } from "../mqtt/topics.ts";
 import { type Logger, silentLogger } from "../obs/log.ts";
 import { createDeviceAgent, type DeviceAgent, type DeviceAgentOptions } from "./agent.ts";
 import { lockDeviceDir } from "./dir_lock.ts";
@@ -72,7 +73,7 @@ async function connectDevice(
   const connection = await connectMqtt(options.broker, {
     ...options,
     // Stable, so the broker finds the session again and delivers what was queued meanwhile.
-    clientId: `flotilla-device-${identity.id}`,
+    clientId: deviceClientId(identity.id),
     clean: false,
     logger,
     onMessage(topic, payload) {

@@ -12,7 +12,7 @@ export interface ArtifactRecord {
 }
 
 /** The agent's durable state. */
-export interface DeviceState {
+export interface AgentState {
   /** [SRUP-5] Highest version 2 sequence id accepted, per server public key (hex). */
   sequences: Map<string, bigint>;
   /** [SRUP-5] Hex tokens of recent INITIATEs, oldest first, bounded. */
@@ -37,7 +37,7 @@ export interface DeviceStatus {
 }
 
 /** The status of device `id` in `state`. */
-export function deviceStatus(id: string, state: DeviceState): DeviceStatus {
+export function deviceStatus(id: string, state: AgentState): DeviceStatus {
   return {
     id,
     current: state.current?.digest ?? null,
@@ -50,12 +50,12 @@ export function deviceStatus(id: string, state: DeviceState): DeviceStatus {
 export const SLOT_COUNT = 3;
 
 /** A state with nothing installed. */
-export function emptyState(): DeviceState {
+export function emptyState(): AgentState {
   return { sequences: new Map(), tokens: [] };
 }
 
 /** The slot a download goes to: the one that is neither current nor previous. */
-export function freeSlot(state: DeviceState): number {
+export function freeSlot(state: AgentState): number {
   for (let slot = 0; slot < SLOT_COUNT; slot++) {
     if (slot !== state.current?.slot && slot !== state.previous?.slot) return slot;
   }
@@ -63,7 +63,7 @@ export function freeSlot(state: DeviceState): number {
 }
 
 /** The JSON text of `state`. */
-export function stateToJson(state: DeviceState): string {
+export function stateToJson(state: AgentState): string {
   return JSON.stringify({
     format: 1,
     sequences: Object.fromEntries([...state.sequences].map(([k, v]) => [k, v.toString()])),
@@ -75,7 +75,7 @@ export function stateToJson(state: DeviceState): string {
 }
 
 /** Parses the JSON text of a state, checking every field. */
-export function stateFromJson(text: string): DeviceState {
+export function stateFromJson(text: string): AgentState {
   const json = JSON.parse(text);
   if (json?.format !== 1) throw new TypeError("Invalid device state: unknown format");
   const sequences = new Map<string, bigint>();
@@ -88,7 +88,7 @@ export function stateFromJson(text: string): DeviceState {
   if (!Array.isArray(json.tokens) || !json.tokens.every(isHex)) {
     throw new TypeError("Invalid device state: tokens must be hex strings");
   }
-  const state: DeviceState = { sequences, tokens: json.tokens };
+  const state: AgentState = { sequences, tokens: json.tokens };
   for (const name of ["current", "previous", "staged"] as const) {
     const value = record(json[name], name);
     if (value) state[name] = value;

@@ -17,6 +17,9 @@ import { devicesApp } from "./routes/devices.ts";
 import { eventsApp } from "./routes/events.ts";
 import { policiesApp } from "./routes/policies.ts";
 import { rolloutsApp } from "./routes/rollouts.ts";
+import { rolloutPreviewApp } from "./routes/rollout_preview.ts";
+import { historyApp } from "./routes/history.ts";
+import { meApp } from "./routes/me.ts";
 import { tokensApp } from "./routes/tokens.ts";
 
 /** Everything the app serves from. */
@@ -109,10 +112,13 @@ export function createApp(deps: AppDeps) {
         maxBytes: deps.maxArtifactBytes,
       }),
     )
+    .route("/rollouts", rolloutPreviewApp(deps))
     .route("/rollouts", rolloutsApp(deps))
     .route("/policies", policiesApp(deps.policies))
     .route("/tokens", tokensApp(deps.db, verifier))
-    .route("/events", eventsApp(deps.db, deps.hub));
+    .route("/events", eventsApp(deps.db, deps.hub))
+    .route("/", historyApp(deps.db))
+    .route("/", meApp());
 
   const root = newApp();
   root.doc31("/openapi.json", {

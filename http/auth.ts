@@ -1,6 +1,12 @@
 /** Bearer-token authentication and role checks for /v1. */
 import type { MiddlewareHandler } from "hono";
-import { type ApiToken, findApiToken, type TokenRole, touchApiToken } from "../db/mod.ts";
+import {
+  type ApiToken,
+  describeDatabaseError,
+  findApiToken,
+  type TokenRole,
+  touchApiToken,
+} from "../db/mod.ts";
 import type { Db } from "../db/mod.ts";
 import { ApiError } from "./errors.ts";
 import type { AppEnv } from "./env.ts";
@@ -35,7 +41,7 @@ export class TokenVerifier {
     if (token && (this.#touched.get(token.id) ?? 0) + TOUCH_EVERY_MS < now) {
       this.#touched.set(token.id, now);
       touchApiToken(this.#db, token.id).catch((error) =>
-        console.error(`Cannot record token use: ${error instanceof Error ? error.message : error}`)
+        console.error(`Cannot record token use: ${describeDatabaseError(error)}`)
       );
     }
     return token;

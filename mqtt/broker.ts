@@ -11,6 +11,8 @@ export interface EmbeddedBrokerOptions {
   port?: number;
   /** Listening address; loopback by default so the broker is never exposed by accident. */
   host?: string;
+  /** Told when a client id gets its first connection (true) or loses its last one (false). */
+  onPresence?: (clientId: string, online: boolean) => void;
 }
 
 /** A running embedded broker. */
@@ -47,6 +49,7 @@ export async function startEmbeddedBroker(
     throw new RangeError(`Invalid MQTT port: ${port} is not between 0 and 65535`);
   }
   const aedes = await Aedes.createBroker();
+  if (options.onPresence) watchPresence(aedes, options.onPresence);
   const sockets = new Set<Socket>();
   const server = createServer((socket) => {
     // Without it every small MQTT packet waits on Nagle's algorithm and the peer's delayed ACK.
@@ -95,4 +98,25 @@ function listen(server: Server, host: string, port: number): Promise<void> {
 
 function closeAedes(aedes: Aedes): Promise<void> {
   return new Promise((resolve) => aedes.close(() => resolve()));
+}
+
+/**
+ * Reports presence per client id. Connections are counted, since a client taking over its own
+ * session connects again before aedes reports its old connection gone.
+ */
+function watchPresence(aedes: Aedes, onPresence: (clientId: string, online: boolean) => void) {
+  const open = new Map<string, Set<unknown>>();
+  aedes.on("client", (client) => {
+    const connections = open.get(client.id) ?? new Set();
+    connections.add(client);
+    open.set(client.id, connections);
+    if (connections.size === 1) onPresence(client.id, true);
+  });
+  aedes.on("clientDisconnect", (client) => {
+    const connections = open.get(client.id);
+    if (!connections?.delete(client)) return;
+    if (connections.size > 0) return;
+    open.delete(client.id);
+    onPresence(client.id, false);
+  });
 }

@@ -24,6 +24,8 @@ export {
 } from "./connection.ts";
 export { mqttClientOptions, type MqttClientSettings, parseBrokerUrl } from "./options.ts";
 export {
+  deviceClientId,
+  deviceOfClientId,
   deviceTopic,
   isServerId,
   parseResponseTopic,

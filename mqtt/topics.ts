@@ -13,6 +13,20 @@ export function isServerId(text: string): boolean {
   return SERVER_ID_PATTERN.test(text);
 }
 
+const DEVICE_CLIENT_PREFIX = "flotilla-device-";
+
+/** The MQTT client id a device agent connects with, stable so the broker keeps its session. */
+export function deviceClientId(deviceId: string): string {
+  return `${DEVICE_CLIENT_PREFIX}${checkUuid(deviceId)}`;
+}
+
+/** The device id in a device agent's client id, or undefined for any other client. */
+export function deviceOfClientId(clientId: string): string | undefined {
+  if (!clientId.startsWith(DEVICE_CLIENT_PREFIX)) return undefined;
+  const id = clientId.slice(DEVICE_CLIENT_PREFIX.length);
+  return isUuid(id) ? id.toLowerCase() : undefined;
+}
+
 /** Server to device: `SRUP/<device-uuid>`. */
 export function deviceTopic(deviceId: string): string {
   return `${TOPIC_ROOT}/${checkUuid(deviceId)}`;

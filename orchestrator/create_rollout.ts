@@ -5,12 +5,14 @@
 import {
   artifactUrl,
   ConflictError,
+  countRegistered,
   type Db,
   getArtifact,
   InvalidDataError,
   type Rollout,
   selectDeviceIds,
 } from "../db/mod.ts";
+import { stageEnds } from "../actors/mod.ts";
 import { type LoadedPolicy, PolicyError, validatePolicy } from "../policies/mod.ts";
 import { InsufficientHeapError } from "./heap_budget.ts";
 import type { Orchestrator } from "./orchestrator.ts";
@@ -54,6 +56,9 @@ export interface NewRolloutInput {
   targets: RolloutTargets;
   /** The token name that asked for it. */
   actor: string;
+  /** Optional words for operators. */
+  name?: string;
+  description?: string;
 }
 
 /** What creating a rollout needs. */
@@ -96,6 +101,8 @@ export async function startRollout(
       targets: targets as Record<string, unknown>,
       deviceIds,
       actor: input.actor,
+      name: input.name,
+      description: input.description,
     });
   } catch (error) {
     if (error instanceof ConflictError) {
@@ -109,6 +116,37 @@ export async function startRollout(
     }
     throw error;
   }
+}
+
+/** What a rollout would be, computed without creating it. */
+export interface RolloutPreview {
+  policy: LoadedPolicy;
+  /** Registered devices the targets select. */
+  devices: number;
+  /** Each stage's cumulative percent and the devices it adds. */
+  stages: { percent: number; devices: number }[];
+}
+
+/** What a rollout of these targets under this policy would look like; writes nothing. */
+export async function previewRollout(
+  deps: Pick<CreateRolloutDeps, "db" | "policies">,
+  input: Pick<NewRolloutInput, "policy" | "targets">,
+): Promise<RolloutPreview> {
+  const policy = resolvePolicy(deps.policies, input.policy);
+  const targets = input.targets;
+  const devices = "ids" in targets
+    ? await countRegistered(deps.db, [...new Set(targets.ids.map((id) => id.toLowerCase()))])
+    : (await selectDeviceIds(deps.db, "tags" in targets ? { tags: targets.tags } : {})).length;
+  const percents = policy.policy.stages.map((stage) => stage.percent);
+  const ends = stageEnds(percents, devices);
+  return {
+    policy,
+    devices,
+    stages: percents.map((percent, i) => ({
+      percent,
+      devices: ends[i]! - (i === 0 ? 0 : ends[i - 1]!),
+    })),
+  };
 }
 
 function resolvePolicy(

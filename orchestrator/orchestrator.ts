@@ -3,6 +3,7 @@ import { type Clock, type RolloutSnapshot, snapshotFromRows } from "../actors/mo
 import {
   createRollout,
   type Db,
+  describeDatabaseError,
   type GroupCommitWriter,
   listActiveRollouts,
   listRolloutDeviceIds,
@@ -15,7 +16,7 @@ import type { LoadedPolicy, Policy } from "../policies/mod.ts";
 import { newToken, type ResponseMessage } from "../srup/mod.ts";
 import { RolloutRunner } from "./rollout_runner.ts";
 import type { StoredSequenceTracker } from "./sequence_tracker.ts";
-import { wallClock } from "./clock.ts";
+import { wallClock } from "../io/clock.ts";
 import { checkHeapRoom, type HeapUsage, v8HeapUsage } from "./heap_budget.ts";
 
 /** What the orchestrator needs. */
@@ -43,6 +44,9 @@ export interface RolloutRequest {
   deviceIds: readonly string[];
   /** The token name that asked for it. */
   actor: string;
+  /** Optional words for operators. */
+  name?: string | null;
+  description?: string | null;
 }
 
 /** An operator command. */
@@ -155,6 +159,9 @@ export class Orchestrator {
     checkHeapRoom(request.deviceIds.length, this.#heap());
     const { policy, provenance } = request.loaded;
     const row = await createRollout(this.#db, {
+      name: request.name ?? null,
+      description: request.description ?? null,
+      createdBy: request.actor,
       artifactDigest: request.artifact.digest,
       artifactUrl: request.artifact.url,
       policy: policy as unknown as Record<string, unknown>,
@@ -223,7 +230,9 @@ export class Orchestrator {
       } catch (error) {
         // One rollout that cannot be restored must not keep the others, or the service, down.
         this.#log(
-          `rollout ${row.id}: cannot resume, left as "${row.state}": ${(error as Error).message}`,
+          `rollout ${row.id}: cannot resume, left as "${row.state}": ${
+            describeDatabaseError(error)
+          }`,
         );
         continue;
       }

@@ -16,7 +16,12 @@ import {
   rolloutStateOf,
   ROW_STATE_OF,
 } from "../actors/mod.ts";
-import type { GroupCommitWriter, RolloutDeviceRow, WriteOp } from "../db/mod.ts";
+import {
+  describeDatabaseError,
+  type GroupCommitWriter,
+  type RolloutDeviceRow,
+  type WriteOp,
+} from "../db/mod.ts";
 import type { Policy } from "../policies/mod.ts";
 import type { ServerLink } from "../mqtt/mod.ts";
 
@@ -66,6 +71,7 @@ export class RolloutRunner {
   #headWrittenAt = 0;
   #finished = false;
   #stopped = false;
+  #unwritten = 0;
   /** Sends waiting for their commit, so shutdown can let them finish. */
   readonly #sending = new Set<Promise<void>>();
 
@@ -144,10 +150,16 @@ export class RolloutRunner {
     }
   }
 
+  /** Whether the engine is final but some of its writes have not landed (database unavailable). */
+  get finalPending(): boolean {
+    return isFinal(this.engine.state) && this.#unwritten > 0;
+  }
+
   #write(op: WriteOp): Promise<void> {
     const written = this.#writer.enqueue(op);
+    this.#unwritten++;
     // Failures are logged by the writer; a send waiting on this write is dropped (see #send).
-    written.catch(() => {});
+    written.catch(() => {}).finally(() => this.#unwritten--);
     this.#barrier = written;
     return written;
   }
@@ -174,7 +186,7 @@ export class RolloutRunner {
             // The engine's timeout for this device retries it.
             this.#log(
               `rollout ${this.id}: cannot send ${kind.toUpperCase()} to ${device}` +
-                `${attempt ? ` (attempt ${attempt})` : ""}: ${(error as Error).message}`,
+                `${attempt ? ` (attempt ${attempt})` : ""}: ${describeDatabaseError(error)}`,
             );
           }
         },
@@ -212,7 +224,7 @@ export class RolloutRunner {
       });
     }
     if (device?.type === "device.timed_out") {
-      const waited = this.#timeouts[device.phase];
+      const waited = this.#timeouts[device.missing];
       if (this.#link.timedOut(device.device, waited)) {
         this.#log(
           `rollout ${this.id}: RESPONSEs stalled: ${device.device} timed out after ${waited} ms and no device answered meanwhile, though the broker connection was up`,

@@ -7,12 +7,15 @@ import {
   rolloutStateOf,
   type RolloutSummary,
 } from "../actors/mod.ts";
-import { countRolloutDevices, type Db, type Rollout } from "../db/mod.ts";
+import { countRolloutDevices, type Db, getArtifact, type Rollout } from "../db/mod.ts";
 import type { Orchestrator } from "./orchestrator.ts";
 
 /** The API's rollout object. */
 export interface RolloutView {
   id: string;
+  name: string | null;
+  description: string | null;
+  createdBy: string | null;
   state: RolloutState;
   stage: number;
   stages: RolloutSummary["stages"] | null;
@@ -22,7 +25,7 @@ export interface RolloutView {
   pauseReason: PauseReason | null;
   bakeUntil: string | null;
   policy: { name: string; sha256: string; commit: string | null };
-  artifact: { digest: string; url: string };
+  artifact: { digest: string; url: string; name: string | null; version: string | null };
   createdAt: string;
   updatedAt: string;
 }
@@ -33,10 +36,19 @@ export async function rolloutView(
   orchestrator: Orchestrator,
   row: Rollout,
 ): Promise<RolloutView> {
+  const label = await getArtifact(db, row.artifactDigest);
   const base = {
     id: row.id,
+    name: row.name,
+    description: row.description,
+    createdBy: row.createdBy,
     policy: { name: row.policyName, sha256: row.policySha256, commit: row.policyCommit },
-    artifact: { digest: row.artifactDigest, url: row.artifactUrl },
+    artifact: {
+      digest: row.artifactDigest,
+      url: row.artifactUrl,
+      name: label?.name ?? null,
+      version: label?.version ?? null,
+    },
     devices: row.deviceCount,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
@@ -46,7 +58,8 @@ export async function rolloutView(
     const summary = runner.engine.summary();
     return {
       ...base,
-      state: rolloutStateOf(summary.state),
+      // A rollout is final only once all its writes landed: until then the stored state stands.
+      state: runner.finalPending ? row.state : rolloutStateOf(summary.state),
       stage: summary.stage,
       stages: summary.stages,
       counts: summary.counts,

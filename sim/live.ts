@@ -51,8 +51,8 @@ export interface LiveOptions {
   artifactBytes?: number;
   /** Called on every poll of the rollout (about 4 times a second). */
   onProgress?: (sample: LiveSample, summary: { devices: number; stages: number }) => void;
-  /** Called with a line about each setup phase. */
-  onPhase?: (line: string) => void;
+  /** Called with a line about each setup step. */
+  onStep?: (line: string) => void;
 }
 
 /** Connection mode switch: one connection per device is the default up to this many devices. */
@@ -65,7 +65,7 @@ const POLL_MS = 250;
 /** Runs a live simulation to the rollout's end; the summary comes from the API and the devices. */
 export async function runLive(options: LiveOptions): Promise<LiveSummary> {
   const env = options.env ?? Deno.env.toObject();
-  const phase = options.onPhase ?? (() => {});
+  const step = options.onStep ?? (() => {});
   const started = performance.now();
   const tempDir = env.FLOTILLA_DATA_DIR || options.api
     ? undefined
@@ -76,7 +76,7 @@ export async function runLive(options: LiveOptions): Promise<LiveSummary> {
   let workers: FleetWorker[] = [];
   try {
     const keys = await loadSimKeys(keyDir, options.devices);
-    phase(`keys: ${options.devices} (${keys.generated} new) in ${keyDir}`);
+    step(`keys: ${options.devices} (${keys.generated} new) in ${keyDir}`);
     target = await connectTarget({
       api: options.api,
       startLocal: options.startLocal,
@@ -86,7 +86,7 @@ export async function runLive(options: LiveOptions): Promise<LiveSummary> {
     });
     const call = <T>(method: string, path: string, body?: unknown, accept?: number[]) =>
       apiCall<T>(target!.apiUrl, target!.token, method, path, body, accept);
-    phase(`orchestrator: ${target.apiUrl}, broker ${target.mqttUrl}`);
+    step(`orchestrator: ${target.apiUrl}, broker ${target.mqttUrl}`);
 
     let t = performance.now();
     // Batches of the bulk route; devices registered by an earlier run are skipped.
@@ -107,7 +107,7 @@ export async function runLive(options: LiveOptions): Promise<LiveSummary> {
       await call("POST", "/v1/devices/batch", { devices, ifExists: "skip" }, [201]);
     });
     const registerMs = performance.now() - t;
-    phase(`registered ${keys.ids.length} devices in ${(registerMs / 1000).toFixed(1)} s`);
+    step(`registered ${keys.ids.length} devices in ${(registerMs / 1000).toFixed(1)} s`);
 
     t = performance.now();
     const gateway = options.gateway ?? options.devices > GATEWAY_ABOVE;
@@ -129,7 +129,7 @@ export async function runLive(options: LiveOptions): Promise<LiveSummary> {
       name: `worker-${w}`,
     }), keys.ids.length);
     const connectMs = performance.now() - t;
-    phase(
+    step(
       `${count} workers connected ${options.devices} devices ` +
         `(${gateway ? "gateway mode" : "one connection each"}) in ${
           (connectMs / 1000).toFixed(1)
@@ -146,7 +146,7 @@ export async function runLive(options: LiveOptions): Promise<LiveSummary> {
       targets: { ids: keys.ids },
     });
     const rolloutStarted = Date.now();
-    phase(`rollout ${rollout.id} created`);
+    step(`rollout ${rollout.id} created`);
 
     const samples: LiveSample[] = [];
     let last: RolloutJson;

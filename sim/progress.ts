@@ -1,9 +1,8 @@
 /** The live simulation's progress: one redrawn terminal block, or JSON lines for machines. */
-import { DEVICE_STATES } from "../actors/mod.ts";
+import { DEVICE_STATES, FINAL_DEVICE_STATES } from "../actors/mod.ts";
 import type { LiveSample } from "./live_summary.ts";
 
 const STATES = DEVICE_STATES;
-const DONE = ["activated", "failed", "cancelled"];
 const BAR = 30;
 // A terminal is redrawn at most this often; polls in between are skipped.
 const REDRAW_MS = 250;
@@ -18,7 +17,7 @@ export interface ProgressFigures {
 
 /** Finished devices, rate and ETA of a sample out of `devices`. */
 export function progressFigures(sample: LiveSample, devices: number): ProgressFigures {
-  const done = DONE.reduce((sum, state) => sum + (sample.counts[state] ?? 0), 0);
+  const done = FINAL_DEVICE_STATES.reduce((sum, state) => sum + (sample.counts[state] ?? 0), 0);
   const rate = sample.t > 0 ? done / (sample.t / 1000) : 0;
   return {
     done,

@@ -2,7 +2,12 @@
  * The virtual simulation: the real engine, in-memory devices that answer with simulated latency and
  * injected faults, and a simulated clock. Deterministic for a given seed.
  */
-import { createRolloutEngine, type RolloutEngine, type RolloutEvent } from "../actors/mod.ts";
+import {
+  createRolloutEngine,
+  isFinal,
+  type RolloutEngine,
+  type RolloutEvent,
+} from "../actors/mod.ts";
 import type { Policy, PolicyProvenance } from "../policies/mod.ts";
 import {
   activateOutcome,
@@ -94,7 +99,7 @@ export function setupVirtual(options: VirtualOptions): { engine: RolloutEngine; 
   });
   if (options.cancelAfter !== undefined) {
     clock.setTimeout(() => {
-      if (engine.state !== "completed" && engine.state !== "halted") engine.cancel();
+      if (!isFinal(engine.state)) engine.cancel();
     }, options.cancelAfter);
   }
   return { engine, clock };

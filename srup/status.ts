@@ -26,6 +26,17 @@ export const STATUS_NAMES: ReadonlyMap<number, string> = new Map([
   [ACTIVATE_FAIL, "ACTIVATE_FAIL"],
 ]);
 
+/** What each known status byte means, in the words an operator reads. */
+export const STATUS_TEXT: ReadonlyMap<number, string> = new Map([
+  [UPDATE_SUCCESS, "success"],
+  [UPDATE_FAIL_HTTP_ERROR, "HTTP error"],
+  [UPDATE_FAIL_SERVER, "server did not respond"],
+  [UPDATE_FAIL_FILE, "file not retrieved"],
+  [UPDATE_FAIL_DIGEST, "digest mismatch"],
+  [ACTIVATE_SUCCESS, "activated"],
+  [ACTIVATE_FAIL, "activation failed"],
+]);
+
 /** Whether `status` is one of the status bytes in [SRUP-3]. */
 export function isKnownStatus(status: number): boolean {
   return STATUS_NAMES.has(status);

@@ -4,6 +4,7 @@ import { Hono } from "hono";
 import {
   type Artifact,
   artifactUrl,
+  artifactUses,
   type Db,
   getArtifact,
   listArtifacts,
@@ -36,6 +37,38 @@ export const ArtifactUrl = z.url({
   error: "url must be an http or https URL",
 }).max(2048);
 
+// Printable text without control characters (a NUL cannot be stored in PostgreSQL text).
+const PLAIN = /^[^\p{Cc}]*$/u;
+const PLAIN_MESSAGE = "must not contain control characters";
+
+/** An artifact's name, e.g. "sensor-firmware". */
+export const ArtifactName = z.string().min(1).max(128).regex(PLAIN, `name ${PLAIN_MESSAGE}`);
+/** An artifact's version, e.g. "2.1.0". */
+export const ArtifactVersion = z.string().min(1).max(64).regex(PLAIN, `version ${PLAIN_MESSAGE}`);
+// Line breaks are welcome in release notes; other control characters are not.
+/** Free text up to `max` characters: line breaks and tabs, but no other control character. */
+export function prose(field: string, max: number) {
+  return z.string().max(max).refine(
+    (text) => !/\p{Cc}/u.test(text.replace(/[\n\r\t]/g, "")),
+    `${field} must not contain control characters other than line breaks and tabs`,
+  );
+}
+
+const ReleaseNotes = prose("releaseNotes", 4000);
+
+/** Name, version and release notes of an upload, given as query parameters beside the bytes. */
+const UploadQuery = z.object({
+  name: ArtifactName.optional(),
+  version: ArtifactVersion.optional(),
+  releaseNotes: ReleaseNotes.optional(),
+});
+
+const ArtifactUseSchema = z.object({
+  id: z.string(),
+  name: z.string().nullable(),
+  state: z.string(),
+});
+
 const ArtifactSchema = z.object({
   digest: z.string().openapi({
     example: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
@@ -43,13 +76,21 @@ const ArtifactSchema = z.object({
   size: z.number().nullable(),
   url: z.string(),
   stored: z.boolean(),
+  name: z.string().nullable(),
+  version: z.string().nullable(),
+  releaseNotes: z.string().nullable(),
   createdAt: z.string(),
+  /** In lists: the newest rollouts that use it (at most 20). */
+  usedBy: z.array(ArtifactUseSchema).optional(),
 }).openapi("Artifact");
 
 const RegisterSchema = z.object({
   url: ArtifactUrl,
   digest: Digest,
   size: z.number().int().nonnegative().optional(),
+  name: ArtifactName.optional(),
+  version: ArtifactVersion.optional(),
+  releaseNotes: ReleaseNotes.optional(),
 }).strict().openapi("RegisterArtifact");
 
 function artifactJson(artifact: Artifact, publicUrl: string) {
@@ -58,6 +99,9 @@ function artifactJson(artifact: Artifact, publicUrl: string) {
     size: artifact.size,
     url: artifactUrl(artifact, publicUrl),
     stored: artifact.path !== null,
+    name: artifact.name,
+    version: artifact.version,
+    releaseNotes: artifact.releaseNotes,
     createdAt: artifact.createdAt.toISOString(),
   };
 }
@@ -71,7 +115,10 @@ export function artifactsApp(deps: ArtifactDeps) {
     method: "post",
     path: "/",
     summary: "Upload an artifact (raw bytes), or register one hosted elsewhere (JSON)",
+    description:
+      "An upload takes its name, version and release notes as query parameters; a registration as JSON fields.",
     request: {
+      query: UploadQuery,
       body: {
         content: {
           "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) },
@@ -103,8 +150,12 @@ export function artifactsApp(deps: ArtifactDeps) {
       async (c) => {
         const query = c.req.valid("query");
         const page = await listArtifacts(deps.db, query);
+        const uses = await artifactUses(deps.db, page.items.map((a) => a.digest));
         return c.json({
-          items: page.items.map((a) => artifactJson(a, deps.publicUrl)),
+          items: page.items.map((a) => ({
+            ...artifactJson(a, deps.publicUrl),
+            usedBy: uses.get(a.digest) ?? [],
+          })),
           nextCursor: page.nextCursor,
         }, 200);
       },
@@ -158,8 +209,20 @@ export function artifactsApp(deps: ArtifactDeps) {
           digest: parsed.data.digest,
           url: parsed.data.url,
           size: parsed.data.size ?? null,
+          name: parsed.data.name ?? null,
+          version: parsed.data.version ?? null,
+          releaseNotes: parsed.data.releaseNotes ?? null,
         });
         return c.json(artifactJson(artifact, deps.publicUrl), 201);
+      }
+      const labels = UploadQuery.safeParse(c.req.query());
+      if (!labels.success) {
+        const issue = labels.error.issues[0]!;
+        throw new ApiError(
+          400,
+          "invalid_request",
+          `Invalid query: "${issue.path.join(".")}" ${issue.message}`,
+        );
       }
       const length = Number(c.req.header("content-length") ?? Number.NaN);
       if (length > deps.maxBytes) {
@@ -197,6 +260,9 @@ export function artifactsApp(deps: ArtifactDeps) {
         size: stored.size,
         path: stored.path,
         contentType: type ?? "application/octet-stream",
+        name: labels.data.name ?? null,
+        version: labels.data.version ?? null,
+        releaseNotes: labels.data.releaseNotes ?? null,
       });
       return c.json(artifactJson(artifact, deps.publicUrl), 201);
     });

@@ -12,6 +12,7 @@ import {
 } from "../../db/mod.ts";
 import type { Orchestrator } from "../../orchestrator/orchestrator.ts";
 import { requireRole } from "../auth.ts";
+import { Digest } from "./artifacts.ts";
 import { ApiError, orConflict } from "../errors.ts";
 import {
   AUTH_ERRORS,
@@ -45,6 +46,8 @@ const DeviceSchema = z.object({
   currentDigest: z.string().nullable(),
   previousDigest: z.string().nullable(),
   lastSeenAt: z.string().nullable(),
+  /** Connected to the embedded broker; null when not known (an external broker). */
+  online: z.boolean().nullable(),
   createdAt: z.string(),
   rollout: z.object({ id: z.string(), state: z.string() }).nullable().optional(),
 }).openapi("Device");
@@ -55,8 +58,10 @@ const NewDeviceSchema = z.object({
   tags: Tags.optional(),
 }).strict().openapi("NewDevice");
 
-const HistorySchema = z.object({
+/** A device's part in one rollout. */
+export const HistorySchema = z.object({
   rolloutId: z.string(),
+  rolloutName: z.string().nullable(),
   rolloutState: z.string(),
   artifactDigest: z.string(),
   state: z.string(),
@@ -74,6 +79,7 @@ export function deviceJson(device: Device & { rollout?: { id: string; state: str
     currentDigest: device.currentDigest,
     previousDigest: device.previousDigest,
     lastSeenAt: device.lastSeenAt?.toISOString() ?? null,
+    online: device.online,
     createdAt: device.createdAt.toISOString(),
     ...(device.rollout === undefined ? {} : { rollout: device.rollout }),
   };
@@ -169,11 +175,17 @@ export function devicesApp(db: Db, orchestrator: Orchestrator) {
         path: "/",
         summary: "List devices",
         description:
-          "Filter with tag=key=value (repeatable, all must match; key:value is also read) and state (the device's state in its latest rollout).",
+          "Filter with tag=key=value (repeatable, all must match; key:value is also read), state (the device's state in its latest rollout), q (a prefix of the id), online, artifact (the digest it runs), and seenAfter / seenBefore (ISO times; seenBefore includes devices never seen).",
         request: {
           query: z.object({
             tag: z.union([z.string(), z.array(z.string())]).optional(),
             state: z.string().max(32).optional(),
+            q: z.string().regex(/^[0-9a-fA-F-]{1,36}$/, "q must be the start of a device id")
+              .optional(),
+            online: z.enum(["true", "false"]).optional(),
+            artifact: Digest.optional(),
+            seenAfter: z.iso.datetime({ offset: true }).optional(),
+            seenBefore: z.iso.datetime({ offset: true }).optional(),
             ...PageQuery,
           }),
         },
@@ -193,6 +205,11 @@ export function devicesApp(db: Db, orchestrator: Orchestrator) {
         const page = await listDevices(db, {
           tags: parseTags(query.tag),
           state: query.state,
+          idPrefix: query.q,
+          online: query.online === undefined ? undefined : query.online === "true",
+          digest: query.artifact,
+          seenAfter: query.seenAfter === undefined ? undefined : new Date(query.seenAfter),
+          seenBefore: query.seenBefore === undefined ? undefined : new Date(query.seenBefore),
           cursor: query.cursor,
           limit: query.limit,
         });
@@ -223,6 +240,7 @@ export function devicesApp(db: Db, orchestrator: Orchestrator) {
           ...deviceJson(device),
           history: history.map((item) => ({
             rolloutId: item.rolloutId,
+            rolloutName: item.rollout.name,
             rolloutState: item.rollout.state,
             artifactDigest: item.rollout.artifactDigest,
             state: item.state,

@@ -1,5 +1,6 @@
 /** /v1/policies: the loaded policies with provenance, and the files that failed to load. */
 import { createRoute, z } from "@hono/zod-openapi";
+import { stringify } from "yaml";
 import type { LoadedPolicy } from "../../policies/mod.ts";
 import type { PolicyRegistry } from "../../orchestrator/policy_registry.ts";
 import { requireRole } from "../auth.ts";
@@ -13,6 +14,8 @@ const PolicySchema = z.object({
   commit: z.string().nullable(),
   dirty: z.boolean().nullable(),
   policy: z.record(z.string(), z.unknown()),
+  /** The file's text as loaded; the parsed policy as YAML when the file has changed since. */
+  yaml: z.string(),
 }).openapi("Policy");
 
 const IssueSchema = z.object({
@@ -27,7 +30,19 @@ const ListSchema = z.object({
   failures: z.array(z.object({ source: z.string(), issues: z.array(IssueSchema) })),
 });
 
-function policyJson(loaded: LoadedPolicy) {
+/** The text the policy was loaded from, if the file still holds it; else the policy as YAML. */
+async function policyYaml(loaded: LoadedPolicy): Promise<string> {
+  try {
+    const text = await Deno.readTextFile(loaded.provenance.source);
+    const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+    if (new Uint8Array(digest).toHex() === loaded.provenance.sha256) return text;
+  } catch {
+    // Gone or unreadable since it was loaded: the parsed policy says the same.
+  }
+  return stringify(loaded.policy);
+}
+
+async function policyJson(loaded: LoadedPolicy) {
   return {
     name: loaded.policy.name,
     source: loaded.provenance.source,
@@ -35,13 +50,14 @@ function policyJson(loaded: LoadedPolicy) {
     commit: loaded.provenance.commit,
     dirty: loaded.provenance.dirty,
     policy: loaded.policy as unknown as Record<string, unknown>,
+    yaml: await policyYaml(loaded),
   };
 }
 
 /** The policies sub-app. */
 export function policiesApp(registry: PolicyRegistry) {
-  const list = () => ({
-    items: registry.list().map(policyJson),
+  const list = async () => ({
+    items: await Promise.all(registry.list().map(policyJson)),
     failures: registry.failures.map((f) => ({ source: f.source, issues: [...f.issues] })),
   });
   return newApp()
@@ -52,7 +68,7 @@ export function policiesApp(registry: PolicyRegistry) {
         summary: "Loaded policies with their hash and commit, and files that failed to load",
         responses: { 200: jsonResponse(ListSchema, "Policies"), ...AUTH_ERRORS },
       }),
-      (c) => c.json(list(), 200),
+      async (c) => c.json(await list(), 200),
     )
     .openapi(
       createRoute({
@@ -64,7 +80,7 @@ export function policiesApp(registry: PolicyRegistry) {
       }),
       async (c) => {
         await registry.load();
-        return c.json(list(), 200);
+        return c.json(await list(), 200);
       },
     )
     .openapi(
@@ -79,11 +95,11 @@ export function policiesApp(registry: PolicyRegistry) {
         },
         responses: { 200: jsonResponse(PolicySchema, "The policy"), ...AUTH_ERRORS, ...NOT_FOUND },
       }),
-      (c) => {
+      async (c) => {
         const { name } = c.req.valid("param");
         const loaded = registry.get(name);
         if (!loaded) throw new ApiError(404, "not_found", `No policy "${name}"`);
-        return c.json(policyJson(loaded), 200);
+        return c.json(await policyJson(loaded), 200);
       },
     );
 }

@@ -22,7 +22,7 @@ import { rolloutView } from "../../orchestrator/rollout_view.ts";
 import { requireRole } from "../auth.ts";
 import { ApiError } from "../errors.ts";
 import type { AppEnv } from "../env.ts";
-import { ArtifactUrl, Digest } from "./artifacts.ts";
+import { ArtifactUrl, Digest, prose } from "./artifacts.ts";
 import {
   AUTH_ERRORS,
   CONFLICT,
@@ -44,7 +44,8 @@ export interface RolloutDeps {
 
 const MAX_TARGET_IDS = 1_000_000;
 
-const CreateSchema = z.object({
+/** A new rollout; the preview route reads its policy and targets. */
+export const CreateSchema = z.object({
   artifact: z.union([
     z.object({ digest: Digest }).strict(),
     z.object({
@@ -60,6 +61,12 @@ const CreateSchema = z.object({
     z.object({ ids: z.array(z.uuid()).min(1).max(MAX_TARGET_IDS) }).strict(),
     z.object({ tags: z.record(z.string(), z.string()) }).strict(),
   ]),
+  name: z.string().min(1).max(128).regex(
+    /^[^\p{Cc}]*$/u,
+    "name must not contain control characters",
+  )
+    .optional(),
+  description: prose("description", 2000).optional(),
 }).strict().openapi("NewRollout");
 
 const StageSchema = z.object({
@@ -75,6 +82,10 @@ const StageSchema = z.object({
 
 const RolloutSchema = z.object({
   id: z.string(),
+  name: z.string().nullable(),
+  description: z.string().nullable(),
+  /** The API token's name that created it; null for rollouts made before it was recorded. */
+  createdBy: z.string().nullable(),
   state: z.enum(ROLLOUT_STATES),
   stage: z.number(),
   stages: z.array(StageSchema).nullable(),
@@ -84,7 +95,12 @@ const RolloutSchema = z.object({
   pauseReason: z.object({ kind: z.string() }).catchall(z.unknown()).nullable(),
   bakeUntil: z.string().nullable(),
   policy: z.object({ name: z.string(), sha256: z.string(), commit: z.string().nullable() }),
-  artifact: z.object({ digest: z.string(), url: z.string() }),
+  artifact: z.object({
+    digest: z.string(),
+    url: z.string(),
+    name: z.string().nullable(),
+    version: z.string().nullable(),
+  }),
   createdAt: z.string(),
   updatedAt: z.string(),
 }).openapi("Rollout");

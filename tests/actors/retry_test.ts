@@ -78,7 +78,7 @@ Deno.test("a missing RESPONSE times out and is retried", () => {
   assert.equal(h.engine.state, "completed");
   const timedOut = h.eventsOf("device.timed_out");
   assert.equal(timedOut.length, 1);
-  assert.equal(timedOut[0]!.phase, "response");
+  assert.equal(timedOut[0]!.missing, "response");
   assert.equal(timedOut[0]!.at, 600_000, "the response timeout is 10m");
   assert.deepEqual(h.sendsOf("initiate").map((s) => s.attempt), [1, 2]);
 });
@@ -93,7 +93,7 @@ Deno.test("a missing activation confirmation times out and is retried with the s
   assert.equal(h.engine.state, "completed");
   const timedOut = h.eventsOf("device.timed_out");
   assert.equal(timedOut.length, 1);
-  assert.equal(timedOut[0]!.phase, "activation");
+  assert.equal(timedOut[0]!.missing, "activation");
   const firstActivate = h.sendsOf("activate")[0]!;
   assert.equal(timedOut[0]!.at, firstActivate.at + 300_000, "the activation timeout is 5m");
   assert.deepEqual(h.sendsOf("initiate").map((s) => s.attempt), [1]);

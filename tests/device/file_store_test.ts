@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  type AgentState,
   type ArtifactRecord,
-  type DeviceState,
   emptyState,
   FileDeviceStore,
   readState,
@@ -34,7 +34,7 @@ Deno.test("FileDeviceStore saves and loads state, sequences included", () =>
   withDir(async (dir) => {
     const store = new FileDeviceStore(dir);
     assert.deepEqual(await store.load(), emptyState());
-    const state: DeviceState = {
+    const state: AgentState = {
       sequences: new Map([["ab", 18446744073709551615n]]),
       tokens: ["00ff"],
       staged: record(2, "x"),

@@ -1,7 +1,7 @@
 /** Helpers for tests that run the whole service with real device agents. */
 import { join } from "node:path";
 import { readConfig } from "../../orchestrator/config.ts";
-import { scaledClock } from "../../orchestrator/clock.ts";
+import { scaledClock } from "../../io/clock.ts";
 import type { HeapUsage } from "../../orchestrator/heap_budget.ts";
 import { type Service, startService } from "../../app/service.ts";
 import { provisionDevice, type RunningDevice, startDevice } from "../../device/mod.ts";

@@ -1,0 +1,52 @@
+/** POST /v1/rollouts/preview: what a rollout would select and stage, before it is created. */
+import { createRoute, z } from "@hono/zod-openapi";
+import type { PolicyRegistry } from "../../orchestrator/policy_registry.ts";
+import type { Db } from "../../db/mod.ts";
+import { previewRollout, RolloutRefusedError } from "../../orchestrator/create_rollout.ts";
+import { ApiError } from "../errors.ts";
+import { AUTH_ERRORS, jsonBody, jsonResponse, newApp } from "../openapi.ts";
+import { CreateSchema } from "./rollouts.ts";
+
+const PreviewSchema = z.object({
+  devices: z.number(),
+  stages: z.array(z.object({ percent: z.number(), devices: z.number() })),
+  policy: z.object({ name: z.string(), sha256: z.string(), commit: z.string().nullable() }),
+}).openapi("RolloutPreview");
+
+/** The preview sub-app, mounted beside the rollouts. */
+export function rolloutPreviewApp(deps: { db: Db; policies: PolicyRegistry }) {
+  return newApp().openapi(
+    createRoute({
+      method: "post",
+      path: "/preview",
+      summary: "Preview a rollout: how many devices the targets select and each stage's size",
+      description: "Creates nothing. A viewer may preview.",
+      request: {
+        body: jsonBody(
+          CreateSchema.pick({ policy: true, targets: true }).openapi("RolloutPreviewRequest"),
+        ),
+      },
+      responses: {
+        200: jsonResponse(PreviewSchema, "What the rollout would be"),
+        ...AUTH_ERRORS,
+        422: jsonResponse(z.object({ error: z.unknown() }), "Unknown policy"),
+      },
+    }),
+    async (c) => {
+      try {
+        const preview = await previewRollout(deps, c.req.valid("json"));
+        const { policy, provenance } = preview.policy;
+        return c.json({
+          devices: preview.devices,
+          stages: preview.stages,
+          policy: { name: policy.name, sha256: provenance.sha256, commit: provenance.commit },
+        }, 200);
+      } catch (error) {
+        if (!(error instanceof RolloutRefusedError)) throw error;
+        throw new ApiError(error.code === "invalid_policy" ? 400 : 422, error.code, error.message, {
+          details: error.details,
+        });
+      }
+    },
+  );
+}
