@@ -88,6 +88,7 @@ async function runAgent(args: string[]): Promise<number> {
   const maxBytes = values["max-bytes"] === undefined
     ? undefined
     : parsePositive(values["max-bytes"], "--max-bytes");
+  const httpFetch = values["http-ca"] ? await fetchWithCa(values["http-ca"]) : undefined;
   const logger = jsonLogger();
   const stop = new AbortController();
   const onSignal = () => stop.abort(new Error("Stopped by signal"));
@@ -102,7 +103,7 @@ async function runAgent(args: string[]): Promise<number> {
       broker: values.broker,
       serverId,
       allowHttp: values["allow-http"] ?? false,
-      fetch: values["http-ca"] ? await fetchWithCa(values["http-ca"]) : undefined,
+      fetch: httpFetch,
       limits: maxBytes === undefined ? undefined : { maxBytes },
       caFile: values["mqtt-ca"],
       certFile: values["mqtt-cert"],
@@ -146,6 +147,12 @@ function parsePositive(text: string, name: string): number {
 }
 
 async function fetchWithCa(path: string): Promise<typeof fetch> {
-  const client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(path)] });
+  let pem: string;
+  try {
+    pem = await Deno.readTextFile(path);
+  } catch (error) {
+    throw new UsageError(`Cannot read --http-ca "${path}": ${(error as Error).message}`);
+  }
+  const client = Deno.createHttpClient({ caCerts: [pem] });
   return (input, init) => fetch(input, { ...init, client });
 }

@@ -1,5 +1,5 @@
 /** `flotilla serve`: the orchestrator on embedded defaults, configured by environment variables. */
-import { ConfigError, readConfig } from "../orchestrator/config.ts";
+import { readConfig } from "../orchestrator/config.ts";
 import { v8HeapUsage } from "../orchestrator/heap_budget.ts";
 import { startService } from "../app/service.ts";
 import { jsonLogger } from "../obs/mod.ts";
@@ -29,16 +29,14 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   let service;
+  let config;
   try {
-    const config = readConfig();
+    config = readConfig();
     service = await startService(config, {
-      logger: Deno.env.get("FLOTILLA_LOG_MQTT") === "1" ? jsonLogger() : undefined,
+      logger: config.logMqtt ? jsonLogger() : undefined,
     });
   } catch (error) {
-    if (error instanceof ConfigError) {
-      console.error(`flotilla serve: ${error.message}`);
-      return 1;
-    }
+    // A setting to change (ConfigError) or a failure to start: one line either way.
     console.error(`flotilla serve: ${(error as Error).message}`);
     return 1;
   }
@@ -50,14 +48,18 @@ export async function run(args: string[]): Promise<number> {
     `  database   ${service.database}`,
     `  server id  ${service.serverId}`,
     `  public key ${service.publicKey}`,
-    `  policies   ${service.policies.list().map((p) => p.policy.name).join(", ") || "none"}${
+    `  policies   ${
+      service.policies.list().map((p) => p.policy.name).join(", ") ||
+      `none: no *.yaml in ${config.policyDir} (FLOTILLA_POLICY_DIR)`
+    }${
       service.policies.failures.length
         ? `  (${service.policies.failures.length} failed to load)`
         : ""
     }`,
+    // V8's whole heap: the old space of --max-old-space-size plus the young generation (96 MiB).
     `  heap limit ${
       Math.round(v8HeapUsage().limit / 1024 / 1024)
-    } MB  (--v8-flags=--max-old-space-size)`,
+    } MiB  (V8 heap: --max-old-space-size plus the young generation)`,
   ];
   if (service.adminToken) {
     lines.push(

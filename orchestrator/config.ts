@@ -24,6 +24,8 @@ export interface ServiceConfig {
   adminToken?: string;
   maxArtifactBytes: number;
   maxJsonBytes: number;
+  /** JSON log lines for MQTT events (FLOTILLA_LOG_MQTT=1). */
+  logMqtt?: boolean;
 }
 
 /** A setting that cannot be used; one line naming the variable. */
@@ -34,68 +36,190 @@ export class ConfigError extends Error {
   }
 }
 
-function port(env: Record<string, string | undefined>, name: string, fallback: number): number {
+type Env = Record<string, string | undefined>;
+
+/** A set variable's value; unset and empty are the same (the default). */
+function setting(env: Env, name: string): string | undefined {
   const text = env[name];
-  if (text === undefined || text === "") return fallback;
+  return text === undefined || text === "" ? undefined : text;
+}
+
+function port(env: Env, name: string, fallback: number): number {
+  const text = setting(env, name);
+  if (text === undefined) return fallback;
   const value = Number(text);
-  if (!Number.isInteger(value) || value < 0 || value > 65535) {
+  if (!/^\d+$/.test(text) || value > 65535) {
     throw new ConfigError(`Invalid ${name}: "${text}" is not a port number (0 to 65535)`);
   }
   return value;
 }
 
-function size(env: Record<string, string | undefined>, name: string, fallback: number): number {
-  const text = env[name];
-  if (text === undefined || text === "") return fallback;
+function size(env: Env, name: string, fallback: number): number {
+  const text = setting(env, name);
+  if (text === undefined) return fallback;
   const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1) {
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < 1) {
     throw new ConfigError(`Invalid ${name}: "${text}" is not a positive number of bytes`);
   }
   return value;
 }
 
-/** Reads the settings from `env` (default: the process environment). */
-export function readConfig(
-  env: Record<string, string | undefined> = Deno.env.toObject(),
-): ServiceConfig {
-  const dataDir = resolve(env.FLOTILLA_DATA_DIR || "./data");
-  const tlsCert = env.FLOTILLA_TLS_CERT || undefined;
-  const tlsKey = env.FLOTILLA_TLS_KEY || undefined;
+const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+// RFC 1123 labels; an all-numeric last label would be an IPv4 address (RFC 3696 section 2).
+const HOST_NAME =
+  /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
+/** An address to bind: IPv4, IPv6 or a host name, checked before Deno.serve says "lookup failed". */
+function host(env: Env, name: string, fallback: string): string {
+  const text = setting(env, name);
+  if (text === undefined) return fallback;
+  const ipv4 = IPV4.exec(text);
+  const valid = ipv4
+    ? ipv4.slice(1).every((octet) => Number(octet) <= 255)
+    : text.includes(":")
+    ? URL.canParse(`http://[${text}]/`)
+    : HOST_NAME.test(text) && !/^[\d.]+$/.test(text);
+  if (!valid) {
+    throw new ConfigError(`Invalid ${name}: "${text}" is not an IP address or host name`);
+  }
+  return text;
+}
+
+/** A directory that must exist when the variable is set. */
+function directory(env: Env, name: string, fallback: string): string {
+  const text = setting(env, name);
+  if (text === undefined) return resolve(fallback);
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(text);
+  } catch (error) {
+    throw new ConfigError(`Invalid ${name}: "${text}" cannot be read: ${(error as Error).message}`);
+  }
+  if (!info.isDirectory) throw new ConfigError(`Invalid ${name}: "${text}" is not a directory`);
+  return resolve(text);
+}
+
+/** A directory that is made when missing, but must not be something else. */
+function dataDirectory(env: Env, name: string, fallback: string): string {
+  const path = resolve(setting(env, name) ?? fallback);
+  let info: Deno.FileInfo | undefined;
+  try {
+    info = Deno.statSync(path);
+  } catch {
+    info = undefined;
+  }
+  if (info && !info.isDirectory) {
+    throw new ConfigError(
+      `Invalid ${name}: "${setting(env, name) ?? fallback}" is not a directory`,
+    );
+  }
+  return path;
+}
+
+const PEM_LABELS = {
+  certificate: /-----BEGIN CERTIFICATE-----/,
+  "private key": /-----BEGIN (?:[A-Z0-9]+ )?PRIVATE KEY-----/,
+} as const;
+
+/** A PEM file holding a certificate or a private key, read now so a bad file is named at start. */
+function pemFile(env: Env, name: string, kind: keyof typeof PEM_LABELS): string | undefined {
+  const path = setting(env, name);
+  if (path === undefined) return undefined;
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (error) {
+    throw new ConfigError(`Invalid ${name}: "${path}" cannot be read: ${(error as Error).message}`);
+  }
+  if (!PEM_LABELS[kind].test(text)) {
+    throw new ConfigError(`Invalid ${name}: "${path}" holds no PEM ${kind}`);
+  }
+  return path;
+}
+
+/** A URL with one of `protocols` (each with its colon, as URL.protocol has it). */
+function url(env: Env, name: string, protocols: string[], expected: string): string | undefined {
+  const text = setting(env, name);
+  if (text === undefined) return undefined;
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(text);
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || !protocols.includes(parsed.protocol) || !parsed.hostname) {
+    throw new ConfigError(`Invalid ${name}: "${text}" is not ${expected}`);
+  }
+  return text;
+}
+
+/** `1` (on), `0` or unset (off). */
+function flag(env: Env, name: string): boolean {
+  const text = setting(env, name);
+  if (text === undefined || text === "0") return false;
+  if (text === "1") return true;
+  throw new ConfigError(`Invalid ${name}: "${text}" is not 1 (on) or 0 (off)`);
+}
+
+/**
+ * Reads the settings from `env` (default: the process environment). Each bad value is a
+ * ConfigError of one line naming the variable and its value; docs/operations.md lists them.
+ */
+export function readConfig(env: Env = Deno.env.toObject()): ServiceConfig {
+  const tlsCert = pemFile(env, "FLOTILLA_TLS_CERT", "certificate");
+  const tlsKey = pemFile(env, "FLOTILLA_TLS_KEY", "private key");
   if ((tlsCert === undefined) !== (tlsKey === undefined)) {
     throw new ConfigError(
       "Invalid TLS settings: set both FLOTILLA_TLS_CERT and FLOTILLA_TLS_KEY, or neither",
     );
   }
-  const adminToken = env.FLOTILLA_ADMIN_TOKEN || undefined;
+  const adminToken = setting(env, "FLOTILLA_ADMIN_TOKEN");
+  // The value is a secret: the message gives its length, never the value.
   if (adminToken !== undefined && adminToken.length < 16) {
     throw new ConfigError("Invalid FLOTILLA_ADMIN_TOKEN: it must be at least 16 characters");
   }
-  const databaseUrl = env.DATABASE_URL || undefined;
-  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    throw new ConfigError("Invalid DATABASE_URL: expected postgres://…");
+  const databaseUrl = url(
+    env,
+    "DATABASE_URL",
+    ["postgres:", "postgresql:"],
+    "a postgres:// or postgresql:// URL",
+  );
+  const mqttUrl = url(env, "MQTT_URL", ["mqtt:", "mqtts:"], "an mqtt:// or mqtts:// URL");
+  const mqttCa = pemFile(env, "FLOTILLA_MQTT_CA", "certificate");
+  const mqttCert = pemFile(env, "FLOTILLA_MQTT_CERT", "certificate");
+  const mqttKey = pemFile(env, "FLOTILLA_MQTT_KEY", "private key");
+  if ((mqttCert === undefined) !== (mqttKey === undefined)) {
+    throw new ConfigError(
+      "Invalid MQTT TLS settings: set both FLOTILLA_MQTT_CERT and FLOTILLA_MQTT_KEY, or neither",
+    );
   }
-  const mqttUrl = env.MQTT_URL || undefined;
-  if (mqttUrl !== undefined && !/^mqtts?:\/\//.test(mqttUrl)) {
-    throw new ConfigError("Invalid MQTT_URL: expected mqtt://… or mqtts://…");
+  if ((mqttCa || mqttCert) && !mqttUrl?.startsWith("mqtts:")) {
+    throw new ConfigError(
+      `Invalid MQTT_URL: "${
+        mqttUrl ?? ""
+      }" must be mqtts:// when FLOTILLA_MQTT_CA, _CERT or _KEY is set`,
+    );
   }
   return {
-    dataDir,
+    dataDir: dataDirectory(env, "FLOTILLA_DATA_DIR", "./data"),
     databaseUrl,
     mqttUrl,
     mqttPort: port(env, "FLOTILLA_MQTT_PORT", 1883),
-    mqttCa: env.FLOTILLA_MQTT_CA || undefined,
-    mqttCert: env.FLOTILLA_MQTT_CERT || undefined,
-    mqttKey: env.FLOTILLA_MQTT_KEY || undefined,
-    serverKeyFile: env.FLOTILLA_SERVER_KEY || undefined,
-    policyDir: resolve(env.FLOTILLA_POLICY_DIR || "./policies"),
-    host: env.FLOTILLA_HOST || "127.0.0.1",
+    mqttCa,
+    mqttCert,
+    mqttKey,
+    serverKeyFile: pemFile(env, "FLOTILLA_SERVER_KEY", "private key"),
+    policyDir: directory(env, "FLOTILLA_POLICY_DIR", "./policies"),
+    host: host(env, "FLOTILLA_HOST", "127.0.0.1"),
     port: port(env, "PORT", 8080),
-    publicUrl: env.FLOTILLA_PUBLIC_URL?.replace(/\/+$/, "") || undefined,
+    publicUrl: url(env, "FLOTILLA_PUBLIC_URL", ["http:", "https:"], "an http:// or https:// URL")
+      ?.replace(/\/+$/, ""),
     tlsCert,
     tlsKey,
     adminToken,
     maxArtifactBytes: size(env, "FLOTILLA_MAX_ARTIFACT_BYTES", 1024 ** 3),
     maxJsonBytes: size(env, "FLOTILLA_MAX_JSON_BYTES", 64 * 1024 ** 2),
+    logMqtt: flag(env, "FLOTILLA_LOG_MQTT"),
   };
 }
 

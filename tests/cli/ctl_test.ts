@@ -263,6 +263,48 @@ Deno.test({
         assert.equal(watched.code, 0, watched.stderr);
         assert.equal(JSON.parse(watched.lines.at(-1)!).type, "rollout.cancelled");
       });
+      await t.step("rollout preview, the history pages, me and states have commands", async () => {
+        const preview = await ctl(api, [
+          "rollout",
+          "preview",
+          "--policy",
+          "canary",
+          "--tag",
+          "site=lab",
+        ]);
+        assert.equal(preview.code, 0, preview.stderr);
+        assert.equal(JSON.parse(preview.lines[0]!).devices, 1);
+        const history = await ctl(api, ["device", "rollouts", lab]);
+        assert.deepEqual(
+          JSON.parse(history.lines[0]!).items.map((h: { rolloutId: string }) => h.rolloutId),
+          [
+            rolloutId,
+          ],
+        );
+        const deviceEvents = JSON.parse((await ctl(api, ["device", "events", lab])).lines[0]!);
+        assert.ok(deviceEvents.items.length > 0);
+        assert.ok(deviceEvents.items.every((e: { deviceId: string }) => e.deviceId === lab));
+        const rolloutEvents = await ctl(api, ["rollout", "events", rolloutId, "--limit", "1"]);
+        const page = JSON.parse(rolloutEvents.lines[0]!);
+        assert.equal(page.items.length, 1);
+        assert.equal(page.items[0].rolloutId, rolloutId);
+        assert.equal(typeof page.nextCursor, "number");
+        const older = await ctlText(api, [
+          "rollout",
+          "events",
+          rolloutId,
+          "--before",
+          String(page.nextCursor),
+        ]);
+        assert.match(older.stdout, /^ID\s+AT\s+TYPE/);
+        assert.match(older.stdout, /rollout\.created/);
+        assert.deepEqual(JSON.parse((await ctl(api, ["me"])).lines[0]!).role, "admin");
+        assert.ok(
+          JSON.parse((await ctl(api, ["states"])).lines[0]!).finalRolloutStates.includes(
+            "completed",
+          ),
+        );
+      });
       await t.step(
         "artifact get, health and token list answer through the typed client",
         async () => {

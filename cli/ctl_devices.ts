@@ -1,0 +1,161 @@
+/** `ctl device ...`: register, list, inspect and remove devices. */
+import { answer } from "./api.ts";
+import { UsageError } from "./args.ts";
+import { type CtlCommand, need, PAGE, type Row, showPage, str, tags } from "./ctl_command.ts";
+import { EVENT_PAGE, eventPageQuery, showEventPage } from "./ctl_events.ts";
+import { type Column, record, short, table } from "./ctl_format.ts";
+
+const DEVICE_COLUMNS: Column<Row>[] = [
+  ["ID", (d) => d.id],
+  ["CURRENT", (d) => short(d.currentDigest)],
+  ["LAST SEEN", (d) => d.lastSeenAt],
+  ["TAGS", (d) => d.tags],
+];
+
+export const HISTORY_COLUMNS: Column<Row>[] = [
+  ["ROLLOUT", (h) => h.rolloutId],
+  ["NAME", (h) => h.rolloutName],
+  ["ROLLOUT STATE", (h) => h.rolloutState],
+  ["ARTIFACT", (h) => short(h.artifactDigest)],
+  ["STATE", (h) => h.state],
+  ["ATTEMPT", (h) => h.attempt],
+  ["UPDATED", (h) => h.updatedAt],
+];
+
+/** The devices of `path`: a JSON array or object `{devices}`, or JSON lines as `device provision` prints. */
+async function readDevices(path: string): Promise<Row[]> {
+  let content: string;
+  try {
+    content = await Deno.readTextFile(path);
+  } catch (error) {
+    throw new UsageError(`Cannot read "${path}": ${(error as Error).message}`);
+  }
+  try {
+    const trimmed = content.trim();
+    if (trimmed.startsWith("[")) return JSON.parse(trimmed);
+    if (trimmed.startsWith("{") && !trimmed.includes("\n")) {
+      const one = JSON.parse(trimmed);
+      return Array.isArray(one.devices) ? one.devices : [one];
+    }
+    return trimmed.split("\n").filter((line) => line.trim()).map((line) => JSON.parse(line));
+  } catch (error) {
+    throw new UsageError(`Cannot read "${path}": ${(error as Error).message}`);
+  }
+}
+
+/** The device commands. */
+export const DEVICE_COMMANDS: CtlCommand[] = [
+  {
+    name: "device register",
+    usage: "--id UUID --public-key BASE64 [--tag key=value ...]",
+    summary: "register one device",
+    options: {
+      id: { type: "string" },
+      "public-key": { type: "string" },
+      tag: { type: "string", multiple: true },
+    },
+    run: (api, input) =>
+      answer(
+        api,
+        api.client.v1.devices.$post({
+          json: { id: need(input, "id"), publicKey: need(input, "public-key"), tags: tags(input) },
+        }),
+      ),
+  },
+  {
+    name: "device import",
+    usage: "FILE [--tag key=value ...] [--skip-existing]",
+    summary: "register many devices at once, all or nothing (JSON array, or JSON lines as " +
+      "`device provision` prints)",
+    options: { tag: { type: "string", multiple: true }, "skip-existing": { type: "boolean" } },
+    positionals: ["FILE"],
+    async run(api, input) {
+      const extra = tags(input);
+      const devices = (await readDevices(input.positionals[0]!)).map((device) => ({
+        id: String(device.id),
+        publicKey: String(device.publicKey),
+        tags: { ...(device.tags as Record<string, string> | undefined), ...extra },
+      }));
+      return await answer(
+        api,
+        api.client.v1.devices.batch.$post({
+          json: { devices, ifExists: input.values["skip-existing"] ? "skip" : "error" },
+        }),
+      );
+    },
+  },
+  {
+    name: "device list",
+    usage: "[--tag key=value ...] [--state S] [--limit N] [--cursor C]",
+    summary: "devices, filtered by tags (all must match) and state in their latest rollout",
+    options: { tag: { type: "string", multiple: true }, state: { type: "string" }, ...PAGE },
+    run: (api, input) =>
+      answer(
+        api,
+        api.client.v1.devices.$get({
+          query: {
+            tag: Object.entries(tags(input)).map(([key, value]) => `${key}=${value}`),
+            state: str(input, "state"),
+            limit: str(input, "limit"),
+            cursor: str(input, "cursor"),
+          },
+        }),
+      ),
+    show: showPage(DEVICE_COLUMNS),
+  },
+  {
+    name: "device get",
+    usage: "ID",
+    summary: "a device and its rollout history",
+    positionals: ["ID"],
+    run: (api, input) =>
+      answer(api, api.client.v1.devices[":id"].$get({ param: { id: input.positionals[0]! } })),
+    show(value) {
+      const { history, ...device } = value as Row & { history: Row[] };
+      return `${record(device)}\n\nhistory:\n${table(history, HISTORY_COLUMNS)}`;
+    },
+  },
+  {
+    name: "device delete",
+    usage: "ID",
+    summary: "remove a device (refused while it is in an active rollout)",
+    positionals: ["ID"],
+    async run(api, input) {
+      const id = input.positionals[0]!;
+      await answer(api, api.client.v1.devices[":id"].$delete({ param: { id } }));
+      return { deleted: id };
+    },
+  },
+  {
+    name: "device rollouts",
+    usage: "ID [--limit N] [--cursor C]",
+    summary: "every rollout the device was in, newest first",
+    options: PAGE,
+    positionals: ["ID"],
+    run: (api, input) =>
+      answer(
+        api,
+        api.client.v1.devices[":id"].rollouts.$get({
+          param: { id: input.positionals[0]! },
+          query: { limit: str(input, "limit"), cursor: str(input, "cursor") },
+        }),
+      ),
+    show: showPage(HISTORY_COLUMNS),
+  },
+  {
+    name: "device events",
+    usage: "ID [--limit N] [--before N]",
+    summary: "the device's past events, newest first (events --device ID streams new ones)",
+    options: EVENT_PAGE,
+    positionals: ["ID"],
+    run: (api, input) =>
+      answer(
+        api,
+        api.client.v1.devices[":id"].events.$get({
+          param: { id: input.positionals[0]! },
+          query: eventPageQuery(input),
+        }),
+      ),
+    show: showEventPage,
+  },
+];

@@ -1,0 +1,280 @@
+/** `ctl rollout ...`: preview, create, follow and command rollouts. */
+import { parse as parseYaml } from "yaml";
+import { FINAL_EVENT_TYPE } from "../actors/mod.ts";
+import { formatIssue, parsePolicy, PolicyError } from "../policies/mod.ts";
+import { answer } from "./api.ts";
+import { UsageError } from "./args.ts";
+import { upload } from "./ctl_artifacts.ts";
+import {
+  type CtlCommand,
+  type CtlInput,
+  PAGE,
+  type Row,
+  showPage,
+  str,
+  tags,
+} from "./ctl_command.ts";
+import { EVENT_PAGE, eventPageQuery, showEventPage, streamEvents } from "./ctl_events.ts";
+import { type Column, short, table, text } from "./ctl_format.ts";
+
+const ROLLOUT_COLUMNS: Column<Row>[] = [
+  ["ID", (r) => r.id],
+  ["STATE", (r) => r.state],
+  ["STAGE", (r) => stageOf(r)],
+  ["DEVICES", (r) => r.devices],
+  ["POLICY", (r) => (r.policy as Row).name],
+  ["ARTIFACT", (r) => short((r.artifact as Row).digest)],
+  ["CREATED", (r) => r.createdAt],
+];
+
+function stageOf(rollout: Row): string {
+  const stages = rollout.stages as unknown[] | null;
+  const stage = Number(rollout.stage) + 1;
+  return stages ? `${stage} of ${stages.length}` : String(stage);
+}
+
+/** A rollout as a few lines: what it is, where it is, and its counts. */
+function showRollout(value: unknown): string {
+  const r = value as Row;
+  const lines = [
+    `rollout ${r.id}${r.name ? ` "${r.name}"` : ""}: ${r.state}, stage ${
+      stageOf(r)
+    }, ${r.devices} devices`,
+    `  artifact ${(r.artifact as Row).digest}`,
+    `  policy   ${(r.policy as Row).name} (sha256 ${short((r.policy as Row).sha256)})`,
+    `  counts   ${text(r.counts)}`,
+  ];
+  if (r.haltReason) lines.push(`  halted   ${(r.haltReason as Row).message}`);
+  if (r.pauseReason) lines.push(`  paused   ${text(r.pauseReason)}`);
+  if (r.bakeUntil) lines.push(`  bakes until ${r.bakeUntil}`);
+  return lines.join("\n");
+}
+
+function rolloutCommand(name: "pause" | "resume" | "cancel" | "promote"): CtlCommand {
+  const summaries = {
+    pause: "stop sending INITIATEs until resumed",
+    resume: "go on after a pause",
+    cancel: "end the rollout; devices under way finish their step",
+    promote: "approve a stage waiting for manual approval",
+  };
+  return {
+    name: `rollout ${name}`,
+    usage: "ID",
+    summary: summaries[name],
+    positionals: ["ID"],
+    run: (api, input) =>
+      answer(
+        api,
+        api.client.v1.rollouts[":id"][name].$post({ param: { id: input.positionals[0]! } }),
+      ),
+    show: showRollout,
+  };
+}
+
+/** Reads and checks a policy file here, so every problem shows with its line (not the API's first). */
+async function readPolicyFile(path: string): Promise<Record<string, unknown>> {
+  let content: string;
+  try {
+    content = await Deno.readTextFile(path);
+  } catch (error) {
+    throw new UsageError(`Cannot read --policy-file "${path}": ${(error as Error).message}`);
+  }
+  try {
+    parsePolicy(content, { source: path });
+  } catch (error) {
+    if (!(error instanceof PolicyError)) throw error;
+    for (const issue of error.issues) console.error(formatIssue(issue));
+    throw new Error(
+      `Cannot create rollout: policy file "${path}" has ${error.issues.length} problem(s), listed above`,
+    );
+  }
+  return parseYaml(content) as Record<string, unknown>;
+}
+
+const FINAL_EVENTS: ReadonlySet<string> = new Set(Object.values(FINAL_EVENT_TYPE));
+
+/** The options that choose a policy and the devices, shared by `rollout create` and `preview`. */
+const POLICY_AND_TARGETS = {
+  policy: { type: "string" },
+  "policy-file": { type: "string" },
+  all: { type: "boolean" },
+  ids: { type: "string" },
+  tag: { type: "string", multiple: true },
+} as const;
+
+function targetsOf(
+  input: CtlInput,
+): { all: true } | { ids: string[] } | { tags: Record<string, string> } {
+  const ids = str(input, "ids");
+  const tagged = tags(input);
+  const kinds = [input.values.all, ids, Object.keys(tagged).length].filter(Boolean).length;
+  if (kinds !== 1) throw new UsageError("give exactly one of --all, --ids and --tag");
+  if (input.values.all) return { all: true };
+  if (ids) return { ids: ids.split(",").map((id) => id.trim()).filter(Boolean) };
+  return { tags: tagged };
+}
+
+async function policyOf(input: CtlInput): Promise<string | Record<string, unknown>> {
+  const name = str(input, "policy");
+  const file = str(input, "policy-file");
+  if ((name === undefined) === (file === undefined)) {
+    throw new UsageError("give exactly one of --policy and --policy-file");
+  }
+  return file === undefined ? name! : await readPolicyFile(file);
+}
+
+/** The rollout commands. */
+export const ROLLOUT_COMMANDS: CtlCommand[] = [
+  {
+    name: "rollout create",
+    usage: "(--artifact FILE | --digest HEX [--url URL]) (--policy NAME | --policy-file FILE)\n" +
+      "                 (--all | --ids ID,ID,... | --tag key=value ...) [--name N] [--description D]",
+    summary: "create and start a rollout (--artifact uploads the file first)",
+    options: {
+      artifact: { type: "string" },
+      digest: { type: "string" },
+      url: { type: "string" },
+      ...POLICY_AND_TARGETS,
+      name: { type: "string" },
+      description: { type: "string" },
+    },
+    async run(api, input) {
+      const targets = targetsOf(input);
+      const file = str(input, "artifact");
+      const digest = str(input, "digest");
+      if ((file === undefined) === (digest === undefined)) {
+        throw new UsageError("give exactly one of --artifact and --digest");
+      }
+      const policy = await policyOf(input);
+      const url = str(input, "url");
+      const artifact = file !== undefined
+        ? { digest: String((await upload(api, file)).digest) }
+        : url === undefined
+        ? { digest: digest! }
+        : { digest: digest!, url };
+      const name = str(input, "name");
+      const description = str(input, "description");
+      return await answer(
+        api,
+        api.client.v1.rollouts.$post({
+          json: {
+            artifact,
+            policy,
+            targets,
+            ...(name === undefined ? {} : { name }),
+            ...(description === undefined ? {} : { description }),
+          },
+        }),
+      );
+    },
+    show: showRollout,
+  },
+  {
+    name: "rollout preview",
+    usage: "(--policy NAME | --policy-file FILE) (--all | --ids ID,ID,... | --tag key=value ...)",
+    summary: "how many devices a rollout would select and each stage's size; creates nothing",
+    options: POLICY_AND_TARGETS,
+    async run(api, input) {
+      const targets = targetsOf(input);
+      const policy = await policyOf(input);
+      return await answer(api, api.client.v1.rollouts.preview.$post({ json: { policy, targets } }));
+    },
+    show(value) {
+      const preview = value as { devices: number; stages: Row[]; policy: Row };
+      return `${preview.devices} devices, policy ${preview.policy.name}\n${
+        table(preview.stages, [["STAGE %", (s) => s.percent], ["DEVICES", (s) => s.devices]])
+      }`;
+    },
+  },
+  {
+    name: "rollout events",
+    usage: "ID [--limit N] [--before N]",
+    summary: "the rollout's past events, newest first (rollout watch follows new ones)",
+    options: EVENT_PAGE,
+    positionals: ["ID"],
+    run: (api, input) =>
+      answer(
+        api,
+        api.client.v1.rollouts[":id"].events.$get({
+          param: { id: input.positionals[0]! },
+          query: eventPageQuery(input),
+        }),
+      ),
+    show: showEventPage,
+  },
+  {
+    name: "rollout list",
+    usage: "[--state S] [--limit N] [--cursor C]",
+    summary: "rollouts, newest first",
+    options: { state: { type: "string" }, ...PAGE },
+    run: (api, input) =>
+      answer(
+        api,
+        api.client.v1.rollouts.$get({
+          query: {
+            // The API names the states it accepts when given another.
+            state: str(input, "state") as "running" | undefined,
+            limit: str(input, "limit"),
+            cursor: str(input, "cursor"),
+          },
+        }),
+      ),
+    show: showPage(ROLLOUT_COLUMNS),
+  },
+  {
+    name: "rollout get",
+    usage: "ID",
+    summary: "a rollout's state, stage, counts and halt reason",
+    positionals: ["ID"],
+    run: (api, input) =>
+      answer(api, api.client.v1.rollouts[":id"].$get({ param: { id: input.positionals[0]! } })),
+    show: showRollout,
+  },
+  {
+    name: "rollout devices",
+    usage: "ID [--state S] [--limit N] [--cursor C]",
+    summary: "a rollout's devices in rollout order",
+    options: { state: { type: "string" }, ...PAGE },
+    positionals: ["ID"],
+    run: (api, input) =>
+      answer(
+        api,
+        api.client.v1.rollouts[":id"].devices.$get({
+          param: { id: input.positionals[0]! },
+          query: {
+            state: str(input, "state"),
+            limit: str(input, "limit"),
+            cursor: str(input, "cursor"),
+          },
+        }),
+      ),
+    show: showPage([
+      ["DEVICE", (d) => d.deviceId],
+      ["STATE", (d) => d.state],
+      ["ATTEMPT", (d) => d.attempt],
+      ["STATUS", (d) => d.lastStatus],
+      ["UPDATED", (d) => d.updatedAt],
+    ]),
+  },
+  rolloutCommand("pause"),
+  rolloutCommand("resume"),
+  rolloutCommand("cancel"),
+  rolloutCommand("promote"),
+  {
+    name: "rollout watch",
+    usage: "ID",
+    summary: "stream the rollout's events from its start until it ends",
+    positionals: ["ID"],
+    async run(api, input) {
+      const id = input.positionals[0]!;
+      // A 404 for an unknown rollout, rather than an empty stream.
+      await answer(api, api.client.v1.rollouts[":id"].$get({ param: { id } }));
+      await streamEvents(api, { rollout: id, after: "0" }, {
+        json: input.json,
+        // A rollout reaches a final state once, so its final event is its last.
+        stop: (event) => FINAL_EVENTS.has(event.type),
+      });
+      return undefined;
+    },
+  },
+];

@@ -1,0 +1,124 @@
+/** `ctl server`, `health`, `me`, `states`, `policy ...` and `token ...`: the service and access to it. */
+import { answer, reach } from "./api.ts";
+import { UsageError } from "./args.ts";
+import { type CtlCommand, need, type Row, showPage } from "./ctl_command.ts";
+import { short, table, text } from "./ctl_format.ts";
+
+/** What the service is and who the caller is. */
+export const SERVICE_COMMANDS: CtlCommand[] = [
+  {
+    name: "server",
+    usage: "",
+    summary: "what a device needs to be provisioned",
+    run: (api) => answer(api, api.client.v1.server.$get()),
+  },
+  {
+    name: "health",
+    usage: "",
+    summary: "whether the orchestrator is live and ready (/healthz, /readyz); exit 1 if not ready",
+    async run(api) {
+      const live = await answer(api, api.client.healthz.$get());
+      const response = await reach(api, api.client.readyz.$get());
+      const ready = await response.text();
+      if (!response.ok) {
+        throw new Error(`The orchestrator is not ready: ${response.status} ${ready}`);
+      }
+      return { live, ready: JSON.parse(ready) };
+    },
+  },
+  {
+    name: "me",
+    usage: "",
+    summary: "the token in use: its name and role",
+    run: (api) => answer(api, api.client.v1.me.$get()),
+  },
+  {
+    name: "states",
+    usage: "",
+    summary: "the vocabulary: device and rollout states, which are final, SRUP status bytes",
+    run: (api) => answer(api, api.client.v1.states.$get()),
+    show(value) {
+      const v = value as Record<string, unknown> & { statuses: Row[] };
+      const lines = Object.entries(v).filter(([key]) => key !== "statuses")
+        .map(([key, list]) => `${key}: ${text(list)}`);
+      return `${lines.join("\n")}\n\n${
+        table(v.statuses, [["CODE", (s) => `0x${Number(s.code).toString(16).padStart(2, "0")}`], [
+          "NAME",
+          (s) => s.name,
+        ], ["MEANING", (s) => s.text]])
+      }`;
+    },
+  },
+];
+
+/** Policies and tokens. */
+export const ACCESS_COMMANDS: CtlCommand[] = [
+  {
+    name: "policy list",
+    usage: "",
+    summary: "loaded policies, and files that failed to load",
+    run: (api) => answer(api, api.client.v1.policies.$get()),
+    show(value) {
+      const { items, failures } = value as { items: Row[]; failures: Row[] };
+      const lines = [table(items, [
+        ["NAME", (p) => p.name],
+        ["SHA256", (p) => short(p.sha256)],
+        ["COMMIT", (p) => short(p.commit)],
+        ["SOURCE", (p) => p.source],
+      ])];
+      for (const failure of failures) lines.push(`failed: ${failure.source}`);
+      return lines.join("\n");
+    },
+  },
+  {
+    name: "policy get",
+    usage: "NAME",
+    summary: "one policy, defaults filled in",
+    positionals: ["NAME"],
+    run: (api, input) =>
+      answer(api, api.client.v1.policies[":name"].$get({ param: { name: input.positionals[0]! } })),
+  },
+  {
+    name: "policy reload",
+    usage: "",
+    summary: "reload the policy directory",
+    run: (api) => answer(api, api.client.v1.policies.reload.$post()),
+  },
+  {
+    name: "token create",
+    usage: "--name N --role viewer|operator|admin",
+    summary: "a new API token (shown once)",
+    options: { name: { type: "string" }, role: { type: "string" } },
+    run(api, input) {
+      const role = need(input, "role");
+      if (role !== "viewer" && role !== "operator" && role !== "admin") {
+        throw new UsageError(`Invalid --role "${role}": expected viewer, operator or admin`);
+      }
+      return answer(api, api.client.v1.tokens.$post({ json: { name: need(input, "name"), role } }));
+    },
+  },
+  {
+    name: "token list",
+    usage: "",
+    summary: "API tokens (never their secrets)",
+    run: (api) => answer(api, api.client.v1.tokens.$get()),
+    show: showPage([
+      ["ID", (t) => t.id],
+      ["NAME", (t) => t.name],
+      ["ROLE", (t) => t.role],
+      ["LAST USED", (t) => t.lastUsedAt],
+      ["REVOKED", (t) => t.revokedAt],
+    ]),
+  },
+  {
+    name: "token revoke",
+    usage: "ID",
+    summary: "revoke a token",
+    positionals: ["ID"],
+    async run(api, input) {
+      const id = input.positionals[0]!;
+      await answer(api, api.client.v1.tokens[":id"].$delete({ param: { id } }));
+      return { revoked: id };
+    },
+  },
+];

@@ -1,0 +1,140 @@
+import assert from "node:assert/strict";
+import { join, resolve } from "node:path";
+import { ConfigError, readConfig } from "../../orchestrator/config.ts";
+
+const CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+const KEY = "-----BEGIN PRIVATE KEY-----\nMC4C\n-----END PRIVATE KEY-----\n";
+
+Deno.test("readConfig() fills in the defaults of deno task start", () => {
+  const config = readConfig({});
+  assert.equal(config.dataDir, resolve("./data"));
+  assert.equal(config.policyDir, resolve("./policies"));
+  assert.equal(config.host, "127.0.0.1");
+  assert.equal(config.port, 8080);
+  assert.equal(config.mqttPort, 1883);
+  assert.equal(config.logMqtt, false);
+});
+
+Deno.test("readConfig() accepts addresses, URLs and files that are good", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(join(dir, "cert.pem"), CERT);
+    await Deno.writeTextFile(join(dir, "key.pem"), KEY);
+    for (
+      const host of ["0.0.0.0", "::", "::1", "localhost", "flotilla.example.com", "10.0.0.255"]
+    ) {
+      assert.equal(readConfig({ FLOTILLA_HOST: host }).host, host);
+    }
+    const config = readConfig({
+      FLOTILLA_POLICY_DIR: dir,
+      FLOTILLA_TLS_CERT: join(dir, "cert.pem"),
+      FLOTILLA_TLS_KEY: join(dir, "key.pem"),
+      MQTT_URL: "mqtts://broker.example.com:8883",
+      FLOTILLA_MQTT_CA: join(dir, "cert.pem"),
+      FLOTILLA_PUBLIC_URL: "https://updates.example.com/",
+      DATABASE_URL: "postgresql://flotilla@db/flotilla",
+      FLOTILLA_LOG_MQTT: "1",
+    });
+    assert.equal(config.policyDir, dir);
+    assert.equal(config.publicUrl, "https://updates.example.com");
+    assert.equal(config.logMqtt, true);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("readConfig() names the variable and its value for every bad setting", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = join(dir, "file.txt");
+  const missing = join(dir, "missing");
+  await Deno.writeTextFile(file, "not pem\n");
+  await Deno.writeTextFile(join(dir, "key.pem"), KEY);
+  const cases: [Record<string, string>, string | RegExp][] = [
+    [
+      { FLOTILLA_HOST: "999.1.1.1" },
+      'Invalid FLOTILLA_HOST: "999.1.1.1" is not an IP address or host name',
+    ],
+    [
+      { FLOTILLA_HOST: "1.2.3" },
+      'Invalid FLOTILLA_HOST: "1.2.3" is not an IP address or host name',
+    ],
+    [
+      { FLOTILLA_HOST: "bad host" },
+      'Invalid FLOTILLA_HOST: "bad host" is not an IP address or host name',
+    ],
+    [{ FLOTILLA_HOST: "::zz" }, 'Invalid FLOTILLA_HOST: "::zz" is not an IP address or host name'],
+    [
+      { FLOTILLA_POLICY_DIR: missing },
+      new RegExp(`^Invalid FLOTILLA_POLICY_DIR: "${missing}" cannot be read: No such file`),
+    ],
+    [{ FLOTILLA_POLICY_DIR: file }, `Invalid FLOTILLA_POLICY_DIR: "${file}" is not a directory`],
+    [{ FLOTILLA_DATA_DIR: file }, `Invalid FLOTILLA_DATA_DIR: "${file}" is not a directory`],
+    [
+      { FLOTILLA_TLS_CERT: file, FLOTILLA_TLS_KEY: join(dir, "key.pem") },
+      `Invalid FLOTILLA_TLS_CERT: "${file}" holds no PEM certificate`,
+    ],
+    [
+      { FLOTILLA_TLS_CERT: missing, FLOTILLA_TLS_KEY: join(dir, "key.pem") },
+      new RegExp(`^Invalid FLOTILLA_TLS_CERT: "${missing}" cannot be read: No such file`),
+    ],
+    [
+      { FLOTILLA_TLS_CERT: join(dir, "key.pem"), FLOTILLA_TLS_KEY: join(dir, "key.pem") },
+      `Invalid FLOTILLA_TLS_CERT: "${join(dir, "key.pem")}" holds no PEM certificate`,
+    ],
+    [{ FLOTILLA_TLS_KEY: file }, `Invalid FLOTILLA_TLS_KEY: "${file}" holds no PEM private key`],
+    [
+      { FLOTILLA_TLS_KEY: join(dir, "key.pem") },
+      "Invalid TLS settings: set both FLOTILLA_TLS_CERT and FLOTILLA_TLS_KEY, or neither",
+    ],
+    [
+      { FLOTILLA_SERVER_KEY: file },
+      `Invalid FLOTILLA_SERVER_KEY: "${file}" holds no PEM private key`,
+    ],
+    [{ FLOTILLA_MQTT_CA: file }, `Invalid FLOTILLA_MQTT_CA: "${file}" holds no PEM certificate`],
+    [
+      { FLOTILLA_MQTT_KEY: join(dir, "key.pem") },
+      "Invalid MQTT TLS settings: set both FLOTILLA_MQTT_CERT and FLOTILLA_MQTT_KEY, or neither",
+    ],
+    [{ PORT: "80a" }, 'Invalid PORT: "80a" is not a port number (0 to 65535)'],
+    [{ PORT: "70000" }, 'Invalid PORT: "70000" is not a port number (0 to 65535)'],
+    [
+      { FLOTILLA_MQTT_PORT: "-1" },
+      'Invalid FLOTILLA_MQTT_PORT: "-1" is not a port number (0 to 65535)',
+    ],
+    [{ MQTT_URL: "http://x" }, 'Invalid MQTT_URL: "http://x" is not an mqtt:// or mqtts:// URL'],
+    [
+      { DATABASE_URL: "mysql://x" },
+      'Invalid DATABASE_URL: "mysql://x" is not a postgres:// or postgresql:// URL',
+    ],
+    [
+      { FLOTILLA_PUBLIC_URL: "updates.example.com" },
+      'Invalid FLOTILLA_PUBLIC_URL: "updates.example.com" is not an http:// or https:// URL',
+    ],
+    [
+      { FLOTILLA_ADMIN_TOKEN: "short" },
+      "Invalid FLOTILLA_ADMIN_TOKEN: it must be at least 16 characters",
+    ],
+    [
+      { FLOTILLA_MAX_ARTIFACT_BYTES: "1e9" },
+      'Invalid FLOTILLA_MAX_ARTIFACT_BYTES: "1e9" is not a positive number of bytes',
+    ],
+    [
+      { FLOTILLA_MAX_JSON_BYTES: "0" },
+      'Invalid FLOTILLA_MAX_JSON_BYTES: "0" is not a positive number of bytes',
+    ],
+    [{ FLOTILLA_LOG_MQTT: "yes" }, 'Invalid FLOTILLA_LOG_MQTT: "yes" is not 1 (on) or 0 (off)'],
+  ];
+  try {
+    for (const [env, message] of cases) {
+      assert.throws(() => readConfig(env), (error: unknown) => {
+        assert.ok(error instanceof ConfigError, `${JSON.stringify(env)}: ${error}`);
+        if (typeof message === "string") assert.equal(error.message, message);
+        else assert.match(error.message, message);
+        assert.doesNotMatch(error.message, /\n/);
+        return true;
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
