@@ -130,6 +130,7 @@ export class DeviceAgent {
       return this.#reject(error.code, { offset: error.offset });
     }
     if (message.type === "response") return this.#reject("unexpected_type", { type: "response" });
+    // [SRUP-5.1] Verified before any replay counter moves: a forged frame must not lock anyone out.
     if (!await verifyMessage(message, this.#options.serverKey)) {
       return this.#reject("bad_signature", { type: message.type });
     }

@@ -228,6 +228,7 @@ export class ServerLink {
       this.#reject("unknown_device", { device: deviceId });
       return;
     }
+    // [SRUP-5.1] Verified before any replay counter moves: a forged frame must not lock anyone out.
     if (!await verifyMessage(message, publicKey)) {
       this.#reject("bad_signature", { device: deviceId });
       return;

@@ -3,6 +3,7 @@ import {
   ACTIVATE_SUCCESS,
   encodeMessage,
   randomPrivateKey,
+  signMessage,
   toHex,
   UPDATE_FAIL_DIGEST,
   UPDATE_FAIL_FILE,
@@ -364,3 +365,41 @@ function stalled(signal: AbortSignal): ReadableStream<Uint8Array> {
     },
   });
 }
+
+Deno.test("an agent never moves its replay counter for a forged frame: a huge forged sequence id locks nobody out", async (t) => {
+  const digest = await sha256(FIRMWARE);
+  const f = await agentFixture(fetchReturning(() => new Response(FIRMWARE)));
+  const agent = await f.make();
+  const forger = randomPrivateKey();
+  const huge = 0xffff_ffff_ffff_ffffn;
+
+  await t.step(
+    "a forged INITIATE and a forged ACTIVATE with the largest sequence id: dropped",
+    async () => {
+      await agent.handleFrame(
+        (await f.initiate({ url: URL_A, digest, sequence: huge }, forger)).frame,
+      );
+      const forged = await signMessage({
+        type: "activate" as const,
+        version: 2 as const,
+        sequence: huge,
+        token: new Uint8Array(16),
+        signature: new Uint8Array(),
+      }, forger);
+      await agent.handleFrame(encodeMessage(forged));
+      assert.equal(agent.rejections.get("bad_signature"), 2);
+      assert.equal((await f.store.load()).sequences.size, 0);
+    },
+  );
+  await t.step(
+    "the genuine server's next frames, with small sequence ids, are obeyed",
+    async () => {
+      const init = await f.initiate({ url: URL_A, digest, sequence: 1n });
+      await agent.handleFrame(init.frame);
+      assert.equal(f.replies.at(-1)!.message.status, UPDATE_SUCCESS);
+      await agent.handleFrame((await f.activate(init.message.token, { sequence: 2n })).frame);
+      assert.equal(f.replies.at(-1)!.message.status, ACTIVATE_SUCCESS);
+      assert.equal(agent.rejections.get("replay"), 0);
+    },
+  );
+});

@@ -134,6 +134,29 @@ for (const broker of BROKERS) {
     }
   });
 
+  Deno.test(`ServerLink never moves a device's replay counter for a forged RESPONSE (${broker.name})`, async () => {
+    const server = await broker.start();
+    const s = await setup(server.url);
+    const topic = serverTopic(s.link.serverId, s.deviceId);
+    try {
+      // The reference implementation raised its counter before checking the signature: one forged
+      // frame with the largest sequence id locked the genuine sender out for good.
+      const rejected = s.logger.next("frame.rejected");
+      await s.device.publish(
+        topic,
+        await response(randomPrivateKey(), { sequence: 0xffff_ffff_ffff_ffffn }),
+      );
+      assert.equal((await rejected).fields.reason, "bad_signature");
+      await s.device.publish(topic, await response(s.deviceKey, { sequence: 1n }));
+      await waitUntil(() => s.received.length === 1, "the genuine response");
+      assert.equal(s.received[0]![1].sequence, 1n);
+      assert.equal(s.link.rejections.get("replay"), 0);
+    } finally {
+      await teardown(s.serverConnection, s.device);
+      await server.close();
+    }
+  });
+
   Deno.test(`ServerLink signs INITIATE and ACTIVATE with increasing sequence ids (${broker.name})`, async () => {
     const server = await broker.start();
     const s = await setup(server.url);
