@@ -202,3 +202,26 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "GET /ui/<name> answers 404 for names an object inherits (constructor, __proto__, ...)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const root = await Deno.makeTempDir();
+    const service = await startTestService(join(root, "data"));
+    try {
+      for (const name of ["constructor", "toString", "__proto__", "hasOwnProperty", "valueOf"]) {
+        for (const path of [`/ui/${name}`, `/ui/vendor/${name}`]) {
+          const response = await service.app.request(path);
+          assert.equal(response.status, 404, path);
+          const body = await response.json();
+          assert.equal(body.error.code, "not_found", path);
+        }
+      }
+    } finally {
+      await service.close();
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
