@@ -232,7 +232,7 @@ export async function startService(
     starting.recovery = "ok";
 
     const metrics = new MetricsRegistry();
-    registerMetrics(metrics, { db, orchestrator, link, connection, dbLatency, writer });
+    registerMetrics(metrics, { db, orchestrator, link, connection, dbLatency, writer, hub });
 
     const app = createApp({
       db,
@@ -454,6 +454,7 @@ function registerMetrics(
     connection: { latency: LatencyHistogram; pending: number; connected: boolean };
     dbLatency: LatencyHistogram;
     writer: GroupCommitWriter;
+    hub: EventHub;
   },
 ): void {
   metrics.collect(
@@ -513,6 +514,12 @@ function registerMetrics(
     "counter",
     "Devices that timed out while the broker connection was up and no device answered",
     () => [[{}, parts.link.silentTimeouts]],
+  );
+  metrics.collect(
+    "flotilla_event_streams",
+    "gauge",
+    "Open /v1/events streams",
+    () => [[{}, parts.hub.size]],
   );
   metrics.collect(
     "flotilla_mqtt_connected",
