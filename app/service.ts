@@ -246,6 +246,7 @@ export async function startService(
       publicUrl: config.publicUrl ?? apiUrl,
       maxArtifactBytes: config.maxArtifactBytes,
       maxJsonBytes: config.maxJsonBytes,
+      uploadIdleTimeoutMs: config.uploadIdleTimeoutMs,
       ready: async () => ({
         database: writer.unavailable ?? await pingDatabase(db),
         mqtt: connection.connected ? "ok" : `disconnected from broker at ${brokerUrl}`,

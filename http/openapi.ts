@@ -48,8 +48,11 @@ export const AUTH_ERRORS = {
 export const NOT_FOUND = { 404: errorContent("No such thing") } as const;
 /** The error response of a conflicting write. */
 export const CONFLICT = { 409: errorContent("Conflicts with the current state") } as const;
-/** The error response of an oversized body. */
-export const TOO_LARGE = { 413: errorContent("Body too large") } as const;
+/** The error responses of a route that reads a body: too large, or stalled mid-way. */
+export const TOO_LARGE = {
+  408: errorContent("The body stopped arriving (FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS)"),
+  413: errorContent("Body too large"),
+} as const;
 
 /** A UUID path parameter. */
 export const IdParam = z.object({
