@@ -120,6 +120,40 @@ export class Orchestrator {
     return Uint8Array.fromBase64(key);
   }
 
+  /** The last sequence id accepted from a device, as the replay check sees it now. */
+  lastSequence(id: string): Promise<bigint | null> {
+    return this.#tracker.last(id);
+  }
+
+  /**
+   * An operator's reset of a device's sequence floor (null: none), recorded as a
+   * `device.sequence_reset` event; resolves once durable and in force, with the floor replaced.
+   */
+  async resetSequence(
+    deviceId: string,
+    floor: bigint | null,
+    actor: { id: string; name: string },
+  ): Promise<bigint | null> {
+    const at = new Date();
+    const previous = await this.#tracker.reset(deviceId, floor, (previous) => ({
+      deviceId,
+      type: "device.sequence_reset",
+      actor: actor.name,
+      at,
+      data: {
+        tokenId: actor.id,
+        previous: previous?.toString() ?? null,
+        floor: floor?.toString() ?? null,
+      },
+    }));
+    this.#log(
+      `device ${deviceId}: sequence floor reset from ${previous ?? "none"} to ${
+        floor ?? "none"
+      } by "${actor.name}"`,
+    );
+    return previous;
+  }
+
   /** Forgets a removed device's cached key and sequence id. */
   forgetDevice(id: string): void {
     this.#keys.delete(id);
