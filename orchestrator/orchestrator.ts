@@ -14,7 +14,7 @@ import {
 } from "../db/mod.ts";
 import type { ServerLink } from "../mqtt/mod.ts";
 import type { LoadedPolicy, Policy } from "../policies/mod.ts";
-import { newToken, type ResponseMessage } from "../srup/mod.ts";
+import { newToken, type ResponseMessage, toHex } from "../srup/mod.ts";
 import { RolloutRunner } from "./rollout_runner.ts";
 import type { StoredSequenceTracker } from "./sequence_tracker.ts";
 import { wallClock } from "../io/clock.ts";
@@ -174,11 +174,15 @@ export class Orchestrator {
     }
     this.#writer.enqueue({ kind: "seen", deviceId, at: new Date() }).catch(() => {});
     const runner = this.#byDevice.get(deviceId);
-    if (!runner) {
-      this.#log(`response from ${deviceId} ignored: no rollout drives it`);
-      return;
+    if (!runner?.response(deviceId, message.token, message.status)) {
+      // Signed by the device, yet for a token no rollout issued it: counted, and logged in brief.
+      this.#link?.reject("unknown_token", {
+        device: deviceId,
+        token: toHex(message.token),
+        status: message.status,
+        rollout: runner?.id ?? null,
+      });
     }
-    runner.response(deviceId, message.token, message.status);
   }
 
   /** The live runner of a rollout, or undefined once it is gone from memory. */

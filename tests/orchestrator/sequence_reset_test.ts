@@ -102,17 +102,19 @@ Deno.test({
       const operatorToken = operator.body.token as string;
       const operatorId = operator.body.id as string;
 
-      await t.step("a RESPONSE with the largest sequence id locks the device out", async () => {
+      await t.step("a RESPONSE with a huge sequence id locks the device out", async () => {
+        // Signed by the device, for a token never issued: accepted by the link, counted as ignored.
         await publishResponse(service, device, {
-          sequence: MAX_U64,
+          sequence: MAX_U64 - 1n,
           token: new Uint8Array(16),
-          status: 0,
+          status: 0x00,
         });
         const locked = await until("the huge sequence id stored", async () => {
           const { body } = await api(service, "GET", `/v1/devices/${device.id}`);
-          return body.lastSequence === MAX_U64.toString() ? body : undefined;
+          return body.lastSequence === (MAX_U64 - 1n).toString() ? body : undefined;
         });
-        assert.equal(locked.lastSequence, "18446744073709551615");
+        assert.equal(locked.lastSequence, "18446744073709551614");
+        assert.equal(await metric(service, "unknown_token"), 1);
       });
 
       let rolloutId = "";
@@ -133,6 +135,26 @@ Deno.test({
         assert.equal(stalled.body.state, "running");
         assert.equal((stalled.body.counts as Record<string, number>).activated, 0);
       });
+
+      await t.step(
+        "a signed 0xFF for a token never issued is counted, and halts nothing",
+        async () => {
+          await publishResponse(service, device, {
+            sequence: MAX_U64,
+            token: new Uint8Array(16).fill(0xff),
+            status: 0xff,
+          });
+          await until(
+            "the 0xFF counted as unknown_token",
+            async () => await metric(service, "unknown_token") === 2 ? true : undefined,
+          );
+          const rollout = await api(service, "GET", `/v1/rollouts/${rolloutId}`);
+          assert.equal(rollout.body.state, "running");
+          assert.equal(rollout.body.haltReason, null);
+          const shown = await api(service, "GET", `/v1/devices/${device.id}`);
+          assert.equal(shown.body.lastSequence, MAX_U64.toString());
+        },
+      );
 
       await t.step(
         "viewers may not reset, and bad floors are refused naming the field",
