@@ -223,7 +223,7 @@ export async function startService(
       onResponse: (id, message) => orchestrator.handleResponse(id, message),
       tracker,
       // The engine's clock: the stall check compares its timeouts with the link's silence.
-      now: () => (options.clock ?? wallClock).now(),
+      clock: options.clock ?? wallClock,
       logger,
     });
     cleanup.push(() => link.close());

@@ -167,6 +167,34 @@ Deno.test({
         await page.screenshot({ path: join(OUT_DIR, "dashboard_device.png"), fullPage: true });
       });
 
+      await t.step(
+        "the device page shows its last sequence id; Reset sequence asks, then clears it",
+        async () => {
+          const deviceId = new URL(page.url()).hash.split("/")[2]!;
+          const shown = await api(service, "GET", `/v1/devices/${deviceId}`);
+          assert.match(String(shown.body.lastSequence), /^\d+$/);
+          assert.equal(await page.textContent("#last-sequence"), shown.body.lastSequence);
+          page.once("dialog", (dialog) => dialog.dismiss());
+          await page.click("#reset-sequence");
+          assert.equal(await page.textContent("#last-sequence"), shown.body.lastSequence);
+          page.once("dialog", (dialog) => dialog.accept());
+          await page.click("#reset-sequence");
+          await page.waitForSelector("#last-sequence:text-is('none')");
+          assert.equal(await page.isDisabled("#reset-sequence"), true);
+          const after = await api(service, "GET", `/v1/devices/${deviceId}`);
+          assert.equal(after.body.lastSequence, null);
+          const events = await api<{ items: { type: string; actor: string }[] }>(
+            service,
+            "GET",
+            `/v1/devices/${deviceId}/events`,
+          );
+          assert.deepEqual(
+            events.body.items.filter((e) => e.type === "device.sequence_reset").map((e) => e.actor),
+            ["admin-env"],
+          );
+        },
+      );
+
       await t.step("cancel asks first; a digest mismatch shows the halt reason", async () => {
         await page.goto(`${service.apiUrl}/#/rollouts/${id}`);
         await page.waitForSelector("#state .badge[data-state=paused]");
