@@ -41,6 +41,8 @@ export interface AppDeps {
   maxJsonBytes: number;
   /** A request body that sends nothing for this long is answered 408. */
   uploadIdleTimeoutMs: number;
+  /** Whether a device (lower-case id) is connected, when the broker can tell: the embedded one. */
+  presence?: (deviceId: string) => boolean;
   /** Whether the service is ready (database usable, MQTT connected, rollouts recovered). */
   ready(): ReadyReport | Promise<ReadyReport>;
 }
@@ -114,7 +116,7 @@ export function createApp(deps: AppDeps) {
           mqtt: { url: deps.server.mqttUrl },
         }, 200),
     )
-    .route("/devices", devicesApp(deps.db, deps.orchestrator))
+    .route("/devices", devicesApp(deps.db, deps.orchestrator, deps.presence))
     .route(
       "/artifacts",
       artifactsApp({
