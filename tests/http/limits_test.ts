@@ -6,7 +6,7 @@ import { canMountTmpfs, mountTmpfs } from "../_helpers.ts";
 import { ADMIN_TOKEN, startTestService } from "../orchestrator/_service.ts";
 
 const JSON_CAP = 64 * 1024;
-const IDLE_MS = 300;
+const IDLE_MS = 1000;
 // A guard so a body the server never stops reading fails the test instead of hanging it.
 const ANSWER_WITHIN_MS = 15_000;
 const EMPTY_DIGEST = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
