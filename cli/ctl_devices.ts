@@ -1,4 +1,5 @@
 /** `ctl device ...`: register, list, inspect and remove devices. */
+import type { RowState } from "../actors/mod.ts";
 import { answer } from "./api.ts";
 import { UsageError } from "./args.ts";
 import { type CtlCommand, need, PAGE, type Row, showPage, str, tags } from "./ctl_command.ts";
@@ -95,7 +96,8 @@ export const DEVICE_COMMANDS: CtlCommand[] = [
         api.client.v1.devices.$get({
           query: {
             tag: Object.entries(tags(input)).map(([key, value]) => `${key}=${value}`),
-            state: str(input, "state"),
+            // The API checks it, answering an unknown state with the list of states.
+            state: str(input, "state") as RowState | undefined,
             limit: str(input, "limit"),
             cursor: str(input, "cursor"),
           },
