@@ -112,6 +112,7 @@ export function artifactsApp(deps: ArtifactDeps) {
     request: {
       query: UploadQuery,
       body: {
+        required: true,
         content: {
           // The bytes as OpenAPI 3.1 writes binary content: a non-empty string of any bytes.
           "application/octet-stream": {
