@@ -2,7 +2,16 @@
 import type { RowState } from "../actors/mod.ts";
 import { answer } from "./api.ts";
 import { UsageError } from "./args.ts";
-import { type CtlCommand, need, PAGE, type Row, showPage, str, tags } from "./ctl_command.ts";
+import {
+  type CtlCommand,
+  type CtlInput,
+  need,
+  PAGE,
+  type Row,
+  showPage,
+  str,
+  tags,
+} from "./ctl_command.ts";
 import { EVENT_PAGE, eventPageQuery, showEventPage } from "./ctl_events.ts";
 import { type Column, record, short, table } from "./ctl_format.ts";
 
@@ -22,6 +31,20 @@ export const HISTORY_COLUMNS: Column<Row>[] = [
   ["ATTEMPT", (h) => h.attempt],
   ["UPDATED", (h) => h.updatedAt],
 ];
+
+const U64_MAX = (1n << 64n) - 1n;
+
+/** `--floor N`: a decimal u64, sent as a string (a JSON number cannot hold every u64). */
+function floor(input: CtlInput): string | null {
+  const text = str(input, "floor");
+  if (text === undefined) return null;
+  if (!/^[0-9]{1,20}$/.test(text) || BigInt(text) > U64_MAX) {
+    throw new UsageError(
+      `Invalid --floor "${text}": expected a decimal integer from 0 to ${U64_MAX}`,
+    );
+  }
+  return BigInt(text).toString();
+}
 
 /** The devices of `path`: a JSON array or object `{devices}`, or JSON lines as `device provision` prints. */
 async function readDevices(path: string): Promise<Row[]> {
@@ -87,22 +110,43 @@ export const DEVICE_COMMANDS: CtlCommand[] = [
   },
   {
     name: "device list",
-    usage: "[--tag key=value ...] [--state S] [--limit N] [--cursor C]",
-    summary: "devices, filtered by tags (all must match) and state in their latest rollout",
-    options: { tag: { type: "string", multiple: true }, state: { type: "string" }, ...PAGE },
-    run: (api, input) =>
-      answer(
+    usage:
+      "[--tag key=value ...] [--state S] [--id-prefix HEX] [--artifact DIGEST] [--online true|false] [--seen-after ISO] [--seen-before ISO] [--limit N] [--cursor C]",
+    summary:
+      "devices, filtered by tags (all must match), state in their latest rollout, id prefix, current artifact, connection and last seen",
+    options: {
+      tag: { type: "string", multiple: true },
+      state: { type: "string" },
+      "id-prefix": { type: "string" },
+      artifact: { type: "string" },
+      online: { type: "string" },
+      "seen-after": { type: "string" },
+      "seen-before": { type: "string" },
+      ...PAGE,
+    },
+    run(api, input) {
+      const online = str(input, "online");
+      if (online !== undefined && online !== "true" && online !== "false") {
+        throw new UsageError(`Invalid --online "${online}": expected true or false`);
+      }
+      return answer(
         api,
         api.client.v1.devices.$get({
           query: {
             tag: Object.entries(tags(input)).map(([key, value]) => `${key}=${value}`),
             // The API checks it, answering an unknown state with the list of states.
             state: str(input, "state") as RowState | undefined,
+            q: str(input, "id-prefix"),
+            artifact: str(input, "artifact"),
+            online,
+            seenAfter: str(input, "seen-after"),
+            seenBefore: str(input, "seen-before"),
             limit: str(input, "limit"),
             cursor: str(input, "cursor"),
           },
         }),
-      ),
+      );
+    },
     show: showPage(DEVICE_COLUMNS),
   },
   {
@@ -126,6 +170,28 @@ export const DEVICE_COMMANDS: CtlCommand[] = [
       const id = input.positionals[0]!;
       await answer(api, api.client.v1.devices[":id"].$delete({ param: { id } }));
       return { deleted: id };
+    },
+  },
+  {
+    name: "device reset-sequence",
+    usage: "ID [--floor N]",
+    summary: "reset the sequence floor of a device locked out by its own sequence id (audited; " +
+      "without --floor any sequence id is accepted next)",
+    options: { floor: { type: "string" } },
+    positionals: ["ID"],
+    run: (api, input) =>
+      answer(
+        api,
+        api.client.v1.devices[":id"]["sequence-reset"].$post({
+          param: { id: input.positionals[0]! },
+          json: { floor: floor(input) },
+        }),
+      ),
+    show(value) {
+      const reset = value as { id: string; previous: string | null; lastSequence: string | null };
+      return `device ${reset.id}: sequence floor ${reset.previous ?? "none"} -> ${
+        reset.lastSequence ?? "none"
+      }`;
     },
   },
   {

@@ -106,7 +106,7 @@ function serve(env: Record<string, string>): Deno.ChildProcess {
 async function waitForLine(
   child: Deno.ChildProcess,
   pattern: RegExp,
-  ms = 30_000,
+  ms = 90_000,
 ): Promise<string> {
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let errors = "";
@@ -114,11 +114,20 @@ async function waitForLine(
     new WritableStream({ write: (chunk) => void (errors += chunk) }),
   ).catch(() => {});
   let text = "";
-  const timer = setTimeout(() => reader.cancel(), ms);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    reader.cancel();
+  }, ms);
   try {
     while (!pattern.test(text)) {
       const { value, done } = await reader.read();
-      if (done) throw new Error(`serve ended before printing ${pattern}: ${text}${errors}`);
+      if (done) {
+        const why = timedOut
+          ? `printed no ${pattern} within ${ms} ms`
+          : `ended before printing ${pattern}`;
+        throw new Error(`serve ${why}: ${text}${errors}`);
+      }
       text += value;
     }
     return text;
