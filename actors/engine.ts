@@ -137,6 +137,15 @@ export class RolloutEngine {
     return "accepted";
   }
 
+  /**
+   * Whether this rollout issued `token` to the device at `index` (its position in `devices`): its
+   * latest token, or an earlier attempt's while it is in flight. False for a device never started.
+   */
+  issued(device: string, index: number, token: Uint8Array): boolean {
+    if (this.#table.attempt(index) > 0 && equalBytes(token, this.#table.token(index))) return true;
+    return this.#flights.live(device)?.previous.includes(toHex(token)) ?? false;
+  }
+
   /** Whether a send the engine asked for is still wanted (the live layer asks before publishing). */
   shouldSend(device: string, token: Uint8Array): boolean {
     const flight = this.#flights.live(device);

@@ -227,7 +227,7 @@ export async function startService(
       onResponse: (id, message) => orchestrator.handleResponse(id, message),
       tracker,
       // The engine's clock: the stall check compares its timeouts with the link's silence.
-      now: () => (options.clock ?? wallClock).now(),
+      clock: options.clock ?? wallClock,
       logger,
     });
     cleanup.push(() => link.close());
@@ -236,7 +236,7 @@ export async function startService(
     starting.recovery = "ok";
 
     const metrics = new MetricsRegistry();
-    registerMetrics(metrics, { db, orchestrator, link, connection, dbLatency, writer });
+    registerMetrics(metrics, { db, orchestrator, link, connection, dbLatency, writer, hub });
 
     const app = createApp({
       db,
@@ -459,6 +459,7 @@ function registerMetrics(
     connection: { latency: LatencyHistogram; pending: number; connected: boolean };
     dbLatency: LatencyHistogram;
     writer: GroupCommitWriter;
+    hub: EventHub;
   },
 ): void {
   metrics.collect(
@@ -518,6 +519,12 @@ function registerMetrics(
     "counter",
     "Devices that timed out while the broker connection was up and no device answered",
     () => [[{}, parts.link.silentTimeouts]],
+  );
+  metrics.collect(
+    "flotilla_event_streams",
+    "gauge",
+    "Open /v1/events streams",
+    () => [[{}, parts.hub.size]],
   );
   metrics.collect(
     "flotilla_mqtt_connected",

@@ -1,7 +1,16 @@
 /** `ctl device ...`: register, list, inspect and remove devices. */
 import { answer } from "./api.ts";
 import { UsageError } from "./args.ts";
-import { type CtlCommand, need, PAGE, type Row, showPage, str, tags } from "./ctl_command.ts";
+import {
+  type CtlCommand,
+  type CtlInput,
+  need,
+  PAGE,
+  type Row,
+  showPage,
+  str,
+  tags,
+} from "./ctl_command.ts";
 import { EVENT_PAGE, eventPageQuery, showEventPage } from "./ctl_events.ts";
 import { type Column, record, short, table } from "./ctl_format.ts";
 
@@ -21,6 +30,20 @@ export const HISTORY_COLUMNS: Column<Row>[] = [
   ["ATTEMPT", (h) => h.attempt],
   ["UPDATED", (h) => h.updatedAt],
 ];
+
+const U64_MAX = (1n << 64n) - 1n;
+
+/** `--floor N`: a decimal u64, sent as a string (a JSON number cannot hold every u64). */
+function floor(input: CtlInput): string | null {
+  const text = str(input, "floor");
+  if (text === undefined) return null;
+  if (!/^[0-9]{1,20}$/.test(text) || BigInt(text) > U64_MAX) {
+    throw new UsageError(
+      `Invalid --floor "${text}": expected a decimal integer from 0 to ${U64_MAX}`,
+    );
+  }
+  return BigInt(text).toString();
+}
 
 /** The devices of `path`: a JSON array or object `{devices}`, or JSON lines as `device provision` prints. */
 async function readDevices(path: string): Promise<Row[]> {
@@ -145,6 +168,28 @@ export const DEVICE_COMMANDS: CtlCommand[] = [
       const id = input.positionals[0]!;
       await answer(api, api.client.v1.devices[":id"].$delete({ param: { id } }));
       return { deleted: id };
+    },
+  },
+  {
+    name: "device reset-sequence",
+    usage: "ID [--floor N]",
+    summary: "reset the sequence floor of a device locked out by its own sequence id (audited; " +
+      "without --floor any sequence id is accepted next)",
+    options: { floor: { type: "string" } },
+    positionals: ["ID"],
+    run: (api, input) =>
+      answer(
+        api,
+        api.client.v1.devices[":id"]["sequence-reset"].$post({
+          param: { id: input.positionals[0]! },
+          json: { floor: floor(input) },
+        }),
+      ),
+    show(value) {
+      const reset = value as { id: string; previous: string | null; lastSequence: string | null };
+      return `device ${reset.id}: sequence floor ${reset.previous ?? "none"} -> ${
+        reset.lastSequence ?? "none"
+      }`;
     },
   },
   {

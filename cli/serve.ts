@@ -19,7 +19,8 @@ Runs the orchestrator. Settings come from the environment:
   FLOTILLA_PUBLIC_URL    base URL devices download artifacts from         default the API's URL
   FLOTILLA_TLS_CERT, FLOTILLA_TLS_KEY   HTTPS for the API and artifact downloads
   FLOTILLA_ADMIN_TOKEN   the admin token (otherwise one is made and printed on first start)
-  FLOTILLA_LOG_MQTT=1    log MQTT events (frame.rejected, reconnects) as JSON lines`;
+  FLOTILLA_LOG_MQTT=1    log MQTT events (frame.rejected, at most one a second per reason
+                         and a summary; reconnects) as JSON lines`;
 
 /** Runs `serve`; returns the exit code when the service stops. */
 export async function run(args: string[]): Promise<number> {

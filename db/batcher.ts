@@ -27,7 +27,12 @@ export type WriteOp =
   /** Heard from, or connected to (online true) or gone from (false) the broker. */
   | { kind: "seen"; deviceId: string; at: Date; online?: boolean }
   /** A sequence id accepted from a device (replay protection); only the highest is kept. */
-  | { kind: "sequence"; deviceId: string; sequence: bigint };
+  | { kind: "sequence"; deviceId: string; sequence: bigint }
+  /**
+   * An operator's reset of a device's sequence floor (null: none) and its audit event, committed
+   * together; sequence ids queued before it are overwritten, those queued after it raise it again.
+   */
+  | { kind: "sequence_reset"; deviceId: string; floor: bigint | null; event: NewEvent };
 
 /** What {@linkcode GroupCommitOptions.onCommit} is told about each committed batch. */
 export interface CommitInfo {
@@ -282,6 +287,7 @@ function rolloutOf(op: WriteOp): string | null {
       return op.rolloutId ?? null;
     case "seen":
     case "sequence":
+    case "sequence_reset":
       return null;
   }
 }
@@ -345,6 +351,10 @@ async function applyWrites(tx: Db, ops: readonly WriteOp[]): Promise<Event[]> {
         break;
       case "sequence":
         deviceUpdates.push({ id: op.deviceId, sequence: op.sequence });
+        break;
+      case "sequence_reset":
+        deviceUpdates.push({ id: op.deviceId, resetSequence: op.floor });
+        newEvents.push(op.event);
         break;
       case "seen":
         deviceUpdates.push({ id: op.deviceId, seenAt: op.at, online: op.online });

@@ -234,6 +234,11 @@ export interface DeviceUpdate {
   /** An accepted sequence id (the stored one never moves back). */
   sequence?: bigint;
   /**
+   * An operator's reset of the floor: the stored id becomes exactly this (null: none), and only
+   * sequence ids merged after it in the same batch raise it again.
+   */
+  resetSequence?: bigint | null;
+  /**
    * A confirmed activation of this digest: the old current becomes previous; a repeat of the same
    * digest changes nothing, so a re-sent ACTIVATE's confirmation is idempotent.
    */
@@ -253,7 +258,7 @@ const UPDATE_CHUNK = 5000;
 export async function updateDevices(db: Db, updates: readonly DeviceUpdate[]): Promise<void> {
   const merged = new Map<
     string,
-    { at?: string; seq?: string; digest?: string; online?: boolean }
+    { at?: string; seq?: string | null; reset?: boolean; digest?: string; online?: boolean }
   >();
   for (const update of updates) {
     const entry = merged.get(update.id) ?? {};
@@ -261,13 +266,12 @@ export async function updateDevices(db: Db, updates: readonly DeviceUpdate[]): P
       const at = update.seenAt.toISOString();
       if (entry.at === undefined || entry.at < at) entry.at = at;
     }
+    if (update.resetSequence !== undefined) {
+      entry.reset = true;
+      entry.seq = update.resetSequence === null ? null : u64(update.resetSequence).toString();
+    }
     if (update.sequence !== undefined) {
-      if (update.sequence < 0n || update.sequence > MAX_U64) {
-        throw new RangeError(
-          `Cannot update devices: sequence ${update.sequence} is not an unsigned 64-bit value`,
-        );
-      }
-      if (entry.seq === undefined || BigInt(entry.seq) < update.sequence) {
+      if (entry.seq == null || BigInt(entry.seq) < u64(update.sequence)) {
         entry.seq = update.sequence.toString();
       }
     }
@@ -284,7 +288,9 @@ export async function updateDevices(db: Db, updates: readonly DeviceUpdate[]): P
         update ${devices} d set
           last_seen_at = greatest(d.last_seen_at, (j.v -> d.id::text ->> 'at')::timestamptz),
           online = coalesce((j.v -> d.id::text ->> 'online')::boolean, d.online),
-          last_sequence = greatest(d.last_sequence, (j.v -> d.id::text ->> 'seq')::numeric),
+          last_sequence = case when (j.v -> d.id::text ->> 'reset')::boolean
+            then (j.v -> d.id::text ->> 'seq')::numeric
+            else greatest(d.last_sequence, (j.v -> d.id::text ->> 'seq')::numeric) end,
           previous_digest = case
             when j.v -> d.id::text ? 'digest'
               and d.current_digest is distinct from j.v -> d.id::text ->> 'digest'
@@ -295,6 +301,15 @@ export async function updateDevices(db: Db, updates: readonly DeviceUpdate[]): P
       "Cannot update devices",
     );
   }
+}
+
+function u64(sequence: bigint): bigint {
+  if (sequence < 0n || sequence > MAX_U64) {
+    throw new RangeError(
+      `Cannot update devices: sequence ${sequence} is not an unsigned 64-bit value`,
+    );
+  }
+  return sequence;
 }
 
 /**

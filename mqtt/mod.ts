@@ -46,3 +46,4 @@ export {
 } from "./server_link.ts";
 export { MemorySequenceTracker, type SequenceTracker } from "./sequence_tracker.ts";
 export { RejectionCounter, type RejectReason } from "./rejections.ts";
+export { RejectionLog, type RejectionLogOptions } from "./rejection_log.ts";

@@ -17,7 +17,10 @@ export type RejectReason =
   | "wrong_target"
   /** A message type this receiver never accepts (a RESPONSE sent to a device, for example). */
   | "unexpected_type"
-  /** An ACTIVATE whose token is neither staged nor active. */
+  /**
+   * At a device, an ACTIVATE whose token is neither staged nor active; at the server, a verified
+   * RESPONSE whose token no running rollout issued to that device (it is ignored).
+   */
   | "unknown_token";
 
 /** Counts of rejected frames by reason; one instance may be shared by many receivers. */

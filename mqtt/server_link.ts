@@ -18,6 +18,8 @@ import type { MqttConnection } from "./connection.ts";
 import { KeyedQueue } from "./keyed_queue.ts";
 import { type Logger, silentLogger } from "../obs/log.ts";
 import { RejectionCounter, type RejectReason } from "./rejections.ts";
+import { RejectionLog } from "./rejection_log.ts";
+import { type Clock, wallClock } from "../io/clock.ts";
 import { MemorySequenceTracker, type SequenceTracker } from "./sequence_tracker.ts";
 import {
   deviceTopic,
@@ -47,8 +49,9 @@ export interface ServerLinkOptions {
   shared?: boolean;
   /** Counts rejected frames by reason; pass one to share it (e.g. with metrics). */
   rejections?: RejectionCounter;
-  /** Milliseconds on the clock of the timeouts given to `timedOut()`; default `Date.now`. */
-  now?: () => number;
+  /** The clock of the timeouts given to `timedOut()`, and of the rejection log's rate limit; default the wall clock. */
+  clock?: Clock;
+  /** `frame.rejected` lines go here, at most one per reason a second, with a summary. */
   logger?: Logger;
 }
 
@@ -95,6 +98,7 @@ export class ServerLink {
   /** Frames dropped, by reason. */
   readonly rejections: RejectionCounter;
   readonly #now: () => number;
+  readonly #rejectionLog: RejectionLog;
   readonly #offStatus: () => void;
   /** When the connection last came up; undefined while it is down. */
   #connectedSince: number | undefined;
@@ -113,7 +117,9 @@ export class ServerLink {
     this.#logger = options.logger ?? silentLogger;
     this.serverId = options.serverId;
     this.rejections = options.rejections ?? new RejectionCounter();
-    this.#now = options.now ?? Date.now;
+    const clock = options.clock ?? wallClock;
+    this.#now = () => clock.now();
+    this.#rejectionLog = new RejectionLog({ logger: this.#logger, clock });
     this.#heardAt = this.#now();
     this.#connectedSince = connection.connected ? this.#heardAt : undefined;
     this.#offStatus = connection.onStatus((connected) => {
@@ -173,10 +179,20 @@ export class ServerLink {
     return this.#send(deviceId, { type: "activate", token: fields.token });
   }
 
-  /** Stops delivering responses; the connection stays open. */
+  /** Stops delivering responses and writes any pending rejection summary; the connection stays open. */
   close(): void {
     this.#unsubscribe();
     this.#offStatus();
+    this.#rejectionLog.flush();
+  }
+
+  /**
+   * Counts and logs a delivered RESPONSE its handler drops: `unknown_token`, a token no rollout
+   * issued to that device. Logged at most once a second per reason, like every rejection.
+   */
+  reject(reason: RejectReason, fields: Record<string, unknown>): void {
+    this.rejections.add(reason);
+    this.#rejectionLog.rejected(reason, fields);
   }
 
   #send<T extends InitiateMessage | ActivateMessage>(
@@ -201,7 +217,7 @@ export class ServerLink {
   #receive(topic: string, payload: Uint8Array): void {
     const deviceId = parseResponseTopic(topic, this.serverId);
     if (deviceId === undefined) {
-      this.#reject("bad_topic", { topic });
+      this.reject("bad_topic", { topic });
       return;
     }
     // Per device, so the last-sequence check sees frames in the order the broker delivered them.
@@ -216,27 +232,27 @@ export class ServerLink {
       message = decodeMessage(payload);
     } catch (error) {
       if (!(error instanceof SrupDecodeError)) throw error;
-      this.#reject(error.code, { device: deviceId, offset: error.offset });
+      this.reject(error.code, { device: deviceId, offset: error.offset });
       return;
     }
     if (message.type !== "response") {
-      this.#reject("unexpected_type", { device: deviceId, type: message.type });
+      this.reject("unexpected_type", { device: deviceId, type: message.type });
       return;
     }
     const publicKey = await this.#options.deviceKey(deviceId);
     if (!publicKey) {
-      this.#reject("unknown_device", { device: deviceId });
+      this.reject("unknown_device", { device: deviceId });
       return;
     }
     // [SRUP-5.1] Verified before any replay counter moves: a forged frame must not lock anyone out.
     if (!await verifyMessage(message, publicKey)) {
-      this.#reject("bad_signature", { device: deviceId });
+      this.reject("bad_signature", { device: deviceId });
       return;
     }
     if (
       message.sequence !== undefined && !await this.#tracker.advance(deviceId, message.sequence)
     ) {
-      this.#reject("replay", { device: deviceId, sequence: message.sequence });
+      this.reject("replay", { device: deviceId, sequence: message.sequence });
       return;
     }
     this.#heard();
@@ -260,11 +276,6 @@ export class ServerLink {
       timeouts: this.#stall.timeouts,
     });
     this.#stall = undefined;
-  }
-
-  #reject(reason: RejectReason, fields: Record<string, unknown>): void {
-    this.rejections.add(reason);
-    this.#logger.warn("frame.rejected", { reason, ...fields });
   }
 }
 

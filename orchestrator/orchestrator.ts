@@ -14,7 +14,7 @@ import {
 } from "../db/mod.ts";
 import type { ServerLink } from "../mqtt/mod.ts";
 import type { LoadedPolicy, Policy } from "../policies/mod.ts";
-import { newToken, type ResponseMessage } from "../srup/mod.ts";
+import { newToken, type ResponseMessage, toHex } from "../srup/mod.ts";
 import { RolloutRunner } from "./rollout_runner.ts";
 import type { StoredSequenceTracker } from "./sequence_tracker.ts";
 import { wallClock } from "../io/clock.ts";
@@ -120,6 +120,40 @@ export class Orchestrator {
     return Uint8Array.fromBase64(key);
   }
 
+  /** The last sequence id accepted from a device, as the replay check sees it now. */
+  lastSequence(id: string): Promise<bigint | null> {
+    return this.#tracker.last(id);
+  }
+
+  /**
+   * An operator's reset of a device's sequence floor (null: none), recorded as a
+   * `device.sequence_reset` event; resolves once durable and in force, with the floor replaced.
+   */
+  async resetSequence(
+    deviceId: string,
+    floor: bigint | null,
+    actor: { id: string; name: string },
+  ): Promise<bigint | null> {
+    const at = new Date();
+    const previous = await this.#tracker.reset(deviceId, floor, (previous) => ({
+      deviceId,
+      type: "device.sequence_reset",
+      actor: actor.name,
+      at,
+      data: {
+        tokenId: actor.id,
+        previous: previous?.toString() ?? null,
+        floor: floor?.toString() ?? null,
+      },
+    }));
+    this.#log(
+      `device ${deviceId}: sequence floor reset from ${previous ?? "none"} to ${
+        floor ?? "none"
+      } by "${actor.name}"`,
+    );
+    return previous;
+  }
+
   /** Forgets a removed device's cached key and sequence id. */
   forgetDevice(id: string): void {
     this.#keys.delete(id);
@@ -140,11 +174,15 @@ export class Orchestrator {
     }
     this.#writer.enqueue({ kind: "seen", deviceId, at: new Date() }).catch(() => {});
     const runner = this.#byDevice.get(deviceId);
-    if (!runner) {
-      this.#log(`response from ${deviceId} ignored: no rollout drives it`);
-      return;
+    if (!runner?.response(deviceId, message.token, message.status)) {
+      // Signed by the device, yet for a token no rollout issued it: counted, and logged in brief.
+      this.#link?.reject("unknown_token", {
+        device: deviceId,
+        token: toHex(message.token),
+        status: message.status,
+        rollout: runner?.id ?? null,
+      });
     }
-    runner.response(deviceId, message.token, message.status);
   }
 
   /** The live runner of a rollout, or undefined once it is gone from memory. */

@@ -122,11 +122,17 @@ export class RolloutRunner {
     this.#markHead(true);
   }
 
-  /** Hands the engine a verified RESPONSE. */
-  response(device: string, token: Uint8Array, status: number): void {
-    if (this.#stopped) return;
+  /**
+   * Hands the engine a verified RESPONSE; false, and the engine is not told, when its token is not
+   * one this rollout issued to that device.
+   */
+  response(device: string, token: Uint8Array, status: number): boolean {
+    const index = this.#positions.get(device);
+    if (index === undefined || !this.engine.issued(device, index, token)) return false;
+    if (this.#stopped) return true;
     this.engine.response(device, token, status);
     this.#afterEngine();
+    return true;
   }
 
   /** Runs an operator command against the engine (RolloutCommandError when it does not apply). */

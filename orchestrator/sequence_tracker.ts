@@ -1,5 +1,5 @@
 /** [SRUP-5] Replay protection backed by the database, checked in memory on the hot path. */
-import { type Db, type GroupCommitWriter, loadSequences } from "../db/mod.ts";
+import { type Db, type GroupCommitWriter, loadSequences, type NewEvent } from "../db/mod.ts";
 import type { SequenceTracker } from "../mqtt/mod.ts";
 
 /**
@@ -34,6 +34,35 @@ export class StoredSequenceTracker implements SequenceTracker {
       // The writer logs the failed batch; the id stays accepted in memory, so no replay gets in.
     });
     return true;
+  }
+
+  /** The last accepted sequence id of a device, as this process checks it (null: none yet). */
+  async last(id: string): Promise<bigint | null> {
+    if (!this.#last.has(id)) await this.preload([id]);
+    return this.#last.get(id) ?? null;
+  }
+
+  /**
+   * Sets a device's floor to `floor` (null: none, as for a new device) and records `event` with
+   * it; returns the floor it replaced. Durable before live: the row and the event commit first,
+   * then the floor in memory moves, unless a RESPONSE accepted meanwhile already moved it (that
+   * frame's sequence write, queued after the reset, raises the stored floor the same way).
+   */
+  async reset(
+    id: string,
+    floor: bigint | null,
+    event: (previous: bigint | null) => NewEvent,
+  ): Promise<bigint | null> {
+    const previous = await this.last(id);
+    // Read and queued in one turn: no RESPONSE of this device is checked in between.
+    await this.#writer.enqueue({
+      kind: "sequence_reset",
+      deviceId: id,
+      floor,
+      event: event(previous),
+    });
+    if ((this.#last.get(id) ?? null) === previous) this.#last.set(id, floor);
+    return previous;
   }
 
   /** Forgets a removed device. */

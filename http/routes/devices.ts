@@ -7,6 +7,7 @@ import {
   deviceRolloutHistory,
   getDevice,
   listDevices,
+  MAX_U64,
   registerDevice,
   registerDevices,
 } from "../../db/mod.ts";
@@ -48,9 +49,36 @@ const DeviceSchema = z.object({
   lastSeenAt: z.string().nullable(),
   /** Connected to the embedded broker; null when not known (an external broker). */
   online: z.boolean().nullable(),
+  /** A decimal string: a u64 does not fit a JSON number. */
+  lastSequence: z.string().nullable().openapi({
+    description:
+      "The highest SRUP sequence id accepted from the device (a decimal string, as a u64 does not fit a JSON number); null when none yet or after a reset to none",
+    example: "1733097600000",
+  }),
   createdAt: z.string(),
   rollout: z.object({ id: z.string(), state: z.string() }).nullable().optional(),
 }).openapi("Device");
+
+const U64_TEXT = /^[0-9]{1,20}$/;
+
+const SequenceResetSchema = z.object({
+  floor: z.string().regex(U64_TEXT, "floor must be a decimal string of digits")
+    // Refinements run after a failed regex too: only digits reach BigInt().
+    .refine((text) => !U64_TEXT.test(text) || BigInt(text) <= MAX_U64, {
+      message: `floor must be at most ${MAX_U64}`,
+    })
+    .nullable().optional().openapi({
+      description:
+        "The new floor: the next RESPONSE must carry a higher sequence id. A decimal string up to 18446744073709551615; null or left out clears it, so any sequence id is accepted next, as for a new device",
+      example: "0",
+    }),
+}).strict().openapi("SequenceReset");
+
+const SequenceResetResultSchema = z.object({
+  id: z.uuid(),
+  previous: z.string().nullable().openapi({ description: "The floor replaced (decimal)" }),
+  lastSequence: z.string().nullable().openapi({ description: "The floor now in force (decimal)" }),
+}).openapi("SequenceResetResult");
 
 const NewDeviceSchema = z.object({
   id: z.uuid().openapi({ example: "6f1c2f4e-8a3b-4c7d-9e2f-0a1b2c3d4e5f" }),
@@ -80,6 +108,7 @@ export function deviceJson(device: Device & { rollout?: { id: string; state: str
     previousDigest: device.previousDigest,
     lastSeenAt: device.lastSeenAt?.toISOString() ?? null,
     online: device.online,
+    lastSequence: device.lastSequence?.toString() ?? null,
     createdAt: device.createdAt.toISOString(),
     ...(device.rollout === undefined ? {} : { rollout: device.rollout }),
   };
@@ -287,6 +316,46 @@ export function devicesApp(
         }
         orchestrator.forgetDevice(id);
         return c.body(null, 204);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "post",
+        path: "/{id}/sequence-reset",
+        operationId: "resetDeviceSequence",
+        tags: ["devices"],
+        summary: "Reset a device's sequence floor",
+        description:
+          "For a device locked out by its own sequence id (a RESPONSE with a huge one makes every later RESPONSE a replay): sets the highest sequence id accepted from it to `floor` (null or left out: none). Recorded as a `device.sequence_reset` event with the token, the floor replaced and the new one; in force for the next RESPONSE once this answers.",
+        middleware: [requireRole("operator")] as const,
+        request: {
+          params: IdParam,
+          body: {
+            content: { "application/json": { schema: SequenceResetSchema } },
+            required: false,
+          },
+        },
+        responses: {
+          200: jsonResponse(
+            SequenceResetResultSchema,
+            "The floor replaced and the one now in force",
+          ),
+          ...AUTH_ERRORS,
+          ...NOT_FOUND,
+        },
+      }),
+      async (c) => {
+        const { id } = c.req.valid("param");
+        const body = c.req.valid("json") ?? {};
+        if (!await getDevice(db, id)) throw new ApiError(404, "not_found", `No device "${id}"`);
+        const floor = body.floor == null ? null : BigInt(body.floor);
+        const caller = c.get("caller");
+        const previous = await orchestrator.resetSequence(id, floor, caller);
+        return c.json({
+          id,
+          previous: previous?.toString() ?? null,
+          lastSequence: floor?.toString() ?? null,
+        }, 200);
       },
     );
 }

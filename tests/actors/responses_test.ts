@@ -99,3 +99,30 @@ Deno.test("device events carry token, attempt and status to rebuild rows from", 
   ]);
   assert.doesNotThrow(() => JSON.stringify(h.events));
 });
+
+Deno.test("issued() knows the tokens a rollout gave each device, and no other", async (t) => {
+  const h = harness({ policy: POLICY, devices: 4 });
+  h.engine.start();
+  const first = h.token(0)!;
+  await t.step("a device in flight: its token, and earlier attempts' after a retry", () => {
+    assert.equal(h.engine.issued(h.ids[0]!, 0, first), true);
+    h.respond(0, 0xfd);
+    h.clock.run({ until: 1_000 });
+    assert.equal(h.engine.issued(h.ids[0]!, 0, h.token(0)!), true);
+    assert.equal(h.engine.issued(h.ids[0]!, 0, first), true, "the first attempt's");
+  });
+  await t.step("tokens never issued: all zeros, all ones, another device's", () => {
+    for (const token of [new Uint8Array(16), new Uint8Array(16).fill(0xff), h.token(1)!]) {
+      assert.equal(h.engine.issued(h.ids[0]!, 0, token), false);
+    }
+  });
+  await t.step("a device not started has none, not even the zero token", () => {
+    assert.equal(h.engine.issued(h.ids[3]!, 3, new Uint8Array(16)), false);
+  });
+  await t.step("a finished device keeps its last token", () => {
+    h.respond(1, 0x00);
+    h.respond(1, 0x10);
+    assert.equal(h.engine.summary().counts.activated, 1);
+    assert.equal(h.engine.issued(h.ids[1]!, 1, h.token(1)!), true);
+  });
+});

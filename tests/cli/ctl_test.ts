@@ -46,6 +46,48 @@ Deno.test({
         const got = await ctl(api, ["device", "get", id]);
         assert.equal(JSON.parse(got.lines[0]!).id, id);
       });
+      await t.step(
+        "device reset-sequence sets or clears the floor, and checks --floor",
+        async () => {
+          const set = await ctl(api, [
+            "device",
+            "reset-sequence",
+            id,
+            "--floor",
+            "18446744073709551615",
+          ]);
+          assert.equal(set.code, 0, set.stderr);
+          assert.deepEqual(JSON.parse(set.lines[0]!), {
+            id,
+            previous: null,
+            lastSequence: "18446744073709551615",
+          });
+          assert.equal(
+            JSON.parse((await ctl(api, ["device", "get", id])).lines[0]!).lastSequence,
+            "18446744073709551615",
+          );
+          const cleared = await ctlText(api, ["device", "reset-sequence", id]);
+          assert.equal(cleared.code, 0, cleared.stderr);
+          assert.equal(
+            cleared.stdout.trim(),
+            `device ${id}: sequence floor 18446744073709551615 -> none`,
+          );
+          for (const bad of ["-1", "abc", "18446744073709551616", "1e3"]) {
+            const refused = await ctl(api, ["device", "reset-sequence", id, `--floor=${bad}`]);
+            assert.equal(refused.code, 2, `${bad}: ${refused.stderr}`);
+            assert.equal(
+              refused.stderr.trim(),
+              `ctl: Invalid --floor "${bad}": expected a decimal integer from 0 to 18446744073709551615`,
+            );
+          }
+          const noId = await ctl(api, ["device", "reset-sequence"]);
+          assert.equal(noId.code, 2);
+          assert.equal(noId.stderr.trim().split("\n").length, 1);
+          const missing = await ctl(api, ["device", "reset-sequence", crypto.randomUUID()]);
+          assert.equal(missing.code, 1);
+          assert.match(missing.stderr, /^404 not_found: No device/);
+        },
+      );
       await t.step("rollout create uploads the file and prints the rollout", async () => {
         const file = join(root, "fw.bin");
         await Deno.writeFile(file, crypto.getRandomValues(new Uint8Array(2048)));

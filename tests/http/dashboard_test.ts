@@ -66,8 +66,15 @@ async function open(page: Page, name: string): Promise<void> {
 }
 
 // What a viewer must not be offered: commands, and forms or links that create or change things.
-const COMMAND_OR_CREATE =
-  "main button[data-command], main #upload, main #new-rollout, main a[href='#/rollouts/new'], main #reload-policies, main #new-token";
+const COMMAND_OR_CREATE = [
+  "main button[data-command]",
+  "main #upload",
+  "main #new-rollout",
+  "main a[href='#/rollouts/new']",
+  "main #reload-policies",
+  "main #new-token",
+  "main #reset-sequence",
+].join(", ");
 
 Deno.test({
   name:
@@ -441,6 +448,34 @@ Deno.test({
         assert.equal(await page.locator(`#history a[href="#/rollouts/${id}"]`).count(), 1);
       });
 
+      await t.step(
+        "the device page shows its last sequence id; Reset sequence asks, then clears it",
+        async () => {
+          const deviceId = new URL(page.url()).hash.split("/")[2]!;
+          const shown = await api(service, "GET", `/v1/devices/${deviceId}`);
+          assert.match(String(shown.body.lastSequence), /^\d+$/);
+          assert.equal(await page.textContent("#last-sequence"), shown.body.lastSequence);
+          page.once("dialog", (dialog) => dialog.dismiss());
+          await page.click("#reset-sequence");
+          assert.equal(await page.textContent("#last-sequence"), shown.body.lastSequence);
+          page.once("dialog", (dialog) => dialog.accept());
+          await page.click("#reset-sequence");
+          await page.waitForSelector("#last-sequence:text-is('none')");
+          assert.equal(await page.isDisabled("#reset-sequence"), true);
+          const after = await api(service, "GET", `/v1/devices/${deviceId}`);
+          assert.equal(after.body.lastSequence, null);
+          const events = await api<{ items: { type: string; actor: string }[] }>(
+            service,
+            "GET",
+            `/v1/devices/${deviceId}/events`,
+          );
+          assert.deepEqual(
+            events.body.items.filter((e) => e.type === "device.sequence_reset").map((e) => e.actor),
+            ["admin-env"],
+          );
+        },
+      );
+
       await t.step("cancel asks first; a digest mismatch shows the halt reason", async () => {
         await page.goto(`${service.apiUrl}/#/rollouts/${id}`);
         await page.waitForSelector("#state .badge[data-state=paused]");
@@ -471,6 +506,29 @@ Deno.test({
     } finally {
       await browser?.close();
       await Promise.all(devices.map((device) => device.running.close()));
+      await service.close();
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "GET /ui/<name> answers 404 for names an object inherits (constructor, __proto__, ...)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const root = await Deno.makeTempDir();
+    const service = await startTestService(join(root, "data"));
+    try {
+      for (const name of ["constructor", "toString", "__proto__", "hasOwnProperty", "valueOf"]) {
+        for (const path of [`/ui/${name}`, `/ui/vendor/${name}`]) {
+          const response = await service.app.request(path);
+          assert.equal(response.status, 404, path);
+          const body = await response.json();
+          assert.equal(body.error.code, "not_found", path);
+        }
+      }
+    } finally {
       await service.close();
       await Deno.remove(root, { recursive: true });
     }

@@ -9,6 +9,8 @@ import {
   startEmbeddedBroker,
 } from "../../mqtt/mod.ts";
 import { createSequenceAllocator } from "../../io/sequence.ts";
+import { wallClock } from "../../io/clock.ts";
+import { SimClock } from "../../sim/sim_clock.ts";
 import {
   decodeMessage,
   defaultEd25519,
@@ -233,7 +235,7 @@ Deno.test({
 Deno.test("ServerLink reports a stall when devices time out while connected and nothing is heard", async (t) => {
   let broker = await startEmbeddedBroker({ port: 0 });
   let now = 0;
-  const s = await setup(broker.url, { now: () => now });
+  const s = await setup(broker.url, { clock: { ...wallClock, now: () => now } });
   const topic = serverTopic(s.link.serverId, s.deviceId);
   try {
     await t.step("a timeout shorter than the time since the link started is not a stall", () => {
@@ -283,6 +285,36 @@ Deno.test("ServerLink reports a stall when devices time out while connected and 
         assert.equal(s.link.silentTimeouts, 3);
       },
     );
+  } finally {
+    await teardown(s.serverConnection, s.device);
+    await broker.close();
+  }
+});
+
+Deno.test("ServerLink logs a flood of rejected frames in brief: a line per reason, then a summary", async () => {
+  const broker = await startEmbeddedBroker({ port: 0 });
+  // Simulated time that does not move: the whole flood falls in one second.
+  const clock = new SimClock(0);
+  const s = await setup(broker.url, { clock });
+  const topic = serverTopic(s.link.serverId, s.deviceId);
+  try {
+    const forged = await response(randomPrivateKey(), { sequence: 9n });
+    for (let i = 0; i < 1_000; i++) {
+      await s.device.publish(topic, i % 2 === 0 ? new Uint8Array([2, 2, 0]) : forged);
+    }
+    await waitUntil(() => s.link.rejections.total === 1_000, "1,000 rejections");
+    const lines = s.logger.events.filter((e) => e.event === "frame.rejected");
+    assert.deepEqual(lines.map((e) => e.fields.reason), ["truncated", "bad_signature"]);
+    assert.equal(s.link.rejections.get("truncated"), 500);
+    assert.equal(s.link.rejections.get("bad_signature"), 500);
+    s.link.close();
+    const summary = s.logger.events.filter((e) => e.event === "frame.rejected.summary");
+    assert.equal(summary.length, 1);
+    assert.equal(
+      summary[0]!.fields.message,
+      "1000 frames rejected in the last 1s: truncated=500, bad_signature=500",
+    );
+    assert.equal(summary[0]!.fields.notLogged, 998);
   } finally {
     await teardown(s.serverConnection, s.device);
     await broker.close();

@@ -1,6 +1,6 @@
 // Devices: the inventory with search and filters, and one device with its whole history.
 import { useState } from "preact/hooks";
-import { query } from "./api.js";
+import { api, query } from "./api.js";
 import {
   ago,
   ArtifactLabel,
@@ -12,6 +12,7 @@ import {
   Pager,
   useApi,
   usePages,
+  useRole,
   useSession,
   useStatusText,
   when,
@@ -270,9 +271,40 @@ function DeviceEvents({ id }) {
   </section>`;
 }
 
+/** Clears the sequence floor of a device locked out by its own sequence id (operators). */
+function SequenceReset({ device, onDone }) {
+  const [busy, setBusy] = useState(false);
+  const [message, setMessage] = useState("");
+  async function reset() {
+    if (
+      !confirm(
+        `Reset the sequence floor of this device (now ${device.lastSequence})? Its next RESPONSE is accepted whatever its sequence id. The reset is recorded in its events.`,
+      )
+    ) return;
+    setMessage("");
+    setBusy(true);
+    try {
+      await api("POST", `/v1/devices/${device.id}/sequence-reset`, {});
+      onDone();
+    } catch (error) {
+      setMessage(`Reset sequence: ${error.message}`);
+    } finally {
+      setBusy(false);
+    }
+  }
+  return html`
+    <span class="actions">
+      <button type="button" id="reset-sequence" disabled=${busy || device.lastSequence === null}
+        onClick=${reset}>Reset sequence</button>
+      <span class="error" id="reset-sequence-error" role="alert">${message}</span>
+    </span>
+  `;
+}
+
 export function DevicePage({ id }) {
   const device = useApi(`/v1/devices/${encodeURIComponent(id)}`, POLL_MS);
   const artifacts = useArtifactNames();
+  const operator = useRole("operator");
   const d = device.data;
   if (!d) {
     return html`<p><a href="#/devices">← Devices</a></p>
@@ -302,6 +334,11 @@ export function DevicePage({ id }) {
         ["connection", html`<${Presence} online=${d.online} />`],
         ["last seen", `${when(d.lastSeenAt)} (${ago(d.lastSeenAt)})`],
         ["tags", html`<${Tags} tags=${d.tags} />`],
+        [
+          "last sequence id",
+          html`<span class="mono" id="last-sequence">${d.lastSequence ?? "none"}</span>
+            ${operator ? html`<${SequenceReset} device=${d} onDone=${device.reload} />` : null}`,
+        ],
         ["registered", when(d.createdAt)],
         ["public key", html`<span class="mono">${d.publicKey}</span>`],
       ]} />
