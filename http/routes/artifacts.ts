@@ -56,7 +56,8 @@ const ReleaseNotes = prose("releaseNotes", 4000);
 const UploadQuery = z.object({
   /** The SHA-256 the bytes must have: other bytes are refused and nothing is stored. */
   digest: Digest.optional().openapi({
-    description: "The SHA-256 (hex) the bytes must have; an upload that differs is refused",
+    description:
+      "The SHA-256 (hex) the bytes must have; an upload that differs is refused with 422 digest_mismatch and nothing is stored",
   }),
   name: ArtifactName.optional(),
   version: ArtifactVersion.optional(),
@@ -141,6 +142,7 @@ export function artifactsApp(deps: ArtifactDeps) {
       201: jsonResponse(ArtifactSchema, "The artifact: { digest, size, url }"),
       ...AUTH_ERRORS,
       ...TOO_LARGE,
+      422: errorContent("The bytes do not hash to the ?digest= given: nothing was stored"),
       507: errorContent("The disk is full: the upload was not stored"),
     },
   });
@@ -257,7 +259,8 @@ export function artifactsApp(deps: ArtifactDeps) {
           throw new ApiError(400, "invalid_request", error.message);
         }
         if (error instanceof DigestMismatchError) {
-          throw new ApiError(400, "digest_mismatch", `Upload refused: ${error.message}`, {
+          // Well formed, as the document says, but not what the client meant to send: 422.
+          throw new ApiError(422, "digest_mismatch", `Upload refused: ${error.message}`, {
             details: { expected: error.expected, actual: error.actual },
           });
         }

@@ -131,7 +131,7 @@ Deno.test({
       });
 
       await t.step(
-        "an upload whose bytes do not match ?digest= is 400 and stores nothing",
+        "an upload whose bytes do not match ?digest= is 422 and stores nothing",
         async () => {
           const bytes = crypto.getRandomValues(new Uint8Array(2000));
           const actual = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)).toHex();
@@ -141,7 +141,7 @@ Deno.test({
             "application/octet-stream",
             bytes,
           );
-          assert.equal(reply.status, 400, JSON.stringify(reply.body));
+          assert.equal(reply.status, 422, JSON.stringify(reply.body));
           assert.equal(reply.body.error.code, "digest_mismatch");
           assert.match(reply.body.error.message, new RegExp(actual));
           assert.equal(await status(service, `/artifacts/${actual}`), 404);
@@ -157,6 +157,15 @@ Deno.test({
           await Deno.remove(join(dataDir, "artifacts", actual));
         },
       );
+
+      await t.step("/openapi.json documents 408 and 422 for uploads", async () => {
+        const doc = await (await service.app.request("/openapi.json")).json();
+        const responses = doc.paths["/v1/artifacts"].post.responses;
+        assert.ok(responses["408"], "no 408");
+        assert.ok(responses["413"], "no 413");
+        assert.ok(responses["422"], "no 422");
+        assert.ok(doc.paths["/v1/devices"].post.responses["408"], "no 408 on POST /v1/devices");
+      });
 
       await t.step("a stalled upload is 408 and its partial file is removed", async () => {
         const reply = await post(
