@@ -33,6 +33,8 @@ export interface DeviceRolloutHistoryOptions {
   limit?: number;
   /** Only rollouts older than this rollout id: the last one of the previous page. */
   cursor?: string;
+  /** One rollout more than `limit`, so a caller paging knows whether another page follows. */
+  peek?: boolean;
 }
 
 // Keeps each statement far below PostgreSQL's 65,535 bind parameters.
@@ -190,7 +192,7 @@ export async function deviceRolloutHistory(
           (select created_at, id from ${rollouts} where id = ${options.cursor}::uuid)`,
       ))
       .orderBy(desc(rollouts.createdAt), desc(rollouts.id))
-      .limit(pageLimit(options.limit)),
+      .limit(pageLimit(options.limit) + (options.peek ? 1 : 0)),
     "Cannot get device history",
   );
   return rows.map((row) => ({ ...row.device, rollout: row.rollout }));

@@ -1,6 +1,8 @@
 /** A rollout as the API and the dashboard show it: live figures when it runs, stored ones after. */
 import {
   describeHaltReason,
+  DEVICE_STATES,
+  type DeviceState,
   type HaltReason,
   type PauseReason,
   type RolloutState,
@@ -19,7 +21,8 @@ export interface RolloutView {
   state: RolloutState;
   stage: number;
   stages: RolloutSummary["stages"] | null;
-  counts: Record<string, number>;
+  /** Every device state, 0 for those no device is in. */
+  counts: Record<DeviceState, number>;
   devices: number;
   haltReason: ({ message: string } & Partial<HaltReason>) | null;
   pauseReason: PauseReason | null;
@@ -75,11 +78,19 @@ export async function rolloutView(
     state: row.state,
     stage: row.stage,
     stages: null,
-    counts: await countRolloutDevices(db, row.id),
+    counts: everyState(await countRolloutDevices(db, row.id)),
     haltReason: row.haltReason
       ? { message: row.haltReason, ...(row.haltDevice ? { device: row.haltDevice } : {}) }
       : null,
     pauseReason: null,
     bakeUntil: null,
   };
+}
+
+/** Stored counts (only the states some device is in) with every other state at 0, as a live rollout's. */
+function everyState(counts: Record<string, number>): Record<DeviceState, number> {
+  return Object.fromEntries(DEVICE_STATES.map((state) => [state, counts[state] ?? 0])) as Record<
+    DeviceState,
+    number
+  >;
 }
