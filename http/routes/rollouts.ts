@@ -279,7 +279,7 @@ export function rolloutsApp(deps: RolloutDeps) {
         tags: ["rollouts"],
         summary: "A rollout: state, stage, counts, halt reason, policy hash and commit",
         description:
-          "Live figures while this process runs the rollout (stages, bake deadline, pause reason); the stored ones after.",
+          "Live figures while this process runs the rollout (stages, bake deadline, pause reason); for a rollout it no longer runs (finished before a restart), counts and stage figures from the stored device states.",
         request: { params: IdParam },
         responses: {
           200: jsonResponse(RolloutSchema, "The rollout"),
