@@ -122,6 +122,36 @@ export async function countRolloutDevices(
   return Object.fromEntries(rows.map((row) => [row.state, row.n]));
 }
 
+/**
+ * How many of a rollout's devices are in each state, per stage: `ends` are the stages' end
+ * positions (exclusive), so a device at position p is in the first stage whose end exceeds p.
+ */
+export async function countRolloutDevicesByStage(
+  db: Db,
+  rolloutId: string,
+  ends: readonly number[],
+): Promise<Record<string, number>[]> {
+  const bounds = `{${ends.map((end) => Math.trunc(end)).join(",")}}`;
+  const rows = rowsOf<{ stage: number; state: string; n: number }>(
+    await guard(
+      db.execute(sql`
+        select (select count(*) from unnest(${bounds}::int[]) e where e <= d.position)::int
+            as stage,
+          d.state, count(*)::int as n
+        from ${rolloutDevices} d
+        where d.rollout_id = ${rolloutId}
+        group by 1, 2`),
+      "Cannot count rollout devices by stage",
+    ),
+  );
+  const stages = ends.map((): Record<string, number> => ({}));
+  for (const row of rows) {
+    const stage = stages[Math.min(row.stage, stages.length - 1)];
+    if (stage) stage[row.state] = (stage[row.state] ?? 0) + row.n;
+  }
+  return stages;
+}
+
 /** A rollout's devices in rollout order. */
 export async function listRolloutDevices(
   db: Db,

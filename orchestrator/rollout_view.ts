@@ -8,8 +8,17 @@ import {
   type RolloutState,
   rolloutStateOf,
   type RolloutSummary,
+  stageEnds,
+  stageFigures,
+  type StageSummary,
 } from "../actors/mod.ts";
-import { countRolloutDevices, type Db, getArtifact, type Rollout } from "../db/mod.ts";
+import {
+  countRolloutDevices,
+  countRolloutDevicesByStage,
+  type Db,
+  getArtifact,
+  type Rollout,
+} from "../db/mod.ts";
 import type { Orchestrator } from "./orchestrator.ts";
 
 /** The API's rollout object. */
@@ -77,7 +86,7 @@ export async function rolloutView(
     ...base,
     state: row.state,
     stage: row.stage,
-    stages: null,
+    stages: await storedStages(db, row),
     counts: everyState(await countRolloutDevices(db, row.id)),
     haltReason: row.haltReason
       ? { message: row.haltReason, ...(row.haltDevice ? { device: row.haltDevice } : {}) }
@@ -85,6 +94,23 @@ export async function rolloutView(
     pauseReason: null,
     bakeUntil: null,
   };
+}
+
+/** Each stage's figures from the stored device states, as a running rollout's summary has them. */
+async function storedStages(db: Db, row: Rollout): Promise<StageSummary[] | null> {
+  const stages = (row.policy as { stages?: unknown }).stages;
+  if (!Array.isArray(stages)) return null;
+  const percents = stages.map((stage) => Number((stage as { percent?: unknown }).percent));
+  if (percents.length === 0 || percents.some((percent) => !Number.isFinite(percent))) return null;
+  const ends = stageEnds(percents, row.deviceCount);
+  const counts = await countRolloutDevicesByStage(db, row.id, ends);
+  return percents.map((percent, i) =>
+    stageFigures(
+      percent,
+      ends[i]! - (i === 0 ? 0 : ends[i - 1]!),
+      (state) => counts[i]?.[state] ?? 0,
+    )
+  );
 }
 
 /** Stored counts (only the states some device is in) with every other state at 0, as a live rollout's. */

@@ -259,6 +259,8 @@ Deno.test({
         assert.equal(await page.textContent("#device .online"), "online");
         const history = page.locator(`#history a[href="#/rollouts/${rolloutId}"]`);
         assert.equal(await history.textContent(), "Sensor firmware 2.1 to the lab");
+        // The artifact by its name and version, once the artifacts are loaded.
+        await page.locator("#history tbody tr", { hasText: /sensor-firmware\s*2\.1\.0/ }).waitFor();
         const events = await page.locator("#device-events .type").allTextContents();
         assert.ok(events.includes("device.activated"), events.join(", "));
         violations.push(...await axeViolations(page, "Device"));
