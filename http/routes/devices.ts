@@ -18,12 +18,14 @@ import { ApiError, orConflict } from "../errors.ts";
 import {
   AUTH_ERRORS,
   CONFLICT,
+  ErrorSchema,
   IdParam,
   jsonBody,
   jsonResponse,
   newApp,
   NOT_FOUND,
   PageQuery,
+  TOO_LARGE,
 } from "../openapi.ts";
 
 const MAX_BATCH = 10_000;
@@ -327,6 +329,9 @@ export function devicesApp(db: Db, orchestrator: Orchestrator) {
           ),
           ...AUTH_ERRORS,
           ...NOT_FOUND,
+          ...TOO_LARGE,
+          // The body is optional: one sent as anything but JSON is refused, never read as empty.
+          415: jsonResponse(ErrorSchema, "A body that is not application/json"),
         },
       }),
       async (c) => {

@@ -193,6 +193,37 @@ Deno.test({
             {},
           );
           assert.equal(missing.status, 404);
+          // A body of another type is refused, never read as an empty one (clearing the floor).
+          for (const type of ["text/plain", "application/x-www-form-urlencoded"]) {
+            const response = await fetch(`${service.apiUrl}${path}`, {
+              method: "POST",
+              headers: { authorization: `Bearer ${operatorToken}`, "content-type": type },
+              body: '{"floor":"1000"}',
+            });
+            const reply = await response.json();
+            assert.equal(response.status, 415, JSON.stringify(reply));
+            assert.equal(reply.error.code, "unsupported_media_type");
+          }
+          const spec = await (await fetch(`${service.apiUrl}/openapi.json`)).json();
+          const route = spec.paths["/v1/devices/{id}/sequence-reset"].post;
+          assert.equal(route.operationId, "resetDeviceSequence");
+          assert.deepEqual(route.tags, ["devices"]);
+          assert.deepEqual(Object.keys(route.responses).sort(), [
+            "200",
+            "400",
+            "401",
+            "403",
+            "404",
+            "413",
+            "415",
+          ]);
+          for (const status of ["400", "401", "403", "404", "413", "415"]) {
+            assert.equal(
+              route.responses[status].content["application/json"].schema.$ref,
+              "#/components/schemas/Error",
+            );
+          }
+          assert.equal(route.requestBody.required, false);
           const unchanged = await api(service, "GET", `/v1/devices/${device.id}`);
           assert.equal(unchanged.body.lastSequence, MAX_U64.toString());
         },
