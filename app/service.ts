@@ -161,6 +161,8 @@ export async function startService(
     // Presence is known only from the embedded broker's connection events; reset before it
     // listens, so no connection it reports is overwritten.
     await resetPresence(db, config.mqttUrl ? null : false);
+    // Devices connected to the embedded broker, for a registration that comes after the connection.
+    const connected = new Set<string>();
     let broker;
     try {
       broker = await selectBroker({
@@ -169,6 +171,8 @@ export async function startService(
         onPresence(clientId, online) {
           const deviceId = deviceOfClientId(clientId);
           if (deviceId === undefined) return;
+          if (online) connected.add(deviceId);
+          else connected.delete(deviceId);
           writer.enqueue({ kind: "seen", deviceId, at: new Date(), online }).catch(() => {});
         },
       });
@@ -232,7 +236,7 @@ export async function startService(
     starting.recovery = "ok";
 
     const metrics = new MetricsRegistry();
-    registerMetrics(metrics, { db, orchestrator, link, connection, dbLatency, writer });
+    registerMetrics(metrics, { db, orchestrator, link, connection, dbLatency, writer, hub });
 
     const app = createApp({
       db,
@@ -246,6 +250,7 @@ export async function startService(
       publicUrl: config.publicUrl ?? apiUrl,
       maxArtifactBytes: config.maxArtifactBytes,
       maxJsonBytes: config.maxJsonBytes,
+      presence: config.mqttUrl ? undefined : (deviceId) => connected.has(deviceId),
       ready: async () => ({
         database: writer.unavailable ?? await pingDatabase(db),
         mqtt: connection.connected ? "ok" : `disconnected from broker at ${brokerUrl}`,
@@ -454,6 +459,7 @@ function registerMetrics(
     connection: { latency: LatencyHistogram; pending: number; connected: boolean };
     dbLatency: LatencyHistogram;
     writer: GroupCommitWriter;
+    hub: EventHub;
   },
 ): void {
   metrics.collect(
@@ -513,6 +519,12 @@ function registerMetrics(
     "counter",
     "Devices that timed out while the broker connection was up and no device answered",
     () => [[{}, parts.link.silentTimeouts]],
+  );
+  metrics.collect(
+    "flotilla_event_streams",
+    "gauge",
+    "Open /v1/events streams",
+    () => [[{}, parts.hub.size]],
   );
   metrics.collect(
     "flotilla_mqtt_connected",

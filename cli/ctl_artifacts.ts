@@ -4,7 +4,11 @@ import { UsageError } from "./args.ts";
 import { type CtlCommand, need, PAGE, type Row, showPage, str } from "./ctl_command.ts";
 
 /** Streams a file as the upload body. */
-export async function upload(api: ApiTarget, path: string): Promise<Row> {
+export async function upload(
+  api: ApiTarget,
+  path: string,
+  labels: { name?: string; version?: string; releaseNotes?: string } = {},
+): Promise<Row> {
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { read: true });
@@ -15,7 +19,7 @@ export async function upload(api: ApiTarget, path: string): Promise<Row> {
   // The route takes raw bytes, which hc cannot type: the typed call passes the stream as `init.body`.
   return await answer(
     api,
-    api.client.v1.artifacts.$post(undefined, {
+    api.client.v1.artifacts.$post({ query: labels }, {
       headers: { "content-type": "application/octet-stream", "content-length": String(size) },
       init: { body: file.readable },
     }),
@@ -26,10 +30,20 @@ export async function upload(api: ApiTarget, path: string): Promise<Row> {
 export const ARTIFACT_COMMANDS: CtlCommand[] = [
   {
     name: "artifact upload",
-    usage: "FILE",
-    summary: "stream a file to the orchestrator",
+    usage: "FILE [--name NAME] [--version V] [--release-notes TEXT]",
+    summary: "stream a file to the orchestrator, with the name and version lists show",
     positionals: ["FILE"],
-    run: (api, input) => upload(api, input.positionals[0]!),
+    options: {
+      name: { type: "string" },
+      version: { type: "string" },
+      "release-notes": { type: "string" },
+    },
+    run: (api, input) =>
+      upload(api, input.positionals[0]!, {
+        name: str(input, "name"),
+        version: str(input, "version"),
+        releaseNotes: str(input, "release-notes"),
+      }),
   },
   {
     name: "artifact register",

@@ -109,21 +109,42 @@ export const DEVICE_COMMANDS: CtlCommand[] = [
   },
   {
     name: "device list",
-    usage: "[--tag key=value ...] [--state S] [--limit N] [--cursor C]",
-    summary: "devices, filtered by tags (all must match) and state in their latest rollout",
-    options: { tag: { type: "string", multiple: true }, state: { type: "string" }, ...PAGE },
-    run: (api, input) =>
-      answer(
+    usage:
+      "[--tag key=value ...] [--state S] [--id-prefix HEX] [--artifact DIGEST] [--online true|false] [--seen-after ISO] [--seen-before ISO] [--limit N] [--cursor C]",
+    summary:
+      "devices, filtered by tags (all must match), state in their latest rollout, id prefix, current artifact, connection and last seen",
+    options: {
+      tag: { type: "string", multiple: true },
+      state: { type: "string" },
+      "id-prefix": { type: "string" },
+      artifact: { type: "string" },
+      online: { type: "string" },
+      "seen-after": { type: "string" },
+      "seen-before": { type: "string" },
+      ...PAGE,
+    },
+    run(api, input) {
+      const online = str(input, "online");
+      if (online !== undefined && online !== "true" && online !== "false") {
+        throw new UsageError(`Invalid --online "${online}": expected true or false`);
+      }
+      return answer(
         api,
         api.client.v1.devices.$get({
           query: {
             tag: Object.entries(tags(input)).map(([key, value]) => `${key}=${value}`),
             state: str(input, "state"),
+            q: str(input, "id-prefix"),
+            artifact: str(input, "artifact"),
+            online,
+            seenAfter: str(input, "seen-after"),
+            seenBefore: str(input, "seen-before"),
             limit: str(input, "limit"),
             cursor: str(input, "cursor"),
           },
         }),
-      ),
+      );
+    },
     show: showPage(DEVICE_COLUMNS),
   },
   {

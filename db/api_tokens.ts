@@ -32,6 +32,12 @@ const PUBLIC_COLUMNS = {
   revokedAt: apiTokens.revokedAt,
 };
 
+/**
+ * Longest token accepted: generated ones are 47 characters. Anything longer is refused before it
+ * is hashed or looked up, so made-up tokens cost little.
+ */
+export const MAX_TOKEN_LENGTH = 512;
+
 /** Lowercase hex SHA-256 of a token's UTF-8 text. */
 export async function hashToken(plaintext: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(plaintext));
@@ -47,8 +53,10 @@ export async function createApiToken(db: Db, request: NewApiToken): Promise<Crea
         omitPadding: true,
       })
     }`;
-  if (plaintext.length < 16) {
-    throw new RangeError(`Cannot create token: length ${plaintext.length} is below 16`);
+  if (plaintext.length < 16 || plaintext.length > MAX_TOKEN_LENGTH) {
+    throw new RangeError(
+      `Cannot create token: length ${plaintext.length} is outside 16 to ${MAX_TOKEN_LENGTH}`,
+    );
   }
   try {
     const [token] = await guard(
@@ -90,7 +98,15 @@ export async function findApiToken(
   plaintext: string,
   options: FindApiTokenOptions = {},
 ): Promise<ApiToken | undefined> {
-  const hash = await hashToken(plaintext);
+  return await findApiTokenByHash(db, await hashToken(plaintext), options);
+}
+
+/** The live (not revoked) token whose SHA-256 (lowercase hex, as from `hashToken`) is `hash`. */
+export async function findApiTokenByHash(
+  db: Db,
+  hash: string,
+  options: FindApiTokenOptions = {},
+): Promise<ApiToken | undefined> {
   const [row] = await guard(
     db.select({ ...PUBLIC_COLUMNS, hash: apiTokens.hash }).from(apiTokens)
       .where(

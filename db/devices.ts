@@ -15,6 +15,8 @@ export interface NewDevice {
   /** Base64 of the 32-byte Ed25519 public key. */
   publicKey: string;
   tags?: Record<string, string>;
+  /** Connected now, when the broker can tell (the embedded one); null (unknown) by default. */
+  online?: boolean | null;
 }
 
 /** A device in a list, with its state in the latest rollout that included it. */
@@ -74,14 +76,17 @@ export async function registerDevices(
   options: { skipExisting?: boolean } = {},
 ): Promise<{ created: number; skipped: number }> {
   if (batch.length === 0) return { created: 0, skipped: 0 };
-  const json = JSON.stringify(batch.map((d) => ({ ...d, tags: d.tags ?? {} })));
+  const json = JSON.stringify(
+    batch.map((d) => ({ ...d, tags: d.tags ?? {}, online: d.online ?? null })),
+  );
   const conflict = options.skipExisting ? sql`on conflict (id) do nothing` : sql``;
   const rows = rowsOf<{ id: string }>(
     await guard(
       db.execute(sql`
-        insert into ${devices} (id, public_key, tags)
-        select v.id, v."publicKey", v.tags
-        from json_to_recordset(${json}::json) as v(id uuid, "publicKey" text, tags jsonb)
+        insert into ${devices} (id, public_key, tags, online)
+        select v.id, v."publicKey", v.tags, v.online
+        from json_to_recordset(${json}::json)
+          as v(id uuid, "publicKey" text, tags jsonb, online boolean)
         ${conflict}
         returning id`),
       "Cannot register devices",

@@ -38,6 +38,8 @@ export interface AppDeps {
   /** Largest artifact upload; JSON bodies are capped at `maxJsonBytes`. */
   maxArtifactBytes: number;
   maxJsonBytes: number;
+  /** Whether a device (lower-case id) is connected, when the broker can tell: the embedded one. */
+  presence?: (deviceId: string) => boolean;
   /** Whether the service is ready (database usable, MQTT connected, rollouts recovered). */
   ready(): ReadyReport | Promise<ReadyReport>;
 }
@@ -102,7 +104,7 @@ export function createApp(deps: AppDeps) {
           mqtt: { url: deps.server.mqttUrl },
         }, 200),
     )
-    .route("/devices", devicesApp(deps.db, deps.orchestrator))
+    .route("/devices", devicesApp(deps.db, deps.orchestrator, deps.presence))
     .route(
       "/artifacts",
       artifactsApp({

@@ -1,9 +1,11 @@
 /** Bearer-token authentication and role checks for /v1. */
+import { createHash } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
 import {
   type ApiToken,
   describeDatabaseError,
-  findApiToken,
+  findApiTokenByHash,
+  MAX_TOKEN_LENGTH,
   type TokenRole,
   touchApiToken,
 } from "../db/mod.ts";
@@ -17,26 +19,51 @@ const RANK: Record<TokenRole, number> = { viewer: 0, operator: 1, admin: 2 };
 // request; revocation through this process clears the cache at once.
 const CACHE_MS = 10_000;
 const TOUCH_EVERY_MS = 60_000;
+// Each cache is keyed by the token's SHA-256 and holds at most this many entries, least recently
+// used dropped first: whatever clients send, the caches stay under a few hundred KB. Unknown
+// tokens have their own cache, so a flood of made-up ones cannot push the real ones out.
+const CACHE_ENTRIES = 1024;
 
-/** Resolves plaintext tokens to their rows, with a short cache. */
+interface CacheEntry {
+  token: ApiToken | undefined;
+  until: number;
+}
+
+/** Resolves plaintext tokens to their rows, with a short, bounded cache. */
 export class TokenVerifier {
   readonly #db: Db;
-  readonly #cache = new Map<string, { token: ApiToken | undefined; until: number }>();
+  readonly #known = new Map<string, CacheEntry>();
+  readonly #unknown = new Map<string, CacheEntry>();
   readonly #touched = new Map<string, number>();
+  #lookups = 0;
 
   constructor(db: Db) {
     this.#db = db;
   }
 
+  /** Cached lookups, known and unknown tokens together. */
+  get size(): number {
+    return this.#known.size + this.#unknown.size;
+  }
+
+  /** Database lookups made so far. */
+  get lookups(): number {
+    return this.#lookups;
+  }
+
+  /** The token's row, or undefined for an unknown token or one over MAX_TOKEN_LENGTH. */
   async verify(plaintext: string): Promise<ApiToken | undefined> {
+    if (plaintext.length > MAX_TOKEN_LENGTH) return undefined;
     const now = Date.now();
-    let entry = this.#cache.get(plaintext);
+    const hash = createHash("sha256").update(plaintext).digest("hex");
+    let entry = this.#known.get(hash) ?? this.#unknown.get(hash);
     if (!entry || entry.until < now) {
-      const token = await findApiToken(this.#db, plaintext);
+      this.#lookups++;
+      const token = await findApiTokenByHash(this.#db, hash);
+      this.#known.delete(hash);
       entry = { token, until: now + CACHE_MS };
-      if (this.#cache.size > 10_000) this.#cache.clear();
-      this.#cache.set(plaintext, entry);
     }
+    remember(entry.token ? this.#known : this.#unknown, hash, entry);
     const token = entry.token;
     if (token && (this.#touched.get(token.id) ?? 0) + TOUCH_EVERY_MS < now) {
       this.#touched.set(token.id, now);
@@ -49,14 +76,33 @@ export class TokenVerifier {
 
   /** Forgets cached lookups, as after a revocation. */
   clear(): void {
-    this.#cache.clear();
+    this.#known.clear();
+    this.#unknown.clear();
   }
 }
+
+/** Puts `entry` last in `cache` (a Map keeps insertion order), dropping the oldest over the cap. */
+function remember(cache: Map<string, CacheEntry>, key: string, entry: CacheEntry): void {
+  cache.delete(key);
+  cache.set(key, entry);
+  if (cache.size > CACHE_ENTRIES) cache.delete(cache.keys().next().value!);
+}
+
+// "Bearer ", the token, and some room for spaces: a longer header is refused unread.
+const MAX_HEADER_LENGTH = MAX_TOKEN_LENGTH + 32;
 
 /** Requires `Authorization: Bearer <token>` and sets `caller`; 401 otherwise. */
 export function authenticate(verifier: TokenVerifier): MiddlewareHandler<AppEnv> {
   return async function authenticate(c, next) {
     const header = c.req.header("authorization");
+    if (header && header.length > MAX_HEADER_LENGTH) {
+      c.header("WWW-Authenticate", 'Bearer realm="flotilla", error="invalid_token"');
+      throw new ApiError(
+        401,
+        "unauthorized",
+        `Authorization header of ${header.length} characters: a bearer token is at most ${MAX_TOKEN_LENGTH} characters`,
+      );
+    }
     const match = header ? /^Bearer +([\x21-\x7e]+) *$/i.exec(header) : null;
     if (!match) {
       c.header("WWW-Authenticate", 'Bearer realm="flotilla"');
@@ -68,7 +114,16 @@ export function authenticate(verifier: TokenVerifier): MiddlewareHandler<AppEnv>
           : "Missing bearer token",
       );
     }
-    const token = await verifier.verify(match[1]!);
+    const plaintext = match[1]!;
+    if (plaintext.length > MAX_TOKEN_LENGTH) {
+      c.header("WWW-Authenticate", 'Bearer realm="flotilla", error="invalid_token"');
+      throw new ApiError(
+        401,
+        "unauthorized",
+        `Bearer token of ${plaintext.length} characters: a token is at most ${MAX_TOKEN_LENGTH} characters`,
+      );
+    }
+    const token = await verifier.verify(plaintext);
     if (!token || token.revokedAt) {
       c.header("WWW-Authenticate", 'Bearer realm="flotilla", error="invalid_token"');
       throw new ApiError(401, "unauthorized", "Invalid or revoked token");

@@ -1,5 +1,6 @@
 /** The service's settings, read from the environment with the defaults of `deno task start`. */
 import { join, resolve } from "node:path";
+import { MAX_TOKEN_LENGTH } from "../db/mod.ts";
 
 /** Everything `serve` can be told. */
 export interface ServiceConfig {
@@ -177,6 +178,11 @@ export function readConfig(env: Env = Deno.env.toObject()): ServiceConfig {
   // The value is a secret: the message gives its length, never the value.
   if (adminToken !== undefined && adminToken.length < 16) {
     throw new ConfigError("Invalid FLOTILLA_ADMIN_TOKEN: it must be at least 16 characters");
+  }
+  if (adminToken !== undefined && adminToken.length > MAX_TOKEN_LENGTH) {
+    throw new ConfigError(
+      `Invalid FLOTILLA_ADMIN_TOKEN: it must be at most ${MAX_TOKEN_LENGTH} characters`,
+    );
   }
   const databaseUrl = url(
     env,

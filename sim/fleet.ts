@@ -3,7 +3,7 @@
  * faults injected through each agent's fetch and by withholding or delaying its frames.
  */
 import { createDeviceAgent, type DeviceAgent, MemoryDeviceStore } from "../device/mod.ts";
-import { connectMqtt, type MqttConnection } from "../mqtt/mod.ts";
+import { connectMqtt, deviceClientId, type MqttConnection } from "../mqtt/mod.ts";
 import {
   ACTIVATE_SUCCESS,
   decodeMessage,
@@ -233,7 +233,8 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     } else {
       await inBatches(devices, CONNECT_BATCH, async (device) => {
         const connection = await connectMqtt(options.mqttUrl, {
-          clientId: `flotilla-sim-${options.ids[device.index]}`,
+          // The agent's own client id, so the embedded broker's presence shows the device online.
+          clientId: deviceClientId(options.ids[device.index]!),
           clean: true,
           onMessage,
         });

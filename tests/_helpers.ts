@@ -44,3 +44,71 @@ export async function flotilla(
     stderr: new TextDecoder().decode(stderr),
   };
 }
+
+/** A `main.ts serve` child process, with everything it printed so far. */
+export interface ServeChild {
+  /** The API's base URL, from the start lines. */
+  apiUrl: string;
+  /** stdout and stderr so far, in the order read. */
+  output(): string;
+  /** Stops it with SIGTERM; its exit code, once everything it printed has been read. */
+  stop(): Promise<number>;
+}
+
+/** Runs `main.ts serve` with `env` (ephemeral ports unless set) until it prints its API URL. */
+export async function serveChild(env: Record<string, string>, ms = 60_000): Promise<ServeChild> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", MAIN, "serve"],
+    env: { PORT: "0", FLOTILLA_MQTT_PORT: "0", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const listeners = new Set<() => void>();
+  const collect = (stream: ReadableStream<Uint8Array>) =>
+    stream.pipeThrough(new TextDecoderStream()).pipeTo(
+      new WritableStream({
+        write(chunk) {
+          text += chunk;
+          for (const listener of listeners) listener();
+        },
+      }),
+    );
+  const drained = Promise.all([collect(child.stdout), collect(child.stderr)]);
+  const status = child.status;
+  const apiUrl = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => done(new Error(`serve printed no API URL in ${ms} ms`)), ms);
+    const check = () => {
+      const match = /^\s*API\s+(https?:\/\/\S+)/m.exec(text);
+      if (match) done(undefined, match[1]);
+    };
+    function done(error?: Error, url?: string) {
+      clearTimeout(timer);
+      listeners.delete(check);
+      if (error) reject(error);
+      else resolve(url!);
+    }
+    listeners.add(check);
+    status.then(() => done(new Error(`serve ended before listening: ${text}`)));
+    check();
+  }).catch(async (error) => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+    await status;
+    throw error;
+  });
+  return {
+    apiUrl,
+    output: () => text,
+    async stop() {
+      child.kill("SIGTERM");
+      const { code } = await status;
+      await drained;
+      return code;
+    },
+  };
+}

@@ -137,8 +137,18 @@ function parseTags(tag: string | string[] | undefined): Record<string, string> |
   return tags;
 }
 
-/** The devices sub-app. */
-export function devicesApp(db: Db, orchestrator: Orchestrator) {
+/**
+ * The devices sub-app. `presence` says whether a device is connected when the broker can tell (the
+ * embedded one): a device registered after it connected is online at once, one never connected
+ * offline rather than unknown.
+ */
+export function devicesApp(
+  db: Db,
+  orchestrator: Orchestrator,
+  presence?: (deviceId: string) => boolean,
+) {
+  const withPresence = <T extends { id: string }>(device: T) =>
+    presence ? { ...device, online: presence(device.id.toLowerCase()) } : device;
   return newApp()
     .openapi(
       createRoute({
@@ -154,7 +164,10 @@ export function devicesApp(db: Db, orchestrator: Orchestrator) {
         },
       }),
       async (c) => {
-        const device = await orConflict("device_exists", registerDevice(db, c.req.valid("json")));
+        const device = await orConflict(
+          "device_exists",
+          registerDevice(db, withPresence(c.req.valid("json"))),
+        );
         return c.json(deviceJson(device), 201);
       },
     )
@@ -195,7 +208,9 @@ export function devicesApp(db: Db, orchestrator: Orchestrator) {
         }
         const result = await orConflict(
           "device_exists",
-          registerDevices(db, body.devices, { skipExisting: body.ifExists === "skip" }),
+          registerDevices(db, body.devices.map(withPresence), {
+            skipExisting: body.ifExists === "skip",
+          }),
         );
         return c.json(result, 201);
       },

@@ -3,7 +3,12 @@ import { join } from "node:path";
 import { readConfig } from "../../orchestrator/config.ts";
 import { type Service, startService } from "../../app/service.ts";
 import { listApiTokens, openDatabase } from "../../db/mod.ts";
-import { startEmbeddedBroker } from "../../mqtt/mod.ts";
+import {
+  connectMqtt,
+  deviceClientId,
+  type MqttConnection,
+  startEmbeddedBroker,
+} from "../../mqtt/mod.ts";
 import { ADMIN_TOKEN, POLICY_DIR } from "../orchestrator/_service.ts";
 import {
   freePort,
@@ -288,6 +293,54 @@ Deno.test({
         await service.close();
       }
     } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "embedded broker presence: a device registered unconnected is offline, one connected before registration is online",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const root = await Deno.makeTempDir();
+    const service = await startService(config(join(root, "data")), { log: () => {} });
+    const KEY = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+    async function register(id: string, batch: boolean) {
+      const response = await service.app.request(batch ? "/v1/devices/batch" : "/v1/devices", {
+        method: "POST",
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+        body: JSON.stringify(
+          batch ? { devices: [{ id, publicKey: KEY }] } : { id, publicKey: KEY },
+        ),
+      });
+      assert.equal(response.status, 201, await response.text());
+    }
+    const online = async (id: string) =>
+      (await get(service.apiUrl, `/v1/devices/${id}`, ADMIN_TOKEN)).body.online;
+    const clients: MqttConnection[] = [];
+    try {
+      const idle = crypto.randomUUID();
+      await register(idle, false);
+      assert.equal(await online(idle), false);
+      for (const batch of [false, true]) {
+        const early = crypto.randomUUID();
+        clients.push(
+          await connectMqtt(service.mqttUrl, { clientId: deviceClientId(early), clean: true }),
+        );
+        await register(early, batch);
+        assert.equal(await online(early), true, batch ? "batch" : "one");
+      }
+      await clients.pop()!.close();
+      await until("the closed connection's device offline", async () => {
+        const items = (await get(service.apiUrl, "/v1/devices?online=true", ADMIN_TOKEN)).body
+          .items;
+        return items.length === 1 ? true : undefined;
+      });
+    } finally {
+      await Promise.all(clients.map((client) => client.close()));
+      await service.close();
       await Deno.remove(root, { recursive: true });
     }
   },

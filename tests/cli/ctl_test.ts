@@ -223,6 +223,29 @@ Deno.test({
           assert.equal(colon.stderr.trim(), 'ctl: Invalid --tag "site:lab": expected key=value');
         },
       );
+      await t.step(
+        "device list takes the console's filters: --id-prefix, --online, --artifact, --seen-after/--seen-before",
+        async () => {
+          const ids = async (args: string[]) => {
+            const listed = await ctl(api, ["device", "list", ...args]);
+            assert.equal(listed.code, 0, listed.stderr);
+            return JSON.parse(listed.lines[0]!).items.map((d: { id: string }) => d.id).sort();
+          };
+          assert.deepEqual(await ids(["--id-prefix", lab.slice(0, 8)]), [lab]);
+          // Never connected to the embedded broker: offline, never seen.
+          assert.deepEqual(await ids(["--online", "false"]), [lab, home].sort());
+          assert.deepEqual(await ids(["--online", "true"]), []);
+          assert.deepEqual(await ids(["--artifact", "a".repeat(64)]), []);
+          assert.deepEqual(await ids(["--seen-after", "2000-01-01T00:00:00Z"]), []);
+          assert.deepEqual(
+            await ids(["--seen-before", "2000-01-01T00:00:00Z"]),
+            [lab, home].sort(),
+          );
+          const bad = await ctl(api, ["device", "list", "--online", "yes"]);
+          assert.equal(bad.code, 2);
+          assert.equal(bad.stderr.trim(), 'ctl: Invalid --online "yes": expected true or false');
+        },
+      );
       await t.step("without --json, answers are text: a table of devices", async () => {
         const text = await ctlText(api, ["device", "list", "--tag", "site=home"]);
         assert.equal(text.code, 0, text.stderr);
@@ -346,6 +369,30 @@ Deno.test({
             "completed",
           ),
         );
+      });
+      await t.step("artifact upload takes --name, --version and --release-notes", async () => {
+        const file = join(root, "named.bin");
+        await Deno.writeFile(file, crypto.getRandomValues(new Uint8Array(512)));
+        const uploaded = await ctl(api, [
+          "artifact",
+          "upload",
+          file,
+          "--name",
+          "sensor-firmware",
+          "--version",
+          "2.1.0",
+          "--release-notes",
+          "Fixes the clock drift",
+        ]);
+        assert.equal(uploaded.code, 0, uploaded.stderr);
+        const artifact = JSON.parse(uploaded.lines[0]!);
+        assert.deepEqual(
+          [artifact.name, artifact.version, artifact.releaseNotes, artifact.size],
+          ["sensor-firmware", "2.1.0", "Fixes the clock drift", 512],
+        );
+        const bad = await ctl(api, ["artifact", "upload", file, "--version", "9".repeat(65)]);
+        assert.equal(bad.code, 1);
+        assert.match(bad.stderr, /^400 invalid_request: Invalid query: "version"/);
       });
       await t.step(
         "artifact get, health and token list answer through the typed client",

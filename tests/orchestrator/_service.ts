@@ -78,7 +78,10 @@ export async function startDevices(
   service: Service,
   root: string,
   count: number,
-  options: { fetchFor?: (index: number) => typeof fetch | undefined } = {},
+  options: {
+    fetchFor?: (index: number) => typeof fetch | undefined;
+    tagsFor?: (index: number) => Record<string, string>;
+  } = {},
 ): Promise<TestDevice[]> {
   const devices: TestDevice[] = [];
   for (let i = 0; i < count; i++) {
@@ -87,7 +90,7 @@ export async function startDevices(
     const registered = await api(service, "POST", "/v1/devices", {
       id: identity.id,
       publicKey: identity.publicKey.toBase64(),
-      tags: { bench: "e2e" },
+      tags: options.tagsFor?.(i) ?? { bench: "e2e" },
     });
     if (registered.status !== 201) {
       throw new Error(`register failed: ${JSON.stringify(registered)}`);

@@ -115,6 +115,10 @@ Deno.test("readConfig() names the variable and its value for every bad setting",
       "Invalid FLOTILLA_ADMIN_TOKEN: it must be at least 16 characters",
     ],
     [
+      { FLOTILLA_ADMIN_TOKEN: "t".repeat(513) },
+      "Invalid FLOTILLA_ADMIN_TOKEN: it must be at most 512 characters",
+    ],
+    [
       { FLOTILLA_MAX_ARTIFACT_BYTES: "1e9" },
       'Invalid FLOTILLA_MAX_ARTIFACT_BYTES: "1e9" is not a positive number of bytes',
     ],

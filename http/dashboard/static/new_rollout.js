@@ -2,7 +2,7 @@
 // many devices match and each stage's size (POST /v1/rollouts/preview), then create it.
 import { useEffect, useState } from "preact/hooks";
 import { api } from "./api.js";
-import { ErrorBanner, html, useApi, useRole } from "./ui.js";
+import { ErrorBanner, Facts, html, useApi, useRole } from "./ui.js";
 
 // The preview is asked once typing pauses this long.
 const PREVIEW_DELAY_MS = 250;
@@ -170,24 +170,22 @@ export function NewRolloutPage() {
           ${chosen
             ? html`
               <div class="policy-preview" id="policy-preview">
-                <p>
-                          ${chosen.policy.description ?? ""}
-                          <span class="muted">
-                            ${chosen.source} · sha256 ${chosen.sha256.slice(
-                              0,
-                              12,
-                            )}… · ${chosen.commit
-                              ? `commit ${chosen.commit.slice(0, 10)}${
-                                chosen.dirty ? " (modified)" : ""
-                              }`
-                              : "no commit"}
-                          </span>
-                        </p>
-                <p>Stages: ${chosen.policy.stages.map((s) => `${s.percent}%`).join(" → ")}</p>
-                <details>
-                  <summary>YAML</summary>
-                  <pre class="yaml">${chosen.yaml}</pre>
-                </details>
+                ${chosen.policy.description ? html`<p>${chosen.policy.description}</p>` : null}
+                <${Facts} pairs=${[
+                  ["stages", chosen.policy.stages.map((s) => `${s.percent}%`).join(" → ")],
+                  ["file", html`<span class="mono">${chosen.source}</span>`],
+                  ["sha256", html`<span class="mono">${chosen.sha256}</span>`],
+                  [
+                    "commit",
+                    chosen.commit
+                      ? html`<span class="mono">${chosen.commit}</span>${
+                        chosen.dirty ? " (file modified since)" : ""
+                      }`
+                      : "none (not in git)",
+                  ],
+                ]} />
+                <pre class="yaml" tabindex="0" aria-label=${`YAML of policy ${chosen.name}`}>${chosen
+                  .yaml}</pre>
               </div>
             `
             : null}

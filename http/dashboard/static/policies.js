@@ -44,9 +44,9 @@ export function PoliciesPage() {
             : "none (not in git)",
         ],
       ]} />
-        <details>
+        <details open>
           <summary>YAML</summary>
-          <pre class="yaml">${p.yaml}</pre>
+          <pre class="yaml" tabindex="0" aria-label=${`YAML of policy ${p.name}`}>${p.yaml}</pre>
         </details>
       </section>`
     )

@@ -172,8 +172,9 @@ export function ErrorBanner({ error }) {
   return html`<div class="banner halt" role="alert"><strong>Error</strong>${error.message}</div>`;
 }
 
-/** An event as one line: its time, type, device and who did it. */
+/** An event as one line: its time, type, device, status and reason, and who did it. */
 export function EventLine({ event, rolloutLink = true }) {
+  const statusText = useStatusText();
   const data = event.data ?? {};
   const actor = event.actor ?? data.actor;
   return html`<li>
@@ -188,6 +189,14 @@ export function EventLine({ event, rolloutLink = true }) {
     event.rolloutId && rolloutLink
       ? html`<a class="mono" href=${`#/rollouts/${event.rolloutId}`}>rollout ${event.rolloutId}</a>`
       : null
+  }
+    ${
+    typeof data.status === "number"
+      ? html`<span class="status">${statusText(data.status)}</span>`
+      : null
+  }
+    ${
+    typeof data.reason === "string" ? html`<span class="muted">${words(data.reason)}</span>` : null
   }
     ${actor ? html`<span class="muted">by ${actor}</span>` : null}
   </li>`;
