@@ -350,7 +350,8 @@ export function devicesApp(
         },
       }),
       async (c) => {
-        const { id } = c.req.valid("param");
+        // The canonical form, as the link keys devices by it (`/v1/devices/ABC…` is the same device).
+        const id = c.req.valid("param").id.toLowerCase();
         const body = c.req.valid("json") ?? {};
         if (!await getDevice(db, id)) throw new ApiError(404, "not_found", `No device "${id}"`);
         const floor = body.floor == null ? null : BigInt(body.floor);

@@ -270,8 +270,11 @@ Deno.test({
       );
 
       await t.step("a floor given as a decimal string is kept exactly", async () => {
-        const reset = await call(service, operatorToken, path, { floor: "18446744073709551614" });
+        // An id in capitals names the same device.
+        const upper = `/v1/devices/${device.id.toUpperCase()}/sequence-reset`;
+        const reset = await call(service, operatorToken, upper, { floor: "18446744073709551614" });
         assert.equal(reset.status, 200, JSON.stringify(reset.body));
+        assert.equal(reset.body.id, device.id);
         assert.equal(reset.body.lastSequence, "18446744073709551614");
         const shown = await api(service, "GET", `/v1/devices/${device.id}`);
         assert.equal(shown.body.lastSequence, "18446744073709551614");
