@@ -23,6 +23,7 @@ export {
   type RolloutEngineOptions,
 } from "./engine.ts";
 export type { RolloutSummary, StageSummary } from "./summary.ts";
+export { stageFigures } from "./summary.ts";
 export type { Clock, RolloutPorts } from "./ports.ts";
 export {
   type DeviceEventBase,

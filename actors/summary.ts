@@ -55,25 +55,37 @@ export interface SummaryInput {
   ignored: IgnoredCounts;
 }
 
+/** One stage's figures from its percent, size and device count per state. */
+export function stageFigures(
+  percent: number,
+  devices: number,
+  count: (state: DeviceState) => number,
+): StageSummary {
+  return {
+    percent,
+    devices,
+    pending: count("pending"),
+    inFlight: IN_FLIGHT_STATES.reduce((sum, state) => sum + count(state), 0),
+    received: count("received"),
+    activated: count("activated"),
+    failed: count("failed"),
+    cancelled: count("cancelled"),
+    skipped: count("skipped"),
+  };
+}
+
 /** The summary of a rollout from its parts. */
 export function summarize(parts: EngineParts, input: SummaryInput): RolloutSummary {
   const { table, supervisor } = parts;
   const context = supervisor.context;
   const counts = table.counts();
-  const stages = parts.policy.stages.map((stage, index): StageSummary => {
-    const count = (state: DeviceState) => table.stageCount(index, state);
-    return {
-      percent: stage.percent,
-      devices: table.stageSize(index),
-      pending: count("pending"),
-      inFlight: IN_FLIGHT_STATES.reduce((sum, state) => sum + count(state), 0),
-      received: count("received"),
-      activated: count("activated"),
-      failed: count("failed"),
-      cancelled: count("cancelled"),
-      skipped: count("skipped"),
-    };
-  });
+  const stages = parts.policy.stages.map((stage, index) =>
+    stageFigures(
+      stage.percent,
+      table.stageSize(index),
+      (state) => table.stageCount(index, state),
+    )
+  );
   return {
     id: parts.id,
     state: input.state,

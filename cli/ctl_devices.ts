@@ -1,4 +1,5 @@
 /** `ctl device ...`: register, list, inspect and remove devices. */
+import type { RowState } from "../actors/mod.ts";
 import { answer } from "./api.ts";
 import { UsageError } from "./args.ts";
 import {
@@ -133,7 +134,8 @@ export const DEVICE_COMMANDS: CtlCommand[] = [
         api.client.v1.devices.$get({
           query: {
             tag: Object.entries(tags(input)).map(([key, value]) => `${key}=${value}`),
-            state: str(input, "state"),
+            // The API checks it, answering an unknown state with the list of states.
+            state: str(input, "state") as RowState | undefined,
             q: str(input, "id-prefix"),
             artifact: str(input, "artifact"),
             online,

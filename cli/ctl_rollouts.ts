@@ -1,6 +1,6 @@
 /** `ctl rollout ...`: preview, create, follow and command rollouts. */
 import { parse as parseYaml } from "yaml";
-import { FINAL_EVENT_TYPE } from "../actors/mod.ts";
+import { FINAL_EVENT_TYPE, type RowState } from "../actors/mod.ts";
 import { formatIssue, parsePolicy, PolicyError } from "../policies/mod.ts";
 import { answer } from "./api.ts";
 import { UsageError } from "./args.ts";
@@ -242,7 +242,8 @@ export const ROLLOUT_COMMANDS: CtlCommand[] = [
         api.client.v1.rollouts[":id"].devices.$get({
           param: { id: input.positionals[0]! },
           query: {
-            state: str(input, "state"),
+            // The API checks it, answering an unknown state with the list of states.
+            state: str(input, "state") as RowState | undefined,
             limit: str(input, "limit"),
             cursor: str(input, "cursor"),
           },

@@ -63,6 +63,7 @@ export {
 } from "./rollouts.ts";
 export {
   countRolloutDevices,
+  countRolloutDevicesByStage,
   deviceRolloutHistory,
   type DeviceRolloutHistoryItem,
   type DeviceRolloutHistoryOptions,

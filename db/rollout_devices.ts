@@ -33,6 +33,8 @@ export interface DeviceRolloutHistoryOptions {
   limit?: number;
   /** Only rollouts older than this rollout id: the last one of the previous page. */
   cursor?: string;
+  /** One rollout more than `limit`, so a caller paging knows whether another page follows. */
+  peek?: boolean;
 }
 
 // Keeps each statement far below PostgreSQL's 65,535 bind parameters.
@@ -120,6 +122,36 @@ export async function countRolloutDevices(
   return Object.fromEntries(rows.map((row) => [row.state, row.n]));
 }
 
+/**
+ * How many of a rollout's devices are in each state, per stage: `ends` are the stages' end
+ * positions (exclusive), so a device at position p is in the first stage whose end exceeds p.
+ */
+export async function countRolloutDevicesByStage(
+  db: Db,
+  rolloutId: string,
+  ends: readonly number[],
+): Promise<Record<string, number>[]> {
+  const bounds = `{${ends.map((end) => Math.trunc(end)).join(",")}}`;
+  const rows = rowsOf<{ stage: number; state: string; n: number }>(
+    await guard(
+      db.execute(sql`
+        select (select count(*) from unnest(${bounds}::int[]) e where e <= d.position)::int
+            as stage,
+          d.state, count(*)::int as n
+        from ${rolloutDevices} d
+        where d.rollout_id = ${rolloutId}
+        group by 1, 2`),
+      "Cannot count rollout devices by stage",
+    ),
+  );
+  const stages = ends.map((): Record<string, number> => ({}));
+  for (const row of rows) {
+    const stage = stages[Math.min(row.stage, stages.length - 1)];
+    if (stage) stage[row.state] = (stage[row.state] ?? 0) + row.n;
+  }
+  return stages;
+}
+
 /** A rollout's devices in rollout order. */
 export async function listRolloutDevices(
   db: Db,
@@ -190,7 +222,7 @@ export async function deviceRolloutHistory(
           (select created_at, id from ${rollouts} where id = ${options.cursor}::uuid)`,
       ))
       .orderBy(desc(rollouts.createdAt), desc(rollouts.id))
-      .limit(pageLimit(options.limit)),
+      .limit(pageLimit(options.limit) + (options.peek ? 1 : 0)),
     "Cannot get device history",
   );
   return rows.map((row) => ({ ...row.device, rollout: row.rollout }));

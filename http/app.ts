@@ -6,13 +6,16 @@ import type { Orchestrator } from "../orchestrator/orchestrator.ts";
 import type { PolicyRegistry } from "../orchestrator/policy_registry.ts";
 import { ArtifactStore } from "./artifact_store.ts";
 import { authenticate, TokenVerifier } from "./auth.ts";
+import { bodyIdleTimeout } from "./body_timeout.ts";
 import { dashboardApp } from "./dashboard/mod.ts";
 import { docsPage } from "./docs_page.ts";
 import { ApiError, errorResponse, handleError } from "./errors.ts";
 import type { EventHub } from "../obs/event_hub.ts";
 import type { MetricsRegistry } from "../obs/metrics.ts";
-import { AUTH_ERRORS, jsonResponse, newApp } from "./openapi.ts";
-import { artifactsApp, downloadsApp } from "./routes/artifacts.ts";
+import { methodGuard } from "./methods.ts";
+import { AUTH_ERRORS, jsonResponse, newApp, TAGS, withServiceStatuses } from "./openapi.ts";
+import { healthApp, type ReadyReport } from "./routes/health.ts";
+import { artifactsApp, downloadsApp, mediaType } from "./routes/artifacts.ts";
 import { devicesApp } from "./routes/devices.ts";
 import { eventsApp } from "./routes/events.ts";
 import { policiesApp } from "./routes/policies.ts";
@@ -21,6 +24,8 @@ import { rolloutPreviewApp } from "./routes/rollout_preview.ts";
 import { historyApp } from "./routes/history.ts";
 import { meApp } from "./routes/me.ts";
 import { tokensApp } from "./routes/tokens.ts";
+
+export { type ReadyReport, readyResponse } from "./routes/health.ts";
 
 /** Everything the app serves from. */
 export interface AppDeps {
@@ -38,20 +43,12 @@ export interface AppDeps {
   /** Largest artifact upload; JSON bodies are capped at `maxJsonBytes`. */
   maxArtifactBytes: number;
   maxJsonBytes: number;
+  /** A request body that sends nothing for this long is answered 408. */
+  uploadIdleTimeoutMs: number;
   /** Whether a device (lower-case id) is connected, when the broker can tell: the embedded one. */
   presence?: (deviceId: string) => boolean;
   /** Whether the service is ready (database usable, MQTT connected, rollouts recovered). */
   ready(): ReadyReport | Promise<ReadyReport>;
-}
-
-/** Each part the service needs, "ok" or why it is not up, e.g. `{ database: "ok", mqtt: "..." }`. */
-export type ReadyReport = Record<string, string>;
-
-/** The /readyz answer: 200 when every part is "ok", else 503 naming the parts that are not. */
-export function readyResponse(report: ReadyReport, starting = false): Response {
-  const ready = Object.values(report).every((state) => state === "ok");
-  const status = ready ? "ready" : starting ? "starting" : "unavailable";
-  return Response.json({ status, checks: report }, { status: ready ? 200 : 503 });
 }
 
 /** The SRUP protocol version flotilla speaks ([SRUP-2.1] version 2). */
@@ -72,9 +69,18 @@ export function createApp(deps: AppDeps) {
 
   const v1 = newApp();
   v1.use("*", authenticate(verifier));
+  v1.use(
+    "*",
+    bodyIdleTimeout({ ms: deps.uploadIdleTimeoutMs, setting: "FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS" }),
+  );
   v1.use("*", async (c, next) => {
-    // Artifact uploads stream with their own, larger cap.
-    if (c.req.method === "POST" && c.req.path === "/v1/artifacts") return await next();
+    // Artifact uploads stream with their own, larger cap; a registration (JSON) has the JSON cap.
+    if (
+      c.req.method === "POST" && c.req.path === "/v1/artifacts" &&
+      mediaType(c.req.header("content-type")) !== "application/json"
+    ) {
+      return await next();
+    }
     return await jsonLimit(c, next);
   });
   const api = v1
@@ -82,7 +88,11 @@ export function createApp(deps: AppDeps) {
       createRoute({
         method: "get",
         path: "/server",
+        operationId: "getServer",
+        tags: ["server"],
         summary: "What a device needs to be provisioned",
+        description:
+          "The server's id, its Ed25519 public key, the SRUP protocol version and the MQTT broker's URL: what `device provision` writes into a device's configuration.",
         responses: {
           200: jsonResponse(
             z.object({
@@ -123,26 +133,42 @@ export function createApp(deps: AppDeps) {
     .route("/", meApp());
 
   const root = newApp();
-  root.doc31("/openapi.json", {
-    openapi: "3.1.0",
-    info: {
-      title: "flotilla",
-      version: "1",
-      description: "Staged SRUP update rollouts for IoT fleets",
-    },
-    security: [{ bearer: [] }],
-  });
+  const routes = () => app.routes;
+  root.use("*", methodGuard(routes));
   root.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",
     scheme: "bearer",
   });
+  let document: unknown;
+  root.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/openapi.json",
+    operationId: "getOpenApi",
+    tags: ["operations"],
+    summary: "This document",
+    description: "The OpenAPI 3.1 description of this API; /docs shows it.",
+    security: [],
+    responses: {
+      200: jsonResponse(z.record(z.string(), z.unknown()), "The OpenAPI document"),
+    },
+  });
   const app = root
-    .get("/healthz", (c) => c.json({ status: "ok" }))
-    .get("/readyz", async () => readyResponse(await deps.ready()))
-    .get("/metrics", async (c) => {
-      c.header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-      return c.body(await deps.metrics.render());
+    .get("/openapi.json", (c) => {
+      document ??= withServiceStatuses(root.getOpenAPI31Document({
+        openapi: "3.1.0",
+        info: {
+          title: "flotilla",
+          version: "1",
+          description: "Staged SRUP update rollouts for IoT fleets",
+          contact: { name: "flotilla operators", url: `${deps.publicUrl}/docs` },
+        },
+        servers: [{ url: deps.publicUrl, description: "This flotilla" }],
+        tags: [...TAGS],
+        security: [{ bearer: [] }],
+      }));
+      return c.json(document);
     })
+    .route("/", healthApp(deps))
     .get("/docs", (c) => c.html(docsPage("/openapi.json")))
     .route("/", dashboardApp())
     .route("/artifacts", downloadsApp(deps.store))

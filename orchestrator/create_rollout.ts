@@ -22,6 +22,7 @@ import type { PolicyRegistry } from "./policy_registry.ts";
 export type RolloutRefusal =
   | "unknown_policy"
   | "invalid_policy"
+  | "inconsistent_policy"
   | "unknown_artifact"
   | "no_devices"
   | "invalid_targets"
@@ -166,6 +167,10 @@ function resolvePolicy(
     return validatePolicy(policy, { source: "inline" });
   } catch (error) {
     if (!(error instanceof PolicyError)) throw error;
-    throw new RolloutRefusedError("invalid_policy", error.message, { details: error.issues });
+    throw new RolloutRefusedError(
+      error.inconsistent ? "inconsistent_policy" : "invalid_policy",
+      error.message,
+      { details: error.issues },
+    );
   }
 }

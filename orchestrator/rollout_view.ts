@@ -1,13 +1,24 @@
 /** A rollout as the API and the dashboard show it: live figures when it runs, stored ones after. */
 import {
   describeHaltReason,
+  DEVICE_STATES,
+  type DeviceState,
   type HaltReason,
   type PauseReason,
   type RolloutState,
   rolloutStateOf,
   type RolloutSummary,
+  stageEnds,
+  stageFigures,
+  type StageSummary,
 } from "../actors/mod.ts";
-import { countRolloutDevices, type Db, getArtifact, type Rollout } from "../db/mod.ts";
+import {
+  countRolloutDevices,
+  countRolloutDevicesByStage,
+  type Db,
+  getArtifact,
+  type Rollout,
+} from "../db/mod.ts";
 import type { Orchestrator } from "./orchestrator.ts";
 
 /** The API's rollout object. */
@@ -19,7 +30,8 @@ export interface RolloutView {
   state: RolloutState;
   stage: number;
   stages: RolloutSummary["stages"] | null;
-  counts: Record<string, number>;
+  /** Every device state, 0 for those no device is in. */
+  counts: Record<DeviceState, number>;
   devices: number;
   haltReason: ({ message: string } & Partial<HaltReason>) | null;
   pauseReason: PauseReason | null;
@@ -74,12 +86,37 @@ export async function rolloutView(
     ...base,
     state: row.state,
     stage: row.stage,
-    stages: null,
-    counts: await countRolloutDevices(db, row.id),
+    stages: await storedStages(db, row),
+    counts: everyState(await countRolloutDevices(db, row.id)),
     haltReason: row.haltReason
       ? { message: row.haltReason, ...(row.haltDevice ? { device: row.haltDevice } : {}) }
       : null,
     pauseReason: null,
     bakeUntil: null,
   };
+}
+
+/** Each stage's figures from the stored device states, as a running rollout's summary has them. */
+async function storedStages(db: Db, row: Rollout): Promise<StageSummary[] | null> {
+  const stages = (row.policy as { stages?: unknown }).stages;
+  if (!Array.isArray(stages)) return null;
+  const percents = stages.map((stage) => Number((stage as { percent?: unknown }).percent));
+  if (percents.length === 0 || percents.some((percent) => !Number.isFinite(percent))) return null;
+  const ends = stageEnds(percents, row.deviceCount);
+  const counts = await countRolloutDevicesByStage(db, row.id, ends);
+  return percents.map((percent, i) =>
+    stageFigures(
+      percent,
+      ends[i]! - (i === 0 ? 0 : ends[i - 1]!),
+      (state) => counts[i]?.[state] ?? 0,
+    )
+  );
+}
+
+/** Stored counts (only the states some device is in) with every other state at 0, as a live rollout's. */
+function everyState(counts: Record<string, number>): Record<DeviceState, number> {
+  return Object.fromEntries(DEVICE_STATES.map((state) => [state, counts[state] ?? 0])) as Record<
+    DeviceState,
+    number
+  >;
 }

@@ -1,7 +1,8 @@
 /** Durations in policy files: `500ms`, `30s`, `10m`, `1h30m`, `2d`. */
 
 const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-const DURATION = /^(?:\d+(?:ms|s|m|h|d))+$/;
+/** What a duration looks like: amounts with units, `1h30m`. */
+export const DURATION = /^(?:\d+(?:ms|s|m|h|d))+$/;
 const PART = /(\d+)(ms|s|m|h|d)/g;
 
 /** Longest duration a policy may give: the largest delay a JavaScript timer can wait. */

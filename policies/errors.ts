@@ -14,13 +14,22 @@ export interface PolicyIssue {
 /** A policy that cannot be used; `issues` lists every problem found, not just the first. */
 export class PolicyError extends Error {
   readonly issues: readonly PolicyIssue[];
+  /**
+   * Every value has the right type and form, but they break the policy's rules: stages not
+   * increasing or not ending at 100, a limit below another, a duration of 0 or over 24 days.
+   */
+  readonly inconsistent: boolean;
 
-  constructor(issues: readonly PolicyIssue[], options?: ErrorOptions) {
+  constructor(
+    issues: readonly PolicyIssue[],
+    options?: ErrorOptions & { inconsistent?: boolean },
+  ) {
     const first = issues[0];
     const more = issues.length > 1 ? ` (and ${issues.length - 1} more)` : "";
     super(`Invalid policy: ${first ? formatIssue(first) : "unknown problem"}${more}`, options);
     this.name = "PolicyError";
     this.issues = issues;
+    this.inconsistent = options?.inconsistent ?? false;
   }
 }
 

@@ -80,7 +80,12 @@ export function parsePolicy(text: string, options: ParseOptions = {}): LoadedPol
 export function validatePolicy(value: unknown, options: ParseOptions = {}): LoadedPolicy {
   const source = options.source ?? "inline";
   const result = policySchema.safeParse(value);
-  if (!result.success) throw new PolicyError(toIssues(result.error.issues, source, () => null));
+  if (!result.success) {
+    // Refinements (custom issues) are the rules between values; the rest is each value's form.
+    throw new PolicyError(toIssues(result.error.issues, source, () => null), {
+      inconsistent: result.error.issues.every((issue) => issue.code === "custom"),
+    });
+  }
   const canonical = JSON.stringify(sortKeys(value));
   return {
     policy: result.data,

@@ -1,9 +1,12 @@
 /** The policy schema (zod): what a policy file may say, with defaults, durations in milliseconds. */
 import { z } from "zod";
-import { parseDuration } from "./duration.ts";
+import { DURATION, parseDuration } from "./duration.ts";
 
 /** A duration string (`10m`) read as milliseconds. */
-const duration = z.string({ error: 'Expected a duration such as "30s" or "10m"' }).transform(
+const duration = z.string({ error: 'Expected a duration such as "30s" or "10m"' }).regex(DURATION, {
+  error: (issue) =>
+    `Invalid duration "${String(issue.input)}": use a number and a unit (ms, s, m, h, d)`,
+}).transform(
   (text, ctx) => {
     try {
       return parseDuration(text);
@@ -98,7 +101,10 @@ export const policySchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, {
     error: "Must be 1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit",
   }),
-  description: z.string().max(1000).optional(),
+  // deno-lint-ignore no-control-regex -- control characters (but line breaks and tabs) are refused
+  description: z.string().max(1000).regex(/^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$/, {
+    error: "Must not contain control characters other than line breaks and tabs",
+  }).optional(),
   stages: z.array(stage).min(1, { error: "Needs at least one stage" }).max(100).superRefine(
     checkStages,
     { when: (payload) => Array.isArray(payload.value) },

@@ -1,6 +1,5 @@
 /** /v1/artifacts (upload or register) and /artifacts/<sha256> (the download devices fetch). */
 import { createRoute, z } from "@hono/zod-openapi";
-import { Hono } from "hono";
 import {
   type Artifact,
   artifactUrl,
@@ -10,11 +9,26 @@ import {
   listArtifacts,
   putArtifact,
 } from "../../db/mod.ts";
-import { ArtifactStore, ArtifactTooLargeError, isDigest } from "../artifact_store.ts";
+import {
+  ArtifactStore,
+  ArtifactTooLargeError,
+  DigestMismatchError,
+  EmptyArtifactError,
+  isDigest,
+} from "../artifact_store.ts";
 import { requireRole } from "../auth.ts";
 import { ApiError } from "../errors.ts";
-import type { AppEnv } from "../env.ts";
-import { AUTH_ERRORS, jsonResponse, newApp, NOT_FOUND, PageQuery, TOO_LARGE } from "../openapi.ts";
+import { Digest, plainText, prose } from "../fields.ts";
+import {
+  AUTH_ERRORS,
+  errorContent,
+  invalidRequest,
+  jsonResponse,
+  Limit,
+  newApp,
+  NOT_FOUND,
+  TOO_LARGE,
+} from "../openapi.ts";
 
 /** What the artifact routes need. */
 export interface ArtifactDeps {
@@ -26,42 +40,28 @@ export interface ArtifactDeps {
   maxBytes: number;
 }
 
-/** A SHA-256 digest in hex, either case; lowercase once parsed. */
-export const Digest = z.string()
-  .regex(/^[0-9a-fA-F]{64}$/, "digest must be 64 hex characters (SHA-256)")
-  .transform((text) => text.toLowerCase());
-
 /** Where a file hosted elsewhere is fetched from. */
 export const ArtifactUrl = z.url({
   protocol: /^https?$/,
   error: "url must be an http or https URL",
 }).max(2048);
 
-// Printable text without control characters (a NUL cannot be stored in PostgreSQL text).
-const PLAIN = /^[^\p{Cc}]*$/u;
-const PLAIN_MESSAGE = "must not contain control characters";
-
 /** An artifact's name, e.g. "sensor-firmware". */
-export const ArtifactName = z.string().min(1).max(128).regex(PLAIN, `name ${PLAIN_MESSAGE}`);
+export const ArtifactName = plainText("name", 128).min(1);
 /** An artifact's version, e.g. "2.1.0". */
-export const ArtifactVersion = z.string().min(1).max(64).regex(PLAIN, `version ${PLAIN_MESSAGE}`);
-// Line breaks are welcome in release notes; other control characters are not.
-/** Free text up to `max` characters: line breaks and tabs, but no other control character. */
-export function prose(field: string, max: number) {
-  return z.string().max(max).refine(
-    (text) => !/\p{Cc}/u.test(text.replace(/[\n\r\t]/g, "")),
-    `${field} must not contain control characters other than line breaks and tabs`,
-  );
-}
-
+export const ArtifactVersion = plainText("version", 64).min(1);
 const ReleaseNotes = prose("releaseNotes", 4000);
 
 /** Name, version and release notes of an upload, given as query parameters beside the bytes. */
 const UploadQuery = z.object({
+  /** The SHA-256 the bytes must have: other bytes are refused and nothing is stored. */
+  digest: Digest.optional().openapi({
+    description: "The SHA-256 (hex) the bytes must have; an upload that differs is refused",
+  }),
   name: ArtifactName.optional(),
   version: ArtifactVersion.optional(),
   releaseNotes: ReleaseNotes.optional(),
-});
+}).strict();
 
 const ArtifactUseSchema = z.object({
   id: z.string(),
@@ -106,6 +106,11 @@ function artifactJson(artifact: Artifact, publicUrl: string) {
   };
 }
 
+/** The media type of a Content-Type header, lowercase and without parameters. */
+export function mediaType(header: string | undefined): string | undefined {
+  return header?.split(";")[0]?.trim().toLowerCase();
+}
+
 /** The /v1/artifacts sub-app. */
 export function artifactsApp(deps: ArtifactDeps) {
   const app = newApp();
@@ -114,14 +119,20 @@ export function artifactsApp(deps: ArtifactDeps) {
   app.openAPIRegistry.registerPath({
     method: "post",
     path: "/",
+    operationId: "createArtifact",
+    tags: ["artifacts"],
     summary: "Upload an artifact (raw bytes), or register one hosted elsewhere (JSON)",
     description:
-      "An upload takes its name, version and release notes as query parameters; a registration as JSON fields.",
+      "An upload takes its name, version and release notes as query parameters; a registration as JSON fields. An upload is capped at FLOTILLA_MAX_ARTIFACT_BYTES.",
     request: {
       query: UploadQuery,
       body: {
+        required: true,
         content: {
-          "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) },
+          // The bytes as OpenAPI 3.1 writes binary content: a non-empty string of any bytes.
+          "application/octet-stream": {
+            schema: z.string().min(1).openapi({ description: "The artifact's bytes" }),
+          },
           "application/json": { schema: RegisterSchema },
         },
       },
@@ -130,6 +141,7 @@ export function artifactsApp(deps: ArtifactDeps) {
       201: jsonResponse(ArtifactSchema, "The artifact: { digest, size, url }"),
       ...AUTH_ERRORS,
       ...TOO_LARGE,
+      507: errorContent("The disk is full: the upload was not stored"),
     },
   });
   return app
@@ -137,8 +149,21 @@ export function artifactsApp(deps: ArtifactDeps) {
       createRoute({
         method: "get",
         path: "/",
+        operationId: "listArtifacts",
+        tags: ["artifacts"],
         summary: "List artifacts",
-        request: { query: z.object(PageQuery) },
+        description:
+          "Artifacts in digest order, each with the newest rollouts that use it (at most 20).",
+        request: {
+          query: z.object({
+            cursor: z.string().regex(
+              /^[0-9a-f]{64}$/,
+              "cursor must be a digest: 64 lowercase hex characters",
+            )
+              .optional().openapi({ description: "The nextCursor of the previous page: a digest" }),
+            limit: Limit,
+          }).strict(),
+        },
         responses: {
           200: jsonResponse(
             z.object({ items: z.array(ArtifactSchema), nextCursor: z.string().nullable() }),
@@ -164,7 +189,10 @@ export function artifactsApp(deps: ArtifactDeps) {
       createRoute({
         method: "get",
         path: "/{digest}",
+        operationId: "getArtifact",
+        tags: ["artifacts"],
         summary: "One artifact",
+        description: "The artifact's size, labels and the URL devices fetch it from.",
         request: {
           params: z.object({ digest: Digest.openapi({ param: { name: "digest", in: "path" } }) }),
         },
@@ -182,7 +210,7 @@ export function artifactsApp(deps: ArtifactDeps) {
       },
     )
     .post("/", requireRole("operator"), async (c) => {
-      const type = c.req.header("content-type")?.split(";")[0]?.trim().toLowerCase();
+      const type = mediaType(c.req.header("content-type"));
       if (type === "application/json") {
         let body: unknown;
         try {
@@ -191,20 +219,7 @@ export function artifactsApp(deps: ArtifactDeps) {
           throw new ApiError(400, "invalid_request", "Malformed JSON in request body");
         }
         const parsed = RegisterSchema.safeParse(body);
-        if (!parsed.success) {
-          const issue = parsed.error.issues[0]!;
-          throw new ApiError(
-            400,
-            "invalid_request",
-            `Invalid json: "${issue.path.join(".")}" ${issue.message}`,
-            {
-              details: parsed.error.issues.map((i) => ({
-                path: i.path.join("."),
-                message: i.message,
-              })),
-            },
-          );
-        }
+        if (!parsed.success) throw invalidRequest("json", parsed.error);
         const artifact = await putArtifact(deps.db, {
           digest: parsed.data.digest,
           url: parsed.data.url,
@@ -216,14 +231,7 @@ export function artifactsApp(deps: ArtifactDeps) {
         return c.json(artifactJson(artifact, deps.publicUrl), 201);
       }
       const labels = UploadQuery.safeParse(c.req.query());
-      if (!labels.success) {
-        const issue = labels.error.issues[0]!;
-        throw new ApiError(
-          400,
-          "invalid_request",
-          `Invalid query: "${issue.path.join(".")}" ${issue.message}`,
-        );
-      }
+      if (!labels.success) throw invalidRequest("query", labels.error);
       const length = Number(c.req.header("content-length") ?? Number.NaN);
       if (length > deps.maxBytes) {
         throw new ApiError(
@@ -238,10 +246,20 @@ export function artifactsApp(deps: ArtifactDeps) {
       }
       let stored;
       try {
-        stored = await deps.store.put(body, deps.maxBytes);
+        stored = await deps.store.put(body, deps.maxBytes, { digest: labels.data.digest });
       } catch (error) {
+        // The store kept no file: nothing of a refused upload can be downloaded.
+        if (error instanceof ApiError) throw error;
         if (error instanceof ArtifactTooLargeError) {
           throw new ApiError(413, "payload_too_large", error.message);
+        }
+        if (error instanceof EmptyArtifactError) {
+          throw new ApiError(400, "invalid_request", error.message);
+        }
+        if (error instanceof DigestMismatchError) {
+          throw new ApiError(400, "digest_mismatch", `Upload refused: ${error.message}`, {
+            details: { expected: error.expected, actual: error.actual },
+          });
         }
         if ((error as { code?: unknown }).code === "ENOSPC") {
           throw new ApiError(507, "insufficient_storage", "Cannot store upload: the disk is full");
@@ -252,18 +270,22 @@ export function artifactsApp(deps: ArtifactDeps) {
           `Cannot read upload: ${(error as Error).message}`,
         );
       }
-      if (stored.size === 0) {
-        throw new ApiError(400, "invalid_request", "Empty body: send the artifact's bytes");
+      let artifact;
+      try {
+        artifact = await putArtifact(deps.db, {
+          digest: stored.digest,
+          size: stored.size,
+          path: stored.path,
+          contentType: type ?? "application/octet-stream",
+          name: labels.data.name ?? null,
+          version: labels.data.version ?? null,
+          releaseNotes: labels.data.releaseNotes ?? null,
+        });
+      } catch (error) {
+        // A file without its record would download publicly while the API says 404.
+        if (stored.created) await deps.store.remove(stored.digest);
+        throw error;
       }
-      const artifact = await putArtifact(deps.db, {
-        digest: stored.digest,
-        size: stored.size,
-        path: stored.path,
-        contentType: type ?? "application/octet-stream",
-        name: labels.data.name ?? null,
-        version: labels.data.version ?? null,
-        releaseNotes: labels.data.releaseNotes ?? null,
-      });
       return c.json(artifactJson(artifact, deps.publicUrl), 201);
     });
 }
@@ -295,7 +317,53 @@ function parseRange(
 
 /** GET/HEAD /artifacts/<sha256>: public, since devices fetch with the digest as the secret-free key. */
 export function downloadsApp(store: ArtifactStore) {
-  return new Hono<AppEnv>().on(["GET", "HEAD"], "/:digest", async (c) => {
+  const app = newApp();
+  // Bytes, ranges and conditional requests: documented here, handled by hand below.
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/{digest}",
+    operationId: "downloadArtifact",
+    tags: ["downloads"],
+    summary: "Download a stored artifact",
+    description:
+      "The bytes devices fetch, public since the digest is the key. Supports HEAD, a single `Range: bytes=a-b` (206), and `If-None-Match` with the ETag (304).",
+    security: [],
+    request: {
+      params: z.object({
+        digest: z.string().openapi({
+          param: { name: "digest", in: "path" },
+          example: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        }),
+      }),
+      headers: z.object({
+        range: z.string().optional().openapi({ description: "One byte range, e.g. bytes=0-1023" }),
+        "if-none-match": z.string().optional().openapi({
+          description: "The ETag of a cached copy",
+        }),
+        "if-range": z.string().optional().openapi({
+          description: "Serve the range only if this is the ETag",
+        }),
+      }),
+    },
+    responses: {
+      200: {
+        description: "The whole file",
+        content: {
+          "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) },
+        },
+      },
+      206: {
+        description: "The range asked for",
+        content: {
+          "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) },
+        },
+      },
+      304: { description: "The cached copy is current" },
+      ...NOT_FOUND,
+      416: errorContent("The range lies outside the file"),
+    },
+  });
+  return app.on(["GET", "HEAD"], "/:digest", async (c) => {
     const digest = c.req.param("digest");
     if (!isDigest(digest)) throw new ApiError(404, "not_found", `No artifact "${digest}"`);
     const artifact = await store.get(digest);

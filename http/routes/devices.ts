@@ -13,34 +13,28 @@ import {
 } from "../../db/mod.ts";
 import type { Orchestrator } from "../../orchestrator/orchestrator.ts";
 import { requireRole } from "../auth.ts";
-import { Digest } from "./artifacts.ts";
 import { ApiError, orConflict } from "../errors.ts";
+import { Digest, StateFilter, TagFilter, Tags } from "../fields.ts";
 import {
   AUTH_ERRORS,
   CONFLICT,
-  ErrorSchema,
+  errorContent,
   IdParam,
   jsonBody,
   jsonResponse,
+  Limit,
   newApp,
   NOT_FOUND,
-  PageQuery,
-  TOO_LARGE,
+  UuidCursor,
 } from "../openapi.ts";
 
 const MAX_BATCH = 10_000;
 
-const TAG_TEXT = /^[A-Za-z0-9_.\-/]{1,64}$/;
-
-const Tags = z.record(
-  z.string().regex(TAG_TEXT, "tag keys are 1 to 64 of A-Z a-z 0-9 _ . - /"),
-  z.string().max(256),
-).refine((tags) => Object.keys(tags).length <= 32, "at most 32 tags");
-
-const PublicKey = z.base64().refine(
-  (text) => Uint8Array.fromBase64(text).length === 32,
+/** Base64 of 32 bytes: 42 characters, one whose low bits are zero, and the padding. */
+const PublicKey = z.string().regex(
+  /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/,
   "publicKey must be base64 of the 32-byte raw Ed25519 public key",
-);
+).openapi({ example: "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=" });
 
 const DeviceSchema = z.object({
   id: z.uuid(),
@@ -117,7 +111,7 @@ export function deviceJson(device: Device & { rollout?: { id: string; state: str
 }
 
 /**
- * Parses `tag=key=value` query parameters, the syntax `ctl` and the docs use; `key:value` is still
+ * Reads `tag=key=value` query parameters, the syntax `ctl` and the docs use; `key:value` is still
  * read for older clients (a tag key holds neither character, so the first one splits).
  */
 function parseTags(tag: string | string[] | undefined): Record<string, string> | undefined {
@@ -125,13 +119,6 @@ function parseTags(tag: string | string[] | undefined): Record<string, string> |
   const tags: Record<string, string> = {};
   for (const pair of Array.isArray(tag) ? tag : [tag]) {
     const at = pair.search(/[=:]/);
-    if (at < 1) {
-      throw new ApiError(
-        400,
-        "invalid_request",
-        `Invalid tag filter "${pair}": expected key=value (key:value is also read)`,
-      );
-    }
     tags[pair.slice(0, at)] = pair.slice(at + 1);
   }
   return tags;
@@ -154,7 +141,11 @@ export function devicesApp(
       createRoute({
         method: "post",
         path: "/",
+        operationId: "registerDevice",
+        tags: ["devices"],
         summary: "Register a device",
+        description:
+          "Registers a device by its id and the raw Ed25519 public key it signs its RESPONSEs with; tags select it for rollouts. 409 if the id is registered already.",
         middleware: [requireRole("operator")] as const,
         request: { body: jsonBody(NewDeviceSchema) },
         responses: {
@@ -175,6 +166,8 @@ export function devicesApp(
       createRoute({
         method: "post",
         path: "/batch",
+        operationId: "registerDevices",
+        tags: ["devices"],
         summary: "Register up to 10,000 devices at once, all or nothing",
         description:
           'With ifExists "skip", ids already registered are left as they are and counted as skipped; with "error" (the default) any of them fails the whole batch with 409.',
@@ -194,6 +187,7 @@ export function devicesApp(
           ),
           ...AUTH_ERRORS,
           ...CONFLICT,
+          422: errorContent("A device id is listed twice"),
         },
       }),
       async (c) => {
@@ -202,7 +196,8 @@ export function devicesApp(
         for (const device of body.devices) {
           const id = device.id.toLowerCase();
           if (ids.has(id)) {
-            throw new ApiError(400, "invalid_request", `Device "${device.id}" is listed twice`);
+            // Well formed, as the document says, but not something to carry out: 422.
+            throw new ApiError(422, "duplicate_device", `Device "${device.id}" is listed twice`);
           }
           ids.add(id);
         }
@@ -219,21 +214,24 @@ export function devicesApp(
       createRoute({
         method: "get",
         path: "/",
+        operationId: "listDevices",
+        tags: ["devices"],
         summary: "List devices",
         description:
           "Filter with tag=key=value (repeatable, all must match; key:value is also read), state (the device's state in its latest rollout), q (a prefix of the id), online, artifact (the digest it runs), and seenAfter / seenBefore (ISO times; seenBefore includes devices never seen).",
         request: {
           query: z.object({
-            tag: z.union([z.string(), z.array(z.string())]).optional(),
-            state: z.string().max(32).optional(),
+            tag: z.union([TagFilter, z.array(TagFilter).max(32)]).optional(),
+            state: StateFilter.optional(),
             q: z.string().regex(/^[0-9a-fA-F-]{1,36}$/, "q must be the start of a device id")
               .optional(),
             online: z.enum(["true", "false"]).optional(),
             artifact: Digest.optional(),
             seenAfter: z.iso.datetime({ offset: true }).optional(),
             seenBefore: z.iso.datetime({ offset: true }).optional(),
-            ...PageQuery,
-          }),
+            cursor: UuidCursor,
+            limit: Limit,
+          }).strict(),
         },
         responses: {
           200: jsonResponse(
@@ -245,9 +243,6 @@ export function devicesApp(
       }),
       async (c) => {
         const query = c.req.valid("query");
-        if (query.cursor !== undefined && !z.uuid().safeParse(query.cursor).success) {
-          throw new ApiError(400, "invalid_request", `Invalid cursor "${query.cursor}"`);
-        }
         const page = await listDevices(db, {
           tags: parseTags(query.tag),
           state: query.state,
@@ -266,7 +261,11 @@ export function devicesApp(
       createRoute({
         method: "get",
         path: "/{id}",
+        operationId: "getDevice",
+        tags: ["devices"],
         summary: "A device, with its rollout history",
+        description:
+          "The device, its state in its latest rollout, and its 50 latest rollouts; /v1/devices/{id}/rollouts pages back through all of them.",
         request: { params: IdParam },
         responses: {
           200: jsonResponse(
@@ -301,7 +300,11 @@ export function devicesApp(
       createRoute({
         method: "delete",
         path: "/{id}",
+        operationId: "deleteDevice",
+        tags: ["devices"],
         summary: "Remove a device",
+        description:
+          "Removes the device and its rollout history; 409 while a running rollout includes it.",
         middleware: [requireRole("operator")] as const,
         request: { params: IdParam },
         responses: {
@@ -344,9 +347,8 @@ export function devicesApp(
           ),
           ...AUTH_ERRORS,
           ...NOT_FOUND,
-          ...TOO_LARGE,
           // The body is optional: one sent as anything but JSON is refused, never read as empty.
-          415: jsonResponse(ErrorSchema, "A body that is not application/json"),
+          415: errorContent("A body that is not application/json"),
         },
       }),
       async (c) => {

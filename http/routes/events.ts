@@ -4,7 +4,8 @@ import { streamSSE } from "hono/streaming";
 import { type Db, type Event, listEvents } from "../../db/mod.ts";
 import { ApiError } from "../errors.ts";
 import type { EventHub, StreamedEvent } from "../../obs/event_hub.ts";
-import { AUTH_ERRORS, newApp } from "../openapi.ts";
+import { MAX_SAFE, queryInt } from "../fields.ts";
+import { AUTH_ERRORS, invalidRequest, newApp } from "../openapi.ts";
 
 // Comment lines keep idle connections open through proxies.
 const KEEPALIVE_MS = 15_000;
@@ -23,9 +24,17 @@ export function streamedEvent(event: Event): StreamedEvent {
 }
 
 const Query = z.object({
-  rollout: z.uuid().optional(),
-  device: z.uuid().optional(),
-  after: z.coerce.number().int().nonnegative().optional(),
+  rollout: z.uuid().optional().openapi({ description: "Only this rollout's events" }),
+  device: z.uuid().optional().openapi({ description: "Only this device's events" }),
+  after: queryInt("after", 0, MAX_SAFE).optional().openapi({
+    description: "Replay the events after this id first; 0 replays them all",
+  }),
+}).strict();
+
+const Headers = z.object({
+  "last-event-id": z.string().regex(/^\d{1,15}$/).optional().openapi({
+    description: "The id of the last event received, to resume after a reconnect (as ?after=)",
+  }),
 });
 
 /** The events sub-app. */
@@ -34,22 +43,24 @@ export function eventsApp(db: Db, hub: EventHub) {
   app.openAPIRegistry.registerPath({
     method: "get",
     path: "/",
+    operationId: "streamEvents",
+    tags: ["events"],
     summary: "Server-Sent Events of every transition",
     description:
       "Each message has the event's id, its type as the SSE event name, and the event as JSON data. Reconnect with Last-Event-ID (or ?after=) to resume without a gap.",
-    request: { query: Query },
-    responses: { 200: { description: "text/event-stream" }, ...AUTH_ERRORS },
+    request: { query: Query, headers: Headers },
+    responses: {
+      200: {
+        description:
+          "An endless stream: `id` is the event's id, `event` its type, `data` the event as JSON",
+        content: { "text/event-stream": { schema: z.string() } },
+      },
+      ...AUTH_ERRORS,
+    },
   });
   return app.get("/", (c) => {
     const parsed = Query.safeParse(c.req.query());
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      throw new ApiError(
-        400,
-        "invalid_request",
-        `Invalid query: "${issue.path.join(".")}" ${issue.message}`,
-      );
-    }
+    if (!parsed.success) throw invalidRequest("query", parsed.error);
     const { rollout, device } = parsed.data;
     const lastEventId = c.req.header("last-event-id");
     let after = parsed.data.after;

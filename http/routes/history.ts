@@ -9,7 +9,16 @@ import {
   listEventHistory,
 } from "../../db/mod.ts";
 import { ApiError } from "../errors.ts";
-import { AUTH_ERRORS, IdParam, jsonResponse, newApp, NOT_FOUND, PageQuery } from "../openapi.ts";
+import { MAX_SAFE, queryInt } from "../fields.ts";
+import {
+  AUTH_ERRORS,
+  IdParam,
+  jsonResponse,
+  Limit,
+  newApp,
+  NOT_FOUND,
+  UuidCursor,
+} from "../openapi.ts";
 import { HistorySchema } from "./devices.ts";
 
 const EventSchema = z.object({
@@ -26,11 +35,11 @@ const EventSchema = z.object({
 const EventPage = z.object({ items: z.array(EventSchema), nextCursor: z.number().nullable() });
 
 const EventQuery = z.object({
-  before: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional().openapi({
+  before: queryInt("before", 1, MAX_SAFE).optional().openapi({
     description: "The nextCursor of the previous page: only events with a smaller id",
   }),
-  limit: PageQuery.limit,
-});
+  limit: Limit,
+}).strict();
 
 function eventJson(event: Event) {
   return {
@@ -55,15 +64,13 @@ export function historyApp(db: Db) {
       createRoute({
         method: "get",
         path: "/devices/{id}/rollouts",
+        operationId: "listDeviceRollouts",
+        tags: ["devices"],
         summary: "Every rollout a device was in, newest first, a page at a time",
+        description: "The device's part in each rollout: its state, attempts and last status.",
         request: {
           params: IdParam,
-          query: z.object({
-            cursor: z.uuid().optional().openapi({
-              description: "The nextCursor of the previous page: a rollout id",
-            }),
-            limit: PageQuery.limit,
-          }),
+          query: z.object({ cursor: UuidCursor, limit: Limit }).strict(),
         },
         responses: {
           200: jsonResponse(
@@ -78,7 +85,7 @@ export function historyApp(db: Db) {
         const { id } = c.req.valid("param");
         const { cursor, limit = 100 } = c.req.valid("query");
         await requireDevice(db, id);
-        const rows = await deviceRolloutHistory(db, id, { cursor, limit: limit + 1 });
+        const rows = await deviceRolloutHistory(db, id, { cursor, limit, peek: true });
         const items = rows.slice(0, limit).map((item) => ({
           rolloutId: item.rolloutId,
           rolloutName: item.rollout.name,
@@ -99,7 +106,10 @@ export function historyApp(db: Db) {
       createRoute({
         method: "get",
         path: "/devices/{id}/events",
+        operationId: "listDeviceEvents",
+        tags: ["events"],
         summary: "A device's events, newest first, a page at a time",
+        description: "What happened to the device, in every rollout, with who did it.",
         request: { params: IdParam, query: EventQuery },
         responses: {
           200: jsonResponse(EventPage, "A page of the device's events"),
@@ -118,7 +128,10 @@ export function historyApp(db: Db) {
       createRoute({
         method: "get",
         path: "/rollouts/{id}/events",
+        operationId: "listRolloutEvents",
+        tags: ["events"],
         summary: "A rollout's events, newest first, a page at a time",
+        description: "What happened in the rollout and to its devices, with who did it.",
         request: { params: IdParam, query: EventQuery },
         responses: {
           200: jsonResponse(EventPage, "A page of the rollout's events"),

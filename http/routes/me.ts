@@ -11,7 +11,10 @@ export function meApp() {
       createRoute({
         method: "get",
         path: "/me",
+        operationId: "getCaller",
+        tags: ["server"],
         summary: "The caller's token: its name and role, so a client shows only what it may do",
+        description: "The id, name and role of the token the request carries.",
         responses: {
           200: jsonResponse(
             z.object({ id: z.string(), name: z.string(), role: z.enum(TOKEN_ROLES) }),
@@ -26,6 +29,10 @@ export function meApp() {
       createRoute({
         method: "get",
         path: "/states",
+        operationId: "getStates",
+        tags: ["server"],
+        description:
+          "The words clients render states and SRUP statuses with, so no client keeps its own copy.",
         summary:
           "The vocabulary: every device and rollout state in order, which are active and final, and the SRUP status bytes",
         responses: {

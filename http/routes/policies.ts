@@ -1,11 +1,28 @@
 /** /v1/policies: the loaded policies with provenance, and the files that failed to load. */
 import { createRoute, z } from "@hono/zod-openapi";
 import { stringify } from "yaml";
-import type { LoadedPolicy } from "../../policies/mod.ts";
+import { type LoadedPolicy, policySchema } from "../../policies/mod.ts";
 import type { PolicyRegistry } from "../../orchestrator/policy_registry.ts";
 import { requireRole } from "../auth.ts";
 import { ApiError } from "../errors.ts";
 import { AUTH_ERRORS, jsonResponse, newApp, NOT_FOUND } from "../openapi.ts";
+
+// What a policy file may hold, as JSON Schema. The rules between values (stages increasing and
+// ending at 100, limits against each other) are beyond JSON Schema: breaking them is a 422.
+const { $schema: _, ...POLICY_JSON_SCHEMA } = z.toJSONSchema(policySchema, {
+  io: "input",
+  unrepresentable: "any",
+});
+
+/** An inline policy: documented with the policy files' schema, checked by the policy loader. */
+export const InlinePolicy = z.record(z.string(), z.unknown()).openapi(
+  "InlinePolicy",
+  {
+    ...POLICY_JSON_SCHEMA,
+    description:
+      "A policy as a policy file would hold it (docs/policies.md). Its stages must increase and end at 100, maxBackoff be at least backoff, an exponential rate's max at least its base, and durations more than 0 and at most 24d: a policy that breaks only these rules is refused with 422 inconsistent_policy.",
+  } as Record<string, unknown>,
+);
 
 const PolicySchema = z.object({
   name: z.string(),
@@ -65,7 +82,11 @@ export function policiesApp(registry: PolicyRegistry) {
       createRoute({
         method: "get",
         path: "/",
+        operationId: "listPolicies",
+        tags: ["policies"],
         summary: "Loaded policies with their hash and commit, and files that failed to load",
+        description:
+          "Every policy loaded from FLOTILLA_POLICY_DIR, with its file, content hash and git commit, and each file that failed to load with all its problems.",
         responses: { 200: jsonResponse(ListSchema, "Policies"), ...AUTH_ERRORS },
       }),
       async (c) => c.json(await list(), 200),
@@ -74,7 +95,11 @@ export function policiesApp(registry: PolicyRegistry) {
       createRoute({
         method: "post",
         path: "/reload",
+        operationId: "reloadPolicies",
+        tags: ["policies"],
         summary: "Reload the policy directory",
+        description:
+          "Reads FLOTILLA_POLICY_DIR again; running rollouts keep the policy they started with.",
         middleware: [requireRole("operator")] as const,
         responses: { 200: jsonResponse(ListSchema, "Policies after the reload"), ...AUTH_ERRORS },
       }),
@@ -87,7 +112,10 @@ export function policiesApp(registry: PolicyRegistry) {
       createRoute({
         method: "get",
         path: "/{name}",
+        operationId: "getPolicy",
+        tags: ["policies"],
         summary: "One policy",
+        description: "The policy with defaults filled in, and the text it was loaded from.",
         request: {
           params: z.object({
             name: z.string().max(128).openapi({ param: { name: "name", in: "path" } }),

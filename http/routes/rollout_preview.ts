@@ -4,7 +4,7 @@ import type { PolicyRegistry } from "../../orchestrator/policy_registry.ts";
 import type { Db } from "../../db/mod.ts";
 import { previewRollout, RolloutRefusedError } from "../../orchestrator/create_rollout.ts";
 import { ApiError } from "../errors.ts";
-import { AUTH_ERRORS, jsonBody, jsonResponse, newApp } from "../openapi.ts";
+import { AUTH_ERRORS, errorContent, jsonBody, jsonResponse, newApp } from "../openapi.ts";
 import { CreateSchema } from "./rollouts.ts";
 
 const PreviewSchema = z.object({
@@ -19,17 +19,26 @@ export function rolloutPreviewApp(deps: { db: Db; policies: PolicyRegistry }) {
     createRoute({
       method: "post",
       path: "/preview",
+      operationId: "previewRollout",
+      tags: ["rollouts"],
       summary: "Preview a rollout: how many devices the targets select and each stage's size",
       description: "Creates nothing. A viewer may preview.",
       request: {
         body: jsonBody(
-          CreateSchema.pick({ policy: true, targets: true }).openapi("RolloutPreviewRequest"),
+          CreateSchema.pick({ policy: true, targets: true }).openapi("RolloutPreviewRequest", {
+            example: {
+              policy: { name: "example", stages: [{ percent: 50 }, { percent: 100 }] },
+              targets: { all: true },
+            },
+          }),
         ),
       },
       responses: {
         200: jsonResponse(PreviewSchema, "What the rollout would be"),
         ...AUTH_ERRORS,
-        422: jsonResponse(z.object({ error: z.unknown() }), "Unknown policy"),
+        422: errorContent(
+          "Unknown policy, or an inline policy whose rules contradict each other (inconsistent_policy)",
+        ),
       },
     }),
     async (c) => {

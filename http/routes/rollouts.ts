@@ -1,7 +1,7 @@
 /** /v1/rollouts: create rollouts, read their progress, and the operator commands. */
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { RolloutCommandError } from "../../actors/mod.ts";
+import { DEVICE_STATES, type DeviceState, RolloutCommandError } from "../../actors/mod.ts";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import {
   type Db,
@@ -22,16 +22,20 @@ import { rolloutView } from "../../orchestrator/rollout_view.ts";
 import { requireRole } from "../auth.ts";
 import { ApiError } from "../errors.ts";
 import type { AppEnv } from "../env.ts";
-import { ArtifactUrl, Digest, prose } from "./artifacts.ts";
+import { ArtifactUrl } from "./artifacts.ts";
+import { Digest, MAX_INT4, plainText, prose, queryInt, StateFilter, Tags } from "../fields.ts";
+import { InlinePolicy } from "./policies.ts";
 import {
   AUTH_ERRORS,
   CONFLICT,
+  errorContent,
   IdParam,
   jsonBody,
   jsonResponse,
+  Limit,
   newApp,
   NOT_FOUND,
-  PageQuery,
+  UuidCursor,
 } from "../openapi.ts";
 
 /** What the rollout routes need. */
@@ -43,6 +47,7 @@ export interface RolloutDeps {
 }
 
 const MAX_TARGET_IDS = 1_000_000;
+const EXAMPLE_DIGEST = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
 /** A new rollout; the preview route reads its policy and targets. */
 export const CreateSchema = z.object({
@@ -53,21 +58,27 @@ export const CreateSchema = z.object({
       digest: Digest,
     }).strict(),
   ]),
-  policy: z.union([z.string().min(1).max(128), z.record(z.string(), z.unknown())]).openapi({
-    description: "A loaded policy's name, or an inline policy object",
-  }),
+  policy: z.union([
+    z.string().min(1).max(128).openapi({ description: "A loaded policy's name" }),
+    InlinePolicy,
+  ]).openapi({ description: "A loaded policy's name, or an inline policy object" }),
   targets: z.union([
     z.object({ all: z.literal(true) }).strict(),
     z.object({ ids: z.array(z.uuid()).min(1).max(MAX_TARGET_IDS) }).strict(),
-    z.object({ tags: z.record(z.string(), z.string()) }).strict(),
+    z.object({ tags: Tags }).strict(),
   ]),
-  name: z.string().min(1).max(128).regex(
-    /^[^\p{Cc}]*$/u,
-    "name must not contain control characters",
-  )
-    .optional(),
+  name: plainText("name", 128).min(1).optional(),
   description: prose("description", 2000).optional(),
-}).strict().openapi("NewRollout");
+}).strict().openapi("NewRollout", {
+  // A rollout that can start wherever a device is registered: the artifact is hosted elsewhere
+  // and the policy inline, so neither has to exist first.
+  example: {
+    artifact: { url: "https://files.example/sensor-2.1.0.bin", digest: EXAMPLE_DIGEST },
+    policy: { name: "example", stages: [{ percent: 50 }, { percent: 100 }] },
+    targets: { all: true },
+    name: "sensor 2.1.0",
+  },
+});
 
 const StageSchema = z.object({
   percent: z.number(),
@@ -90,7 +101,12 @@ const RolloutSchema = z.object({
   state: z.enum(ROLLOUT_STATES),
   stage: z.number(),
   stages: z.array(StageSchema).nullable(),
-  counts: z.record(z.string(), z.number()),
+  counts: z.object(
+    Object.fromEntries(DEVICE_STATES.map((state) => [state, z.number().int()])) as Record<
+      DeviceState,
+      z.ZodNumber
+    >,
+  ).openapi({ description: "How many of its devices are in each state, every state listed" }),
   devices: z.number(),
   haltReason: z.object({ message: z.string() }).catchall(z.unknown()).nullable(),
   pauseReason: z.object({ kind: z.string() }).catchall(z.unknown()).nullable(),
@@ -135,7 +151,12 @@ function commandRoute<C extends RolloutCommand>(command: C) {
   return createRoute({
     method: "post",
     path: `/{id}/${command}` as `/{id}/${C}`,
+    operationId: `${command}Rollout`,
+    tags: ["rollouts"],
     summary: COMMAND_SUMMARIES[command],
+    description: `${
+      COMMAND_SUMMARIES[command]
+    }. The command is recorded with the caller's token name; 409 when the rollout's state does not allow it.`,
     middleware: [requireRole("operator")] as const,
     request: { params: IdParam },
     responses: COMMAND_RESPONSES,
@@ -145,6 +166,7 @@ function commandRoute<C extends RolloutCommand>(command: C) {
 const REFUSAL_STATUS: Record<RolloutRefusal, ContentfulStatusCode> = {
   unknown_policy: 422,
   invalid_policy: 400,
+  inconsistent_policy: 422,
   unknown_artifact: 422,
   no_devices: 422,
   invalid_targets: 422,
@@ -183,20 +205,22 @@ export function rolloutsApp(deps: RolloutDeps) {
       createRoute({
         method: "post",
         path: "/",
+        operationId: "createRollout",
+        tags: ["rollouts"],
         summary: "Create and start a rollout",
+        description:
+          "Selects the target devices, fixes the policy (its hash and commit are recorded) and starts the first stage at once. Nothing is written when the rollout is refused.",
         middleware: [requireRole("operator")] as const,
         request: { body: jsonBody(CreateSchema) },
         responses: {
           201: jsonResponse(RolloutSchema, "The rollout"),
           ...AUTH_ERRORS,
           ...CONFLICT,
-          422: jsonResponse(
-            z.object({ error: z.unknown() }),
-            "Unknown artifact or policy, or no devices",
+          422: errorContent(
+            "Unknown artifact or policy, targets that select no registered device, or an inline policy whose rules contradict each other (inconsistent_policy)",
           ),
-          503: jsonResponse(
-            z.object({ error: z.unknown() }),
-            "The orchestrator's heap has no room for this many devices",
+          503: errorContent(
+            "The orchestrator's heap has no room for this many devices, or the service is starting",
           ),
         },
       }),
@@ -219,8 +243,17 @@ export function rolloutsApp(deps: RolloutDeps) {
       createRoute({
         method: "get",
         path: "/",
+        operationId: "listRollouts",
+        tags: ["rollouts"],
         summary: "List rollouts, newest first",
-        request: { query: z.object({ state: z.enum(ROLLOUT_STATES).optional(), ...PageQuery }) },
+        description: "Rollouts newest first, optionally only those in one state.",
+        request: {
+          query: z.object({
+            state: z.enum(ROLLOUT_STATES).optional(),
+            cursor: UuidCursor,
+            limit: Limit,
+          }).strict(),
+        },
         responses: {
           200: jsonResponse(
             z.object({ items: z.array(RolloutSchema), nextCursor: z.string().nullable() }),
@@ -231,9 +264,6 @@ export function rolloutsApp(deps: RolloutDeps) {
       }),
       async (c) => {
         const query = c.req.valid("query");
-        if (query.cursor !== undefined && !z.uuid().safeParse(query.cursor).success) {
-          throw new ApiError(400, "invalid_request", `Invalid cursor "${query.cursor}"`);
-        }
         const page = await listRollouts(db, query);
         const items = await Promise.all(
           page.items.map((row) => rolloutView(db, orchestrator, row)),
@@ -245,7 +275,11 @@ export function rolloutsApp(deps: RolloutDeps) {
       createRoute({
         method: "get",
         path: "/{id}",
+        operationId: "getRollout",
+        tags: ["rollouts"],
         summary: "A rollout: state, stage, counts, halt reason, policy hash and commit",
+        description:
+          "Live figures while this process runs the rollout (stages, bake deadline, pause reason); for a rollout it no longer runs (finished before a restart), counts and stage figures from the stored device states.",
         request: { params: IdParam },
         responses: {
           200: jsonResponse(RolloutSchema, "The rollout"),
@@ -259,14 +293,20 @@ export function rolloutsApp(deps: RolloutDeps) {
       createRoute({
         method: "get",
         path: "/{id}/devices",
+        operationId: "listRolloutDevices",
+        tags: ["rollouts"],
         summary: "A rollout's devices in rollout order",
+        description:
+          "Each device's state, attempt and last SRUP status in this rollout, in the order the rollout reaches them.",
         request: {
           params: IdParam,
           query: z.object({
-            state: z.string().max(32).optional(),
-            cursor: z.coerce.number().int().nonnegative().optional(),
-            limit: PageQuery.limit,
-          }),
+            state: StateFilter.optional(),
+            cursor: queryInt("cursor", 0, MAX_INT4).optional().openapi({
+              description: "The nextCursor of the previous page: a position in the rollout",
+            }),
+            limit: Limit,
+          }).strict(),
         },
         responses: {
           200: jsonResponse(

@@ -49,7 +49,11 @@ export function tokensApp(db: Db, verifier: TokenVerifier) {
       createRoute({
         method: "post",
         path: "/",
+        operationId: "createToken",
+        tags: ["tokens"],
         summary: "Create a token; its plaintext is shown only in this response",
+        description:
+          "Creates a named token with a role (viewer reads, operator also writes, admin also manages tokens). Only its hash is stored.",
         request: {
           body: jsonBody(
             z.object({
@@ -76,7 +80,10 @@ export function tokensApp(db: Db, verifier: TokenVerifier) {
       createRoute({
         method: "get",
         path: "/",
+        operationId: "listTokens",
+        tags: ["tokens"],
         summary: "List tokens (never their plaintext or hash)",
+        description: "Every token, revoked ones included, with when it was last used.",
         responses: {
           200: jsonResponse(z.object({ items: z.array(TokenSchema) }), "Tokens"),
           ...AUTH_ERRORS,
@@ -88,7 +95,10 @@ export function tokensApp(db: Db, verifier: TokenVerifier) {
       createRoute({
         method: "delete",
         path: "/{id}",
+        operationId: "revokeToken",
+        tags: ["tokens"],
         summary: "Revoke a token",
+        description: "Revokes the token at once; 409 for the last live admin token.",
         request: { params: IdParam },
         responses: { 204: { description: "Revoked" }, ...AUTH_ERRORS, ...NOT_FOUND, ...CONFLICT },
       }),

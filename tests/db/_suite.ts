@@ -7,6 +7,7 @@ import {
   type CommitInfo,
   ConflictError,
   countRolloutDevices,
+  countRolloutDevicesByStage,
   createApiToken,
   createRollout,
   type Database,
@@ -407,6 +408,24 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
     } while (cursor !== undefined);
     assert.deepEqual(listed, order);
     assert.deepEqual(await loadStartedRolloutDevices(db, rollout.id), []);
+  });
+
+  await t.step("countRolloutDevicesByStage() counts each stage's devices by state", async () => {
+    const ids = await registerMany(db, 10);
+    const rollout = await createRollout(db, newRollout(ids));
+    await upsertRolloutDevices(db, [
+      row(rollout.id, ids[0]!, 0, "activated"),
+      row(rollout.id, ids[1]!, 1, "failed"),
+      row(rollout.id, ids[4]!, 4, "activated"),
+      row(rollout.id, ids[9]!, 9, "cancelled"),
+    ]);
+    // Stages end at positions 2, 5 and 10: 0-1, 2-4 and 5-9.
+    assert.deepEqual(await countRolloutDevicesByStage(db, rollout.id, [2, 5, 10]), [
+      { activated: 1, failed: 1 },
+      { pending: 2, activated: 1 },
+      { pending: 4, cancelled: 1 },
+    ]);
+    assert.deepEqual(await countRolloutDevicesByStage(db, crypto.randomUUID(), [2, 5]), [{}, {}]);
   });
 
   await t.step("createRollout() writes nothing when a device is unknown", async () => {

@@ -1,54 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { Service } from "../../app/service.ts";
 import { ADMIN_TOKEN, startTestService } from "../orchestrator/_service.ts";
-
-const KEY = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
-
-interface Reply {
-  status: number;
-  // deno-lint-ignore no-explicit-any -- response bodies are checked field by field
-  body: any;
-  headers: Headers;
-}
-
-async function request(
-  service: Service,
-  method: string,
-  path: string,
-  options: {
-    token?: string | null;
-    json?: unknown;
-    body?: BodyInit;
-    headers?: Record<string, string>;
-  } = {},
-): Promise<Reply> {
-  const headers: Record<string, string> = { ...options.headers };
-  const token = options.token === undefined ? ADMIN_TOKEN : options.token;
-  if (token !== null) headers.authorization = `Bearer ${token}`;
-  let body = options.body;
-  if (options.json !== undefined) {
-    headers["content-type"] = "application/json";
-    body = JSON.stringify(options.json);
-  }
-  const response = await service.app.request(path, { method, headers, body });
-  const text = await response.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // Not JSON: kept as text.
-  }
-  return { status: response.status, body: parsed, headers: response.headers };
-}
-
-function assertError(reply: Reply, status: number, code: string, message?: RegExp) {
-  assert.equal(reply.status, status, JSON.stringify(reply.body));
-  assert.equal(reply.body.error.code, code, JSON.stringify(reply.body));
-  assert.equal(typeof reply.body.error.message, "string");
-  assert.ok("details" in reply.body.error);
-  if (message) assert.match(reply.body.error.message, message);
-}
+import { assertError, KEY, request } from "./_api.ts";
 
 Deno.test({
   name: "the HTTP API answers auth failures and bad input with specific 4xx errors",
@@ -275,8 +228,8 @@ Deno.test({
           await request(service, "POST", "/v1/devices/batch", {
             json: { devices: [extra, extra] },
           }),
-          400,
-          "invalid_request",
+          422,
+          "duplicate_device",
           /listed twice/,
         );
         assertError(

@@ -66,8 +66,15 @@ async function open(page: Page, name: string): Promise<void> {
 }
 
 // What a viewer must not be offered: commands, and forms or links that create or change things.
-const COMMAND_OR_CREATE =
-  "main button[data-command], main #upload, main #new-rollout, main a[href='#/rollouts/new'], main #reload-policies, main #new-token";
+const COMMAND_OR_CREATE = [
+  "main button[data-command]",
+  "main #upload",
+  "main #new-rollout",
+  "main a[href='#/rollouts/new']",
+  "main #reload-policies",
+  "main #new-token",
+  "main #reset-sequence",
+].join(", ");
 
 Deno.test({
   name:
@@ -101,7 +108,10 @@ Deno.test({
       const page = await openConsole(browser, service.apiUrl, problems);
       violations.push(...await axeViolations(page, "sign in"));
       await screenshot(page, "sign_in");
-      await signIn(page, ADMIN_TOKEN);
+      // By keyboard only: the token field has the focus, Enter submits.
+      await page.keyboard.type(ADMIN_TOKEN);
+      await page.keyboard.press("Enter");
+      await page.waitForSelector("nav[aria-label=Main]");
 
       const firmware = crypto.getRandomValues(new Uint8Array(8192));
       const digest = sha256Hex(firmware);
@@ -126,7 +136,6 @@ Deno.test({
         assert.equal(cells[3], digest);
         assert.equal(cells[5], "no rollout");
         violations.push(...await axeViolations(page, "Artifacts"));
-        await screenshot(page, "artifacts");
       });
 
       let rolloutId = "";
@@ -175,7 +184,8 @@ Deno.test({
       await t.step(
         "the rollout's devices filter by state; its events come from the API",
         async () => {
-          await page.click("button[data-filter=failed]");
+          await page.focus("button[data-filter=failed]");
+          await page.keyboard.press("Enter");
           await page.locator(`#rollout-devices tr[data-device="${canary}"]`).waitFor({
             state: "detached",
           });
@@ -223,6 +233,12 @@ Deno.test({
           assert.match(await listed.textContent() ?? "", new RegExp(rolloutId));
           violations.push(...await axeViolations(page, "Rollouts"));
           await screenshot(page, "rollouts");
+          // The artifact now says which rollout uses it.
+          await open(page, "Artifacts");
+          const used = page.locator(`#artifacts tr[data-digest="${digest}"] .uses a`);
+          assert.equal(await used.textContent(), "Sensor firmware 2.1 to the lab");
+          assert.equal(await used.getAttribute("href"), `#/rollouts/${rolloutId}`);
+          await screenshot(page, "artifacts");
         },
       );
 
@@ -236,12 +252,15 @@ Deno.test({
         // The old page goes first (the table empties while the new one loads), then the new one.
         await page.locator(`#devices tr[data-id="${canary}"]`).waitFor();
         assert.equal(await page.locator("#devices tbody tr").count(), 1);
-        await page.getByRole("link", { name: canary }).click();
+        await page.getByRole("link", { name: canary }).focus();
+        await page.keyboard.press("Enter");
         await page.waitForSelector("#device");
         assert.equal(await page.textContent("#current-digest"), digest);
         assert.equal(await page.textContent("#device .online"), "online");
         const history = page.locator(`#history a[href="#/rollouts/${rolloutId}"]`);
         assert.equal(await history.textContent(), "Sensor firmware 2.1 to the lab");
+        // The artifact by its name and version, once the artifacts are loaded.
+        await page.locator("#history tbody tr", { hasText: /sensor-firmware\s*2\.1\.0/ }).waitFor();
         const events = await page.locator("#device-events .type").allTextContents();
         assert.ok(events.includes("device.activated"), events.join(", "));
         violations.push(...await axeViolations(page, "Device"));

@@ -194,7 +194,7 @@ function ArtifactFact({ digest, byDigest, id }) {
     <span class="mono" id=${id}>${digest}</span>`;
 }
 
-function History({ id }) {
+function History({ id, byDigest }) {
   const statusText = useStatusText();
   const pages = usePages(
     (cursor) => `/v1/devices/${id}/rollouts${query({ cursor, limit: 25 })}`,
@@ -238,10 +238,10 @@ function History({ id }) {
                         </td>
                         <td>${item.attempt}</td>
                         <td>${statusText(item.lastStatus)}</td>
-                        <td class="mono" title=${item.artifactDigest}>${item.artifactDigest.slice(
-                          0,
-                          16,
-                        )}…</td>
+                        <td>
+                          <${ArtifactLabel} artifact=${byDigest.get(item.artifactDigest)}
+                            digest=${item.artifactDigest} />
+                        </td>
                         <td>${when(item.updatedAt)}</td>
                       </tr>
                     `
@@ -343,7 +343,7 @@ export function DevicePage({ id }) {
         ["public key", html`<span class="mono">${d.publicKey}</span>`],
       ]} />
     </div>
-    <${History} id=${d.id} />
+    <${History} id=${d.id} byDigest=${artifacts.byDigest} />
     <${DeviceEvents} id=${d.id} />
   `;
 }

@@ -107,7 +107,7 @@ function Timeline({ r }) {
   const { states } = useSession();
   if (!r.stages) {
     return html`<p class="muted">
-      Stage ${r.stage + 1}. Per-stage figures are shown while the rollout is driven by this server.
+      Stage ${r.stage + 1}. This rollout's policy has no stages to show.
     </p>`;
   }
   const finished = states.finalRolloutStates.includes(r.state);

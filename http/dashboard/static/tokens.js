@@ -56,7 +56,7 @@ export function TokensPage() {
           <div class="actions"><button type="submit" class="primary">Create token</button></div>
           ${created
             ? html`<div class="banner info" role="status" id="created-token">
-          <strong>Token "${created.name}"</strong> Copy it now; it is not shown again:
+          <strong>Token "${created.name}"</strong> Copy it now; it is not shown again:${" "}
           <code class="mono">${created.token}</code>
         </div>`
             : null}
@@ -80,7 +80,7 @@ export function TokensPage() {
                 <tr data-id=${t.id}>
                   <td>${t.name}${t.id === me.id
                     ? html`
-                      <span class="muted">(this tab)</span>
+                      ${" "}<span class="muted">(this tab)</span>
                     `
                     : null}</td>
                   <td>${t.role}</td>
