@@ -219,6 +219,26 @@ Deno.test({
             );
           }
           assert.equal(route.requestBody.required, false);
+          // The document's pattern for floor is exactly the u64 range: a fuzzer keeping to it is
+          // never refused.
+          const floor = spec.components.schemas.SequenceReset.properties.floor;
+          const pattern = new RegExp(floor.pattern);
+          const samples = [
+            "0",
+            "9",
+            MAX_U64.toString(),
+            (MAX_U64 - 1n).toString(),
+            "1" + "0".repeat(19),
+          ];
+          for (let i = 0; i < 5000; i++) {
+            const digits = 1 + Math.floor(Math.random() * 20);
+            let text = String(1 + Math.floor(Math.random() * 9));
+            while (text.length < digits) text += String(Math.floor(Math.random() * 10));
+            samples.push(text);
+          }
+          for (const text of [...samples, (MAX_U64 + 1n).toString(), "99999999999999999999"]) {
+            assert.equal(pattern.test(text), BigInt(text) <= MAX_U64, text);
+          }
           const unchanged = await api(service, "GET", `/v1/devices/${device.id}`);
           assert.equal(unchanged.body.lastSequence, MAX_U64.toString());
         },
