@@ -120,11 +120,6 @@ export class Orchestrator {
     return Uint8Array.fromBase64(key);
   }
 
-  /** The last sequence id accepted from a device, as the replay check sees it now. */
-  lastSequence(id: string): Promise<bigint | null> {
-    return this.#tracker.last(id);
-  }
-
   /**
    * An operator's reset of a device's sequence floor (null: none), recorded as a
    * `device.sequence_reset` event; resolves once durable and in force, with the floor replaced.

@@ -55,14 +55,19 @@ const DeviceSchema = z.object({
   rollout: z.object({ id: z.string(), state: z.string() }).nullable().optional(),
 }).openapi("Device");
 
-const U64_TEXT = /^[0-9]{1,20}$/;
+// 0 to 18446744073709551615 (2^64 - 1) in decimal, as one pattern, so the document says exactly
+// what is accepted: 19 digits or fewer, or 20 digits no greater, digit by digit.
+const U64_TEXT = new RegExp(
+  "^(?:[0-9]{1,19}|1[0-7][0-9]{18}|18[0-3][0-9]{17}|184[0-3][0-9]{16}|1844[0-5][0-9]{15}|" +
+    "18446[0-6][0-9]{14}|184467[0-3][0-9]{13}|1844674[0-3][0-9]{12}|184467440[0-6][0-9]{10}|" +
+    "1844674407[0-2][0-9]{9}|18446744073[0-6][0-9]{8}|1844674407370[0-8][0-9]{6}|" +
+    "18446744073709[0-4][0-9]{5}|184467440737095[0-4][0-9]{4}|18446744073709550[0-9]{3}|" +
+    "18446744073709551[0-5][0-9]{2}|1844674407370955160[0-9]|1844674407370955161[0-4]|" +
+    "18446744073709551615)$",
+);
 
 const SequenceResetSchema = z.object({
-  floor: z.string().regex(U64_TEXT, "floor must be a decimal string of digits")
-    // Refinements run after a failed regex too: only digits reach BigInt().
-    .refine((text) => !U64_TEXT.test(text) || BigInt(text) <= MAX_U64, {
-      message: `floor must be at most ${MAX_U64}`,
-    })
+  floor: z.string().regex(U64_TEXT, `floor must be a decimal string from 0 to ${MAX_U64}`)
     .nullable().optional().openapi({
       description:
         "The new floor: the next RESPONSE must carry a higher sequence id. A decimal string up to 18446744073709551615; null or left out clears it, so any sequence id is accepted next, as for a new device",
@@ -347,10 +352,13 @@ export function devicesApp(
           ),
           ...AUTH_ERRORS,
           ...NOT_FOUND,
+          // The body is optional: one sent as anything but JSON is refused, never read as empty.
+          415: errorContent("A body that is not application/json"),
         },
       }),
       async (c) => {
-        const { id } = c.req.valid("param");
+        // The canonical form, as the link keys devices by it (`/v1/devices/ABC…` is the same device).
+        const id = c.req.valid("param").id.toLowerCase();
         const body = c.req.valid("json") ?? {};
         if (!await getDevice(db, id)) throw new ApiError(404, "not_found", `No device "${id}"`);
         const floor = body.floor == null ? null : BigInt(body.floor);

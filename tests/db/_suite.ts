@@ -250,6 +250,25 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
     assert.equal(await stored(), 6n);
   });
 
+  await t.step(
+    "updateDevices() applies a floor reset in order: after earlier ids, under later ones",
+    async () => {
+      const [id] = await registerMany(db, 1) as [string];
+      const stored = async () => (await getDevice(db, id))?.lastSequence;
+      await updateDevices(db, [{ id, sequence: MAX_U64 }]);
+      await updateDevices(db, [{ id, sequence: 2000n }, { id, resetSequence: null }]);
+      assert.equal(await stored(), null);
+      await updateDevices(db, [{ id, resetSequence: 10n }, { id, sequence: 5n }]);
+      assert.equal(await stored(), 10n, "a lower id after the reset does not move it");
+      await updateDevices(db, [{ id, resetSequence: null }, { id, sequence: 7n }]);
+      assert.equal(await stored(), 7n);
+      await updateDevices(db, [{ id, sequence: 3n }]);
+      assert.equal(await stored(), 7n, "without a reset the stored id never moves back");
+      await assert.rejects(updateDevices(db, [{ id, resetSequence: MAX_U64 + 1n }]), RangeError);
+      assert.equal(await stored(), 7n);
+    },
+  );
+
   await t.step("updateDevices() keeps the highest of concurrent sequence ids", async () => {
     const [id] = await registerMany(db, 1) as [string];
     const values = Array.from({ length: 20 }, (_, i) => BigInt(100 + ((i * 7) % 20)));

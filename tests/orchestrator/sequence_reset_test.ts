@@ -193,6 +193,52 @@ Deno.test({
             {},
           );
           assert.equal(missing.status, 404);
+          // A body of another type is refused, never read as an empty one (clearing the floor).
+          for (const type of ["text/plain", "application/x-www-form-urlencoded"]) {
+            const response = await fetch(`${service.apiUrl}${path}`, {
+              method: "POST",
+              headers: { authorization: `Bearer ${operatorToken}`, "content-type": type },
+              body: '{"floor":"1000"}',
+            });
+            const reply = await response.json();
+            assert.equal(response.status, 415, JSON.stringify(reply));
+            assert.equal(reply.error.code, "unsupported_media_type");
+          }
+          const spec = await (await fetch(`${service.apiUrl}/openapi.json`)).json();
+          const route = spec.paths["/v1/devices/{id}/sequence-reset"].post;
+          assert.equal(route.operationId, "resetDeviceSequence");
+          assert.deepEqual(route.tags, ["devices"]);
+          // Every status this route's own code answers (the service may add its own around it).
+          for (const status of ["200", "400", "401", "403", "404", "413", "415"]) {
+            assert.ok(status in route.responses, `${status} documented`);
+          }
+          for (const status of ["400", "401", "403", "404", "413", "415"]) {
+            assert.equal(
+              route.responses[status].content["application/json"].schema.$ref,
+              "#/components/schemas/Error",
+            );
+          }
+          assert.equal(route.requestBody.required, false);
+          // The document's pattern for floor is exactly the u64 range: a fuzzer keeping to it is
+          // never refused.
+          const floor = spec.components.schemas.SequenceReset.properties.floor;
+          const pattern = new RegExp(floor.pattern);
+          const samples = [
+            "0",
+            "9",
+            MAX_U64.toString(),
+            (MAX_U64 - 1n).toString(),
+            "1" + "0".repeat(19),
+          ];
+          for (let i = 0; i < 5000; i++) {
+            const digits = 1 + Math.floor(Math.random() * 20);
+            let text = String(1 + Math.floor(Math.random() * 9));
+            while (text.length < digits) text += String(Math.floor(Math.random() * 10));
+            samples.push(text);
+          }
+          for (const text of [...samples, (MAX_U64 + 1n).toString(), "99999999999999999999"]) {
+            assert.equal(pattern.test(text), BigInt(text) <= MAX_U64, text);
+          }
           const unchanged = await api(service, "GET", `/v1/devices/${device.id}`);
           assert.equal(unchanged.body.lastSequence, MAX_U64.toString());
         },
@@ -244,8 +290,11 @@ Deno.test({
       );
 
       await t.step("a floor given as a decimal string is kept exactly", async () => {
-        const reset = await call(service, operatorToken, path, { floor: "18446744073709551614" });
+        // An id in capitals names the same device.
+        const upper = `/v1/devices/${device.id.toUpperCase()}/sequence-reset`;
+        const reset = await call(service, operatorToken, upper, { floor: "18446744073709551614" });
         assert.equal(reset.status, 200, JSON.stringify(reset.body));
+        assert.equal(reset.body.id, device.id);
         assert.equal(reset.body.lastSequence, "18446744073709551614");
         const shown = await api(service, "GET", `/v1/devices/${device.id}`);
         assert.equal(shown.body.lastSequence, "18446744073709551614");

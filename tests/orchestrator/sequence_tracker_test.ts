@@ -6,7 +6,6 @@ import {
   listEvents,
   openDatabase,
   registerDevice,
-  updateDevices,
 } from "../../db/mod.ts";
 import { StoredSequenceTracker } from "../../orchestrator/sequence_tracker.ts";
 
@@ -45,24 +44,6 @@ function event(id: string) {
 Deno.test("sequence floor resets", async (t) => {
   shared = await openDatabase({ memory: true });
   try {
-    await t.step(
-      "updateDevices() applies a floor reset in batch order: after earlier ids, under later ones",
-      async () => {
-        await withDevice(async (database, id) => {
-          await updateDevices(database.db, [{ id, sequence: 1000n }]);
-          await updateDevices(database.db, [{ id, sequence: 2000n }, { id, resetSequence: null }]);
-          assert.equal(await stored(database, id), null);
-          await updateDevices(database.db, [{ id, resetSequence: 10n }, { id, sequence: 5n }]);
-          assert.equal(await stored(database, id), 10n);
-          await updateDevices(database.db, [{ id, resetSequence: null }, { id, sequence: 7n }]);
-          assert.equal(await stored(database, id), 7n);
-          // Without a reset the stored id never moves back.
-          await updateDevices(database.db, [{ id, sequence: 3n }]);
-          assert.equal(await stored(database, id), 7n);
-        });
-      },
-    );
-
     await t.step(
       "StoredSequenceTracker.reset() takes effect once durable, and records its event",
       async () => {
