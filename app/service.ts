@@ -250,6 +250,7 @@ export async function startService(
       publicUrl: config.publicUrl ?? apiUrl,
       maxArtifactBytes: config.maxArtifactBytes,
       maxJsonBytes: config.maxJsonBytes,
+      uploadIdleTimeoutMs: config.uploadIdleTimeoutMs,
       presence: config.mqttUrl ? undefined : (deviceId) => connected.has(deviceId),
       ready: async () => ({
         database: writer.unavailable ?? await pingDatabase(db),

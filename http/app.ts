@@ -6,6 +6,7 @@ import type { Orchestrator } from "../orchestrator/orchestrator.ts";
 import type { PolicyRegistry } from "../orchestrator/policy_registry.ts";
 import { ArtifactStore } from "./artifact_store.ts";
 import { authenticate, TokenVerifier } from "./auth.ts";
+import { bodyIdleTimeout } from "./body_timeout.ts";
 import { dashboardApp } from "./dashboard/mod.ts";
 import { docsPage } from "./docs_page.ts";
 import { ApiError, errorResponse, handleError } from "./errors.ts";
@@ -14,7 +15,7 @@ import type { MetricsRegistry } from "../obs/metrics.ts";
 import { methodGuard } from "./methods.ts";
 import { AUTH_ERRORS, jsonResponse, newApp, TAGS, withServiceStatuses } from "./openapi.ts";
 import { healthApp, type ReadyReport } from "./routes/health.ts";
-import { artifactsApp, downloadsApp } from "./routes/artifacts.ts";
+import { artifactsApp, downloadsApp, mediaType } from "./routes/artifacts.ts";
 import { devicesApp } from "./routes/devices.ts";
 import { eventsApp } from "./routes/events.ts";
 import { policiesApp } from "./routes/policies.ts";
@@ -42,6 +43,8 @@ export interface AppDeps {
   /** Largest artifact upload; JSON bodies are capped at `maxJsonBytes`. */
   maxArtifactBytes: number;
   maxJsonBytes: number;
+  /** A request body that sends nothing for this long is answered 408. */
+  uploadIdleTimeoutMs: number;
   /** Whether a device (lower-case id) is connected, when the broker can tell: the embedded one. */
   presence?: (deviceId: string) => boolean;
   /** Whether the service is ready (database usable, MQTT connected, rollouts recovered). */
@@ -66,9 +69,18 @@ export function createApp(deps: AppDeps) {
 
   const v1 = newApp();
   v1.use("*", authenticate(verifier));
+  v1.use(
+    "*",
+    bodyIdleTimeout({ ms: deps.uploadIdleTimeoutMs, setting: "FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS" }),
+  );
   v1.use("*", async (c, next) => {
-    // Artifact uploads stream with their own, larger cap.
-    if (c.req.method === "POST" && c.req.path === "/v1/artifacts") return await next();
+    // Artifact uploads stream with their own, larger cap; a registration (JSON) has the JSON cap.
+    if (
+      c.req.method === "POST" && c.req.path === "/v1/artifacts" &&
+      mediaType(c.req.header("content-type")) !== "application/json"
+    ) {
+      return await next();
+    }
     return await jsonLimit(c, next);
   });
   const api = v1

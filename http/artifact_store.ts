@@ -18,11 +18,39 @@ export class ArtifactTooLargeError extends Error {
   }
 }
 
+/** Thrown for an upload of no bytes; no file is kept. */
+export class EmptyArtifactError extends Error {
+  constructor() {
+    super("Empty body: send the artifact's bytes");
+    this.name = "EmptyArtifactError";
+  }
+}
+
+/** Thrown when an upload's bytes do not hash to the digest it was sent with; no file is kept. */
+export class DigestMismatchError extends Error {
+  constructor(readonly expected: string, readonly actual: string) {
+    super(`The bytes' SHA-256 is "${actual}", not the "${expected}" given`);
+    this.name = "DigestMismatchError";
+  }
+}
+
 const DIGEST_PATTERN = /^[0-9a-f]{64}$/;
 
 /** Whether `text` is a lowercase hex SHA-256 digest. */
 export function isDigest(text: string): boolean {
   return DIGEST_PATTERN.test(text);
+}
+
+/** What {@linkcode ArtifactStore.put} returns: the artifact, and whether this put made its file. */
+export interface PutArtifact extends StoredArtifact {
+  /** False when a file with this digest was stored already. */
+  created: boolean;
+}
+
+/** Options for {@linkcode ArtifactStore.put}. */
+export interface PutOptions {
+  /** The SHA-256 (lowercase hex) the bytes must have; others are refused. */
+  digest?: string;
 }
 
 /** Options for {@linkcode ArtifactStore}. */
@@ -57,12 +85,21 @@ export class ArtifactStore {
     }
   }
 
-  /** Streams `body` to disk, hashing it; at most `maxBytes` are accepted. */
-  async put(body: ReadableStream<Uint8Array>, maxBytes: number): Promise<StoredArtifact> {
+  /**
+   * Streams `body` to disk, hashing it; at most `maxBytes` are accepted. An upload that is refused
+   * (too large, empty, not the digest expected) or fails (a read error, a full disk) leaves no file.
+   */
+  async put(
+    body: ReadableStream<Uint8Array>,
+    maxBytes: number,
+    options: PutOptions = {},
+  ): Promise<PutArtifact> {
     const temp = join(this.#dir, `.upload-${crypto.randomUUID()}`);
     const hash = createHash("sha256");
     let size = 0;
     const file = await Deno.open(temp, { write: true, createNew: true, mode: 0o644 });
+    let closed = false;
+    let placed: string | undefined;
     try {
       for await (const chunk of body) {
         size += chunk.length;
@@ -71,18 +108,38 @@ export class ArtifactStore {
         let written = 0;
         while (written < chunk.length) written += await file.write(chunk.subarray(written));
       }
+      if (size === 0) throw new EmptyArtifactError();
+      const digest = hash.digest("hex");
+      if (options.digest !== undefined && options.digest !== digest) {
+        throw new DigestMismatchError(options.digest, digest);
+      }
       await file.sync();
-    } catch (error) {
       file.close();
-      await Deno.remove(temp).catch(() => {});
+      closed = true;
+      const path = join(this.#dir, digest);
+      const created = !(await exists(path));
+      await Deno.rename(temp, path);
+      if (created) placed = path;
+      await syncDirectory(this.#dir);
+      return { digest, size, path, created };
+    } catch (error) {
+      if (!closed) file.close();
+      await Deno.remove(placed ?? temp).catch(() => {});
       throw error;
     }
-    file.close();
-    const digest = hash.digest("hex");
-    const path = join(this.#dir, digest);
-    await Deno.rename(temp, path);
-    await syncDirectory(this.#dir);
-    return { digest, size, path };
+  }
+
+  /** Removes a stored artifact's file, as when its record could not be written. */
+  async remove(digest: string): Promise<void> {
+    if (!isDigest(digest)) return;
+    const cached = this.#cache.get(digest);
+    if (cached) {
+      this.#cache.delete(digest);
+      this.#cached -= cached.length;
+    }
+    await Deno.remove(join(this.#dir, digest)).catch((error) => {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    });
   }
 
   /** The stored artifact with this digest, or undefined. */
@@ -124,5 +181,15 @@ export class ArtifactStore {
     this.#cache.set(artifact.digest, bytes);
     this.#cached += bytes.length;
     return bytes;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
   }
 }

@@ -29,16 +29,24 @@ interface CacheEntry {
   until: number;
 }
 
+/** Options for {@linkcode TokenVerifier}. */
+export interface TokenVerifierOptions {
+  /** The clock cache entries expire by; default `Date.now`. */
+  now?: () => number;
+}
+
 /** Resolves plaintext tokens to their rows, with a short, bounded cache. */
 export class TokenVerifier {
   readonly #db: Db;
+  readonly #now: () => number;
   readonly #known = new Map<string, CacheEntry>();
   readonly #unknown = new Map<string, CacheEntry>();
   readonly #touched = new Map<string, number>();
   #lookups = 0;
 
-  constructor(db: Db) {
+  constructor(db: Db, options: TokenVerifierOptions = {}) {
     this.#db = db;
+    this.#now = options.now ?? Date.now;
   }
 
   /** Cached lookups, known and unknown tokens together. */
@@ -54,7 +62,7 @@ export class TokenVerifier {
   /** The token's row, or undefined for an unknown token or one over MAX_TOKEN_LENGTH. */
   async verify(plaintext: string): Promise<ApiToken | undefined> {
     if (plaintext.length > MAX_TOKEN_LENGTH) return undefined;
-    const now = Date.now();
+    const now = this.#now();
     const hash = createHash("sha256").update(plaintext).digest("hex");
     let entry = this.#known.get(hash) ?? this.#unknown.get(hash);
     if (!entry || entry.until < now) {

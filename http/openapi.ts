@@ -116,6 +116,7 @@ const ERROR_REF = { $ref: "#/components/schemas/Error" };
 const STARTING =
   "The service is starting, or its database is unavailable: try again after Retry-After";
 const TOO_LARGE_BODY = "The body exceeds FLOTILLA_MAX_JSON_BYTES";
+const STALLED = "The body sent nothing for FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS: cut off";
 const DISK_FULL = "The disk is full: nothing was stored";
 
 type Operation = {
@@ -125,7 +126,8 @@ type Operation = {
 
 /**
  * Adds to every operation of `doc` the statuses the service answers around the routes: 503 while
- * starting or without a database, 413 for an oversized JSON body, 507 for a write to a full disk.
+ * starting or without a database, 408 for a body that stalls, 413 for an oversized JSON body, 507
+ * for a write to a full disk.
  */
 export function withServiceStatuses<T extends { paths?: Record<string, unknown> }>(doc: T): T {
   for (const [path, item] of Object.entries(doc.paths ?? {})) {
@@ -138,6 +140,7 @@ export function withServiceStatuses<T extends { paths?: Record<string, unknown> 
         };
       };
       if (path !== "/healthz") add("503", STARTING);
+      if (value.requestBody) add("408", STALLED);
       if (value.requestBody?.content?.["application/json"]) add("413", TOO_LARGE_BODY);
       if (method === "post" || method === "delete") add("507", DISK_FULL);
     }

@@ -25,6 +25,8 @@ export interface ServiceConfig {
   adminToken?: string;
   maxArtifactBytes: number;
   maxJsonBytes: number;
+  /** A request body that sends nothing for this long is cut off with 408. */
+  uploadIdleTimeoutMs: number;
   /** JSON log lines for MQTT events (FLOTILLA_LOG_MQTT=1). */
   logMqtt?: boolean;
 }
@@ -61,6 +63,19 @@ function size(env: Env, name: string, fallback: number): number {
   const value = Number(text);
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < 1) {
     throw new ConfigError(`Invalid ${name}: "${text}" is not a positive number of bytes`);
+  }
+  return value;
+}
+
+function milliseconds(env: Env, name: string, fallback: number): number {
+  const text = setting(env, name);
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  // setTimeout holds at most 2^31 - 1 ms (24.8 days); more would fire at once.
+  if (!/^\d+$/.test(text) || value < 1 || value > 2 ** 31 - 1) {
+    throw new ConfigError(
+      `Invalid ${name}: "${text}" is not a number of milliseconds (1 to 2147483647)`,
+    );
   }
   return value;
 }
@@ -225,6 +240,7 @@ export function readConfig(env: Env = Deno.env.toObject()): ServiceConfig {
     adminToken,
     maxArtifactBytes: size(env, "FLOTILLA_MAX_ARTIFACT_BYTES", 1024 ** 3),
     maxJsonBytes: size(env, "FLOTILLA_MAX_JSON_BYTES", 64 * 1024 ** 2),
+    uploadIdleTimeoutMs: milliseconds(env, "FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS", 30_000),
     logMqtt: flag(env, "FLOTILLA_LOG_MQTT"),
   };
 }

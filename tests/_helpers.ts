@@ -112,3 +112,30 @@ export async function serveChild(env: Record<string, string>, ms = 60_000): Prom
     },
   };
 }
+
+/** Mounts a tmpfs of `megabytes` at a new temp dir; undefined when this machine does not allow it. */
+export async function mountTmpfs(megabytes: number): Promise<string | undefined> {
+  const dir = await Deno.makeTempDir({ prefix: "flotilla-tmpfs-" });
+  try {
+    const mounted = await new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", `size=${megabytes}m`, "tmpfs", dir],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    if (mounted.success) return dir;
+  } catch {
+    // No mount command.
+  }
+  await Deno.remove(dir);
+  return undefined;
+}
+
+/** Whether a tmpfs can be mounted here: tried once with a small one, unmounted at once. */
+export async function canMountTmpfs(): Promise<boolean> {
+  if (Deno.uid() !== 0) return false;
+  const probe = await mountTmpfs(1);
+  if (probe === undefined) return false;
+  await new Deno.Command("umount", { args: [probe] }).output();
+  await Deno.remove(probe);
+  return true;
+}

@@ -9,7 +9,13 @@ import {
   listArtifacts,
   putArtifact,
 } from "../../db/mod.ts";
-import { ArtifactStore, ArtifactTooLargeError, isDigest } from "../artifact_store.ts";
+import {
+  ArtifactStore,
+  ArtifactTooLargeError,
+  DigestMismatchError,
+  EmptyArtifactError,
+  isDigest,
+} from "../artifact_store.ts";
 import { requireRole } from "../auth.ts";
 import { ApiError } from "../errors.ts";
 import { Digest, plainText, prose } from "../fields.ts";
@@ -48,6 +54,10 @@ const ReleaseNotes = prose("releaseNotes", 4000);
 
 /** Name, version and release notes of an upload, given as query parameters beside the bytes. */
 const UploadQuery = z.object({
+  /** The SHA-256 the bytes must have: other bytes are refused and nothing is stored. */
+  digest: Digest.optional().openapi({
+    description: "The SHA-256 (hex) the bytes must have; an upload that differs is refused",
+  }),
   name: ArtifactName.optional(),
   version: ArtifactVersion.optional(),
   releaseNotes: ReleaseNotes.optional(),
@@ -94,6 +104,11 @@ function artifactJson(artifact: Artifact, publicUrl: string) {
     releaseNotes: artifact.releaseNotes,
     createdAt: artifact.createdAt.toISOString(),
   };
+}
+
+/** The media type of a Content-Type header, lowercase and without parameters. */
+export function mediaType(header: string | undefined): string | undefined {
+  return header?.split(";")[0]?.trim().toLowerCase();
 }
 
 /** The /v1/artifacts sub-app. */
@@ -195,7 +210,7 @@ export function artifactsApp(deps: ArtifactDeps) {
       },
     )
     .post("/", requireRole("operator"), async (c) => {
-      const type = c.req.header("content-type")?.split(";")[0]?.trim().toLowerCase();
+      const type = mediaType(c.req.header("content-type"));
       if (type === "application/json") {
         let body: unknown;
         try {
@@ -231,10 +246,20 @@ export function artifactsApp(deps: ArtifactDeps) {
       }
       let stored;
       try {
-        stored = await deps.store.put(body, deps.maxBytes);
+        stored = await deps.store.put(body, deps.maxBytes, { digest: labels.data.digest });
       } catch (error) {
+        // The store kept no file: nothing of a refused upload can be downloaded.
+        if (error instanceof ApiError) throw error;
         if (error instanceof ArtifactTooLargeError) {
           throw new ApiError(413, "payload_too_large", error.message);
+        }
+        if (error instanceof EmptyArtifactError) {
+          throw new ApiError(400, "invalid_request", error.message);
+        }
+        if (error instanceof DigestMismatchError) {
+          throw new ApiError(400, "digest_mismatch", `Upload refused: ${error.message}`, {
+            details: { expected: error.expected, actual: error.actual },
+          });
         }
         if ((error as { code?: unknown }).code === "ENOSPC") {
           throw new ApiError(507, "insufficient_storage", "Cannot store upload: the disk is full");
@@ -245,18 +270,22 @@ export function artifactsApp(deps: ArtifactDeps) {
           `Cannot read upload: ${(error as Error).message}`,
         );
       }
-      if (stored.size === 0) {
-        throw new ApiError(400, "invalid_request", "Empty body: send the artifact's bytes");
+      let artifact;
+      try {
+        artifact = await putArtifact(deps.db, {
+          digest: stored.digest,
+          size: stored.size,
+          path: stored.path,
+          contentType: type ?? "application/octet-stream",
+          name: labels.data.name ?? null,
+          version: labels.data.version ?? null,
+          releaseNotes: labels.data.releaseNotes ?? null,
+        });
+      } catch (error) {
+        // A file without its record would download publicly while the API says 404.
+        if (stored.created) await deps.store.remove(stored.digest);
+        throw error;
       }
-      const artifact = await putArtifact(deps.db, {
-        digest: stored.digest,
-        size: stored.size,
-        path: stored.path,
-        contentType: type ?? "application/octet-stream",
-        name: labels.data.name ?? null,
-        version: labels.data.version ?? null,
-        releaseNotes: labels.data.releaseNotes ?? null,
-      });
       return c.json(artifactJson(artifact, deps.publicUrl), 201);
     });
 }

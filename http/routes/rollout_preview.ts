@@ -25,7 +25,12 @@ export function rolloutPreviewApp(deps: { db: Db; policies: PolicyRegistry }) {
       description: "Creates nothing. A viewer may preview.",
       request: {
         body: jsonBody(
-          CreateSchema.pick({ policy: true, targets: true }).openapi("RolloutPreviewRequest"),
+          CreateSchema.pick({ policy: true, targets: true }).openapi("RolloutPreviewRequest", {
+            example: {
+              policy: { name: "example", stages: [{ percent: 50 }, { percent: 100 }] },
+              targets: { all: true },
+            },
+          }),
         ),
       },
       responses: {

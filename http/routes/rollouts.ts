@@ -47,6 +47,7 @@ export interface RolloutDeps {
 }
 
 const MAX_TARGET_IDS = 1_000_000;
+const EXAMPLE_DIGEST = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
 /** A new rollout; the preview route reads its policy and targets. */
 export const CreateSchema = z.object({
@@ -68,7 +69,16 @@ export const CreateSchema = z.object({
   ]),
   name: plainText("name", 128).min(1).optional(),
   description: prose("description", 2000).optional(),
-}).strict().openapi("NewRollout");
+}).strict().openapi("NewRollout", {
+  // A rollout that can start wherever a device is registered: the artifact is hosted elsewhere
+  // and the policy inline, so neither has to exist first.
+  example: {
+    artifact: { url: "https://files.example/sensor-2.1.0.bin", digest: EXAMPLE_DIGEST },
+    policy: { name: "example", stages: [{ percent: 50 }, { percent: 100 }] },
+    targets: { all: true },
+    name: "sensor 2.1.0",
+  },
+});
 
 const StageSchema = z.object({
   percent: z.number(),

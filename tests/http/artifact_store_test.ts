@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ArtifactStore, ArtifactTooLargeError } from "../../http/artifact_store.ts";
+import {
+  ArtifactStore,
+  ArtifactTooLargeError,
+  DigestMismatchError,
+  EmptyArtifactError,
+} from "../../http/artifact_store.ts";
 import { downloadsApp } from "../../http/routes/artifacts.ts";
 
 function streamOf(...chunks: Uint8Array[]): ReadableStream<Uint8Array> {
@@ -20,11 +25,13 @@ Deno.test("ArtifactStore.put() streams to a file named by its SHA-256", async ()
     const a = crypto.getRandomValues(new Uint8Array(40_000));
     const b = crypto.getRandomValues(new Uint8Array(25_000));
     const whole = new Uint8Array([...a, ...b]);
-    const stored = await store.put(streamOf(a, b), 1_000_000);
+    const { created, ...stored } = await store.put(streamOf(a, b), 1_000_000);
+    assert.equal(created, true);
     assert.equal(stored.digest, await sha256Hex(whole));
     assert.equal(stored.size, whole.length);
     assert.deepEqual(await Deno.readFile(join(dir, stored.digest)), whole);
     assert.deepEqual(await store.get(stored.digest), stored);
+    assert.equal((await store.put(streamOf(whole), 1_000_000)).created, false);
     assert.equal(await store.get("0".repeat(64)), undefined);
     assert.equal(await store.get("../etc/passwd"), undefined);
   } finally {
@@ -41,6 +48,31 @@ Deno.test("ArtifactStore.put() rejects an upload over its cap and leaves no file
       store.put(streamOf(new Uint8Array(600), new Uint8Array(600)), 1000),
       ArtifactTooLargeError,
     );
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ArtifactStore.put() refuses an empty upload or the wrong digest, leaving no file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = new ArtifactStore(dir);
+    await store.init();
+    await assert.rejects(store.put(streamOf(), 1000), EmptyArtifactError);
+    const bytes = new Uint8Array([1, 2, 3]);
+    const actual = await sha256Hex(bytes);
+    await assert.rejects(
+      store.put(streamOf(bytes), 1000, { digest: "0".repeat(64) }),
+      (error: unknown) =>
+        error instanceof DigestMismatchError && error.actual === actual &&
+        error.expected === "0".repeat(64),
+    );
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), []);
+    const stored = await store.put(streamOf(bytes), 1000, { digest: actual });
+    assert.equal(stored.digest, actual);
+    await store.remove(actual);
+    assert.equal(await store.get(actual), undefined);
     assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), []);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -65,7 +97,10 @@ Deno.test("ArtifactStore.bytes() keeps small files in memory, first cached first
     await store.init();
     const put = (size: number) => {
       const bytes = crypto.getRandomValues(new Uint8Array(size));
-      return store.put(streamOf(bytes), 10_000).then((stored) => ({ stored, bytes }));
+      return store.put(streamOf(bytes), 10_000).then(({ created: _, ...stored }) => ({
+        stored,
+        bytes,
+      }));
     };
     const a = await put(800);
     assert.deepEqual(await store.bytes(a.stored), a.bytes);

@@ -25,7 +25,9 @@ Deno.test({
     let database: Database | undefined;
     try {
       database = await openDatabase({ memory: true });
-      const verifier = new TokenVerifier(database.db);
+      // Simulated time: no cache entry expires however slowly the flood runs.
+      let now = 1_000_000;
+      const verifier = new TokenVerifier(database.db, { now: () => now });
       const app = guarded(verifier);
       const known = await createApiToken(database.db, { name: "ops", role: "operator" });
 
@@ -48,6 +50,13 @@ Deno.test({
         const lookups = verifier.lookups;
         assert.equal((await app.request("/", bearer(known.plaintext))).status, 200);
         assert.equal(verifier.lookups, lookups);
+      });
+
+      await t.step("a cached look-up is redone once it is 10 s old", async () => {
+        const lookups = verifier.lookups;
+        now += 10_001;
+        assert.equal((await app.request("/", bearer(known.plaintext))).status, 200);
+        assert.equal(verifier.lookups, lookups + 1);
       });
 
       await t.step("an over-long token is refused with 401 before any lookup", async () => {

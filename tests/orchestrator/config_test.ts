@@ -126,6 +126,18 @@ Deno.test("readConfig() names the variable and its value for every bad setting",
       { FLOTILLA_MAX_JSON_BYTES: "0" },
       'Invalid FLOTILLA_MAX_JSON_BYTES: "0" is not a positive number of bytes',
     ],
+    [
+      { FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS: "30s" },
+      'Invalid FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS: "30s" is not a number of milliseconds (1 to 2147483647)',
+    ],
+    [
+      { FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS: "0" },
+      'Invalid FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS: "0" is not a number of milliseconds (1 to 2147483647)',
+    ],
+    [
+      { FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS: "2147483648" },
+      'Invalid FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS: "2147483648" is not a number of milliseconds (1 to 2147483647)',
+    ],
     [{ FLOTILLA_LOG_MQTT: "yes" }, 'Invalid FLOTILLA_LOG_MQTT: "yes" is not 1 (on) or 0 (off)'],
   ];
   try {

@@ -25,6 +25,7 @@ import { readConfig } from "../../orchestrator/config.ts";
 import { type Service, startService } from "../../app/service.ts";
 import { ADMIN_TOKEN, api, POLICY_DIR, upload } from "./_service.ts";
 import { PRIVATE_POSTGRES_UNAVAILABLE, startPrivatePostgres } from "../db/_private_postgres.ts";
+import { canMountTmpfs, mountTmpfs } from "../_helpers.ts";
 
 const OUTAGE_MS = 5_000;
 
@@ -238,33 +239,6 @@ Deno.test({
     }
   },
 });
-
-/** Mounts a tmpfs of `megabytes` at a new temp dir; undefined when this machine does not allow it. */
-async function mountTmpfs(megabytes: number): Promise<string | undefined> {
-  const dir = await Deno.makeTempDir({ prefix: "flotilla-tmpfs-" });
-  try {
-    const mounted = await new Deno.Command("mount", {
-      args: ["-t", "tmpfs", "-o", `size=${megabytes}m`, "tmpfs", dir],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    if (mounted.success) return dir;
-  } catch {
-    // No mount command.
-  }
-  await Deno.remove(dir);
-  return undefined;
-}
-
-/** Whether a tmpfs can be mounted here: tried once with a small one, unmounted at once. */
-async function canMountTmpfs(): Promise<boolean> {
-  if (Deno.uid() !== 0) return false;
-  const probe = await mountTmpfs(1);
-  if (probe === undefined) return false;
-  await new Deno.Command("umount", { args: [probe] }).output();
-  await Deno.remove(probe);
-  return true;
-}
 
 const TMPFS_POSSIBLE = await canMountTmpfs();
 
