@@ -271,9 +271,9 @@ export async function updateDevices(db: Db, updates: readonly DeviceUpdate[]): P
       entry.seq = update.resetSequence === null ? null : u64(update.resetSequence).toString();
     }
     if (update.sequence !== undefined) {
-      if (entry.seq == null || BigInt(entry.seq) < u64(update.sequence)) {
-        entry.seq = update.sequence.toString();
-      }
+      // Checked first: a device with no sequence yet must not skip the range check.
+      const sequence = u64(update.sequence);
+      if (entry.seq == null || BigInt(entry.seq) < sequence) entry.seq = sequence.toString();
     }
     if (update.digest !== undefined) entry.digest = update.digest;
     if (update.online !== undefined) entry.online = update.online;
