@@ -271,6 +271,7 @@ export async function updateDevices(db: Db, updates: readonly DeviceUpdate[]): P
       entry.seq = update.resetSequence === null ? null : u64(update.resetSequence).toString();
     }
     if (update.sequence !== undefined) {
+      // Checked first: a device with no sequence yet must not skip the range check.
       const sequence = u64(update.sequence);
       if (entry.seq == null || BigInt(entry.seq) < sequence) entry.seq = sequence.toString();
     }

@@ -231,6 +231,7 @@ Deno.test({
           assert.match(await listed.textContent() ?? "", /Sensor firmware 2\.1 to the lab/);
           assert.match(await listed.textContent() ?? "", /sensor-firmware.*2\.1\.0/);
           assert.match(await listed.textContent() ?? "", new RegExp(rolloutId));
+          assert.match(await listed.textContent() ?? "", /Fixes the clock drift\./);
           violations.push(...await axeViolations(page, "Rollouts"));
           await screenshot(page, "rollouts");
           // The artifact now says which rollout uses it.

@@ -63,6 +63,9 @@ export function RolloutsPage() {
                   <td>
                     <a href=${`#/rollouts/${r.id}`}>${label}</a>
                     <div class="mono small">${r.id}</div>
+                    ${r.description
+                      ? html`<div class="description small">${r.description}</div>`
+                      : null}
                   </td>
                   <td>
                     <${ArtifactLabel} artifact=${r.artifact} />

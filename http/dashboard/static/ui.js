@@ -123,7 +123,7 @@ export function Badge({ state }) {
 /** An artifact's name and version, or its digest's start when it has none. */
 export function ArtifactLabel({ artifact, digest }) {
   if (artifact?.name) {
-    return html`<span>${artifact.name} <span class="version">${
+    return html`<span title=${artifact.digest ?? digest}>${artifact.name} <span class="version">${
       artifact.version ?? ""
     }</span></span>`;
   }
