@@ -116,6 +116,7 @@ const ERROR_REF = { $ref: "#/components/schemas/Error" };
 const STARTING =
   "The service is starting, or its database is unavailable: try again after Retry-After";
 const TOO_LARGE_BODY = "The body exceeds FLOTILLA_MAX_JSON_BYTES";
+const STALLED_BODY = "The body stopped arriving: the connection is closed";
 const STALLED = "The body sent nothing for FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS: cut off";
 const DISK_FULL = "The disk is full: nothing was stored";
 
@@ -142,6 +143,7 @@ export function withServiceStatuses<T extends { paths?: Record<string, unknown> 
       if (path !== "/healthz") add("503", STARTING);
       if (value.requestBody) add("408", STALLED);
       if (value.requestBody?.content?.["application/json"]) add("413", TOO_LARGE_BODY);
+      if (value.requestBody) add("408", STALLED_BODY);
       if (method === "post" || method === "delete") add("507", DISK_FULL);
     }
   }

@@ -279,6 +279,7 @@ Deno.test({
           }
           if (op.requestBody?.content?.["application/json"]) {
             assert.ok(statuses.includes("413"), `${name} documents 413`);
+            assert.ok(statuses.includes("408"), `${name} documents 408`);
           }
         }
       }
