@@ -69,6 +69,14 @@ export function createApp(deps: AppDeps) {
 
   const v1 = newApp();
   v1.use("*", authenticate(verifier));
+  v1.use("*", async function namedQuery(c, next) {
+    // Hono drops a query parameter with no name (`?=x`) before validation sees it; no route has
+    // one, so it is refused as any parameter the document does not list.
+    if ([...new URL(c.req.url).searchParams.keys()].includes("")) {
+      throw new ApiError(400, "invalid_request", "Invalid query: a parameter has no name");
+    }
+    await next();
+  });
   v1.use(
     "*",
     bodyIdleTimeout({ ms: deps.uploadIdleTimeoutMs, setting: "FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS" }),

@@ -150,6 +150,17 @@ Deno.test({
         );
       });
 
+      await t.step("a query parameter the document does not list, even with no name", async () => {
+        for (
+          const path of [
+            "/v1/artifacts?limit=1&x=1",
+            `/v1/devices/${device}/rollouts?=null`,
+            "/v1/devices?state=pending&=x",
+            "/v1/rollouts?=",
+          ]
+        ) assertError(await request(service, "GET", path), 400, "invalid_request", /query/);
+      });
+
       await t.step("an unknown state filter lists the states (defect 17)", async () => {
         const bogus = await request(service, "GET", "/v1/devices?state=bogus");
         assertError(bogus, 400, "invalid_request", /"state"/);
