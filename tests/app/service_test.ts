@@ -31,7 +31,7 @@ function config(dataDir: string, env: Record<string, string | undefined> = {}) {
 async function until<T>(
   what: string,
   probe: () => T | undefined | Promise<T | undefined>,
-  ms = 20_000,
+  ms = 60_000, // PGlite opens in-process (~10 s of a blocked event loop on a loaded machine)
 ) {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
