@@ -40,11 +40,22 @@ export interface ArtifactDeps {
   maxBytes: number;
 }
 
+const HOST_NAME = "([A-Za-z0-9-]+\\.)*[A-Za-z0-9-]*[A-Za-z][A-Za-z0-9-]*";
+const OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+const IPV4 = `(${OCTET}\\.){3}${OCTET}`;
+const PORT = "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})";
+
 /** Where a file hosted elsewhere is fetched from. */
 export const ArtifactUrl = z.url({
   protocol: /^https?$/,
   error: "url must be an http or https URL",
-}).max(2048);
+}).max(2048)
+  // Said again as a pattern, so the document states it: http or https, a host name (its last
+  // label not all digits) or an IPv4 address, a port up to 65535, then anything but spaces.
+  .regex(
+    new RegExp(`^[Hh][Tt][Tt][Pp][Ss]?://(${HOST_NAME}|${IPV4})(:${PORT})?([/?#]\\S*)?$`),
+    "url must be an http or https URL",
+  );
 
 /** An artifact's name, e.g. "sensor-firmware". */
 export const ArtifactName = plainText("name", 128).min(1);
@@ -88,7 +99,7 @@ const ArtifactSchema = z.object({
 const RegisterSchema = z.object({
   url: ArtifactUrl,
   digest: Digest,
-  size: z.number().int().nonnegative().optional(),
+  size: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
   name: ArtifactName.optional(),
   version: ArtifactVersion.optional(),
   releaseNotes: ReleaseNotes.optional(),

@@ -321,6 +321,12 @@ Deno.test({
         ops["/readyz"].get.responses["503"].content["application/json"].schema.$ref,
         "#/components/schemas/Readiness",
       );
+      // A bound the server checks is a bound the document states.
+      assert.equal(
+        spec.components.schemas.RegisterArtifact.properties.size.maximum,
+        Number.MAX_SAFE_INTEGER,
+      );
+      assert.ok(spec.components.schemas.RegisterArtifact.properties.url.pattern, "url's scheme");
       const counts = spec.components.schemas.Rollout.properties.counts;
       assert.deepEqual([...counts.required].sort(), [...DEVICE_STATES].sort());
     } finally {
