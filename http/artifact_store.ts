@@ -1,7 +1,7 @@
 /** Artifacts on disk, named by their SHA-256: streamed in, hashed on the way, renamed into place. */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { syncDirectory } from "../io/files.ts";
+import { exists, syncDirectory } from "../io/files.ts";
 
 /** A stored artifact. */
 export interface StoredArtifact {
@@ -181,15 +181,5 @@ export class ArtifactStore {
     this.#cache.set(artifact.digest, bytes);
     this.#cached += bytes.length;
     return bytes;
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
   }
 }

@@ -1,10 +1,10 @@
 /** Bearer-token authentication and role checks for /v1. */
-import { createHash } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
 import {
   type ApiToken,
   describeDatabaseError,
   findApiTokenByHash,
+  hashToken,
   MAX_TOKEN_LENGTH,
   type TokenRole,
   touchApiToken,
@@ -63,7 +63,7 @@ export class TokenVerifier {
   async verify(plaintext: string): Promise<ApiToken | undefined> {
     if (plaintext.length > MAX_TOKEN_LENGTH) return undefined;
     const now = this.#now();
-    const hash = createHash("sha256").update(plaintext).digest("hex");
+    const hash = await hashToken(plaintext);
     let entry = this.#known.get(hash) ?? this.#unknown.get(hash);
     if (!entry || entry.until < now) {
       this.#lookups++;
