@@ -171,9 +171,23 @@ Deno.test({
           "invalid_request",
           /"state".*pending/,
         );
-        const pending = await request(service, "GET", "/v1/devices?state=pending");
-        assert.equal(pending.status, 200);
-        assert.deepEqual(pending.body.items.map((d: { id: string }) => d.id), [device]);
+        // The rollout sends its INITIATE at once and no agent answers it (the response timeout is
+        // 10 minutes): once the device shows `initiated` it stays there for this step, so the
+        // filters are compared against a state that cannot move under them.
+        const deadline = Date.now() + 30_000;
+        const stateOf = async () =>
+          (await request(service, "GET", `/v1/devices/${device}`)).body.history[0]?.state;
+        while (await stateOf() !== "initiated") {
+          assert.ok(Date.now() < deadline, `device state stayed ${await stateOf()}`);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        const ids = async (state: string) => {
+          const reply = await request(service, "GET", `/v1/devices?state=${state}`);
+          assert.equal(reply.status, 200);
+          return reply.body.items.map((d: { id: string }) => d.id);
+        };
+        assert.deepEqual(await ids("initiated"), [device]);
+        assert.deepEqual(await ids("pending"), []);
       });
     } finally {
       await service.close();

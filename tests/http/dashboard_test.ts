@@ -262,6 +262,8 @@ Deno.test({
         assert.equal(await history.textContent(), "Sensor firmware 2.1 to the lab");
         // The artifact by its name and version, once the artifacts are loaded.
         await page.locator("#history tbody tr", { hasText: /sensor-firmware\s*2\.1\.0/ }).waitFor();
+        // The events are their own page of the API, loaded apart from the device.
+        await page.locator("#device-events .type").first().waitFor();
         const events = await page.locator("#device-events .type").allTextContents();
         assert.ok(events.includes("device.activated"), events.join(", "));
         violations.push(...await axeViolations(page, "Device"));
@@ -448,6 +450,8 @@ Deno.test({
         await page.press("#lookup-id", "Enter");
         await page.waitForSelector("#device");
         assert.equal(await page.textContent("#current-digest"), digest);
+        // The history is its own page of /v1/devices/{id}/rollouts, loaded after the device.
+        await page.waitForSelector(`#history a[href="#/rollouts/${id}"]`);
         assert.equal(await page.locator(`#history a[href="#/rollouts/${id}"]`).count(), 1);
       });
 
