@@ -20,6 +20,11 @@ export interface RolloutEngineOptions {
   policy: Policy;
   /** Target device ids in rollout order; stage k covers the first ceil(percent_k% × n). */
   devices: readonly string[];
+  /**
+   * How many of `devices`, at the end, joined after creation (a dynamic rollout restored): they
+   * belong to the last stage and move no stage boundary. Default 0.
+   */
+  joined?: number;
   clock: Clock;
   ports: RolloutPorts;
   /** Uniform [0, 1) for backoff jitter; default `Math.random`. Seed it for reproducible runs. */
@@ -49,6 +54,8 @@ export interface EngineHooks {
 
 /** An engine's parts, wired, with what it was given. */
 export interface Assembled extends EngineParts {
+  /** The target list, which grows as devices join (dynamic targets). */
+  devices: string[];
   reactions: ReactionOptions;
   clock: Clock;
   ports: RolloutPorts;
@@ -59,8 +66,13 @@ export interface Assembled extends EngineParts {
 
 /** Builds and wires the parts of an engine; restores them from `hooks.restoring` if given. */
 export function assemble(options: RolloutEngineOptions, hooks: EngineHooks): Assembled {
-  const { id, policy, devices, clock, ports } = options;
-  checkDevices(devices);
+  const { id, policy, clock, ports } = options;
+  checkDevices(options.devices);
+  const devices = [...options.devices];
+  const joined = options.joined ?? 0;
+  if (!Number.isInteger(joined) || joined < 0 || joined >= Math.max(1, devices.length)) {
+    throw new RangeError(`Invalid joined count ${joined} for ${devices.length} devices`);
+  }
   const restoring = hooks.restoring;
   if (restoring && restoring.rollout !== id) {
     throw new RangeError(
@@ -69,7 +81,7 @@ export function assemble(options: RolloutEngineOptions, hooks: EngineHooks): Ass
   }
   const table = new DeviceTable(
     devices.length,
-    stageEnds(policy.stages.map((s) => s.percent), devices.length),
+    stageEnds(policy.stages.map((s) => s.percent), devices.length, { joined }),
   );
   const skip = new Set(options.skip ?? []);
   if (skip.size > 0) {

@@ -12,8 +12,9 @@ const NO_STATUS = -1;
 
 /** The per-device arrays and counters of one rollout; the one place a device's token is held. */
 export class DeviceTable {
-  readonly size: number;
-  readonly ends: readonly number[];
+  #size: number;
+  /** The last stage's end moves as devices join (dynamic targets); the others never do. */
+  #ends: number[];
   #state: Uint8Array;
   #attempt: Uint8Array;
   #lastStatus: Int16Array;
@@ -23,8 +24,8 @@ export class DeviceTable {
   #attempts: number[] = [];
 
   constructor(size: number, ends: readonly number[]) {
-    this.size = size;
-    this.ends = ends;
+    this.#size = size;
+    this.#ends = [...ends];
     this.#state = new Uint8Array(size);
     this.#attempt = new Uint8Array(size);
     this.#lastStatus = new Int16Array(size).fill(NO_STATUS);
@@ -35,6 +36,48 @@ export class DeviceTable {
     ends.forEach((end, stage) => {
       this.#stageCounts[stage * STATES] = end - (ends[stage - 1] ?? 0);
     });
+  }
+
+  /** Devices in the table. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** End index (exclusive) of each stage. */
+  get ends(): readonly number[] {
+    return this.#ends;
+  }
+
+  /**
+   * Adds a device at the end, in the last stage (a dynamic rollout's new match): `pending`, or
+   * `skipped` when it already runs the artifact. Its index; the arrays grow by doubling.
+   */
+  append(state: "pending" | "skipped"): number {
+    const index = this.#size;
+    if (index === this.#state.length) this.#grow(Math.max(16, index * 2));
+    this.#size++;
+    const last = this.#ends.length - 1;
+    this.#ends[last] = this.#size;
+    const code = STATE_CODE[state];
+    this.#state[index] = code;
+    this.#counts[code]!++;
+    this.#stageCounts[last * STATES + code]!++;
+    return index;
+  }
+
+  #grow(capacity: number): void {
+    const state = new Uint8Array(capacity);
+    state.set(this.#state);
+    this.#state = state;
+    const attempt = new Uint8Array(capacity);
+    attempt.set(this.#attempt);
+    this.#attempt = attempt;
+    const lastStatus = new Int16Array(capacity).fill(NO_STATUS);
+    lastStatus.set(this.#lastStatus);
+    this.#lastStatus = lastStatus;
+    const tokens = new Uint8Array(capacity * TOKEN_BYTES);
+    tokens.set(this.#tokens);
+    this.#tokens = tokens;
   }
 
   state(index: number): DeviceState {

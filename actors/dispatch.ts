@@ -51,9 +51,13 @@ export class Dispatcher {
     else if (type === "rollout.paused") this.clearRateTimer();
   }
 
-  /** Does the sending work `phase` allows: INITIATEs when dispatching, else ACTIVATEs; true if any. */
+  /**
+   * Does the sending work `phase` allows: INITIATEs when dispatching, else ACTIVATEs (and
+   * INITIATEs to devices that joined the stage since it dispatched); true if any.
+   */
   pump(phase: RolloutPhase, stage: number, hooks: PumpHooks): boolean {
-    return phase === "dispatching" ? this.#initiate(stage, hooks) : this.#activate(stage, hooks);
+    if (phase === "dispatching") return this.#initiate(stage, hooks);
+    return this.#activate(stage, hooks) || this.#initiate(stage, hooks);
   }
 
   /**
@@ -63,7 +67,7 @@ export class Dispatcher {
   stageDone(phase: RolloutPhase, stage: number, at: number): RolloutMachineEvent | null {
     const { table, policy } = this.#options;
     const end = table.ends[stage]!;
-    if ((phase === "dispatching" ? this.cursor : this.activationCursor) < end) return null;
+    if (this.cursor < end || (phase === "activating" && this.activationCursor < end)) return null;
     if (
       phase === "dispatching" && policy.activation === "stage" &&
       table.stageCount(stage, "received") > 0

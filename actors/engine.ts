@@ -163,6 +163,37 @@ export class RolloutEngine {
     return this.#canSend() ? resendPendingActivations(this.#parts.reactions) : 0;
   }
 
+  /**
+   * Whether a device can still join (dynamic targets): the rollout is not over and its last stage
+   * has not finished dispatching (baking, waiting for approval, or paused in either).
+   */
+  get joinable(): boolean {
+    const supervisor = this.#supervisor;
+    if (supervisor.over || this.#halt) return false;
+    if (supervisor.context.stage < this.policy.stages.length - 1) return true;
+    const phase = supervisor.resumesTo ?? this.phase;
+    return phase !== "baking" && phase !== "waiting_approval";
+  }
+
+  /**
+   * Adds a device that came to match the targets to the last stage (`skipped`: it already runs
+   * the artifact); it is started when that stage dispatches, at once if it does now. Its index.
+   * RolloutCommandError when not {@linkcode joinable}; RangeError for a device already in it.
+   */
+  join(device: string, options: { skipped?: boolean } = {}): number {
+    if (!this.joinable) throw new RolloutCommandError("finished", "join", this.state);
+    if (typeof device !== "string" || device === "") {
+      throw new TypeError(`Expected a non-empty device id: got ${String(device)}`);
+    }
+    if (this.#parts.devices.includes(device)) {
+      throw new RangeError(`Cannot join device "${device}": it is in the rollout already`);
+    }
+    const index = this.#table.append(options.skipped ? "skipped" : "pending");
+    this.#parts.devices.push(device);
+    if (this.#started) this.#settle();
+    return index;
+  }
+
   /** Stops new work (new devices, retries, ACTIVATEs) until `resume()`. */
   pause(): void {
     if (!this.#supervisor.active) this.#refuse("not_running", "pause");

@@ -3,6 +3,7 @@
 /** Why a command was refused. */
 export type RolloutCommandErrorCode =
   | "not_started"
+  | "scheduled"
   | "already_started"
   | "not_running"
   | "not_paused"

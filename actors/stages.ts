@@ -2,11 +2,22 @@
 
 /**
  * End index (exclusive) of each stage: stage k covers the first ceil(percent_k% × n) devices, so
- * stage k's own devices are those from the previous stage's end to its end.
+ * stage k's own devices are those from the previous stage's end to its end. The last `joined` of
+ * the n devices joined later (dynamic targets): they belong to the last stage and move no boundary.
  */
-export function stageEnds(percents: readonly number[], n: number): number[] {
+export function stageEnds(
+  percents: readonly number[],
+  n: number,
+  options: { joined?: number } = {},
+): number[] {
+  const joined = options.joined ?? 0;
+  const split = n - joined;
   // Rounded first so 1% of 300 is 3, not ceil(3.0000000000000004) = 4.
-  return percents.map((percent) => Math.min(n, Math.ceil(round9((percent * n) / 100))));
+  const ends = percents.map((percent) =>
+    Math.min(split, Math.ceil(round9((percent * split) / 100)))
+  );
+  if (joined > 0 && ends.length > 0) ends[ends.length - 1] = n;
+  return ends;
 }
 
 function round9(value: number): number {

@@ -81,8 +81,12 @@ export function isFinalDevice(state: DeviceState): boolean {
   return (FINAL_DEVICE_STATES as readonly DeviceState[]).includes(state);
 }
 
-/** States a rollout can be in, stored and shown; the same words the simulator prints. */
+/**
+ * States a rollout can be in, stored and shown; the same words the simulator prints. `scheduled`:
+ * created with a start time still to come; nothing is sent until then.
+ */
 export const ROLLOUT_STATES = [
+  "scheduled",
   "running",
   "paused",
   "waiting_approval",
@@ -94,8 +98,12 @@ export const ROLLOUT_STATES = [
 /** A rollout's state. */
 export type RolloutState = typeof ROLLOUT_STATES[number];
 
-/** States of a rollout the engine still drives, and resumes after a restart. */
+/**
+ * States of a rollout the engine still drives (or will, once its start time comes): its devices are
+ * taken, and a restart resumes it.
+ */
 export const ACTIVE_ROLLOUT_STATES = [
+  "scheduled",
   "running",
   "paused",
   "waiting_approval",

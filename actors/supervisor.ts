@@ -88,6 +88,15 @@ export class Supervisor {
     return this.#phase;
   }
 
+  /** The phase a paused rollout goes back to on resume (its history state), or null. */
+  get resumesTo(): RolloutPhase | null {
+    if (this.phase !== "paused") return null;
+    const nodes = Object.values(this.#actor.getSnapshot().historyValue ?? {}).flat();
+    // Each state's key is its phase: `rollout.active.baking` resumes baking.
+    const key = (nodes[0] as { id?: string } | undefined)?.id?.split(".").at(-1);
+    return ROLLOUT_PHASES.find((phase) => phase === key) ?? "dispatching";
+  }
+
   get context(): RolloutContext {
     return this.#actor.getSnapshot().context;
   }

@@ -95,6 +95,19 @@ export async function registerDevices(
   return { created: rows.length, skipped: batch.length - rows.length };
 }
 
+/** Replaces a device's tags; the updated device, or undefined if there is none. */
+export async function setDeviceTags(
+  db: Db,
+  id: string,
+  tags: Record<string, string>,
+): Promise<Device | undefined> {
+  const [row] = await guard(
+    db.update(devices).set({ tags }).where(eq(devices.id, id)).returning(),
+    "Cannot set device tags",
+  );
+  return row;
+}
+
 /** The device with this id, or undefined. */
 export async function getDevice(db: Db, id: string): Promise<Device | undefined> {
   const [row] = await guard(

@@ -35,6 +35,7 @@ export {
   registerDevices,
   resetPresence,
   selectDeviceIds,
+  setDeviceTags,
   updateDevices,
 } from "./devices.ts";
 export {
@@ -53,9 +54,13 @@ export {
   countRolloutsByState,
   createRollout,
   getRollout,
+  type JoinedDevice,
+  joinRollout,
+  leaveRollout,
   listActiveRollouts,
   listRollouts,
   type ListRolloutsOptions,
+  moveRollout,
   type NewRollout,
   type Rollout,
   type RolloutPatch,

@@ -38,6 +38,8 @@ export interface NewRollout {
   /** The devices in rollout order, each once; every one must be registered. */
   deviceIds: readonly string[];
   state?: RolloutState;
+  /** When a `scheduled` rollout starts by itself. */
+  startAt?: Date | null;
   snapshot?: unknown;
   /** An artifact to record in the same transaction, so a refused rollout leaves none behind. */
   registerArtifact?: NewArtifact;
@@ -199,4 +201,104 @@ export async function countRolloutsByState(db: Db): Promise<Record<string, numbe
     "Cannot count rollouts",
   );
   return Object.fromEntries(rows.map((row) => [row.state, row.n]));
+}
+
+/**
+ * Moves a rollout from state `from` to `to`, guarded by what it expects: the updated row, or
+ * undefined when it was not in `from` (someone else moved it first) or does not exist.
+ */
+export async function moveRollout(
+  db: Db,
+  id: string,
+  move: { from: RolloutState; to: RolloutState },
+): Promise<Rollout | undefined> {
+  const [row] = await guard(
+    db.update(rollouts)
+      .set({ state: move.to, updatedAt: sql`now()` })
+      .where(and(eq(rollouts.id, id), eq(rollouts.state, move.from)))
+      .returning(),
+    "Cannot update rollout",
+  );
+  return row;
+}
+
+/** A device's place in a rollout it joined. */
+export interface JoinedDevice {
+  position: number;
+  /** It already runs the rollout's artifact: `skipped`, never contacted. */
+  skipped: boolean;
+}
+
+/**
+ * Adds a device at the end of an active rollout (a dynamic rollout's new match): a `pending` row,
+ * or `skipped` when it already runs the artifact, and the rollout's counts, in one transaction.
+ * Null, and nothing written, when the device is in an active rollout already (this one included)
+ * or the rollout is no longer active.
+ */
+export async function joinRollout(
+  db: Db,
+  rolloutId: string,
+  deviceId: string,
+): Promise<JoinedDevice | null> {
+  return await guard(
+    db.transaction(async (tx) => {
+      // Serialized with creations, so a device is never taken by two active rollouts.
+      await tx.execute(sql`select pg_advisory_xact_lock(${CREATE_LOCK})`);
+      const active = sql.join(ACTIVE_ROLLOUT_STATES.map((s) => sql`${s}`), sql`, `);
+      const busy = rowsOf(
+        await tx.execute(sql`
+          select 1 from ${rolloutDevices} rd join ${rollouts} r on r.id = rd.rollout_id
+          where rd.device_id = ${deviceId}::uuid and r.state in (${active}) limit 1`),
+      );
+      if (busy.length > 0) return null;
+      const [rollout] = await tx.update(rollouts)
+        .set({
+          deviceCount: sql`${rollouts.deviceCount} + 1`,
+          joined: sql`${rollouts.joined} + 1`,
+          updatedAt: sql`now()`,
+        })
+        .where(and(eq(rollouts.id, rolloutId), inArray(rollouts.state, [...ACTIVE_ROLLOUT_STATES])))
+        .returning({ position: rollouts.deviceCount, digest: rollouts.artifactDigest });
+      if (!rollout) return null;
+      const [device] = await tx.select({ digest: devices.currentDigest }).from(devices)
+        .where(eq(devices.id, deviceId));
+      if (!device) return null;
+      const skipped = device.digest === rollout.digest;
+      const position = rollout.position - 1;
+      await tx.insert(rolloutDevices).values({
+        rolloutId,
+        deviceId,
+        position,
+        state: skipped ? SKIPPED : PENDING,
+      });
+      return { position, skipped };
+    }),
+    "Cannot join rollout",
+  );
+}
+
+/**
+ * Undoes {@linkcode joinRollout} for the rollout's last device, when its engine would not take it
+ * after all (the rollout finished meanwhile); false if that device is not its last.
+ */
+export async function leaveRollout(db: Db, rolloutId: string, deviceId: string): Promise<boolean> {
+  return await guard(
+    db.transaction(async (tx) => {
+      const [rollout] = await tx.update(rollouts)
+        .set({ deviceCount: sql`${rollouts.deviceCount} - 1`, joined: sql`${rollouts.joined} - 1` })
+        .where(and(
+          eq(rollouts.id, rolloutId),
+          sql`${rollouts.joined} > 0`,
+          sql`exists (select 1 from ${rolloutDevices} rd where rd.rollout_id = ${rolloutId}::uuid
+            and rd.device_id = ${deviceId}::uuid and rd.position = ${rollouts.deviceCount} - 1)`,
+        ))
+        .returning({ id: rollouts.id });
+      if (!rollout) return false;
+      await tx.delete(rolloutDevices).where(
+        and(eq(rolloutDevices.rolloutId, rolloutId), eq(rolloutDevices.deviceId, deviceId)),
+      );
+      return true;
+    }),
+    "Cannot leave rollout",
+  );
 }

@@ -109,6 +109,13 @@ export const rollouts = pgTable("rollouts", {
   /** The selector the operator gave, kept as written. */
   targets: jsonb().$type<Record<string, unknown>>().notNull(),
   deviceCount: integer().notNull(),
+  /**
+   * Devices of deviceCount that joined after creation (a dynamic rollout's targets): the last ones
+   * by position, all in the last stage, so the stages split the first deviceCount - joined.
+   */
+  joined: integer().notNull().default(0),
+  /** When a rollout created `scheduled` starts by itself; null for one that started at creation. */
+  startAt: timestamp({ withTimezone: true }),
   haltReason: text(),
   haltDevice: uuid(),
   /** The engine's rollout-level state, for crash recovery. */
@@ -121,6 +128,7 @@ export const rollouts = pgTable("rollouts", {
   check("rollouts_digest_hex", sha256Hex("artifact_digest")),
   check("rollouts_policy_sha256_hex", sha256Hex("policy_sha256")),
   check("rollouts_stage_nonnegative", sql.raw("stage >= 0")),
+  check("rollouts_joined_within_devices", sql.raw("joined between 0 and device_count")),
 ]);
 
 /**

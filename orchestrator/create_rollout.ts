@@ -13,7 +13,7 @@ import {
   selectDeviceIds,
 } from "../db/mod.ts";
 import { stageEnds } from "../actors/mod.ts";
-import { type LoadedPolicy, PolicyError, validatePolicy } from "../policies/mod.ts";
+import { type LoadedPolicy, parseStartAt, PolicyError, validatePolicy } from "../policies/mod.ts";
 import { InsufficientHeapError } from "./heap_budget.ts";
 import type { Orchestrator } from "./orchestrator.ts";
 import type { PolicyRegistry } from "./policy_registry.ts";
@@ -27,7 +27,10 @@ export type RolloutRefusal =
   | "no_devices"
   | "invalid_targets"
   | "devices_busy"
-  | "insufficient_memory";
+  | "insufficient_memory"
+  | "invalid_start_at"
+  | "start_in_past"
+  | "dynamic_ids";
 
 /** A rollout that cannot be created as asked; nothing was written. */
 export class RolloutRefusedError extends Error {
@@ -60,6 +63,8 @@ export interface NewRolloutInput {
   /** Optional words for operators. */
   name?: string;
   description?: string;
+  /** ISO 8601 time with an offset to start at; overrides the policy's `startAt`. */
+  startAt?: string;
 }
 
 /** What creating a rollout needs. */
@@ -78,6 +83,13 @@ export async function startRollout(
 ): Promise<Rollout> {
   const { db, orchestrator } = deps;
   const loaded = resolvePolicy(deps.policies, input.policy);
+  const startAt = resolveStartAt(input.startAt ?? loaded.policy.startAt, orchestrator.now());
+  if (loaded.policy.dynamic && "ids" in input.targets) {
+    throw new RolloutRefusedError(
+      "dynamic_ids",
+      'A dynamic policy needs "tags" or "all" targets: "ids" name a fixed set of devices, which no device can come to match',
+    );
+  }
   const stored = await getArtifact(db, input.artifact.digest);
   if (!stored && input.artifact.url === undefined) {
     throw new RolloutRefusedError(
@@ -104,6 +116,7 @@ export async function startRollout(
       actor: input.actor,
       name: input.name,
       description: input.description,
+      startAt,
     });
   } catch (error) {
     if (error instanceof ConflictError) {
@@ -148,6 +161,26 @@ export async function previewRollout(
       devices: ends[i]! - (i === 0 ? 0 : ends[i - 1]!),
     })),
   };
+}
+
+/** A start time's clock time, or null; refused when malformed or already past at `now`. */
+function resolveStartAt(text: string | undefined, now: number): number | null {
+  if (text === undefined) return null;
+  let at: number;
+  try {
+    at = parseStartAt(text);
+  } catch (error) {
+    throw new RolloutRefusedError("invalid_start_at", (error as Error).message);
+  }
+  if (at < now) {
+    throw new RolloutRefusedError(
+      "start_in_past",
+      `Cannot schedule rollout: start time "${text}" is in the past (it is now ${
+        new Date(now).toISOString()
+      })`,
+    );
+  }
+  return at;
 }
 
 function resolvePolicy(

@@ -1,14 +1,22 @@
 /** Every live rollout of this service: creation, operator commands, RESPONSE routing, recovery. */
-import { type Clock, type RolloutSnapshot, snapshotFromRows } from "../actors/mod.ts";
+import {
+  type Clock,
+  RolloutCommandError,
+  type RolloutSnapshot,
+  snapshotFromRows,
+} from "../actors/mod.ts";
 import {
   createRollout,
   type Db,
   describeDatabaseError,
   type GroupCommitWriter,
+  joinRollout,
+  leaveRollout,
   listActiveRollouts,
   listRolloutDeviceIds,
   loadPublicKeys,
   loadStartedRolloutDevices,
+  moveRollout,
   type Rollout,
   SKIPPED,
 } from "../db/mod.ts";
@@ -48,15 +56,25 @@ export interface RolloutRequest {
   /** Optional words for operators. */
   name?: string | null;
   description?: string | null;
+  /** Clock time to start at: a later one creates the rollout `scheduled` until then. */
+  startAt?: number | null;
 }
 
 /** What starting a runner takes. */
 interface RunStart {
   deviceIds: readonly string[];
   skipped: readonly string[];
+  /** How many of `deviceIds`, at the end, joined after creation. */
+  joined: number;
   policy: Policy;
   link: ServerLink;
   snapshot?: RolloutSnapshot;
+}
+
+/** A device as a dynamic rollout's targets see it. */
+export interface OfferedDevice {
+  id: string;
+  tags: Record<string, string>;
 }
 
 /** An operator command. */
@@ -68,6 +86,13 @@ const MAX_EARLY_RESPONSES = 100_000;
 
 // A finished rollout's runner stays a while, so late confirmations still update devices' digests.
 const FINISHED_GRACE_MS = 10 * 60_000;
+
+// A timer waits at most this long (a longer delay overflows JavaScript timers); a scheduled start
+// further off re-arms until its time.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+// A scheduled start the database refused (unavailable) is tried again after this long.
+const START_RETRY_MS = 5_000;
 
 /** Runs rollouts. */
 export class Orchestrator {
@@ -81,6 +106,15 @@ export class Orchestrator {
   readonly #maxEarly: number;
   readonly #runners = new Map<string, RolloutRunner>();
   readonly #byDevice = new Map<string, RolloutRunner>();
+  /** Rollouts created `scheduled`, by id, with the timer that starts them. */
+  readonly #scheduled = new Map<string, { row: Rollout; timer: unknown }>();
+  /** The targets of every dynamic rollout this process runs or has scheduled, by id. */
+  readonly #dynamic = new Map<string, Record<string, unknown>>();
+  /**
+   * Scheduled starts, cancels of scheduled rollouts, and joins run one at a time: a start sees
+   * every device that joined before it, and a join an engine refuses is its rollout's last row.
+   */
+  #serial: Promise<unknown> = Promise.resolve();
   /** Public keys as stored (base64): a string costs ~64 bytes, a Uint8Array with its buffer ~230. */
   readonly #keys = new Map<string, string>();
   #link: ServerLink | undefined;
@@ -102,6 +136,16 @@ export class Orchestrator {
   /** RESPONSEs dropped because the recovery buffer was full. */
   get earlyDropped(): number {
     return this.#earlyDropped;
+  }
+
+  /** The orchestrator's clock time: what a rollout's start time is measured against. */
+  now(): number {
+    return this.#clock.now();
+  }
+
+  /** Resolves once the scheduled starts and joins queued so far are done. */
+  async idle(): Promise<void> {
+    await this.#serial.catch(() => {});
   }
 
   /** Connects the server link; rollouts can run from then on. */
@@ -196,12 +240,19 @@ export class Orchestrator {
     return totals;
   }
 
-  /** Creates a rollout (one transaction) and starts it. */
+  /**
+   * Creates a rollout (one transaction) and starts it, or, when its start time is still to come,
+   * leaves it `scheduled` and starts it then.
+   */
   async create(request: RolloutRequest): Promise<Rollout> {
     const link = this.#requireLink();
     checkHeapRoom(request.deviceIds.length, this.#heap());
     const { policy, provenance } = request.loaded;
+    const startAt = request.startAt ?? null;
+    const scheduled = startAt !== null && startAt > this.#clock.now();
     const row = await createRollout(this.#db, {
+      state: scheduled ? "scheduled" : undefined,
+      startAt: scheduled ? new Date(startAt) : null,
       name: request.name ?? null,
       description: request.description ?? null,
       createdBy: request.actor,
@@ -217,8 +268,8 @@ export class Orchestrator {
         ? { digest: request.artifact.digest, url: request.artifact.url }
         : undefined,
     });
-    const skipped = await this.#skipped(row.id);
-    await this.#prepare(request.deviceIds);
+    const skipped = scheduled ? [] : await this.#skipped(row.id);
+    if (!scheduled) await this.#prepare(request.deviceIds);
     await this.#writer.enqueue({
       kind: "event",
       event: {
@@ -234,15 +285,23 @@ export class Orchestrator {
           dirty: provenance.dirty,
           source: provenance.source,
           artifact: request.artifact.digest,
+          startAt: row.startAt?.toISOString() ?? null,
+          dynamic: policy.dynamic ?? false,
         },
       },
     });
-    this.#run(row, { deviceIds: request.deviceIds, skipped, policy, link });
+    if (scheduled) this.#schedule(row);
+    else this.#run(row, { deviceIds: request.deviceIds, skipped, joined: 0, policy, link });
     return row;
   }
 
   /** Applies an operator command; RolloutCommandError when it does not apply now. */
   async command(id: string, command: RolloutCommand, actor: string): Promise<boolean> {
+    if (this.#scheduled.has(id)) {
+      // Only cancel applies before the start: there is nothing to pause, resume or promote yet.
+      if (command !== "cancel") throw new RolloutCommandError("scheduled", command, "scheduled");
+      if (await this.#serially(() => this.#cancelScheduled(id, actor))) return true;
+    }
     const runner = this.#runners.get(id);
     if (!runner) return false;
     runner.command(command);
@@ -259,6 +318,13 @@ export class Orchestrator {
     const rows = await listActiveRollouts(this.#db);
     let resumed = 0;
     for (const row of rows) {
+      if (row.state === "scheduled") {
+        // One whose time passed while the node was down starts now; the others wait for theirs.
+        this.#schedule(row);
+        resumed++;
+        this.#log(`rollout ${row.id}: scheduled for ${row.startAt?.toISOString()}`);
+        continue;
+      }
       const deviceIds = await listRolloutDeviceIds(this.#db, row.id);
       const started = await loadStartedRolloutDevices(this.#db, row.id);
       const policy = row.policy as unknown as Policy;
@@ -272,7 +338,7 @@ export class Orchestrator {
         });
         await this.#prepare(deviceIds);
         const skipped = started.filter((d) => d.state === SKIPPED).map((d) => d.deviceId);
-        this.#run(row, { deviceIds, skipped, policy, link, snapshot });
+        this.#run(row, { deviceIds, skipped, joined: row.joined, policy, link, snapshot });
       } catch (error) {
         // One rollout that cannot be restored must not keep the others, or the service, down.
         this.#log(
@@ -296,8 +362,28 @@ export class Orchestrator {
     return resumed;
   }
 
+  /**
+   * Offers a device just registered or re-tagged to the dynamic rollouts whose targets it now
+   * matches: it joins the oldest that still takes devices (in its last stage, or `skipped` if it
+   * runs that rollout's artifact already). The rollout's id, or null when none took it.
+   */
+  async offer(device: OfferedDevice): Promise<string | null> {
+    if (this.#dynamic.size === 0) return null;
+    try {
+      return await this.#serially(() => this.#offer(device));
+    } catch (error) {
+      // The device stays registered; only its joining failed.
+      this.#log(
+        `device ${device.id}: cannot join a dynamic rollout: ${describeDatabaseError(error)}`,
+      );
+      return null;
+    }
+  }
+
   /** Stops every runner without changing any rollout, and waits for sends under way. */
   async close(): Promise<void> {
+    for (const { timer } of this.#scheduled.values()) this.#clock.clearTimeout(timer);
+    this.#scheduled.clear();
     await Promise.all([...this.#runners.values()].map((runner) => runner.stop()));
   }
 
@@ -319,12 +405,139 @@ export class Orchestrator {
     return rows.filter((d) => d.state === SKIPPED).map((d) => d.deviceId);
   }
 
+  /** Runs `task` after every scheduled start, cancel and join queued before it. */
+  #serially<T>(task: () => Promise<T>): Promise<T> {
+    const done = this.#serial.catch(() => {}).then(task);
+    this.#serial = done;
+    return done;
+  }
+
+  /** Arms the timer that starts a scheduled rollout at its time (at once if that has passed). */
+  #schedule(row: Rollout, retry = false): void {
+    const at = row.startAt?.getTime() ?? this.#clock.now();
+    const entry = { row, timer: null as unknown };
+    const arm = () => {
+      const wait = retry ? START_RETRY_MS : at - this.#clock.now();
+      retry = false;
+      if (wait <= 0) {
+        entry.timer = null;
+        this.#serially(() => this.#begin(row.id)).catch(() => {});
+        return;
+      }
+      entry.timer = this.#clock.setTimeout(arm, Math.min(wait, MAX_TIMER_MS));
+    };
+    this.#scheduled.set(row.id, entry);
+    if ((row.policy as Policy).dynamic) this.#dynamic.set(row.id, row.targets);
+    arm();
+  }
+
+  /** Starts a scheduled rollout whose time came, with every device that joined meanwhile. */
+  async #begin(id: string): Promise<void> {
+    const entry = this.#scheduled.get(id);
+    // Cancelled meanwhile, or the timer of an entry since replaced.
+    if (!entry || entry.timer !== null) return;
+    let row: Rollout | undefined;
+    try {
+      row = await moveRollout(this.#db, id, { from: "scheduled", to: "running" });
+    } catch (error) {
+      this.#log(
+        `rollout ${id}: cannot start at its scheduled time, retrying: ${
+          describeDatabaseError(error)
+        }`,
+      );
+      this.#schedule(entry.row, true);
+      return;
+    }
+    this.#scheduled.delete(id);
+    // Moved by someone else first: nothing of it runs here.
+    if (!row) return;
+    try {
+      const deviceIds = await listRolloutDeviceIds(this.#db, id);
+      const skipped = await this.#skipped(id);
+      await this.#prepare(deviceIds);
+      const policy = row.policy as unknown as Policy;
+      this.#run(row, { deviceIds, skipped, joined: row.joined, policy, link: this.#requireLink() });
+      this.#log(`rollout ${id}: started at its scheduled time (${deviceIds.length} devices)`);
+    } catch (error) {
+      // Stored as running: the next start of the service resumes it from the start.
+      this.#dynamic.delete(id);
+      this.#log(
+        `rollout ${id}: cannot start, left as "running" for recovery: ${
+          describeDatabaseError(error)
+        }`,
+      );
+    }
+  }
+
+  /** Cancels a scheduled rollout: nothing was ever sent; false if it is not scheduled any more. */
+  async #cancelScheduled(id: string, actor: string): Promise<boolean> {
+    const entry = this.#scheduled.get(id);
+    if (!entry) return false;
+    const row = await moveRollout(this.#db, id, { from: "scheduled", to: "cancelled" });
+    this.#clock.clearTimeout(entry.timer);
+    this.#scheduled.delete(id);
+    this.#dynamic.delete(id);
+    if (!row) return false;
+    await this.#writer.enqueue({
+      kind: "event",
+      event: { rolloutId: id, type: "operator.cancel", actor, data: {} },
+    });
+    await this.#writer.enqueue({
+      kind: "event",
+      event: { rolloutId: id, type: "rollout.cancelled", data: { scheduled: true } },
+    });
+    this.#log(`rollout ${id}: cancelled before its scheduled start`);
+    return true;
+  }
+
+  async #offer(device: OfferedDevice): Promise<string | null> {
+    // Rollout ids are UUIDv7: in id order, the oldest first.
+    for (const [id, targets] of [...this.#dynamic].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      if (!matches(targets, device.tags)) continue;
+      const runner = this.#runners.get(id);
+      if (runner && (runner.has(device.id) || !runner.engine.joinable)) continue;
+      if (!runner && !this.#scheduled.has(id)) continue;
+      const joined = await joinRollout(this.#db, id, device.id);
+      if (!joined) continue;
+      if (runner) {
+        await this.#prepare([device.id]);
+        try {
+          runner.join(device.id, joined);
+        } catch (error) {
+          if (!(error instanceof RolloutCommandError)) throw error;
+          // It finished its last stage meanwhile: it stays as it is, without this device.
+          await leaveRollout(this.#db, id, device.id);
+          continue;
+        }
+        this.#byDevice.set(device.id, runner);
+      }
+      await this.#writer.enqueue({
+        kind: "event",
+        event: {
+          rolloutId: id,
+          deviceId: device.id,
+          type: "rollout.device.joined",
+          data: { ...joined },
+        },
+      });
+      this.#log(
+        `device ${device.id}: joined dynamic rollout ${id}${
+          joined.skipped ? " (skipped: it runs the artifact already)" : ""
+        }`,
+      );
+      return id;
+    }
+    return null;
+  }
+
   #run(row: Rollout, start: RunStart): void {
     const { deviceIds, policy, link, snapshot } = start;
+    if (policy.dynamic) this.#dynamic.set(row.id, row.targets);
     const runner = new RolloutRunner({
       id: row.id,
       policy,
       devices: deviceIds,
+      joined: start.joined,
       artifact: { url: row.artifactUrl, digest: row.artifactDigest },
       writer: this.#writer,
       link,
@@ -345,9 +558,18 @@ export class Orchestrator {
   #forget(runner: RolloutRunner): void {
     if (this.#runners.get(runner.id) !== runner) return;
     this.#runners.delete(runner.id);
+    this.#dynamic.delete(runner.id);
     for (const id of runner.devices) {
       if (this.#byDevice.get(id) === runner) this.#byDevice.delete(id);
     }
     runner.stop().catch(() => {});
   }
+}
+
+/** Whether a device with these tags is one the targets select (`all`, or every tag given). */
+function matches(targets: Record<string, unknown>, tags: Record<string, string>): boolean {
+  if (targets.all === true) return true;
+  const wanted = targets.tags as Record<string, string> | undefined;
+  return wanted !== undefined &&
+    Object.entries(wanted).every(([key, value]) => tags[key] === value);
 }

@@ -31,6 +31,8 @@ export interface RolloutRunnerOptions {
   policy: Policy;
   /** Target device ids in rollout order (position = index). */
   devices: readonly string[];
+  /** How many of `devices`, at the end, joined after creation (dynamic targets). */
+  joined?: number;
   artifact: { url: string; digest: string };
   writer: GroupCommitWriter;
   link: ServerLink;
@@ -54,7 +56,7 @@ const HEAD_EVERY_MS = 250;
 export class RolloutRunner {
   readonly id: string;
   readonly engine: RolloutEngine;
-  readonly devices: readonly string[];
+  readonly #devices: string[];
   readonly #positions = new Map<string, number>();
   readonly #lastStatus = new Map<string, number>();
   readonly #writer: GroupCommitWriter;
@@ -79,7 +81,7 @@ export class RolloutRunner {
 
   constructor(options: RolloutRunnerOptions) {
     this.id = options.id;
-    this.devices = options.devices;
+    this.#devices = [...options.devices];
     options.devices.forEach((id, index) => this.#positions.set(id, index));
     this.#writer = options.writer;
     this.#link = options.link;
@@ -99,6 +101,7 @@ export class RolloutRunner {
       id: options.id,
       policy: options.policy,
       devices: options.devices,
+      joined: options.joined,
       clock: options.clock,
       snapshot: options.snapshot,
       token: options.token,
@@ -109,6 +112,35 @@ export class RolloutRunner {
         event: (event) => this.#onEvent(event),
       },
     });
+  }
+
+  /** Target device ids in rollout order, joined ones last. */
+  get devices(): readonly string[] {
+    return this.#devices;
+  }
+
+  /** Whether the device is one of this rollout's. */
+  has(device: string): boolean {
+    return this.#positions.has(device);
+  }
+
+  /**
+   * Adds a device whose row `joinRollout()` wrote at `position` (dynamic targets): it is
+   * started when the last stage dispatches, at once if it does now. RolloutCommandError when the
+   * engine takes no device any more.
+   */
+  join(device: string, joined: { position: number; skipped: boolean }): void {
+    // Known first: the engine may send to it, and record its row, before join() returns.
+    this.#positions.set(device, joined.position);
+    try {
+      this.engine.join(device, { skipped: joined.skipped });
+    } catch (error) {
+      this.#positions.delete(device);
+      throw error;
+    }
+    this.#devices.push(device);
+    this.#markHead(true);
+    this.#afterEngine();
   }
 
   /** Starts, or resumes after a restore (re-sending ACTIVATEs whose confirmation was never recorded). */

@@ -33,6 +33,12 @@ export interface RolloutView {
   /** Every device state, 0 for those no device is in. */
   counts: Record<DeviceState, number>;
   devices: number;
+  /** Devices of `devices` that joined after creation (a dynamic rollout's new matches). */
+  joined: number;
+  /** Whether devices that come to match the targets join (the policy's `dynamic`). */
+  dynamic: boolean;
+  /** When a rollout created `scheduled` starts (or started) by itself; null for one started at once. */
+  startAt: string | null;
   haltReason: ({ message: string } & Partial<HaltReason>) | null;
   pauseReason: PauseReason | null;
   bakeUntil: string | null;
@@ -62,6 +68,9 @@ export async function rolloutView(
       version: label?.version ?? null,
     },
     devices: row.deviceCount,
+    joined: row.joined,
+    dynamic: (row.policy as { dynamic?: unknown }).dynamic === true,
+    startAt: row.startAt?.toISOString() ?? null,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };
@@ -74,6 +83,8 @@ export async function rolloutView(
       state: runner.finalPending ? row.state : rolloutStateOf(summary.state),
       stage: summary.stage,
       stages: summary.stages,
+      // A device joins its engine right after its row: the engine may be one ahead of the row read.
+      devices: summary.devices,
       counts: summary.counts,
       haltReason: summary.haltReason
         ? { message: describeHaltReason(summary.haltReason), ...summary.haltReason }
@@ -102,7 +113,7 @@ async function storedStages(db: Db, row: Rollout): Promise<StageSummary[] | null
   if (!Array.isArray(stages)) return null;
   const percents = stages.map((stage) => Number((stage as { percent?: unknown }).percent));
   if (percents.length === 0 || percents.some((percent) => !Number.isFinite(percent))) return null;
-  const ends = stageEnds(percents, row.deviceCount);
+  const ends = stageEnds(percents, row.deviceCount, { joined: row.joined });
   const counts = await countRolloutDevicesByStage(db, row.id, ends);
   return percents.map((percent, i) =>
     stageFigures(

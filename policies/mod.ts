@@ -4,6 +4,7 @@
  * git commit). Every key is documented in docs/policies.md.
  */
 export { formatDuration, MAX_DURATION_MS, parseDuration } from "./duration.ts";
+export { parseStartAt, START_AT, startAtFormIssue } from "./start_at.ts";
 export { formatIssue, formatPath, PolicyError, type PolicyIssue } from "./errors.ts";
 export {
   type Policy,

@@ -1,6 +1,7 @@
 /** The policy schema (zod): what a policy file may say, with defaults, durations in milliseconds. */
 import { z } from "zod";
 import { DURATION, parseDuration } from "./duration.ts";
+import { START_AT, startAtExists, startAtFormIssue } from "./start_at.ts";
 
 /** A duration string (`10m`) read as milliseconds. */
 const duration = z.string({ error: 'Expected a duration such as "30s" or "10m"' }).regex(DURATION, {
@@ -94,6 +95,19 @@ const failure = z.strictObject({
   scope: z.enum(["stage", "overall"]).default("stage"),
 });
 
+/** An absolute start time, kept as written; whether it is still to come is checked at creation. */
+const startAt = z.string({ error: "Expected a date and time as a string" }).regex(START_AT, {
+  error: (issue) => startAtFormIssue(String(issue.input)) ?? "Invalid start time",
+  abort: true,
+}).refine(startAtExists, {
+  error: (issue) =>
+    `Invalid start time "${String(issue.input)}": no such day, time of day or offset`,
+}).meta({
+  description:
+    "When the rollout starts by itself: ISO 8601 with a UTC offset or Z. Until then it is scheduled.",
+  examples: ["2026-12-06T02:00:00+01:00"],
+});
+
 const positiveDuration = duration.refine((ms) => ms > 0, { error: "Must be longer than 0" });
 
 /** The zod schema of a policy, strict at every level. */
@@ -119,6 +133,13 @@ export const policySchema = z.strictObject({
     activation: positiveDuration.default(300_000),
   }).prefault({}),
   activation: z.enum(["immediate", "stage"]).default("immediate"),
+  // The rollout is `scheduled` until then (an API request's own startAt overrides it).
+  startAt: startAt.optional(),
+  // Devices that come to match the targets while the rollout runs join its last stage.
+  dynamic: z.boolean().optional().meta({
+    description:
+      "Devices that come to match the targets while the rollout runs join its last stage",
+  }),
 });
 
 /** A validated policy: defaults filled in, every duration in milliseconds. */

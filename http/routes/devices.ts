@@ -10,6 +10,7 @@ import {
   MAX_U64,
   registerDevice,
   registerDevices,
+  setDeviceTags,
 } from "../../db/mod.ts";
 import type { Orchestrator } from "../../orchestrator/orchestrator.ts";
 import { requireRole } from "../auth.ts";
@@ -164,6 +165,7 @@ export function devicesApp(
           "device_exists",
           registerDevice(db, withPresence(c.req.valid("json"))),
         );
+        await orchestrator.offer(device);
         return c.json(deviceJson(device), 201);
       },
     )
@@ -212,6 +214,10 @@ export function devicesApp(
             skipExisting: body.ifExists === "skip",
           }),
         );
+        // One at a time, and only while a dynamic rollout runs (offer() returns at once otherwise).
+        for (const device of body.devices) {
+          await orchestrator.offer({ id: device.id.toLowerCase(), tags: device.tags ?? {} });
+        }
         return c.json(result, 201);
       },
     )
@@ -299,6 +305,34 @@ export function devicesApp(
             updatedAt: item.updatedAt.toISOString(),
           })),
         }, 200);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "patch",
+        path: "/{id}",
+        operationId: "updateDevice",
+        tags: ["devices"],
+        summary: "Replace a device's tags",
+        description:
+          "Replaces the device's tags with those given. A device whose new tags match the targets of a running dynamic rollout joins its last stage.",
+        middleware: [requireRole("operator")] as const,
+        request: {
+          params: IdParam,
+          body: jsonBody(z.object({ tags: Tags }).strict().openapi("DeviceUpdate")),
+        },
+        responses: {
+          200: jsonResponse(DeviceSchema, "The device"),
+          ...AUTH_ERRORS,
+          ...NOT_FOUND,
+        },
+      }),
+      async (c) => {
+        const { id } = c.req.valid("param");
+        const device = await setDeviceTags(db, id, c.req.valid("json").tags);
+        if (!device) throw new ApiError(404, "not_found", `No device "${id}"`);
+        await orchestrator.offer(device);
+        return c.json(deviceJson(device), 200);
       },
     )
     .openapi(

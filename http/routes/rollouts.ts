@@ -19,6 +19,7 @@ import {
   startRollout,
 } from "../../orchestrator/create_rollout.ts";
 import { rolloutView } from "../../orchestrator/rollout_view.ts";
+import { START_AT, startAtFormIssue } from "../../policies/mod.ts";
 import { requireRole } from "../auth.ts";
 import { ApiError } from "../errors.ts";
 import type { AppEnv } from "../env.ts";
@@ -69,6 +70,13 @@ export const CreateSchema = z.object({
   ]),
   name: plainText("name", 128).min(1).optional(),
   description: prose("description", 2000).optional(),
+  startAt: z.string().max(64).regex(START_AT, {
+    error: (issue) => startAtFormIssue(String(issue.input)) ?? "Invalid start time",
+  }).optional().openapi({
+    description:
+      "When to start: ISO 8601 with a UTC offset or Z, overriding the policy's startAt. A later time creates the rollout scheduled; nothing is sent until then. A time already past is refused (422 start_in_past).",
+    example: "2026-12-06T02:00:00+01:00",
+  }),
 }).strict().openapi("NewRollout", {
   // A rollout that can start wherever a device is registered: the artifact is hosted elsewhere
   // and the policy inline, so neither has to exist first.
@@ -108,6 +116,16 @@ const RolloutSchema = z.object({
     >,
   ).openapi({ description: "How many of its devices are in each state, every state listed" }),
   devices: z.number(),
+  joined: z.number().int().openapi({
+    description: "Devices of `devices` that joined after creation: a dynamic rollout's new matches",
+  }),
+  dynamic: z.boolean().openapi({
+    description: "Whether devices that come to match the targets join its last stage",
+  }),
+  startAt: z.string().nullable().openapi({
+    description:
+      "When a rollout created scheduled starts (or started) by itself; null for one started at creation",
+  }),
   haltReason: z.object({ message: z.string() }).catchall(z.unknown()).nullable(),
   pauseReason: z.object({ kind: z.string() }).catchall(z.unknown()).nullable(),
   bakeUntil: z.string().nullable(),
@@ -156,7 +174,7 @@ function commandRoute<C extends RolloutCommand>(command: C) {
     summary: COMMAND_SUMMARIES[command],
     description: `${
       COMMAND_SUMMARIES[command]
-    }. The command is recorded with the caller's token name; 409 when the rollout's state does not allow it.`,
+    }. The command is recorded with the caller's token name; 409 when the rollout's state does not allow it (a scheduled rollout takes only cancel: 409 scheduled).`,
     middleware: [requireRole("operator")] as const,
     request: { params: IdParam },
     responses: COMMAND_RESPONSES,
@@ -172,6 +190,9 @@ const REFUSAL_STATUS: Record<RolloutRefusal, ContentfulStatusCode> = {
   invalid_targets: 422,
   devices_busy: 409,
   insufficient_memory: 503,
+  invalid_start_at: 422,
+  start_in_past: 422,
+  dynamic_ids: 422,
 };
 
 /** The stored rollout, or a 404. */
@@ -209,7 +230,7 @@ export function rolloutsApp(deps: RolloutDeps) {
         tags: ["rollouts"],
         summary: "Create and start a rollout",
         description:
-          "Selects the target devices, fixes the policy (its hash and commit are recorded) and starts the first stage at once. Nothing is written when the rollout is refused.",
+          "Selects the target devices, fixes the policy (its hash and commit are recorded) and starts the first stage at once, or, with a start time still to come (startAt here or in the policy), creates it scheduled: it starts by itself then, and can be cancelled before (pause, resume and promote answer 409 scheduled). A dynamic policy needs tags or all targets (422 dynamic_ids). Nothing is written when the rollout is refused.",
         middleware: [requireRole("operator")] as const,
         request: { body: jsonBody(CreateSchema) },
         responses: {
@@ -217,7 +238,7 @@ export function rolloutsApp(deps: RolloutDeps) {
           ...AUTH_ERRORS,
           ...CONFLICT,
           422: errorContent(
-            "Unknown artifact or policy, targets that select no registered device, or an inline policy whose rules contradict each other (inconsistent_policy)",
+            "Unknown artifact or policy, targets that select no registered device, an inline policy whose rules contradict each other (inconsistent_policy), a start time already past (start_in_past) or that names no real instant (invalid_start_at), or a dynamic policy with ids targets (dynamic_ids)",
           ),
           503: errorContent(
             "The orchestrator's heap has no room for this many devices, or the service is starting",

@@ -37,6 +37,8 @@ export interface HarnessOptions {
   clock?: SimClock;
   /** Indexes of devices that already run the artifact. */
   skip?: number[];
+  /** How many of the devices, at the end, joined after creation (a dynamic rollout restored). */
+  joined?: number;
 }
 
 /** Policy of YAML text, for tests. */
@@ -64,6 +66,7 @@ export class Harness {
   #answer: Answer | undefined;
   #tokens = new Map<string, Uint8Array>();
   #skip: string[];
+  #joined = 0;
 
   constructor(options: HarnessOptions) {
     this.clock = options.clock ?? new SimClock();
@@ -85,6 +88,7 @@ export class Harness {
       token: seededTokens(stream(seed, "tokens")),
       snapshot: options.snapshot,
       skip: this.#skip,
+      joined: options.joined,
       ports: {
         initiate: (device, token, attempt) => this.#sent("initiate", device, token, attempt),
         activate: (device, token) => this.#sent("activate", device, token, 0),
@@ -124,7 +128,23 @@ export class Harness {
       devices: this.ids.length,
       snapshot: JSON.parse(JSON.stringify(snapshot)),
       seed,
+      joined: this.#joined,
     });
+  }
+
+  /** Joins the next device id to the running engine (dynamic targets); its index. */
+  join(options: { skipped?: boolean } = {}): number {
+    const id = deviceId(this.ids.length);
+    // Listed first: the engine may send to it before join() returns.
+    this.ids.push(id);
+    try {
+      const index = this.engine.join(id, options);
+      this.#joined++;
+      return index;
+    } catch (error) {
+      this.ids.pop();
+      throw error;
+    }
   }
 
   /** Answers `device` (an index) with `status` for its latest token. */

@@ -1,7 +1,7 @@
 /** Helpers for tests that run the whole service with real device agents. */
 import { join } from "node:path";
 import { readConfig } from "../../orchestrator/config.ts";
-import { scaledClock } from "../../io/clock.ts";
+import { type Clock, scaledClock } from "../../io/clock.ts";
 import type { HeapUsage } from "../../orchestrator/heap_budget.ts";
 import { type Service, startService } from "../../app/service.ts";
 import { provisionDevice, type RunningDevice, startDevice } from "../../device/mod.ts";
@@ -10,11 +10,15 @@ import { fromBase64 } from "../../srup/mod.ts";
 export const ADMIN_TOKEN = "test-admin-token-0123456789";
 export const POLICY_DIR = new URL("../../policies", import.meta.url).pathname;
 
-/** Starts the service on ephemeral ports in a temp data dir; policy time runs `speed` times faster. */
+/**
+ * Starts the service on ephemeral ports in a temp data dir; policy time runs `speed` times faster,
+ * or on `clock` (a SimClock: time moves only when the test moves it).
+ */
 export async function startTestService(
   dataDir: string,
   options: {
     speed?: number;
+    clock?: Clock;
     env?: Record<string, string>;
     heap?: () => HeapUsage;
     log?: (line: string) => void;
@@ -30,7 +34,7 @@ export async function startTestService(
   });
   return await startService(config, {
     log: options.log ?? (() => {}),
-    clock: options.speed ? scaledClock(options.speed) : undefined,
+    clock: options.clock ?? (options.speed ? scaledClock(options.speed) : undefined),
     heap: options.heap,
   });
 }
