@@ -162,6 +162,22 @@ export const DEVICE_COMMANDS: CtlCommand[] = [
     },
   },
   {
+    name: "device tag",
+    usage: "ID --tag key=value ...",
+    summary: "replace a device's tags (a new match joins a running dynamic rollout)",
+    options: { tag: { type: "string", multiple: true } },
+    positionals: ["ID"],
+    run: (api, input) =>
+      answer(
+        api,
+        api.client.v1.devices[":id"].$patch({
+          param: { id: input.positionals[0]! },
+          json: { tags: tags(input) },
+        }),
+      ),
+    show: (value) => record(value as Row),
+  },
+  {
     name: "device delete",
     usage: "ID",
     summary: "remove a device (refused while it is in an active rollout)",

@@ -47,6 +47,8 @@ function showRollout(value: unknown): string {
   if (r.haltReason) lines.push(`  halted   ${(r.haltReason as Row).message}`);
   if (r.pauseReason) lines.push(`  paused   ${text(r.pauseReason)}`);
   if (r.bakeUntil) lines.push(`  bakes until ${r.bakeUntil}`);
+  if (r.startAt) lines.push(`  ${r.state === "scheduled" ? "starts" : "started"} at ${r.startAt}`);
+  if (r.dynamic) lines.push(`  dynamic  ${r.joined} device(s) joined after creation`);
   return lines.join("\n");
 }
 
@@ -128,8 +130,10 @@ export const ROLLOUT_COMMANDS: CtlCommand[] = [
   {
     name: "rollout create",
     usage: "(--artifact FILE | --digest HEX [--url URL]) (--policy NAME | --policy-file FILE)\n" +
-      "                 (--all | --ids ID,ID,... | --tag key=value ...) [--name N] [--description D]",
-    summary: "create and start a rollout (--artifact uploads the file first)",
+      "                 (--all | --ids ID,ID,... | --tag key=value ...) [--name N] [--description D]\n" +
+      "                 [--start-at 2026-12-06T02:00:00Z]",
+    summary:
+      "create and start a rollout (--artifact uploads the file first; --start-at schedules it)",
     options: {
       artifact: { type: "string" },
       digest: { type: "string" },
@@ -137,6 +141,7 @@ export const ROLLOUT_COMMANDS: CtlCommand[] = [
       ...POLICY_AND_TARGETS,
       name: { type: "string" },
       description: { type: "string" },
+      "start-at": { type: "string" },
     },
     async run(api, input) {
       const targets = targetsOf(input);
@@ -154,6 +159,7 @@ export const ROLLOUT_COMMANDS: CtlCommand[] = [
         : { digest: digest!, url };
       const name = str(input, "name");
       const description = str(input, "description");
+      const startAt = str(input, "start-at");
       return await answer(
         api,
         api.client.v1.rollouts.$post({
@@ -163,6 +169,7 @@ export const ROLLOUT_COMMANDS: CtlCommand[] = [
             targets,
             ...(name === undefined ? {} : { name }),
             ...(description === undefined ? {} : { description }),
+            ...(startAt === undefined ? {} : { startAt }),
           },
         }),
       );

@@ -115,6 +115,7 @@ export class Orchestrator {
    * every device that joined before it, and a join an engine refuses is its rollout's last row.
    */
   #serial: Promise<unknown> = Promise.resolve();
+  #closed = false;
   /** Public keys as stored (base64): a string costs ~64 bytes, a Uint8Array with its buffer ~230. */
   readonly #keys = new Map<string, string>();
   #link: ServerLink | undefined;
@@ -382,6 +383,7 @@ export class Orchestrator {
 
   /** Stops every runner without changing any rollout, and waits for sends under way. */
   async close(): Promise<void> {
+    this.#closed = true;
     for (const { timer } of this.#scheduled.values()) this.#clock.clearTimeout(timer);
     this.#scheduled.clear();
     await Promise.all([...this.#runners.values()].map((runner) => runner.stop()));
@@ -434,8 +436,8 @@ export class Orchestrator {
   /** Starts a scheduled rollout whose time came, with every device that joined meanwhile. */
   async #begin(id: string): Promise<void> {
     const entry = this.#scheduled.get(id);
-    // Cancelled meanwhile, or the timer of an entry since replaced.
-    if (!entry || entry.timer !== null) return;
+    // Cancelled meanwhile, the timer of an entry since replaced, or shutting down.
+    if (!entry || entry.timer !== null || this.#closed) return;
     let row: Rollout | undefined;
     try {
       row = await moveRollout(this.#db, id, { from: "scheduled", to: "running" });
@@ -491,6 +493,7 @@ export class Orchestrator {
   }
 
   async #offer(device: OfferedDevice): Promise<string | null> {
+    if (this.#closed) return null;
     // Rollout ids are UUIDv7: in id order, the oldest first.
     for (const [id, targets] of [...this.#dynamic].sort(([a], [b]) => (a < b ? -1 : 1))) {
       if (!matches(targets, device.tags)) continue;

@@ -1,8 +1,9 @@
 /** A policy's `startAt`: an absolute time in ISO 8601 with a UTC offset or `Z`. */
 
+// [0-9], not \d: a fuzzer's regex engine may read \d as any Unicode digit.
 /** A date and time with its offset: `2026-12-06T02:00:00Z`; seconds and fractions optional. */
 export const START_AT =
-  /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})$/;
+  /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?(?:Z|[+-][0-9]{2}:[0-9]{2})$/;
 
 const LOCAL = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?/;
 

@@ -112,6 +112,47 @@ Deno.test({
         assert.equal(again.code, 1);
         assert.match(again.stderr, /^409 not_running: Cannot pause rollout: it is "paused"/);
       });
+      await t.step("device tag retags; rollout create --start-at schedules it, shown", async () => {
+        const night = crypto.randomUUID();
+        const key = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+        await ctl(api, ["device", "register", "--id", night, "--public-key", key]);
+        const tagged = await ctl(api, ["device", "tag", night, "--tag", "shift=night"]);
+        assert.equal(tagged.code, 0, tagged.stderr);
+        assert.deepEqual(JSON.parse(tagged.lines[0]!).tags, { shift: "night" });
+        const startAt = new Date(Date.now() + 3_600_000).toISOString();
+        const digest = "e".repeat(64);
+        const created = await ctlText(api, [
+          "rollout",
+          "create",
+          "--digest",
+          digest,
+          "--url",
+          "https://files.example/fw.bin",
+          "--policy",
+          "fast",
+          "--tag",
+          "shift=night",
+          "--start-at",
+          startAt,
+        ]);
+        assert.equal(created.code, 0, created.stderr);
+        assert.match(created.stdout, /^rollout \S+: scheduled, stage 1 of 2, 1 devices$/m);
+        assert.match(created.stdout, new RegExp(`^  starts at ${startAt}$`, "m"));
+        const bad = await ctl(api, [
+          "rollout",
+          "create",
+          "--digest",
+          digest,
+          "--policy",
+          "fast",
+          "--tag",
+          "shift=night",
+          "--start-at",
+          "2030-01-06T02:00",
+        ]);
+        assert.equal(bad.code, 1);
+        assert.match(bad.stderr, /^400 invalid_request: .*give a UTC offset or Z/);
+      });
       await t.step("usage and auth errors are one clear line", async () => {
         const usage = await ctl(api, ["rollout", "create", "--policy", "fast"]);
         assert.equal(usage.code, 2);

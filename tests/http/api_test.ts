@@ -394,7 +394,9 @@ Deno.test({
           const policies = await request(service, "GET", "/v1/policies");
           assert.deepEqual(policies.body.items.map((p: { name: string }) => p.name).sort(), [
             "canary",
+            "dynamic",
             "fast",
+            "scheduled",
             "two-phase",
           ]);
           assert.match(policies.body.items[0].sha256, /^[0-9a-f]{64}$/);

@@ -228,7 +228,7 @@ Deno.test({
         ["GET", "/v1/devices/batch", "POST, OPTIONS"],
         ["DELETE", "/v1/devices/batch", "POST, OPTIONS"],
         ["PUT", "/v1/devices", "GET, HEAD, POST, OPTIONS"],
-        ["PATCH", `/v1/devices/${id}`, "GET, HEAD, DELETE, OPTIONS"],
+        ["PUT", `/v1/devices/${id}`, "GET, HEAD, PATCH, DELETE, OPTIONS"],
         ["GET", "/v1/rollouts/preview", "POST, OPTIONS"],
         ["GET", "/v1/policies/reload", "POST, OPTIONS"],
         ["POST", "/healthz", "GET, HEAD, OPTIONS"],

@@ -5,6 +5,7 @@ import {
   formatIssue,
   parseDuration,
   parsePolicy,
+  parseStartAt,
   PolicyError,
   type PolicyIssue,
   validatePolicy,
@@ -195,8 +196,37 @@ Deno.test("validatePolicy() checks a plain object with the same schema, paths wi
 });
 
 Deno.test("the example policies in policies/ are valid", async () => {
-  for (const name of ["canary", "fast", "two-phase"]) {
+  for (const name of ["canary", "dynamic", "fast", "scheduled", "two-phase"]) {
     const text = await Deno.readTextFile(new URL(`../../policies/${name}.yaml`, import.meta.url));
     assert.equal(parsePolicy(text).policy.name, name);
   }
+});
+
+Deno.test("startAt is a date and time with an offset; each problem says which, with its line", () => {
+  const policy = (startAt: string) =>
+    `name: s\nstages:\n  - percent: 100\nstartAt: ${startAt}\ndynamic: true\n`;
+  const good = parsePolicy(policy('"2030-01-06T02:00:00+01:00"')).policy;
+  assert.equal(good.startAt, "2030-01-06T02:00:00+01:00");
+  assert.equal(good.dynamic, true);
+  assert.equal(parseStartAt(good.startAt!), Date.UTC(2030, 0, 6, 1));
+  assert.equal(parseStartAt("2030-01-06T02:00Z"), Date.UTC(2030, 0, 6, 2));
+  const cases: [string, RegExp][] = [
+    ["next sunday", /expected an ISO 8601 date and time with an offset/],
+    ["2030-01-06T02:00:00", /give a UTC offset or Z, such as "2030-01-06T02:00:00Z"/],
+    ["2030-01-06", /expected an ISO 8601 date and time/],
+    ["2030-02-30T02:00:00Z", /no such day, time of day or offset/],
+    ["2030-01-06T24:00:00Z", /no such day, time of day or offset/],
+    ["5", /Expected a date and time as a string/],
+  ];
+  for (const [value, message] of cases) {
+    assert.throws(() => parsePolicy(policy(value), { source: "p.yaml" }), (error) => {
+      assert.ok(error instanceof PolicyError);
+      assert.equal(error.issues.length, 1, JSON.stringify(error.issues));
+      const issue = error.issues[0]!;
+      assert.deepEqual([issue.source, issue.line, issue.path], ["p.yaml", 4, "startAt"]);
+      assert.match(issue.message, message);
+      return true;
+    }, value);
+  }
+  assert.throws(() => parsePolicy("name: d\nstages: [{percent: 100}]\ndynamic: yes\n"), /dynamic/);
 });

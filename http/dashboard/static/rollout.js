@@ -28,7 +28,7 @@ const COMMANDS = {
   pause: ["running"],
   resume: ["paused"],
   promote: ["waiting_approval"],
-  cancel: ["running", "paused", "waiting_approval"],
+  cancel: ["scheduled", "running", "paused", "waiting_approval"],
 };
 
 /** Shortcuts to the device states an operator looks for first. */
@@ -93,6 +93,17 @@ function Banners({ r }) {
   if (r.state === "waiting_approval") {
     out.push(html`<div class="banner pause">
       <strong>Waiting for approval</strong>Stage ${r.stage + 1} is done: promote to go on.
+    </div>`);
+  }
+  if (r.state === "scheduled") {
+    out.push(html`<div class="banner info" id="scheduled">
+      <strong>Scheduled</strong>Starts by itself ${when(r.startAt)}; nothing is sent until then.
+      Cancel to call it off.
+    </div>`);
+  }
+  if (r.dynamic) {
+    out.push(html`<div class="banner info" id="dynamic">
+      <strong>Dynamic</strong>Devices that come to match its targets join its last stage (${r.joined} joined so far).
     </div>`);
   }
   if (r.bakeUntil && r.state === "running") {

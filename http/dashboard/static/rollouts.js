@@ -73,6 +73,9 @@ export function RolloutsPage() {
                   <td>${r.policy.name}</td>
                   <td>
                     <${Badge} state=${r.state} />
+                    ${r.state === "scheduled"
+                      ? html`<div class="small muted">starts ${when(r.startAt)}</div>`
+                      : null}
                   </td>
                   <td>
                     <${Progress} counts=${r.counts} total=${r
