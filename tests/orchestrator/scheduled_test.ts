@@ -244,3 +244,53 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a dynamic rollout takes devices that match while it is scheduled, and starts with them",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const root = await Deno.makeTempDir();
+    const start = Date.now();
+    const clock = new SimClock(start);
+    const service = await startTestService(join(root, "data"), { clock });
+    try {
+      await register(service, { site: "north" });
+      const created = await api(service, "POST", "/v1/rollouts", {
+        artifact: { url: "https://files.example/fw.bin", digest: "c".repeat(64) },
+        policy: { name: "later", stages: [{ percent: 50 }, { percent: 100 }], dynamic: true },
+        targets: { tags: { site: "north" } },
+        startAt: new Date(start + HOUR).toISOString(),
+      });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      const id = created.body.id as string;
+      await register(service, { site: "north" });
+      await register(service, { site: "south" });
+      const scheduled = (await api(service, "GET", `/v1/rollouts/${id}`)).body;
+      assert.deepEqual(
+        [scheduled.state, scheduled.devices, scheduled.joined],
+        ["scheduled", 2, 1],
+      );
+      assert.deepEqual((scheduled.stages as { devices: number }[]).map((s) => s.devices), [1, 1]);
+      clock.advance(HOUR);
+      await service.orchestrator.idle();
+      // No agent answers: the first stage's device is INITIATEd, the joined one waits in the last.
+      const running = await waitForRollout(
+        service,
+        id,
+        (r) => (r.counts as Record<string, number>).initiated === 1,
+      );
+      assert.equal(running.state, "running");
+      assert.equal(running.devices, 2);
+      assert.deepEqual(
+        (running.stages as { devices: number; pending: number }[]).map((
+          s,
+        ) => [s.devices, s.pending]),
+        [[1, 0], [1, 1]],
+      );
+    } finally {
+      await service.close();
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
