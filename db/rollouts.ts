@@ -251,6 +251,9 @@ export async function joinRollout(
           where rd.device_id = ${deviceId}::uuid and r.state in (${active}) limit 1`),
       );
       if (busy.length > 0) return null;
+      const [device] = await tx.select({ digest: devices.currentDigest }).from(devices)
+        .where(eq(devices.id, deviceId));
+      if (!device) return null;
       const [rollout] = await tx.update(rollouts)
         .set({
           deviceCount: sql`${rollouts.deviceCount} + 1`,
@@ -260,9 +263,6 @@ export async function joinRollout(
         .where(and(eq(rollouts.id, rolloutId), inArray(rollouts.state, [...ACTIVE_ROLLOUT_STATES])))
         .returning({ position: rollouts.deviceCount, digest: rollouts.artifactDigest });
       if (!rollout) return null;
-      const [device] = await tx.select({ digest: devices.currentDigest }).from(devices)
-        .where(eq(devices.id, deviceId));
-      if (!device) return null;
       const skipped = device.digest === rollout.digest;
       const position = rollout.position - 1;
       await tx.insert(rolloutDevices).values({

@@ -78,6 +78,9 @@ Deno.test("a rollout past its last stage's dispatch takes no device: it stays as
     assert.equal(h.engine.joinable, false);
     h.engine.pause();
     assert.equal(h.engine.joinable, false, "resuming goes back to the bake");
+    h.restore(h.engine.snapshot());
+    assert.equal(h.engine.phase, "paused");
+    assert.equal(h.engine.joinable, false, "restored, it still resumes to the bake");
   });
   await t.step("paused while dispatching its last stage: it joins", () => {
     const h = harness({ policy: "stages: [{percent: 100}]", devices: 2 });

@@ -23,6 +23,8 @@ import {
   GroupCommitWriter,
   hashToken,
   InvalidDataError,
+  joinRollout,
+  leaveRollout,
   listActiveRollouts,
   listApiTokens,
   listArtifacts,
@@ -35,6 +37,7 @@ import {
   loadSequences,
   loadStartedRolloutDevices,
   MAX_U64,
+  moveRollout,
   type NewRollout,
   putArtifact,
   registerDevice,
@@ -534,6 +537,41 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
       updateRollout(db, rollout.id, { state: "exploded" }),
       (error) => error instanceof InvalidDataError && error.constraint === "rollouts_state_known",
     );
+  });
+
+  await t.step("moveRollout() changes the state only from the one it expects", async () => {
+    const [device] = await registerMany(db, 1) as [string];
+    const rollout = await createRollout(db, newRollout([device], { state: "scheduled" }));
+    assert.equal(
+      await moveRollout(db, rollout.id, { from: "running", to: "cancelled" }),
+      undefined,
+    );
+    const moved = await moveRollout(db, rollout.id, { from: "scheduled", to: "running" });
+    assert.equal(moved?.state, "running");
+    assert.equal(
+      await moveRollout(db, rollout.id, { from: "scheduled", to: "cancelled" }),
+      undefined,
+      "a second move from scheduled finds it moved",
+    );
+  });
+
+  await t.step("joinRollout() adds a device last, skipped if it runs the artifact", async () => {
+    const [a, b, c] = await registerMany(db, 3) as [string, string, string];
+    const rollout = await createRollout(db, newRollout([a]));
+    assert.deepEqual(await joinRollout(db, rollout.id, b), { position: 1, skipped: false });
+    assert.equal(await joinRollout(db, rollout.id, b), null, "not twice");
+    await updateDevices(db, [{ id: c, digest: rollout.artifactDigest }]);
+    assert.deepEqual(await joinRollout(db, rollout.id, c), { position: 2, skipped: true });
+    const stored = await getRollout(db, rollout.id);
+    assert.deepEqual([stored?.deviceCount, stored?.joined], [3, 2]);
+    assert.deepEqual(await listRolloutDeviceIds(db, rollout.id), [a, b, c]);
+    assert.equal(await leaveRollout(db, rollout.id, b), false, "only the last one leaves");
+    assert.equal(await leaveRollout(db, rollout.id, c), true);
+    const left = await getRollout(db, rollout.id);
+    assert.deepEqual([left?.deviceCount, left?.joined], [2, 1]);
+    assert.deepEqual(await listRolloutDeviceIds(db, rollout.id), [a, b]);
+    await updateRollout(db, rollout.id, { state: "completed" });
+    assert.equal(await joinRollout(db, rollout.id, c), null, "a finished rollout takes none");
   });
 
   await t.step(
