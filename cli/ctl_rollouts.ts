@@ -25,6 +25,8 @@ const ROLLOUT_COLUMNS: Column<Row>[] = [
   ["POLICY", (r) => (r.policy as Row).name],
   ["ARTIFACT", (r) => short((r.artifact as Row).digest)],
   ["CREATED", (r) => r.createdAt],
+  // When a scheduled rollout starts (or started): empty for one started at creation.
+  ["START AT", (r) => r.startAt ?? ""],
 ];
 
 function stageOf(rollout: Row): string {

@@ -138,6 +138,11 @@ Deno.test({
         assert.equal(created.code, 0, created.stderr);
         assert.match(created.stdout, /^rollout \S+: scheduled, stage 1 of 2, 1 devices$/m);
         assert.match(created.stdout, new RegExp(`^  starts at ${startAt}$`, "m"));
+        const listed = await ctlText(api, ["rollout", "list", "--state", "scheduled"]);
+        assert.equal(listed.code, 0, listed.stderr);
+        const [heading, line] = listed.stdout.trim().split("\n");
+        assert.match(heading!, /^ID +STATE +STAGE .* START AT$/);
+        assert.match(line!, new RegExp(`scheduled .* ${startAt}$`));
         const bad = await ctl(api, [
           "rollout",
           "create",
