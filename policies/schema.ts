@@ -1,6 +1,7 @@
 /** The policy schema (zod): what a policy file may say, with defaults, durations in milliseconds. */
 import { z } from "zod";
 import { DURATION, parseDuration } from "./duration.ts";
+import { windowsSchema } from "./windows.ts";
 
 /** A duration string (`10m`) read as milliseconds. */
 const duration = z.string({ error: 'Expected a duration such as "30s" or "10m"' }).regex(DURATION, {
@@ -119,6 +120,7 @@ export const policySchema = z.strictObject({
     activation: positiveDuration.default(300_000),
   }).prefault({}),
   activation: z.enum(["immediate", "stage"]).default("immediate"),
+  windows: windowsSchema.optional(),
 });
 
 /** A validated policy: defaults filled in, every duration in milliseconds. */
