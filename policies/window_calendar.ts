@@ -67,19 +67,24 @@ export class WindowCalendar {
 /** Group index of a device whose tag value has no windows and the policy no fallback: never open. */
 export const NO_WINDOW = 255;
 
+/** The `groups` keys in name order: a stored policy (jsonb) does not keep the file's key order. */
+function groupKeys(windows: Windows): string[] {
+  return Object.keys(windows.groups ?? {}).sort();
+}
+
 /**
- * The window groups of a policy's `windows`, in index order: each `groups` key, then the fallback
- * (`open`, named null). Without `by`, one group: null.
+ * The window groups of a policy's `windows`, in index order: each `groups` key in name order, then
+ * the fallback (`open`, named null). Without `by`, one group: null.
  */
 export function windowGroupNames(windows: Windows): (string | null)[] {
-  const names: (string | null)[] = Object.keys(windows.groups ?? {});
+  const names: (string | null)[] = groupKeys(windows);
   if (windows.open) names.push(null);
   return names;
 }
 
 /** One calendar per group, in the order of {@linkcode windowGroupNames}. */
 export function windowCalendars(windows: Windows): WindowCalendar[] {
-  const lists = Object.values(windows.groups ?? {});
+  const lists = groupKeys(windows).map((key) => windows.groups![key]!);
   if (windows.open) lists.push(windows.open);
   return lists.map((list) => new WindowCalendar(list));
 }
@@ -90,7 +95,7 @@ export function windowCalendars(windows: Windows): WindowCalendar[] {
  */
 export function windowGrouper(windows: Windows): (value: string | null | undefined) => number {
   if (windows.by === undefined) return () => 0;
-  const index = new Map(Object.keys(windows.groups ?? {}).map((name, i) => [name, i]));
+  const index = new Map(groupKeys(windows).map((name, i) => [name, i]));
   const fallback = windows.open ? index.size : NO_WINDOW;
   return (value) =>
     (value === undefined || value === null ? undefined : index.get(value)) ?? fallback;
