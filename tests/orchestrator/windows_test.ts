@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { ADMIN_TOKEN, startTestService } from "./_service.ts";
 import type { Service } from "../../app/service.ts";
 
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const KEY = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
 
 async function call(service: Service, method: string, path: string, json?: unknown) {
@@ -98,6 +99,41 @@ Deno.test({
               "waiting_window",
             ]],
           );
+        },
+      );
+      await t.step(
+        "ctl rollout get and rollout devices print the windows and waiting_window",
+        async () => {
+          const ctl = async (...args: string[]) => {
+            const output = await new Deno.Command(Deno.execPath(), {
+              args: [
+                "run",
+                "--allow-all",
+                MAIN,
+                "ctl",
+                "--api",
+                service.apiUrl,
+                "--token",
+                ADMIN_TOKEN,
+                ...args,
+              ],
+              stdout: "piped",
+              stderr: "piped",
+              env: { NO_COLOR: "1" },
+            }).output();
+            assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+            return new TextDecoder().decode(output.stdout);
+          };
+          const shown = await ctl("rollout", "get", id);
+          assert.match(shown, /^ {2}windows by site: 3 devices waiting_window, on close finish$/m);
+          assert.match(
+            shown,
+            /^ {4}berlin: next opens \d{4}-\d\d-\d\dT\d\d:00:00\.000Z, 2 waiting$/m,
+          );
+          assert.match(shown, /^ {4}tokyo: next opens .*, 1 waiting$/m);
+          const devices = await ctl("rollout", "devices", id);
+          assert.match(devices, /^DEVICE +STATE +WAITING +ATTEMPT/m);
+          assert.equal(devices.match(/pending +waiting_window/g)?.length, 3);
         },
       );
       await t.step(
