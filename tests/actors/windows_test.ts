@@ -299,3 +299,32 @@ Deno.test("snapshotFromRows() leaves a device with no row pending under windows"
   })!;
   assert.deepEqual(plain.devices.map((d) => d.state), ["retrying", "retrying", "initiated"]);
 });
+
+Deno.test("windows across DST: Europe/Berlin's skipped hour, then its repeated hour", async (t) => {
+  // 02:30 local for 30 minutes: on 2026-03-29 02:30 does not exist (opens 03:00 CEST = 01:00Z);
+  // on 2026-10-25 it happens twice (opens once, at the first: 00:30Z).
+  const policy = `stages: [{ percent: 100 }]
+rate: { perMinute: 1 }
+windows:
+  open:
+    - { start: "30 2 * * *", duration: 30m, timeZone: Europe/Berlin }`;
+  for (
+    const [name, start, first, second] of [
+      ["spring forward", "2026-03-28T12:00:00Z", "2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z"],
+      ["fall back", "2026-10-24T12:00:00Z", "2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"],
+    ] as const
+  ) {
+    await t.step(name, () => {
+      // 45 devices at one a minute: 30 in the first window, 15 in the next night's.
+      const h = harness({ policy, devices: 45, answer: HAPPY, clock: new SimClock(at(start)) })
+        .run();
+      assert.equal(h.engine.state, "completed");
+      const times = h.sendsOf("initiate").map((s) => s.at);
+      assert.equal(times[0], at(first));
+      assert.equal(times[29], at(first) + 29 * M);
+      assert.equal(times[30], at(second));
+      const calendar = new WindowCalendar(h.policy.windows!.open!);
+      assert.ok(times.every((time) => calendar.isOpen(time)));
+    });
+  }
+});

@@ -113,17 +113,26 @@ Deno.test("windows: each bad value gets its own error at its line", async (t) =>
       `p.yaml:5: windows.onClose: Invalid option: expected one of "finish"|"hold"`,
     ]);
   });
-  await t.step("an inline policy gets the same messages", () => {
-    assert.throws(
-      () =>
-        validatePolicy({
-          name: "w",
-          stages: [{ percent: 100 }],
-          windows: { open: [{ start: "0 2 * * *", duration: "1h", timeZone: "Nowhere" }] },
-        }),
-      /windows\.open\[0\]\.timeZone: Unknown time zone "Nowhere"/,
-    );
-  });
+  await t.step(
+    "an inline policy gets the same messages; a bad zone is malformed, 8d inconsistent",
+    () => {
+      const inline = (window: Record<string, string>) => {
+        try {
+          validatePolicy({ name: "w", stages: [{ percent: 100 }], windows: { open: [window] } });
+        } catch (error) {
+          assert.ok(error instanceof PolicyError);
+          return error;
+        }
+        assert.fail("the policy validated");
+      };
+      const zone = inline({ start: "0 2 * * *", duration: "1h", timeZone: "Nowhere" });
+      assert.match(zone.message, /windows\.open\[0\]\.timeZone: Unknown time zone "Nowhere"/);
+      assert.equal(zone.inconsistent, false, "400 invalid_policy");
+      assert.equal(inline({ start: "0 2 * *", duration: "1h" }).inconsistent, false);
+      const long = inline({ start: "0 2 * * *", duration: "8d" });
+      assert.equal(long.inconsistent, true, "422 inconsistent_policy, as other durations");
+    },
+  );
 });
 
 Deno.test("WindowCalendar: a window that spans midnight", () => {
