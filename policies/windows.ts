@@ -76,23 +76,15 @@ const windowSchema = z.strictObject({
   start: z.string({ error: 'Expected a 5-field cron such as "0 2 * * *"' }).max(200).check(
     (ctx) => {
       const problem = cronProblem(ctx.value);
-      // A malformed value (400 invalid_policy), not a rule between values (422 inconsistent_policy).
-      if (problem) {
-        ctx.issues.push({
-          code: "invalid_format",
-          format: "cron",
-          message: problem,
-          input: ctx.value,
-        });
-      }
+      // Beyond what the API's JSON Schema says, as the rules between values: 422 inconsistent_policy.
+      if (problem) ctx.issues.push({ code: "custom", message: problem, input: ctx.value });
     },
   ),
   duration: windowDuration,
   timeZone: z.string().max(100).default("UTC").check((ctx) => {
     if (!isTimeZone(ctx.value)) {
       ctx.issues.push({
-        code: "invalid_format",
-        format: "time_zone",
+        code: "custom",
         message: `Unknown time zone "${ctx.value}": use an IANA name such as "Europe/Berlin"`,
         input: ctx.value,
       });
