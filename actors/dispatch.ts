@@ -9,6 +9,7 @@ import type { Clock } from "./ports.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import type { RolloutMachineEvent, RolloutReport } from "./rollout_machine.ts";
 import type { RolloutPhase } from "./states.ts";
+import { Queue, queued, queueOf } from "./window_queue.ts";
 import type { WindowGate } from "./windows.ts";
 
 /** What a dispatcher works with. */
@@ -278,38 +279,3 @@ export class Dispatcher {
 
 /** The longest delay a JavaScript timer can wait. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/** A FIFO of device indices with O(1) shift. */
-class Queue {
-  #items: number[] = [];
-  #head = 0;
-
-  get size(): number {
-    return this.#items.length - this.#head;
-  }
-
-  push(index: number): void {
-    this.#items.push(index);
-  }
-
-  shift(): number {
-    const index = this.#items[this.#head++]!;
-    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-      this.#items = this.#items.slice(this.#head);
-      this.#head = 0;
-    }
-    return index;
-  }
-}
-
-function queueOf(queues: Map<number, Queue>, group: number): Queue {
-  let queue = queues.get(group);
-  if (!queue) queues.set(group, queue = new Queue());
-  return queue;
-}
-
-function queued(queues: Map<number, Queue>): number {
-  let n = 0;
-  for (const queue of queues.values()) n += queue.size;
-  return n;
-}
