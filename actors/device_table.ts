@@ -9,6 +9,9 @@ import { stageOf } from "./stages.ts";
 
 const STATES = DEVICE_STATES.length;
 const NO_STATUS = -1;
+const PENDING = STATE_CODE.pending;
+// A window group is a byte: every value has a slot, NO_WINDOW (255) included.
+const GROUP_SLOTS = 256;
 
 /** The per-device arrays and counters of one rollout; the one place a device's token is held. */
 export class DeviceTable {
@@ -22,6 +25,9 @@ export class DeviceTable {
   #counts: Float64Array;
   #stageCounts: Float64Array;
   #attempts: number[] = [];
+  /** Maintenance windows: each device's window group, and pending devices per stage and group. */
+  #groups: Uint8Array | null = null;
+  #groupPending: Float64Array | null = null;
 
   constructor(size: number, ends: readonly number[]) {
     this.#size = size;
@@ -50,9 +56,10 @@ export class DeviceTable {
 
   /**
    * Adds a device at the end, in the last stage (a dynamic rollout's new match): `pending`, or
-   * `skipped` when it already runs the artifact. Its index; the arrays grow by doubling.
+   * `skipped` when it already runs the artifact, in window group `group` when groups are tracked.
+   * Its index; the arrays grow by doubling.
    */
-  append(state: "pending" | "skipped"): number {
+  append(state: "pending" | "skipped", group = 0): number {
     const index = this.#size;
     if (index === this.#state.length) this.#grow(Math.max(16, index * 2));
     this.#size++;
@@ -62,6 +69,16 @@ export class DeviceTable {
     this.#state[index] = code;
     this.#counts[code]!++;
     this.#stageCounts[last * STATES + code]!++;
+    if (this.#groups) {
+      // Its own copy once grown: the window gate grows the array it was given apart.
+      if (index >= this.#groups.length) {
+        const groups = new Uint8Array(this.#state.length);
+        groups.set(this.#groups);
+        this.#groups = groups;
+      }
+      this.#groups[index] = group;
+      if (code === PENDING) this.#groupPending![last * GROUP_SLOTS + group]!++;
+    }
     return index;
   }
 
@@ -114,7 +131,13 @@ export class DeviceTable {
     const from = this.#state[index]!;
     const to = STATE_CODE[state];
     if (from !== to) {
-      const base = stageOf(this.ends, index) * STATES;
+      const stage = stageOf(this.ends, index);
+      const base = stage * STATES;
+      if (this.#groupPending && (from === PENDING || to === PENDING)) {
+        this.#groupPending[stage * GROUP_SLOTS + this.#groups![index]!]! += from === PENDING
+          ? -1
+          : 1;
+      }
       this.#counts[from]!--;
       this.#counts[to]!++;
       this.#stageCounts[base + from]!--;
@@ -128,6 +151,21 @@ export class DeviceTable {
       this.#attempt[index] = attempt;
     }
     this.#lastStatus[index] = lastStatus ?? NO_STATUS;
+  }
+
+  /** Counts pending devices per stage and window group from now on (call before any `set`). */
+  trackGroups(groups: Uint8Array): void {
+    this.#groups = groups;
+    this.#groupPending = new Float64Array(this.ends.length * GROUP_SLOTS);
+    for (let index = 0; index < this.size; index++) {
+      if (this.#state[index] !== PENDING) continue;
+      this.#groupPending[stageOf(this.ends, index) * GROUP_SLOTS + groups[index]!]!++;
+    }
+  }
+
+  /** Pending devices of stage `stage` in window group `group` (0 when groups are not tracked). */
+  groupPending(stage: number, group: number): number {
+    return this.#groupPending?.[stage * GROUP_SLOTS + group] ?? 0;
   }
 
   setToken(index: number, token: Uint8Array): void {

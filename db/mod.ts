@@ -30,6 +30,7 @@ export {
   type ListDevicesOptions,
   loadPublicKeys,
   loadSequences,
+  loadTagValues,
   type NewDevice,
   registerDevice,
   registerDevices,

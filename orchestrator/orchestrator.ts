@@ -21,12 +21,13 @@ import {
   SKIPPED,
 } from "../db/mod.ts";
 import type { ServerLink } from "../mqtt/mod.ts";
-import type { LoadedPolicy, Policy } from "../policies/mod.ts";
+import { type LoadedPolicy, type Policy, windowGrouper } from "../policies/mod.ts";
 import { newToken, type ResponseMessage, toHex } from "../srup/mod.ts";
 import { RolloutRunner } from "./rollout_runner.ts";
 import type { StoredSequenceTracker } from "./sequence_tracker.ts";
 import { wallClock } from "../io/clock.ts";
 import { checkHeapRoom, type HeapUsage, v8HeapUsage } from "./heap_budget.ts";
+import { describeUnmatched, windowGroupsOf } from "./window_groups.ts";
 
 /** What the orchestrator needs. */
 export interface OrchestratorOptions {
@@ -51,6 +52,8 @@ export interface RolloutRequest {
   /** The selector as the operator wrote it. */
   targets: Record<string, unknown>;
   deviceIds: readonly string[];
+  /** Maintenance windows by tag value: each device's window group (see window_groups.ts). */
+  windowGroups?: Uint8Array;
   /** The token name that asked for it. */
   actor: string;
   /** Optional words for operators. */
@@ -69,6 +72,7 @@ interface RunStart {
   policy: Policy;
   link: ServerLink;
   snapshot?: RolloutSnapshot;
+  windowGroups?: Uint8Array;
 }
 
 /** A device as a dynamic rollout's targets see it. */
@@ -291,8 +295,20 @@ export class Orchestrator {
         },
       },
     });
-    if (scheduled) this.#schedule(row);
-    else this.#run(row, { deviceIds: request.deviceIds, skipped, joined: 0, policy, link });
+    if (scheduled) {
+      this.#schedule(row);
+    } else {
+      const windowGroups = request.windowGroups ??
+        (await windowGroupsOf(this.#db, policy, request.deviceIds))?.groups;
+      this.#run(row, {
+        deviceIds: request.deviceIds,
+        skipped,
+        joined: 0,
+        policy,
+        link,
+        windowGroups,
+      });
+    }
     return row;
   }
 
@@ -339,7 +355,25 @@ export class Orchestrator {
         });
         await this.#prepare(deviceIds);
         const skipped = started.filter((d) => d.state === SKIPPED).map((d) => d.deviceId);
-        this.#run(row, { deviceIds, skipped, joined: row.joined, policy, link, snapshot });
+        // Window groups are not stored: they come from the devices' tags as they are now.
+        const windows = await windowGroupsOf(this.#db, policy, deviceIds);
+        if (windows && windows.unmatched.size > 0) {
+          this.#log(
+            `rollout ${row.id}: devices no longer match a maintenance window and wait: ${
+              describeUnmatched(policy.windows!.by!, windows.unmatched)
+            }`,
+          );
+        }
+        const windowGroups = windows?.groups;
+        this.#run(row, {
+          deviceIds,
+          skipped,
+          joined: row.joined,
+          policy,
+          link,
+          snapshot,
+          windowGroups,
+        });
       } catch (error) {
         // One rollout that cannot be restored must not keep the others, or the service, down.
         this.#log(
@@ -458,7 +492,9 @@ export class Orchestrator {
       const skipped = await this.#skipped(id);
       await this.#prepare(deviceIds);
       const policy = row.policy as unknown as Policy;
-      this.#run(row, { deviceIds, skipped, joined: row.joined, policy, link: this.#requireLink() });
+      const windowGroups = (await windowGroupsOf(this.#db, policy, deviceIds))?.groups;
+      const link = this.#requireLink();
+      this.#run(row, { deviceIds, skipped, joined: row.joined, policy, link, windowGroups });
       this.#log(`rollout ${id}: started at its scheduled time (${deviceIds.length} devices)`);
     } catch (error) {
       // Stored as running: the next start of the service resumes it from the start.
@@ -504,8 +540,13 @@ export class Orchestrator {
       if (!joined) continue;
       if (runner) {
         await this.#prepare([device.id]);
+        const windows = runner.engine.policy.windows;
+        // Its window group from its tags now, as recovery reads them.
+        const windowGroup = windows?.by === undefined
+          ? 0
+          : windowGrouper(windows)(device.tags[windows.by]);
         try {
-          runner.join(device.id, joined);
+          runner.join(device.id, { ...joined, windowGroup });
         } catch (error) {
           if (!(error instanceof RolloutCommandError)) throw error;
           // It finished its last stage meanwhile: it stays as it is, without this device.
@@ -547,6 +588,7 @@ export class Orchestrator {
       clock: this.#clock,
       snapshot,
       skip: start.skipped,
+      windowGroups: start.windowGroups,
       token: this.#token,
       log: this.#log,
       onFinished: (done) => {

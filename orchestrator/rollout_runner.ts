@@ -43,6 +43,8 @@ export interface RolloutRunnerOptions {
   token?: () => Uint8Array;
   /** Devices skipped at creation: they already run the artifact. */
   skip?: readonly string[];
+  /** Maintenance windows by tag value: each device's window group. */
+  windowGroups?: Uint8Array;
   /** Told once when the rollout reaches a final state. */
   onFinished?: (runner: RolloutRunner) => void;
   log?: (line: string) => void;
@@ -106,6 +108,7 @@ export class RolloutRunner {
       snapshot: options.snapshot,
       token: options.token,
       skip: options.skip,
+      windowGroups: options.windowGroups,
       ports: {
         initiate: (device, token, attempt) => this.#send(device, token, "initiate", attempt),
         activate: (device, token) => this.#send(device, token, "activate", 0),
@@ -125,15 +128,18 @@ export class RolloutRunner {
   }
 
   /**
-   * Adds a device whose row `joinRollout()` wrote at `position` (dynamic targets): it is
-   * started when the last stage dispatches, at once if it does now. RolloutCommandError when the
-   * engine takes no device any more.
+   * Adds a device whose row `joinRollout()` wrote at `position` (dynamic targets), in its window
+   * group if the policy has windows by tag: it is started when the last stage dispatches, at once
+   * if it does now. RolloutCommandError when the engine takes no device any more.
    */
-  join(device: string, joined: { position: number; skipped: boolean }): void {
+  join(
+    device: string,
+    joined: { position: number; skipped: boolean; windowGroup?: number },
+  ): void {
     // Known first: the engine may send to it, and record its row, before join() returns.
     this.#positions.set(device, joined.position);
     try {
-      this.engine.join(device, { skipped: joined.skipped });
+      this.engine.join(device, joined);
     } catch (error) {
       this.#positions.delete(device);
       throw error;

@@ -2,6 +2,7 @@
 import { z } from "zod";
 import { DURATION, parseDuration } from "./duration.ts";
 import { START_AT, startAtExists, startAtFormIssue } from "./start_at.ts";
+import { windowsSchema } from "./windows.ts";
 
 /** A duration string (`10m`) read as milliseconds. */
 const duration = z.string({ error: 'Expected a duration such as "30s" or "10m"' }).regex(DURATION, {
@@ -140,6 +141,7 @@ export const policySchema = z.strictObject({
     description:
       "Devices that come to match the targets while the rollout runs join its last stage",
   }),
+  windows: windowsSchema.optional(),
 });
 
 /** A validated policy: defaults filled in, every duration in milliseconds. */

@@ -39,6 +39,8 @@ export interface HarnessOptions {
   skip?: number[];
   /** How many of the devices, at the end, joined after creation (a dynamic rollout restored). */
   joined?: number;
+  /** Each device's maintenance window group (policies with `windows.by`). */
+  windowGroups?: number[];
 }
 
 /** Policy of YAML text, for tests. */
@@ -67,6 +69,7 @@ export class Harness {
   #tokens = new Map<string, Uint8Array>();
   #skip: string[];
   #joined = 0;
+  #windowGroups: number[] | undefined;
 
   constructor(options: HarnessOptions) {
     this.clock = options.clock ?? new SimClock();
@@ -74,6 +77,7 @@ export class Harness {
     this.#skip = (options.skip ?? []).map((index) => this.ids[index]!);
     this.policy = policyOf(options.policy);
     this.#answer = options.answer;
+    this.#windowGroups = options.windowGroups;
     this.engine = this.#create(options);
   }
 
@@ -89,6 +93,7 @@ export class Harness {
       snapshot: options.snapshot,
       skip: this.#skip,
       joined: options.joined,
+      windowGroups: this.#windowGroups,
       ports: {
         initiate: (device, token, attempt) => this.#sent("initiate", device, token, attempt),
         activate: (device, token) => this.#sent("activate", device, token, 0),
@@ -133,13 +138,14 @@ export class Harness {
   }
 
   /** Joins the next device id to the running engine (dynamic targets); its index. */
-  join(options: { skipped?: boolean } = {}): number {
+  join(options: { skipped?: boolean; windowGroup?: number } = {}): number {
     const id = deviceId(this.ids.length);
     // Listed first: the engine may send to it before join() returns.
     this.ids.push(id);
     try {
       const index = this.engine.join(id, options);
       this.#joined++;
+      this.#windowGroups?.push(options.windowGroup ?? 0);
       return index;
     } catch (error) {
       this.ids.pop();

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { RolloutCommandError } from "../../actors/mod.ts";
+import { SimClock } from "../../sim/mod.ts";
 import { HAPPY, harness } from "./_harness.ts";
 
 const TWO_STAGES = "stages: [{percent: 50}, {percent: 100}]";
@@ -132,4 +133,35 @@ Deno.test("joined devices survive a snapshot and restore, still in the last stag
   }
   assert.equal(h.engine.state, "completed");
   assert.equal(h.engine.summary().activated, 6);
+});
+
+Deno.test("a joined device waits for its own maintenance window, and is counted waiting", () => {
+  const start = Date.parse("2026-01-10T00:10:00Z");
+  const h = harness({
+    policy: `stages: [{ percent: 100 }]
+windows:
+  by: site
+  groups:
+    berlin: [{ start: "0 1 * * *", duration: 1h, timeZone: Europe/Berlin }]
+    tokyo: [{ start: "0 1 * * *", duration: 1h, timeZone: Asia/Tokyo }]`,
+    devices: 2,
+    windowGroups: [0, 0],
+    answer: HAPPY,
+    clock: new SimClock(start),
+  });
+  h.engine.start();
+  assert.equal(h.sendsOf("initiate").length, 2, "Berlin's window is open");
+  const tokyo = h.join({ windowGroup: 1 });
+  const berlin = h.join({ windowGroup: 0 });
+  assert.equal(h.sendsOf("initiate", berlin).length, 1, "its window is open: at once");
+  assert.equal(h.sendsOf("initiate", tokyo).length, 0, "Tokyo's window is closed");
+  const windows = h.engine.summary().windows!;
+  assert.deepEqual(windows.groups.map((g) => [g.group, g.waiting]), [["berlin", 0], ["tokyo", 1]]);
+  h.restore(h.engine.snapshot());
+  h.engine.start();
+  h.clock.run();
+  assert.equal(h.engine.state, "completed");
+  const sent = h.sendsOf("initiate", tokyo);
+  assert.deepEqual(sent.map((s) => new Date(s.at).toISOString()), ["2026-01-10T16:00:00.000Z"]);
+  assert.equal(h.engine.summary().activated, 4);
 });

@@ -396,6 +396,7 @@ Deno.test({
             "canary",
             "dynamic",
             "fast",
+            "night-windows",
             "scheduled",
             "two-phase",
           ]);
