@@ -24,7 +24,6 @@ import {
   startRollout,
 } from "../../orchestrator/create_rollout.ts";
 import { rolloutView } from "../../orchestrator/rollout_view.ts";
-import { START_AT, startAtFormIssue } from "../../policies/mod.ts";
 import { requireRole } from "../auth.ts";
 import { ApiError } from "../errors.ts";
 import type { AppEnv } from "../env.ts";
@@ -75,11 +74,9 @@ export const CreateSchema = z.object({
   ]),
   name: plainText("name", 128).min(1).optional(),
   description: prose("description", 2000).optional(),
-  startAt: z.string().max(64).regex(START_AT, {
-    error: (issue) => startAtFormIssue(String(issue.input)) ?? "Invalid start time",
-  }).optional().openapi({
+  startAt: z.string().max(64).optional().openapi({
     description:
-      "When to start: ISO 8601 with a UTC offset or Z, overriding the policy's startAt. A later time creates the rollout scheduled; nothing is sent until then. A time already past is refused (422 start_in_past).",
+      "When to start: ISO 8601 with a UTC offset or Z, overriding the policy's startAt. A later time creates the rollout scheduled; nothing is sent until then. A time that is not an ISO 8601 date and time with an offset, or names no real instant, is refused with 422 invalid_start_at, a time already past with 422 start_in_past; each message says which.",
     example: "2026-12-06T02:00:00+01:00",
   }),
 }).strict().openapi("NewRollout", {
@@ -277,7 +274,7 @@ export function rolloutsApp(deps: RolloutDeps) {
           ...AUTH_ERRORS,
           ...CONFLICT,
           422: errorContent(
-            "Unknown artifact or policy, targets that select no registered device, an inline policy whose rules contradict each other (inconsistent_policy), target devices whose tag value has no maintenance window while the policy has no fallback (no_window), a start time already past (start_in_past) or that names no real instant (invalid_start_at), or a dynamic policy with ids targets (dynamic_ids)",
+            "Unknown artifact or policy, targets that select no registered device, an inline policy whose rules contradict each other (inconsistent_policy), target devices whose tag value has no maintenance window while the policy has no fallback (no_window), a start time already past (start_in_past) or that is not an ISO 8601 date and time with an offset or names no real instant (invalid_start_at), or a dynamic policy with ids targets (dynamic_ids)",
           ),
           503: errorContent(
             "The orchestrator's heap has no room for this many devices, or the service is starting",

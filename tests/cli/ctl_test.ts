@@ -156,7 +156,7 @@ Deno.test({
           "2030-01-06T02:00",
         ]);
         assert.equal(bad.code, 1);
-        assert.match(bad.stderr, /^400 invalid_request: .*give a UTC offset or Z/);
+        assert.match(bad.stderr, /^422 invalid_start_at: .*give a UTC offset or Z/);
       });
       await t.step("usage and auth errors are one clear line", async () => {
         const usage = await ctl(api, ["rollout", "create", "--policy", "fast"]);

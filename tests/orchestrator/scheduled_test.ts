@@ -138,8 +138,9 @@ Deno.test({
           ...fields,
         });
       const cases: [Record<string, unknown>, number, string, RegExp][] = [
-        [{ startAt: "next sunday" }, 400, "invalid_request", /expected an ISO 8601 date and time/],
-        [{ startAt: "2030-12-06T02:00:00" }, 400, "invalid_request", /give a UTC offset or Z/],
+        [{ startAt: "next sunday" }, 422, "invalid_start_at", /expected an ISO 8601 date and time/],
+        [{ startAt: "2030-12-06T02:00:00" }, 422, "invalid_start_at", /give a UTC offset or Z/],
+        [{ startAt: 5 }, 400, "invalid_request", /"startAt"/],
         [{ startAt: "2030-02-30T02:00:00Z" }, 422, "invalid_start_at", /no such day/],
         [{ startAt: "2020-12-06T02:00:00Z" }, 422, "start_in_past", /is in the past/],
         [
