@@ -262,8 +262,7 @@ function Devices({ r }) {
   }</caption>
       <thead><tr>
         <th scope="col">#</th><th scope="col">Device</th><th scope="col">State</th>
-        <th scope="col">Waiting</th><th scope="col">Attempts</th><th scope="col">Last status</th>
-        <th scope="col">Updated</th>
+        <th scope="col">Attempts</th><th scope="col">Last status</th><th scope="col">Updated</th>
       </tr></thead>
       <tbody>
         ${
@@ -273,9 +272,10 @@ function Devices({ r }) {
           <td>${d.position + 1}</td>
           <td><a class="mono" href=${`#/devices/${d.deviceId}`}>${d.deviceId}</a></td>
           <td>
-            <${Badge} state=${d.state} />
+            <${Badge} state=${d.state} />${d.waitReason
+              ? html`<span class="muted wait-reason">${` ${words(d.waitReason)}`}</span>`
+              : null}
           </td>
-          <td>${d.waitReason ? words(d.waitReason) : ""}</td>
           <td>${d.attempt}</td>
           <td>${statusText(d.lastStatus)}</td>
           <td>${when(d.updatedAt)}</td>
