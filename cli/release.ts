@@ -5,7 +5,6 @@ import {
   defaultEd25519,
   equalBytes,
   ManifestError,
-  manifestToJson,
   MAX_SECURITY_VERSION,
   privateKeyFromPem,
   publicKeyFromPem,
@@ -17,6 +16,7 @@ import {
   verifyManifest,
 } from "../srup/mod.ts";
 import { writeFileAtomic } from "../io/files.ts";
+import { manifestToJson } from "../http/artifact_manifest.ts";
 import { dispatch, parse, printJson, UsageError } from "./args.ts";
 
 export const HELP = `Usage: flotilla srup release <command>

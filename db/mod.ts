@@ -28,6 +28,7 @@ export {
   getDevice,
   listDevices,
   type ListDevicesOptions,
+  loadFrameVersions,
   loadPublicKeys,
   loadSequences,
   type NewDevice,
@@ -48,6 +49,7 @@ export {
   type ListArtifactsOptions,
   type NewArtifact,
   putArtifact,
+  setArtifactManifest,
 } from "./artifacts.ts";
 export {
   countRolloutsByState,

@@ -1,7 +1,6 @@
 /** [SRUP-7] Release manifests: what a release key signed, in a small binary layout. No I/O. */
 import { MAX_MANIFEST_BYTES } from "./constants.ts";
 import { defaultEd25519, type Ed25519Backend } from "./ed25519.ts";
-import { toHex } from "./bytes.ts";
 
 /** [SRUP-7.1] Byte 0 of a manifest. */
 export const MANIFEST_FORMAT = 0x01;
@@ -227,30 +226,4 @@ function signingInput(body: Uint8Array): Uint8Array {
   input.set(DOMAIN);
   input.set(body, DOMAIN.length);
   return input;
-}
-
-/** A manifest as JSON, as the CLI and the API show it. */
-export interface ManifestJson {
-  name: string;
-  version: string;
-  securityVersion: number;
-  /** Hex SHA-256. */
-  digest: string;
-  size: number;
-  hardware: string[];
-  /** ISO 8601, or null for none. */
-  expiresAt: string | null;
-}
-
-/** The JSON form of a manifest. */
-export function manifestToJson(manifest: SignedManifest): ManifestJson {
-  return {
-    name: manifest.name,
-    version: manifest.version,
-    securityVersion: manifest.securityVersion,
-    digest: toHex(manifest.digest),
-    size: manifest.size,
-    hardware: manifest.hardware,
-    expiresAt: manifest.expiresAt === undefined ? null : new Date(manifest.expiresAt).toISOString(),
-  };
 }

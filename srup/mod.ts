@@ -36,8 +36,6 @@ export {
   MANIFEST_FORMAT,
   ManifestError,
   type ManifestErrorCode,
-  type ManifestJson,
-  manifestToJson,
   MAX_MANIFEST_HARDWARE,
   MAX_MANIFEST_TEXT,
   MAX_SECURITY_VERSION,

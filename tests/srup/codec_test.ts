@@ -102,7 +102,7 @@ Deno.test("decodeMessage() rejects malformed frames with a stable code and offse
     }
   });
   await t.step("unknown version and type", () => {
-    assertRejects(fromHex("0301"), "unknown_version", 0);
+    assertRejects(fromHex("0401"), "unknown_version", 0);
     assertRejects(fromHex("0001"), "unknown_version", 0);
     assertRejects(fromHex("0104"), "unknown_type", 1);
     assertRejects(fromHex("0100"), "unknown_type", 1);
