@@ -222,7 +222,14 @@ Deno.test({
         async during(service) {
           const ready = await fetch(`${service.apiUrl}/readyz`);
           assert.equal(ready.status, 503);
-          assert.match((await ready.json()).checks.database, /ECONNREFUSED/);
+          // The writer reports its latest failure: ECONNREFUSED once it retries against the stopped
+          // server, but ECONNRESET (or PostgreSQL's 57P01 "terminating connection due to
+          // administrator command") if this probe comes while the commit cut by the shutdown is the
+          // latest. Each names the lost connection; seen once under load: ECONNRESET.
+          assert.match(
+            (await ready.json()).checks.database,
+            /ECONNREFUSED|ECONNRESET|terminating connection due to administrator command/,
+          );
           const rollouts = await api(service, "GET", "/v1/rollouts");
           assert.equal(rollouts.status, 503);
           assert.equal(
