@@ -186,17 +186,3 @@ Deno.test({
     }
   },
 });
-
-Deno.test("a bad FLOTILLA_RELEASE_KEYS is one line naming the variable", async () => {
-  const { readConfig } = await import("../../orchestrator/config.ts");
-  assert.throws(
-    () => readConfig({ FLOTILLA_RELEASE_KEYS: "abc" }),
-    /^ConfigError: Invalid FLOTILLA_RELEASE_KEYS: "abc" is not base64 of a 32-byte Ed25519 public key$/,
-  );
-  assert.deepEqual(
-    readConfig({ FLOTILLA_RELEASE_KEYS: `${RELEASE_PUB.toBase64()}, ${RELEASE_PUB.toBase64()}` })
-      .releaseKeys,
-    [RELEASE_PUB, RELEASE_PUB],
-  );
-  assert.deepEqual(readConfig({}).releaseKeys, []);
-});
