@@ -21,8 +21,8 @@ Commands:
   run --dir DIR --server-key BASE64 --broker URL [options]
                         Connect, obey INITIATE and ACTIVATE signed by the server key; one agent
                         per directory (a second one exits with an error)
-  status --dir DIR      Print the id, public key, current and previous digests and any staged
-                        token
+  status --dir DIR      Print the id, public key, current and previous digests, any staged
+                        token and the running release's security version
 
 Options of run:
   --server-id HEX       Server id in the response topic (default: first 16 hex characters
@@ -57,8 +57,11 @@ async function status(args: string[]): Promise<number> {
   const { values } = parse(args, { dir: { type: "string" } });
   if (!values.dir) throw new UsageError("device status needs --dir DIR");
   const { id, publicKey } = await loadIdentity(values.dir);
-  const { id: _, ...status } = deviceStatus(id, await readState(values.dir) ?? emptyState());
-  printJson({ id, publicKey: toBase64(publicKey), ...status });
+  const state = await readState(values.dir) ?? emptyState();
+  const { id: _, ...status } = deviceStatus(id, state);
+  // [SRUP-7.4] The floor a new release must reach: 0 for a release installed without a manifest.
+  const securityVersion = state.current?.securityVersion ?? 0;
+  printJson({ id, publicKey: toBase64(publicKey), ...status, securityVersion });
   return 0;
 }
 

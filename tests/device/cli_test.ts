@@ -85,6 +85,7 @@ Deno.test("device provision writes a 0600 key and prints the id, public key and 
         current: null,
         previous: null,
         staged: null,
+        securityVersion: 0,
       });
     });
     await t.step("a second provision refuses to replace the key: exit 1, one line", async () => {
@@ -274,6 +275,7 @@ Deno.test("device run survives SIGKILL mid-download and a restart, then updates 
         current: toHex(digest),
         previous: null,
         staged: null,
+        securityVersion: 0,
       });
       assert.deepEqual(await Deno.readFile(join(h.dir, "current")), FIRMWARE);
     });

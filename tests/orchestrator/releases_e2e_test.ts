@@ -27,6 +27,7 @@ import {
   waitForRollout,
 } from "./_service.ts";
 import { sha256 } from "../device/_fixture.ts";
+import { readState } from "../../device/mod.ts";
 
 const SPEED = 120;
 const POLICY = {
@@ -111,6 +112,7 @@ Deno.test({
         assert.equal((done.counts as Record<string, number>).activated, 3);
         for (const device of devices) {
           assert.deepEqual(await Deno.readFile(join(device.dir, "current")), v7);
+          assert.equal((await readState(device.dir))?.current?.securityVersion, 7);
         }
         // The INITIATEs went out in version 3 (the ACTIVATEs, which carry no release, in 2).
         const received = replies.filter((r) => r.message.status === 0x00);
