@@ -31,6 +31,7 @@ export {
   loadFrameVersions,
   loadPublicKeys,
   loadSequences,
+  loadTagValues,
   type NewDevice,
   registerDevice,
   registerDevices,

@@ -18,6 +18,7 @@ import { type LoadedPolicy, PolicyError, validatePolicy } from "../policies/mod.
 import { InsufficientHeapError } from "./heap_budget.ts";
 import type { Orchestrator } from "./orchestrator.ts";
 import type { PolicyRegistry } from "./policy_registry.ts";
+import { describeUnmatched, windowGroupsOf } from "./window_groups.ts";
 
 /** Why a rollout was refused; the API answers each with its own status. */
 export type RolloutRefusal =
@@ -29,7 +30,8 @@ export type RolloutRefusal =
   | "invalid_targets"
   | "devices_busy"
   | "insufficient_memory"
-  | "unsigned_artifact";
+  | "unsigned_artifact"
+  | "no_window";
 
 /** A rollout that cannot be created as asked; nothing was written. */
 export class RolloutRefusedError extends Error {
@@ -107,12 +109,27 @@ export async function startRollout(
   if (deviceIds.length === 0) {
     throw new RolloutRefusedError("no_devices", "The targets select no registered device");
   }
+  const windows = await windowGroupsOf(db, loaded.policy, deviceIds);
+  if (windows && windows.unmatched.size > 0) {
+    // A device with no window would never be updated: refused now rather than waiting forever.
+    const by = loaded.policy.windows!.by!;
+    throw new RolloutRefusedError(
+      "no_window",
+      `Devices have no maintenance window: ${
+        describeUnmatched(by, windows.unmatched)
+      }; add their ${by} to windows.groups, or windows.open for every other device`,
+      {
+        details: [...windows.unmatched].map(([value, devices]) => ({ [by]: value, devices })),
+      },
+    );
+  }
   try {
     return await orchestrator.create({
       artifact,
       loaded,
       targets: targets as Record<string, unknown>,
       deviceIds,
+      windowGroups: windows?.groups,
       actor: input.actor,
       name: input.name,
       description: input.description,

@@ -44,6 +44,8 @@ export interface RolloutRunnerOptions {
   token?: () => Uint8Array;
   /** Devices skipped at creation: they already run the artifact. */
   skip?: readonly string[];
+  /** Maintenance windows by tag value: each device's window group. */
+  windowGroups?: Uint8Array;
   /** Told once when the rollout reaches a final state. */
   onFinished?: (runner: RolloutRunner) => void;
   log?: (line: string) => void;
@@ -110,6 +112,7 @@ export class RolloutRunner {
       snapshot: options.snapshot,
       token: options.token,
       skip: options.skip,
+      windowGroups: options.windowGroups,
       ports: {
         initiate: (device, token, attempt) => this.#send(device, token, "initiate", attempt),
         activate: (device, token) => this.#send(device, token, "activate", 0),

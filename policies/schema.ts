@@ -1,6 +1,7 @@
 /** The policy schema (zod): what a policy file may say, with defaults, durations in milliseconds. */
 import { z } from "zod";
 import { DURATION, parseDuration } from "./duration.ts";
+import { windowsSchema } from "./windows.ts";
 
 /** A duration string (`10m`) read as milliseconds. */
 const duration = z.string({ error: 'Expected a duration such as "30s" or "10m"' }).regex(DURATION, {
@@ -122,6 +123,7 @@ export const policySchema = z.strictObject({
   // [SRUP-7] Off unless written: an orchestrator holding release keys then refuses to roll out an
   // artifact without a valid manifest. For development only.
   allowUnsigned: z.boolean().optional(),
+  windows: windowsSchema.optional(),
 });
 
 /** A validated policy: defaults filled in, every duration in milliseconds. */

@@ -37,6 +37,8 @@ export interface HarnessOptions {
   clock?: SimClock;
   /** Indexes of devices that already run the artifact. */
   skip?: number[];
+  /** Each device's maintenance window group (policies with `windows.by`). */
+  windowGroups?: number[];
 }
 
 /** Policy of YAML text, for tests. */
@@ -64,6 +66,7 @@ export class Harness {
   #answer: Answer | undefined;
   #tokens = new Map<string, Uint8Array>();
   #skip: string[];
+  #windowGroups: number[] | undefined;
 
   constructor(options: HarnessOptions) {
     this.clock = options.clock ?? new SimClock();
@@ -71,6 +74,7 @@ export class Harness {
     this.#skip = (options.skip ?? []).map((index) => this.ids[index]!);
     this.policy = policyOf(options.policy);
     this.#answer = options.answer;
+    this.#windowGroups = options.windowGroups;
     this.engine = this.#create(options);
   }
 
@@ -85,6 +89,7 @@ export class Harness {
       token: seededTokens(stream(seed, "tokens")),
       snapshot: options.snapshot,
       skip: this.#skip,
+      windowGroups: this.#windowGroups,
       ports: {
         initiate: (device, token, attempt) => this.#sent("initiate", device, token, attempt),
         activate: (device, token) => this.#sent("activate", device, token, 0),
