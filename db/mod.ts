@@ -28,6 +28,7 @@ export {
   getDevice,
   listDevices,
   type ListDevicesOptions,
+  loadFrameVersions,
   loadPublicKeys,
   loadSequences,
   loadTagValues,
@@ -49,6 +50,7 @@ export {
   type ListArtifactsOptions,
   type NewArtifact,
   putArtifact,
+  setArtifactManifest,
 } from "./artifacts.ts";
 export {
   countRolloutsByState,

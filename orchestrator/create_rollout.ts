@@ -13,6 +13,7 @@ import {
   selectDeviceIds,
 } from "../db/mod.ts";
 import { stageEnds } from "../actors/mod.ts";
+import { decodeManifest, verifyManifest } from "../srup/mod.ts";
 import { type LoadedPolicy, PolicyError, validatePolicy } from "../policies/mod.ts";
 import { InsufficientHeapError } from "./heap_budget.ts";
 import type { Orchestrator } from "./orchestrator.ts";
@@ -29,6 +30,7 @@ export type RolloutRefusal =
   | "invalid_targets"
   | "devices_busy"
   | "insufficient_memory"
+  | "unsigned_artifact"
   | "no_window";
 
 /** A rollout that cannot be created as asked; nothing was written. */
@@ -90,6 +92,16 @@ export async function startRollout(
   const artifact = stored
     ? { digest: stored.digest, url: artifactUrl(stored, deps.publicUrl) }
     : { digest: input.artifact.digest, url: input.artifact.url!, register: true };
+  const releaseKeys = orchestrator.releaseKeys;
+  if (releaseKeys.length > 0 && !loaded.policy.allowUnsigned) {
+    const why = await unsignedReason(stored?.manifest ?? null, releaseKeys, Date.now());
+    if (why) {
+      throw new RolloutRefusedError(
+        "unsigned_artifact",
+        `Cannot roll out artifact "${artifact.digest}": ${why} (a policy with allowUnsigned: true allows it, for development)`,
+      );
+    }
+  }
   const targets = input.targets;
   const deviceIds = "ids" in targets
     ? targets.ids.map((id) => id.toLowerCase())
@@ -165,6 +177,28 @@ export async function previewRollout(
       devices: ends[i]! - (i === 0 ? 0 : ends[i - 1]!),
     })),
   };
+}
+
+/** [SRUP-7] Why a stored manifest does not let the artifact roll out, or undefined when it does. */
+async function unsignedReason(
+  manifest: string | null,
+  releaseKeys: readonly Uint8Array[],
+  now: number,
+): Promise<string | undefined> {
+  if (manifest === null) return "it has no release manifest";
+  let decoded;
+  try {
+    decoded = decodeManifest(Uint8Array.fromBase64(manifest));
+  } catch (error) {
+    return `its manifest is malformed: ${(error as Error).message}`;
+  }
+  if (!await verifyManifest(decoded, releaseKeys)) {
+    return "its manifest is not signed by a configured release key";
+  }
+  if (decoded.expiresAt !== undefined && decoded.expiresAt <= now) {
+    return `its release expired at ${new Date(decoded.expiresAt).toISOString()}`;
+  }
+  return undefined;
 }
 
 function resolvePolicy(

@@ -23,7 +23,7 @@ import {
   type WriteOp,
 } from "../db/mod.ts";
 import type { Policy } from "../policies/mod.ts";
-import type { ServerLink } from "../mqtt/mod.ts";
+import type { InitiateFields, ServerLink } from "../mqtt/mod.ts";
 
 /** What a runner needs. */
 export interface RolloutRunnerOptions {
@@ -31,7 +31,10 @@ export interface RolloutRunnerOptions {
   policy: Policy;
   /** Target device ids in rollout order (position = index). */
   devices: readonly string[];
-  artifact: { url: string; digest: string };
+  /** `manifest`: the signed release manifest, sent in version 3 to devices that speak it. */
+  artifact: { url: string; digest: string; manifest?: Uint8Array };
+  /** [SRUP-2.1] The frame version a device speaks; default 2 for all. */
+  frameVersion?: (device: string) => number;
   writer: GroupCommitWriter;
   link: ServerLink;
   clock: Clock;
@@ -65,6 +68,8 @@ export class RolloutRunner {
   readonly #url: string;
   readonly #digest: Uint8Array;
   readonly #digestHex: string;
+  readonly #manifest: Uint8Array | undefined;
+  readonly #frameVersion: (device: string) => number;
   readonly #onFinished?: (runner: RolloutRunner) => void;
   readonly #log: (line: string) => void;
   readonly #timeouts: Policy["timeouts"];
@@ -89,6 +94,8 @@ export class RolloutRunner {
     this.#url = options.artifact.url;
     this.#digestHex = options.artifact.digest;
     this.#digest = Uint8Array.fromHex(options.artifact.digest);
+    this.#manifest = options.artifact.manifest;
+    this.#frameVersion = options.frameVersion ?? (() => 2);
     this.#onFinished = options.onFinished;
     this.#log = options.log ?? ((line) => console.error(line));
     this.#timeouts = options.policy.timeouts;
@@ -186,11 +193,7 @@ export class RolloutRunner {
           if (this.#stopped || !this.engine.shouldSend(device, copy)) return;
           try {
             if (kind === "initiate") {
-              await this.#link.sendInitiate(device, {
-                token: copy,
-                url: this.#url,
-                digest: this.#digest,
-              });
+              await this.#link.sendInitiate(device, this.#initiateFields(device, copy));
             } else {
               await this.#link.sendActivate(device, { token: copy });
             }
@@ -210,6 +213,17 @@ export class RolloutRunner {
       this.#sending.add(sending);
       sending.finally(() => this.#sending.delete(sending));
     }
+  }
+
+  /**
+   * [SRUP-7] [SRUP-8] A device that speaks version 3 gets the manifest and a not-after time: the
+   * response timeout from now, past which the engine retries with a fresh INITIATE anyway.
+   */
+  #initiateFields(device: string, token: Uint8Array): InitiateFields {
+    const fields = { token, url: this.#url, digest: this.#digest };
+    if (!this.#manifest || this.#frameVersion(device) < 3) return fields;
+    const notAfter = BigInt(this.#clock.now() + this.#timeouts.response);
+    return { ...fields, manifest: this.#manifest, notAfter };
   }
 
   #onEvent(event: RolloutEvent): void {

@@ -120,6 +120,9 @@ export const policySchema = z.strictObject({
     activation: positiveDuration.default(300_000),
   }).prefault({}),
   activation: z.enum(["immediate", "stage"]).default("immediate"),
+  // [SRUP-7] Off unless written: an orchestrator holding release keys then refuses to roll out an
+  // artifact without a valid manifest. For development only.
+  allowUnsigned: z.boolean().optional(),
   windows: windowsSchema.optional(),
 });
 

@@ -210,6 +210,7 @@ const REFUSAL_STATUS: Record<RolloutRefusal, ContentfulStatusCode> = {
   invalid_targets: 422,
   devices_busy: 409,
   insufficient_memory: 503,
+  unsigned_artifact: 422,
   no_window: 422,
 };
 
@@ -256,7 +257,7 @@ export function rolloutsApp(deps: RolloutDeps) {
           ...AUTH_ERRORS,
           ...CONFLICT,
           422: errorContent(
-            "Unknown artifact or policy, targets that select no registered device, an inline policy whose rules contradict each other (inconsistent_policy), or target devices whose tag value has no maintenance window while the policy has no fallback (no_window)",
+            "Unknown artifact or policy, targets that select no registered device, an inline policy whose rules contradict each other (inconsistent_policy), target devices whose tag value has no maintenance window while the policy has no fallback (no_window), or an artifact with no valid release manifest while release keys are configured and the policy does not say allowUnsigned (unsigned_artifact)",
           ),
           503: errorContent(
             "The orchestrator's heap has no room for this many devices, or the service is starting",
