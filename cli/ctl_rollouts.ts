@@ -195,10 +195,21 @@ export const ROLLOUT_COMMANDS: CtlCommand[] = [
       return await answer(api, api.client.v1.rollouts.preview.$post({ json: { policy, targets } }));
     },
     show(value) {
-      const preview = value as { devices: number; stages: Row[]; policy: Row };
-      return `${preview.devices} devices, policy ${preview.policy.name}\n${
-        table(preview.stages, [["STAGE %", (s) => s.percent], ["DEVICES", (s) => s.devices]])
-      }`;
+      const preview = value as { devices: number; stages: Row[]; policy: Row; windows: Row | null };
+      const lines = [
+        `${preview.devices} devices, policy ${preview.policy.name}`,
+        table(preview.stages, [["STAGE %", (s) => s.percent], ["DEVICES", (s) => s.devices]]),
+      ];
+      const windows = preview.windows;
+      if (windows) {
+        const groups = (windows.groups as Row[]).map((g) => `${g.group ?? "(other)"} ${g.devices}`);
+        lines.push(`windows by ${windows.by}: ${groups.join(", ")}`);
+        for (const u of windows.unmatched as Row[]) {
+          const what = u.value === null ? `no ${windows.by} tag` : `${windows.by} "${u.value}"`;
+          lines.push(`  no window: ${u.devices} devices with ${what} (creating answers no_window)`);
+        }
+      }
+      return lines.join("\n");
     },
   },
   {

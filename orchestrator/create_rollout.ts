@@ -14,11 +14,18 @@ import {
 } from "../db/mod.ts";
 import { stageEnds } from "../actors/mod.ts";
 import { decodeManifest, verifyManifest } from "../srup/mod.ts";
-import { type LoadedPolicy, PolicyError, validatePolicy } from "../policies/mod.ts";
+import {
+  type LoadedPolicy,
+  NO_WINDOW,
+  type Policy,
+  PolicyError,
+  validatePolicy,
+  windowGroupNames,
+} from "../policies/mod.ts";
 import { InsufficientHeapError } from "./heap_budget.ts";
 import type { Orchestrator } from "./orchestrator.ts";
 import type { PolicyRegistry } from "./policy_registry.ts";
-import { describeUnmatched, windowGroupsOf } from "./window_groups.ts";
+import { describeUnmatched, type WindowGroups, windowGroupsOf } from "./window_groups.ts";
 
 /** Why a rollout was refused; the API answers each with its own status. */
 export type RolloutRefusal =
@@ -155,6 +162,15 @@ export interface RolloutPreview {
   devices: number;
   /** Each stage's cumulative percent and the devices it adds. */
   stages: { percent: number; devices: number }[];
+  /**
+   * With maintenance windows by tag value: the devices per window group (null: the `open`
+   * fallback), and per tag value those with no window, which would refuse the rollout (no_window).
+   */
+  windows: {
+    by: string;
+    groups: { group: string | null; devices: number }[];
+    unmatched: { value: string | null; devices: number }[];
+  } | null;
 }
 
 /** What a rollout of these targets under this policy would look like; writes nothing. */
@@ -164,9 +180,11 @@ export async function previewRollout(
 ): Promise<RolloutPreview> {
   const policy = resolvePolicy(deps.policies, input.policy);
   const targets = input.targets;
-  const devices = "ids" in targets
-    ? await countRegistered(deps.db, [...new Set(targets.ids.map((id) => id.toLowerCase()))])
-    : (await selectDeviceIds(deps.db, "tags" in targets ? { tags: targets.tags } : {})).length;
+  const ids = "ids" in targets
+    ? [...new Set(targets.ids.map((id) => id.toLowerCase()))]
+    : await selectDeviceIds(deps.db, "tags" in targets ? { tags: targets.tags } : {});
+  const devices = "ids" in targets ? await countRegistered(deps.db, ids) : ids.length;
+  const windows = await windowGroupsOf(deps.db, policy.policy, ids);
   const percents = policy.policy.stages.map((stage) => stage.percent);
   const ends = stageEnds(percents, devices);
   return {
@@ -176,6 +194,18 @@ export async function previewRollout(
       percent,
       devices: ends[i]! - (i === 0 ? 0 : ends[i - 1]!),
     })),
+    windows: windows ? previewWindows(policy.policy, windows) : null,
+  };
+}
+
+function previewWindows(policy: Policy, windows: WindowGroups): RolloutPreview["windows"] {
+  const names = windowGroupNames(policy.windows!);
+  const counts = new Array<number>(names.length).fill(0);
+  for (const group of windows.groups) if (group !== NO_WINDOW) counts[group]!++;
+  return {
+    by: policy.windows!.by!,
+    groups: names.map((group, i) => ({ group, devices: counts[i]! })),
+    unmatched: [...windows.unmatched].map(([value, devices]) => ({ value, devices })),
   };
 }
 

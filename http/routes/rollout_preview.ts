@@ -11,6 +11,22 @@ const PreviewSchema = z.object({
   devices: z.number(),
   stages: z.array(z.object({ percent: z.number(), devices: z.number() })),
   policy: z.object({ name: z.string(), sha256: z.string(), commit: z.string().nullable() }),
+  windows: z.object({
+    by: z.string(),
+    groups: z.array(z.object({
+      group: z.string().nullable().openapi({
+        description: "The tag value; null for the policy's windows.open (the fallback)",
+      }),
+      devices: z.number().int(),
+    })),
+    unmatched: z.array(z.object({ value: z.string().nullable(), devices: z.number().int() }))
+      .openapi({
+        description:
+          "Devices per tag value (null: no such tag) with no window: creating would answer 422 no_window",
+      }),
+  }).nullable().openapi({
+    description: "With maintenance windows by tag value: the devices per window group; else null",
+  }),
 }).openapi("RolloutPreview");
 
 /** The preview sub-app, mounted beside the rollouts. */
@@ -49,6 +65,7 @@ export function rolloutPreviewApp(deps: { db: Db; policies: PolicyRegistry }) {
           devices: preview.devices,
           stages: preview.stages,
           policy: { name: policy.name, sha256: provenance.sha256, commit: provenance.commit },
+          windows: preview.windows,
         }, 200);
       } catch (error) {
         if (!(error instanceof RolloutRefusedError)) throw error;
