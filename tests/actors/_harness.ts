@@ -1,6 +1,7 @@
 /** A simulated-time harness for engine tests: scripted devices, recorded sends and events. */
 import {
   createRolloutEngine,
+  type RolloutAction,
   type RolloutEngine,
   type RolloutEngineOptions,
   type RolloutEvent,
@@ -37,6 +38,8 @@ export interface HarnessOptions {
   clock?: SimClock;
   /** Indexes of devices that already run the artifact. */
   skip?: number[];
+  /** `rollback`: the `initiate` sends are ROLLBACKs; default `update`. */
+  action?: RolloutAction;
 }
 
 /** Policy of YAML text, for tests. */
@@ -64,6 +67,7 @@ export class Harness {
   #answer: Answer | undefined;
   #tokens = new Map<string, Uint8Array>();
   #skip: string[];
+  #action: RolloutAction | undefined;
 
   constructor(options: HarnessOptions) {
     this.clock = options.clock ?? new SimClock();
@@ -71,6 +75,7 @@ export class Harness {
     this.#skip = (options.skip ?? []).map((index) => this.ids[index]!);
     this.policy = policyOf(options.policy);
     this.#answer = options.answer;
+    this.#action = options.action;
     this.engine = this.#create(options);
   }
 
@@ -85,6 +90,7 @@ export class Harness {
       token: seededTokens(stream(seed, "tokens")),
       snapshot: options.snapshot,
       skip: this.#skip,
+      action: this.#action,
       ports: {
         initiate: (device, token, attempt) => this.#sent("initiate", device, token, attempt),
         activate: (device, token) => this.#sent("activate", device, token, 0),
