@@ -21,6 +21,7 @@ export { uuidv7 } from "./ids.ts";
 export { type Page, pageLimit } from "./page.ts";
 export {
   countRegistered,
+  countWithPrevious,
   deleteDevice,
   type Device,
   type DeviceListItem,
@@ -54,6 +55,7 @@ export {
   createRollout,
   getRollout,
   listActiveRollouts,
+  listRollbacksOf,
   listRollouts,
   type ListRolloutsOptions,
   type NewRollout,
@@ -68,6 +70,7 @@ export {
   type DeviceRolloutHistoryItem,
   type DeviceRolloutHistoryOptions,
   findRolloutDeviceByToken,
+  listRollbackDigests,
   listRolloutDeviceIds,
   listRolloutDevices,
   type ListRolloutDevicesOptions,

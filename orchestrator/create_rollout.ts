@@ -6,13 +6,14 @@ import {
   artifactUrl,
   ConflictError,
   countRegistered,
+  countWithPrevious,
   type Db,
   getArtifact,
   InvalidDataError,
   type Rollout,
   selectDeviceIds,
 } from "../db/mod.ts";
-import { stageEnds } from "../actors/mod.ts";
+import { type RolloutAction, stageEnds } from "../actors/mod.ts";
 import { type LoadedPolicy, PolicyError, validatePolicy } from "../policies/mod.ts";
 import { InsufficientHeapError } from "./heap_budget.ts";
 import type { Orchestrator } from "./orchestrator.ts";
@@ -27,6 +28,7 @@ export type RolloutRefusal =
   | "no_devices"
   | "invalid_targets"
   | "devices_busy"
+  | "nothing_to_roll_back"
   | "insufficient_memory";
 
 /** A rollout that cannot be created as asked; nothing was written. */
@@ -50,8 +52,13 @@ export type RolloutTargets =
 
 /** A rollout as an operator asks for it. */
 export interface NewRolloutInput {
-  /** A stored artifact's digest, or a digest and the url of a file hosted elsewhere. */
-  artifact: { digest: string; url?: string };
+  /** `rollback` sends each device back to its recorded previous version; default `update`. */
+  action?: RolloutAction;
+  /**
+   * A stored artifact's digest, or a digest and the url of a file hosted elsewhere; required for
+   * an update, absent for a rollback.
+   */
+  artifact?: { digest: string; url?: string };
   /** A loaded policy's name, or an inline policy object. */
   policy: string | Record<string, unknown>;
   targets: RolloutTargets;
@@ -77,17 +84,9 @@ export async function startRollout(
   input: NewRolloutInput,
 ): Promise<Rollout> {
   const { db, orchestrator } = deps;
+  const action = input.action ?? "update";
   const loaded = resolvePolicy(deps.policies, input.policy);
-  const stored = await getArtifact(db, input.artifact.digest);
-  if (!stored && input.artifact.url === undefined) {
-    throw new RolloutRefusedError(
-      "unknown_artifact",
-      `No artifact "${input.artifact.digest}": upload it or give its url`,
-    );
-  }
-  const artifact = stored
-    ? { digest: stored.digest, url: artifactUrl(stored, deps.publicUrl) }
-    : { digest: input.artifact.digest, url: input.artifact.url!, register: true };
+  const artifact = action === "rollback" ? null : await resolveArtifact(deps, input.artifact);
   const targets = input.targets;
   const deviceIds = "ids" in targets
     ? targets.ids.map((id) => id.toLowerCase())
@@ -95,9 +94,16 @@ export async function startRollout(
   if (deviceIds.length === 0) {
     throw new RolloutRefusedError("no_devices", "The targets select no registered device");
   }
+  if (action === "rollback" && await countWithPrevious(db, deviceIds) === 0) {
+    throw new RolloutRefusedError(
+      "nothing_to_roll_back",
+      `None of the ${deviceIds.length} targeted device(s) has a previous version recorded`,
+    );
+  }
   try {
     return await orchestrator.create({
       artifact,
+      action,
       loaded,
       targets: targets as Record<string, unknown>,
       deviceIds,
@@ -148,6 +154,22 @@ export async function previewRollout(
       devices: ends[i]! - (i === 0 ? 0 : ends[i - 1]!),
     })),
   };
+}
+
+async function resolveArtifact(
+  deps: CreateRolloutDeps,
+  given: NewRolloutInput["artifact"],
+): Promise<{ digest: string; url: string; register?: boolean }> {
+  if (!given) throw new TypeError("Cannot create rollout: an update needs an artifact");
+  const stored = await getArtifact(deps.db, given.digest);
+  if (stored) return { digest: stored.digest, url: artifactUrl(stored, deps.publicUrl) };
+  if (given.url === undefined) {
+    throw new RolloutRefusedError(
+      "unknown_artifact",
+      `No artifact "${given.digest}": upload it or give its url`,
+    );
+  }
+  return { digest: given.digest, url: given.url, register: true };
 }
 
 function resolvePolicy(

@@ -1,11 +1,17 @@
 /** Every live rollout of this service: creation, operator commands, RESPONSE routing, recovery. */
-import { type Clock, type RolloutSnapshot, snapshotFromRows } from "../actors/mod.ts";
+import {
+  type Clock,
+  type RolloutAction,
+  type RolloutSnapshot,
+  snapshotFromRows,
+} from "../actors/mod.ts";
 import {
   createRollout,
   type Db,
   describeDatabaseError,
   type GroupCommitWriter,
   listActiveRollouts,
+  listRollbackDigests,
   listRolloutDeviceIds,
   loadPublicKeys,
   loadStartedRolloutDevices,
@@ -37,8 +43,15 @@ export interface OrchestratorOptions {
 
 /** A new rollout, its devices already resolved. */
 export interface RolloutRequest {
-  /** `register`: not stored yet, recorded by its url in the rollout's own transaction. */
-  artifact: { digest: string; url: string; register?: boolean };
+  /**
+   * `register`: not stored yet, recorded by its url in the rollout's own transaction. Null for a
+   * rollback, which sends each device back to its recorded previous version.
+   */
+  artifact: { digest: string; url: string; register?: boolean } | null;
+  /** Default `update`. */
+  action?: RolloutAction;
+  /** The rollout a rollback undoes. */
+  rollbackOf?: string | null;
   loaded: LoadedPolicy;
   /** The selector as the operator wrote it. */
   targets: Record<string, unknown>;
@@ -53,6 +66,8 @@ export interface RolloutRequest {
 /** What starting a runner takes. */
 interface RunStart {
   deviceIds: readonly string[];
+  /** A rollback's digests by position; undefined for an update. */
+  rollback?: readonly (string | null)[];
   skipped: readonly string[];
   policy: Policy;
   link: ServerLink;
@@ -201,23 +216,31 @@ export class Orchestrator {
     const link = this.#requireLink();
     checkHeapRoom(request.deviceIds.length, this.#heap());
     const { policy, provenance } = request.loaded;
+    const action = request.action ?? "update";
+    const artifact = action === "rollback" ? null : request.artifact;
+    if (action === "update" && !artifact) throw new TypeError("Cannot create rollout: no artifact");
     const row = await createRollout(this.#db, {
       name: request.name ?? null,
       description: request.description ?? null,
       createdBy: request.actor,
-      artifactDigest: request.artifact.digest,
-      artifactUrl: request.artifact.url,
+      action,
+      rollbackOf: request.rollbackOf ?? null,
+      artifactDigest: artifact?.digest ?? null,
+      artifactUrl: artifact?.url ?? null,
       policy: policy as unknown as Record<string, unknown>,
       policyName: policy.name,
       policySha256: provenance.sha256,
       policyCommit: provenance.commit,
       targets: request.targets,
       deviceIds: request.deviceIds,
-      registerArtifact: request.artifact.register
-        ? { digest: request.artifact.digest, url: request.artifact.url }
+      registerArtifact: artifact?.register
+        ? { digest: artifact.digest, url: artifact.url }
         : undefined,
     });
     const skipped = await this.#skipped(row.id);
+    const rollback = action === "rollback"
+      ? await listRollbackDigests(this.#db, row.id)
+      : undefined;
     await this.#prepare(request.deviceIds);
     await this.#writer.enqueue({
       kind: "event",
@@ -233,11 +256,17 @@ export class Orchestrator {
           commit: provenance.commit,
           dirty: provenance.dirty,
           source: provenance.source,
-          artifact: request.artifact.digest,
+          artifact: artifact?.digest ?? null,
+          action,
+          rollbackOf: row.rollbackOf,
+          // A rollback skips the devices with no previous version recorded: none to go back to.
+          ...(action === "rollback" && skipped.length > 0
+            ? { skippedReason: "no_previous_version" }
+            : {}),
         },
       },
     });
-    this.#run(row, { deviceIds: request.deviceIds, skipped, policy, link });
+    this.#run(row, { deviceIds: request.deviceIds, skipped, policy, link, rollback });
     return row;
   }
 
@@ -272,7 +301,10 @@ export class Orchestrator {
         });
         await this.#prepare(deviceIds);
         const skipped = started.filter((d) => d.state === SKIPPED).map((d) => d.deviceId);
-        this.#run(row, { deviceIds, skipped, policy, link, snapshot });
+        const rollback = row.action === "rollback"
+          ? await listRollbackDigests(this.#db, row.id)
+          : undefined;
+        this.#run(row, { deviceIds, skipped, policy, link, snapshot, rollback });
       } catch (error) {
         // One rollout that cannot be restored must not keep the others, or the service, down.
         this.#log(
@@ -325,7 +357,10 @@ export class Orchestrator {
       id: row.id,
       policy,
       devices: deviceIds,
-      artifact: { url: row.artifactUrl, digest: row.artifactDigest },
+      artifact: row.artifactUrl === null || row.artifactDigest === null
+        ? null
+        : { url: row.artifactUrl, digest: row.artifactDigest },
+      rollback: start.rollback,
       writer: this.#writer,
       link,
       clock: this.#clock,
@@ -335,11 +370,53 @@ export class Orchestrator {
       log: this.#log,
       onFinished: (done) => {
         this.#clock.setTimeout(() => this.#forget(done), FINISHED_GRACE_MS);
+        if (done.engine.state === "halted" && policy.onAbort === "rollback") {
+          this.#rollBack(row, done).catch((error) =>
+            this.#log(`rollout ${row.id}: cannot roll back: ${describeDatabaseError(error)}`)
+          );
+        }
       },
     });
     this.#runners.set(row.id, runner);
     for (const id of deviceIds) this.#byDevice.set(id, runner);
     runner.start();
+  }
+
+  /**
+   * `onAbort: rollback`: once a halted rollout's writes have landed (so each device's digests are
+   * what it confirmed), a rollback rollout sends the devices it activated back, under the same
+   * policy with `onAbort: none`, linked to it. A rollback is never itself rolled back.
+   */
+  async #rollBack(row: Rollout, runner: RolloutRunner): Promise<void> {
+    if (row.action === "rollback") return;
+    await runner.written();
+    const deviceIds = runner.engine.devicesIn("activated");
+    if (deviceIds.length === 0) {
+      this.#log(`rollout ${row.id}: halted before any device activated: nothing to roll back`);
+      return;
+    }
+    const policy = { ...(row.policy as unknown as Policy), onAbort: "none" as const };
+    const rollback = await this.create({
+      artifact: null,
+      action: "rollback",
+      rollbackOf: row.id,
+      loaded: {
+        policy,
+        provenance: {
+          sha256: row.policySha256,
+          commit: row.policyCommit,
+          dirty: null,
+          source: `rollout ${row.id}`,
+        },
+      },
+      targets: { rollbackOf: row.id },
+      deviceIds,
+      actor: "onAbort",
+      name: `Rollback of ${row.name ?? row.id}`,
+    });
+    this.#log(
+      `rollout ${row.id}: halted; rollback rollout ${rollback.id} sends its ${deviceIds.length} activated device(s) back`,
+    );
   }
 
   #forget(runner: RolloutRunner): void {

@@ -119,6 +119,9 @@ export const policySchema = z.strictObject({
     activation: positiveDuration.default(300_000),
   }).prefault({}),
   activation: z.enum(["immediate", "stage"]).default("immediate"),
+  // What becomes of the devices a halted rollout already activated: kept (none), or sent back to
+  // their previous version by a rollback rollout under this policy (rollback).
+  onAbort: z.enum(["none", "rollback"]).default("none"),
 });
 
 /** A validated policy: defaults filled in, every duration in milliseconds. */
