@@ -46,7 +46,7 @@ Deno.test({
       const two = crypto.getRandomValues(new Uint8Array(16 * 1024));
       const [digestOne, digestTwo] = [await upload(service, one), await upload(service, two)];
 
-      async function update(digest: string, policy: unknown = POLICY) {
+      const update = async (digest: string, policy: unknown = POLICY) => {
         const created = await api(service, "POST", "/v1/rollouts", {
           artifact: { digest },
           policy,
@@ -54,7 +54,7 @@ Deno.test({
         });
         assert.equal(created.status, 201, JSON.stringify(created.body));
         return created.body.id as string;
-      }
+      };
 
       await t.step("a rollback with nothing recorded to go back to is refused", async () => {
         await waitForRollout(service, await update(digestOne), (r) => r.state === "completed");
