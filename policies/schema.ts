@@ -121,7 +121,7 @@ export const policySchema = z.strictObject({
   activation: z.enum(["immediate", "stage"]).default("immediate"),
   // What becomes of the devices a halted rollout already activated: kept (none), or sent back to
   // their previous version by a rollback rollout under this policy (rollback).
-  onAbort: z.enum(["none", "rollback"]).default("none"),
+  onAbort: z.enum(["none", "rollback"], { error: 'Must be "none" or "rollback"' }).default("none"),
 });
 
 /** A validated policy: defaults filled in, every duration in milliseconds. */

@@ -107,10 +107,12 @@ const RollbackSchema = z.object({
     description:
       "Send each targeted device back to its previous version (a SRUP ROLLBACK naming the previous digest the server recorded); devices with none recorded are skipped",
   }),
-  artifact: z.never({
-    error: "A rollback takes no artifact: each device goes back to its own previous version",
-  }).optional(),
   ...RolloutFields,
+}, {
+  error: (issue) =>
+    issue.code === "unrecognized_keys" && issue.keys.includes("artifact")
+      ? "A rollback takes no artifact: each device goes back to its own previous version"
+      : undefined,
 }).strict().openapi("NewRollbackRollout", {
   example: {
     action: "rollback",

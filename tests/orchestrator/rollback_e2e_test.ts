@@ -79,7 +79,7 @@ Deno.test({
         assert.equal(refused.status, 400, JSON.stringify(refused.body));
         assert.match(
           (refused.body.error as { message: string }).message,
-          /"action" Must be "update" \(the default\) for a rollout with an artifact/,
+          /^Invalid json: A rollback takes no artifact: each device goes back to its own previous version$/,
         );
       });
 
