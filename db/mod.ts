@@ -55,6 +55,7 @@ export {
   createRollout,
   getRollout,
   listActiveRollouts,
+  listHaltedWithoutRollback,
   listRollbacksOf,
   listRollouts,
   type ListRolloutsOptions,

@@ -247,11 +247,18 @@ export async function listRollbackDigests(db: Db, rolloutId: string): Promise<(s
   return rows.map((row) => row.digest);
 }
 
-/** A rollout's device ids in rollout order. */
-export async function listRolloutDeviceIds(db: Db, rolloutId: string): Promise<string[]> {
+/** A rollout's device ids in rollout order, optionally only those in one state. */
+export async function listRolloutDeviceIds(
+  db: Db,
+  rolloutId: string,
+  options: { state?: string } = {},
+): Promise<string[]> {
   const rows = await guard(
     db.select({ id: rolloutDevices.deviceId }).from(rolloutDevices)
-      .where(eq(rolloutDevices.rolloutId, rolloutId))
+      .where(and(
+        eq(rolloutDevices.rolloutId, rolloutId),
+        options.state === undefined ? undefined : eq(rolloutDevices.state, options.state),
+      ))
       .orderBy(asc(rolloutDevices.position)),
     "Cannot list rollout device ids",
   );

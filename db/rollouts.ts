@@ -208,6 +208,21 @@ export async function updateRollout(
   return row;
 }
 
+/**
+ * Halted updates whose policy says `onAbort: rollback` and that no rollback rollout undoes yet:
+ * what a process that stopped between a halt and its rollback still owes, oldest first.
+ */
+export async function listHaltedWithoutRollback(db: Db): Promise<Rollout[]> {
+  return await guard(
+    db.select().from(rollouts)
+      .where(sql`${rollouts.state} = 'halted' and ${rollouts.action} = 'update'
+        and ${rollouts.policy} ->> 'onAbort' = 'rollback'
+        and not exists (select 1 from ${rollouts} b where b.rollback_of = ${rollouts.id})`)
+      .orderBy(asc(rollouts.createdAt), asc(rollouts.id)),
+    "Cannot list halted rollouts",
+  );
+}
+
 /** The rollback rollouts made to undo this one, oldest first. */
 export async function listRollbacksOf(db: Db, id: string): Promise<string[]> {
   const rows = await guard(

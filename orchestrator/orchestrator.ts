@@ -11,6 +11,7 @@ import {
   describeDatabaseError,
   type GroupCommitWriter,
   listActiveRollouts,
+  listHaltedWithoutRollback,
   listRollbackDigests,
   listRolloutDeviceIds,
   loadPublicKeys,
@@ -325,6 +326,7 @@ export class Orchestrator {
       this.#log(`recovery: dropped ${this.#earlyDropped} response(s) that arrived while it ran`);
     }
     for (const [deviceId, message] of early) this.handleResponse(deviceId, message);
+    await this.#owedRollbacks();
     return resumed;
   }
 
@@ -371,7 +373,7 @@ export class Orchestrator {
       onFinished: (done) => {
         this.#clock.setTimeout(() => this.#forget(done), FINISHED_GRACE_MS);
         if (done.engine.state === "halted" && policy.onAbort === "rollback") {
-          this.#rollBack(row, done).catch((error) =>
+          this.#onHalted(row, done).catch((error) =>
             this.#log(`rollout ${row.id}: cannot roll back: ${describeDatabaseError(error)}`)
           );
         }
@@ -384,13 +386,19 @@ export class Orchestrator {
 
   /**
    * `onAbort: rollback`: once a halted rollout's writes have landed (so each device's digests are
-   * what it confirmed), a rollback rollout sends the devices it activated back, under the same
-   * policy with `onAbort: none`, linked to it. A rollback is never itself rolled back.
+   * what it confirmed), the devices it activated are rolled back.
    */
-  async #rollBack(row: Rollout, runner: RolloutRunner): Promise<void> {
+  async #onHalted(row: Rollout, runner: RolloutRunner): Promise<void> {
     if (row.action === "rollback") return;
     await runner.written();
-    const deviceIds = runner.engine.devicesIn("activated");
+    await this.#rollBack(row, runner.engine.devicesIn("activated"));
+  }
+
+  /**
+   * A rollback rollout of `deviceIds` (those `row` activated), under its policy with
+   * `onAbort: none`, linked to it. A rollback is never itself rolled back.
+   */
+  async #rollBack(row: Rollout, deviceIds: readonly string[]): Promise<void> {
     if (deviceIds.length === 0) {
       this.#log(`rollout ${row.id}: halted before any device activated: nothing to roll back`);
       return;
@@ -417,6 +425,16 @@ export class Orchestrator {
     this.#log(
       `rollout ${row.id}: halted; rollback rollout ${rollback.id} sends its ${deviceIds.length} activated device(s) back`,
     );
+  }
+
+  /** Rollbacks `onAbort` owed when the process stopped between a halt and its rollback. */
+  async #owedRollbacks(): Promise<void> {
+    for (const row of await listHaltedWithoutRollback(this.#db)) {
+      const activated = await listRolloutDeviceIds(this.#db, row.id, { state: "activated" });
+      await this.#rollBack(row, activated).catch((error) =>
+        this.#log(`rollout ${row.id}: cannot roll back: ${describeDatabaseError(error)}`)
+      );
+    }
   }
 
   #forget(runner: RolloutRunner): void {

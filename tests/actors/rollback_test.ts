@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ACTIVATE_SUCCESS, ROLLBACK_UNAVAILABLE, UPDATE_SUCCESS } from "../../srup/mod.ts";
-import { type Answer, harness } from "./_harness.ts";
+import { type Answer, HAPPY, harness } from "./_harness.ts";
 
 /** A device told to roll back answers 0x10 after a second. */
 const ROLLED_BACK: Answer = () => ({ status: ACTIVATE_SUCCESS });
@@ -135,4 +135,33 @@ Deno.test("a rollback rollout restored from a snapshot goes on as a rollback", (
   assert.equal(h.sendsOf("activate").length, 0);
   // The two in flight at the snapshot were answered by the restored engine: 0x10 activated them.
   assert.equal(h.eventsOf("device.activated").length, 4);
+});
+
+Deno.test("after a halt, devicesIn('activated') names the devices onAbort: rollback sends back", async (t) => {
+  await t.step("a 0xFF in stage 2: stage 1's devices", () => {
+    const h = harness({
+      policy: "stages: [{percent: 50}, {percent: 100}]\nconcurrency: 1",
+      devices: 6,
+      answer: (send) =>
+        send.index === 3 && send.kind === "initiate" ? { status: 0xff } : HAPPY(send),
+    }).run();
+    assert.equal(h.engine.state, "halted");
+    assert.deepEqual(h.engine.devicesIn("activated"), h.ids.slice(0, 3));
+  });
+  await t.step("an abort threshold: the devices activated before it broke", () => {
+    const h = harness({
+      policy: `stages: [{percent: 100}]
+concurrency: 1
+retry: { attempts: 1 }
+failure: { maxPercent: 20, minDevices: 4, action: abort }`,
+      devices: 10,
+      answer: (send) =>
+        send.kind === "initiate" && (send.index === 1 || send.index === 3)
+          ? { status: 0xfe }
+          : HAPPY(send),
+    }).run();
+    assert.equal(h.engine.state, "halted");
+    assert.equal(h.engine.summary().haltReason?.kind, "failure_threshold");
+    assert.deepEqual(h.engine.devicesIn("activated"), [h.ids[0], h.ids[2]]);
+  });
 });
