@@ -88,6 +88,13 @@ Deno.test({
         "after a second update, ctl rollout create --rollback brings every device back",
         async () => {
           await waitForRollout(service, await update(digestTwo), (r) => r.state === "completed");
+          // A registered device that never ran anything: no previous version, so it is skipped.
+          const bare = crypto.randomUUID();
+          const registered = await api(service, "POST", "/v1/devices", {
+            id: bare,
+            publicKey: "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+          });
+          assert.equal(registered.status, 201, JSON.stringify(registered.body));
           const policyFile = join(root, "halves.yaml");
           await Deno.writeTextFile(
             policyFile,
@@ -101,7 +108,7 @@ Deno.test({
             "--policy-file",
             policyFile,
             "--ids",
-            ids.join(","),
+            [...ids, bare].join(","),
             "--name",
             "back to one",
           ]);
@@ -113,6 +120,17 @@ Deno.test({
           rollbackId = rollout.id as string;
           const done = await waitForRollout(service, rollbackId, (r) => r.state === "completed");
           assert.equal((done.counts as Record<string, number>).activated, 6);
+          assert.equal((done.counts as Record<string, number>).skipped, 1);
+          const events = await api(service, "GET", `/v1/rollouts/${rollbackId}/events?limit=1000`);
+          const createdEvent =
+            (events.body.items as { type: string; data: Record<string, unknown> }[])
+              .find((e) => e.type === "rollout.created")!;
+          assert.deepEqual(createdEvent.data, {
+            ...createdEvent.data,
+            action: "rollback",
+            skipped: 1,
+            skippedReason: "no_previous_version",
+          });
           for (const device of devices) {
             assert.deepEqual(await Deno.readFile(join(device.dir, "current")), one);
             assert.deepEqual(await Deno.readFile(join(device.dir, "previous")), two);
@@ -131,8 +149,15 @@ Deno.test({
             });
           }
           const listed = await api(service, "GET", `/v1/rollouts/${rollbackId}/devices`);
-          const items = listed.body.items as { digest: string; state: string }[];
-          assert.ok(items.every((d) => d.digest === digestOne && d.state === "activated"));
+          const items = listed.body.items as { deviceId: string; digest: string; state: string }[];
+          assert.deepEqual(items.find((d) => d.deviceId === bare), {
+            ...items.find((d) => d.deviceId === bare),
+            state: "skipped",
+            digest: null,
+          });
+          const others = items.filter((d) => d.deviceId !== bare);
+          assert.equal(others.length, 6);
+          assert.ok(others.every((d) => d.digest === digestOne && d.state === "activated"));
           const shown = await ctl(service.apiUrl, ["rollout", "get", rollbackId]);
           assert.equal(shown.code, 0, shown.stderr);
           assert.match(shown.stdout, /"back to one": completed/);
