@@ -13,6 +13,7 @@ import type { RolloutSnapshot } from "./snapshot.ts";
 import { stageEnds } from "./stages.ts";
 import { planOf, Supervisor } from "./supervisor.ts";
 import type { RolloutAction } from "./states.ts";
+import { groupArray, WindowGate } from "./windows.ts";
 
 /** Options of `createRolloutEngine()`. */
 export interface RolloutEngineOptions {
@@ -41,11 +42,18 @@ export interface RolloutEngineOptions {
    * stage's success figures (an update would only destroy their rollback copy).
    */
   skip?: readonly string[];
+  /**
+   * With maintenance windows per tag value (`windows.by`): each device's window group, aligned
+   * with `devices` (see policies' `windowGrouper`; NO_WINDOW for a device whose window never
+   * opens). Without `by` every device is in group 0 and this may be left out.
+   */
+  windowGroups?: ArrayLike<number>;
 }
 
 /** What the parts call back in the engine. */
 export interface EngineHooks {
-  activatesNow(): boolean;
+  /** Whether the device at `index`, which just reported 0x00, gets its ACTIVATE at once. */
+  activatesNow(index: number): boolean;
   onReport(type: RolloutReport, context: RolloutContext): void;
   /** Does all the work now allowed (the settle loop). */
   settle(): void;
@@ -59,6 +67,8 @@ export interface Assembled extends EngineParts {
   clock: Clock;
   ports: RolloutPorts;
   provenance: PolicyProvenance | null;
+  /** The policy's maintenance windows, or null. */
+  windows: WindowGate | null;
   /** A fresh token for an INITIATE, checked for its length. */
   token(): Uint8Array;
 }
@@ -77,6 +87,12 @@ export function assemble(options: RolloutEngineOptions, hooks: EngineHooks): Ass
     devices.length,
     stageEnds(policy.stages.map((s) => s.percent), devices.length),
   );
+  let windows: WindowGate | null = null;
+  if (policy.windows) {
+    const groups = groupArray(policy.windows, devices.length, options.windowGroups);
+    windows = new WindowGate(policy.windows, groups);
+    table.trackGroups(groups);
+  }
   const skip = new Set(options.skip ?? []);
   if (skip.size > 0) {
     devices.forEach((device, index) => {
@@ -98,7 +114,7 @@ export function assemble(options: RolloutEngineOptions, hooks: EngineHooks): Ass
       },
     },
     guards: {
-      activateNow: () => hooks.activatesNow(),
+      activateNow: ({ context }) => hooks.activatesNow(flights.get(context.id)!.index),
       rollback: () => options.action === "rollback",
     },
   });
@@ -107,6 +123,7 @@ export function assemble(options: RolloutEngineOptions, hooks: EngineHooks): Ass
     clock,
     table,
     settle: hooks.settle,
+    windows,
   });
   const supervisor = new Supervisor({
     id,
@@ -127,6 +144,7 @@ export function assemble(options: RolloutEngineOptions, hooks: EngineHooks): Ass
     activate: (device, token) => ports.activate(device, token),
     activatesNow: hooks.activatesNow,
     waitsForStage: () => policy.activation === "stage" && supervisor.phase !== "activating",
+    windows,
   };
   const dispatch = new Dispatcher({
     policy,
@@ -135,6 +153,7 @@ export function assemble(options: RolloutEngineOptions, hooks: EngineHooks): Ass
     flights,
     clock,
     onRateTimer: hooks.settle,
+    windows,
   });
   const makeToken = options.token ?? newToken;
   const parts: Assembled = {
@@ -149,6 +168,7 @@ export function assemble(options: RolloutEngineOptions, hooks: EngineHooks): Ass
     clock,
     ports,
     provenance: options.provenance ?? null,
+    windows,
     token: () => abytes(makeToken(), TOKEN_BYTES, "token"),
   };
   if (restoring) restoreParts(parts, restoring);

@@ -12,6 +12,7 @@ import type { Flight, Flights } from "./flights.ts";
 import type { Clock } from "./ports.ts";
 import { stageOf } from "./stages.ts";
 import type { DeviceState } from "./states.ts";
+import type { WindowGate } from "./windows.ts";
 
 /** What reactions need from the engine. */
 export interface ReactionOptions {
@@ -24,10 +25,12 @@ export interface ReactionOptions {
   emit(event: DeviceRolloutEvent): void;
   /** Sends an ACTIVATE (the port). */
   activate(device: string, token: Uint8Array): void;
-  /** Whether a device that just reported 0x00 gets its ACTIVATE at once. */
-  activatesNow(): boolean;
+  /** Whether the device at `index`, which just reported 0x00, gets its ACTIVATE at once. */
+  activatesNow(index: number): boolean;
   /** Whether a received device parks until its stage activates (two-phase, not activating yet). */
   waitsForStage(): boolean;
+  /** The policy's maintenance windows, or null. */
+  windows: WindowGate | null;
 }
 
 /** One state entered by a device actor. */
@@ -64,7 +67,7 @@ export function enterState(flight: Flight, entered: Entered, options: ReactionOp
       break;
     case "received":
       options.emit({ type: "device.received", ...base, status });
-      if (options.activatesNow()) break;
+      if (options.activatesNow(index)) break;
       // Two-phase: the device waits for its stage without an actor or a slot.
       if (options.waitsForStage()) flights.finish(flight);
       else flights.held.add(flight);
@@ -84,7 +87,14 @@ export function enterState(flight: Flight, entered: Entered, options: ReactionOp
       });
       break;
     case "retrying": {
-      const deadline = arm(backoffDelay(policy.retry, entered.attempt, options.random));
+      let deadline = now + backoffDelay(policy.retry, entered.attempt, options.random);
+      // A retry is a new INITIATE: one whose backoff ends outside the window waits for it to open.
+      const opens = options.windows ? options.windows.nextOpen(index, deadline) : deadline;
+      if (opens === deadline) flights.arm(flight, deadline);
+      else {
+        flights.armWindow(flight, opens);
+        deadline = opens ?? deadline;
+      }
       options.emit({ type: "device.retrying", ...base, status, reason: reasonOf(event), deadline });
       break;
     }
@@ -112,6 +122,12 @@ export function resendPendingActivations(options: ReactionOptions): number {
   let sent = 0;
   for (const flight of flights.values()) {
     if (flight.done || table.state(flight.index) !== "activating") continue;
+    // `hold`: outside its window, its timer (or the window's opening) sends it again.
+    if (
+      options.windows?.holdsActivate && !options.windows.isOpen(flight.index, options.clock.now())
+    ) {
+      continue;
+    }
     const deadline = options.clock.now() + options.policy.timeouts.activation;
     flights.arm(flight, deadline);
     const base = eventBase(flight, options);

@@ -9,6 +9,9 @@ import { stageOf } from "./stages.ts";
 
 const STATES = DEVICE_STATES.length;
 const NO_STATUS = -1;
+const PENDING = STATE_CODE.pending;
+// A window group is a byte: every value has a slot, NO_WINDOW (255) included.
+const GROUP_SLOTS = 256;
 
 /** The per-device arrays and counters of one rollout; the one place a device's token is held. */
 export class DeviceTable {
@@ -21,6 +24,9 @@ export class DeviceTable {
   #counts: Float64Array;
   #stageCounts: Float64Array;
   #attempts: number[] = [];
+  /** Maintenance windows: each device's window group, and pending devices per stage and group. */
+  #groups: Uint8Array | null = null;
+  #groupPending: Float64Array | null = null;
 
   constructor(size: number, ends: readonly number[]) {
     this.size = size;
@@ -71,7 +77,13 @@ export class DeviceTable {
     const from = this.#state[index]!;
     const to = STATE_CODE[state];
     if (from !== to) {
-      const base = stageOf(this.ends, index) * STATES;
+      const stage = stageOf(this.ends, index);
+      const base = stage * STATES;
+      if (this.#groupPending && (from === PENDING || to === PENDING)) {
+        this.#groupPending[stage * GROUP_SLOTS + this.#groups![index]!]! += from === PENDING
+          ? -1
+          : 1;
+      }
       this.#counts[from]!--;
       this.#counts[to]!++;
       this.#stageCounts[base + from]!--;
@@ -85,6 +97,21 @@ export class DeviceTable {
       this.#attempt[index] = attempt;
     }
     this.#lastStatus[index] = lastStatus ?? NO_STATUS;
+  }
+
+  /** Counts pending devices per stage and window group from now on (call before any `set`). */
+  trackGroups(groups: Uint8Array): void {
+    this.#groups = groups;
+    this.#groupPending = new Float64Array(this.ends.length * GROUP_SLOTS);
+    for (let index = 0; index < this.size; index++) {
+      if (this.#state[index] !== PENDING) continue;
+      this.#groupPending[stageOf(this.ends, index) * GROUP_SLOTS + groups[index]!]!++;
+    }
+  }
+
+  /** Pending devices of stage `stage` in window group `group` (0 when groups are not tracked). */
+  groupPending(stage: number, group: number): number {
+    return this.#groupPending?.[stage * GROUP_SLOTS + group] ?? 0;
   }
 
   setToken(index: number, token: Uint8Array): void {

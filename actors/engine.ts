@@ -17,7 +17,7 @@ import type { RolloutContext, RolloutMachineEvent, RolloutReport } from "./rollo
 import { checkSnapshot, type IgnoredCounts, type RolloutSnapshot } from "./snapshot.ts";
 import { stageOf } from "./stages.ts";
 import { type DeviceState, type EngineState, type RolloutPhase, stateOf } from "./states.ts";
-import { type RolloutSummary, summarize } from "./summary.ts";
+import { type RolloutSummary, summarize, windowSummary } from "./summary.ts";
 import { reportEvent, type Supervisor } from "./supervisor.ts";
 import { thresholdBreach, type ThresholdCounts, thresholdCounts } from "./threshold.ts";
 
@@ -57,7 +57,7 @@ export class RolloutEngine {
     this.policy = options.policy;
     this.#restoring = options.snapshot ? checkSnapshot(options.snapshot) : null;
     this.#parts = assemble(options, {
-      activatesNow: () => this.#activatesNow(),
+      activatesNow: (index) => this.#activatesNow(index),
       onReport: (type, context) => this.#onRollout(type, context),
       settle: () => this.#settle(),
       restoring: this.#restoring,
@@ -205,6 +205,7 @@ export class RolloutEngine {
    */
   stop(): void {
     this.#dispatch.clearRateTimer();
+    this.#dispatch.clearWindowTimer();
     this.#flights.stopAll();
     this.#supervisor.stop();
   }
@@ -212,7 +213,30 @@ export class RolloutEngine {
   /** A cheap summary: state, stage figures, counts, reasons, attempts histogram. */
   summary(): RolloutSummary {
     const haltReason = this.#supervisor.context.haltReason ?? this.#halt;
-    return summarize(this.#parts, { state: this.state, haltReason, ignored: { ...this.#ignored } });
+    return summarize(this.#parts, {
+      state: this.state,
+      haltReason,
+      ignored: { ...this.#ignored },
+      windows: this.#parts.windows
+        ? windowSummary(this.#parts, this.#parts.windows, this.#parts.clock.now())
+        : null,
+    });
+  }
+
+  /**
+   * Whether device `device` waits for its maintenance window: not started though its stage has
+   * begun, a retry or (under `hold`) an ACTIVATE deferred to the next opening. False without windows.
+   */
+  waitingForWindow(device: string, index: number): boolean {
+    const windows = this.#parts.windows;
+    if (!windows || this.#supervisor.over) return false;
+    const flight = this.#flights.live(device);
+    if (flight) return flight.window;
+    const stage = this.#supervisor.context.stage;
+    if (this.#dispatch.queued(index, this.phase, stage)) return true;
+    return this.#table.state(index) === "pending" &&
+      stageOf(this.#table.ends, index) <= stage &&
+      !windows.isOpen(index, this.#parts.clock.now());
   }
 
   /** The whole rollout as plain JSON; restore it with `createRolloutEngine({ snapshot })`. */
@@ -236,10 +260,23 @@ export class RolloutEngine {
     this.#settle();
   }
 
-  /** Whether a device that just reported 0x00 gets its ACTIVATE at once. */
-  #activatesNow(): boolean {
+  /** Whether the device at `index`, which just reported 0x00, gets its ACTIVATE at once. */
+  #activatesNow(index: number): boolean {
     return this.#canSend() &&
-      (this.policy.activation === "immediate" || this.phase === "activating");
+      (this.policy.activation === "immediate" || this.phase === "activating") &&
+      !this.#windowClosed(index, "received");
+  }
+
+  /**
+   * Whether a send of device `index` in `state` must wait for its window: a retry's INITIATE
+   * always does, an ACTIVATE under `onClose: hold`.
+   */
+  #windowClosed(index: number, state: string): boolean {
+    const windows = this.#parts.windows;
+    if (!windows || (state !== "retrying" && !(state === "received" && windows.holdsActivate))) {
+      return false;
+    }
+    return !windows.isOpen(index, this.#parts.clock.now());
   }
 
   /** Whether the engine may send an INITIATE or ACTIVATE now. */
@@ -286,7 +323,12 @@ export class RolloutEngine {
     if (phase !== "dispatching" && phase !== "activating") return false;
     for (const flight of this.#flights.held) {
       this.#flights.held.delete(flight);
-      this.#flights.release(flight, this.#pumpHooks.token);
+      if (this.#windowClosed(flight.index, this.#table.state(flight.index))) {
+        const now = this.#parts.clock.now();
+        this.#flights.armWindow(flight, this.#parts.windows!.nextOpen(flight.index, now));
+      } else {
+        this.#flights.release(flight, this.#pumpHooks.token);
+      }
       return true;
     }
     const breach = thresholdBreach(this.policy, { ...this.#scope, base: this.#thresholdBase });
@@ -301,6 +343,7 @@ export class RolloutEngine {
   /** Halt or cancel: every device in flight is cancelled, every timer cleared. */
   #cancelFlights(): boolean {
     this.#dispatch.clearRateTimer();
+    this.#dispatch.clearWindowTimer();
     this.#supervisor.clearBake();
     return this.#flights.cancelAll();
   }

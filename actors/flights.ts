@@ -7,6 +7,7 @@ import type { DeviceEvent, deviceMachine, RetryRule } from "./device_machine.ts"
 import type { DeviceTable } from "./device_table.ts";
 import type { Clock } from "./ports.ts";
 import type { DeviceRecord } from "./snapshot.ts";
+import type { WindowGate } from "./windows.ts";
 
 type DeviceLogic = typeof deviceMachine;
 
@@ -21,6 +22,8 @@ export interface Flight {
   deadline: number | null;
   /** Finished, or parked until its stage activates: stopped at the next `reap()`. */
   done: boolean;
+  /** Its timer waits for its maintenance window to open (a retry, or an ACTIVATE under `hold`). */
+  window: boolean;
 }
 
 /** What the in-flight table needs. */
@@ -30,6 +33,8 @@ export interface FlightsOptions {
   table: DeviceTable;
   /** The engine's settle loop, run after a timer fired. */
   settle: () => void;
+  /** The policy's maintenance windows, or null. */
+  windows: WindowGate | null;
 }
 
 /** The devices in flight of one rollout. */
@@ -39,7 +44,10 @@ export class Flights {
   readonly #clock: Clock;
   readonly #table: DeviceTable;
   readonly #settle: () => void;
+  readonly #windows: WindowGate | null;
   readonly #flights = new Map<string, Flight>();
+  /** Flights waiting for their window, per window group. */
+  readonly #windowWaits = new Map<number, number>();
   #finished: Flight[] = [];
   /** Flights whose next send waits for the rollout to allow it (a retry, an ACTIVATE). */
   readonly held = new Set<Flight>();
@@ -50,6 +58,7 @@ export class Flights {
     this.#clock = options.clock;
     this.#table = options.table;
     this.#settle = options.settle;
+    this.#windows = options.windows;
   }
 
   /** Devices holding a slot, finished ones not yet reaped included. */
@@ -100,6 +109,7 @@ export class Flights {
       timer: null,
       deadline: record?.deadline ?? null,
       done: false,
+      window: false,
     };
     this.#flights.set(id, flight);
     actor.start();
@@ -115,10 +125,50 @@ export class Flights {
     }, Math.max(0, deadline - this.#clock.now()));
   }
 
-  /** Re-arms every restored deadline. */
+  /**
+   * Waits for the device's window to open at `at` (null: it never opens, so no timer): the flight
+   * keeps its slot and counts as waiting for its window.
+   */
+  armWindow(flight: Flight, at: number | null): void {
+    this.disarm(flight);
+    flight.deadline = at;
+    flight.window = true;
+    const group = this.#windows!.group(flight.index);
+    this.#windowWaits.set(group, (this.#windowWaits.get(group) ?? 0) + 1);
+    if (at === null) return;
+    // A JavaScript timer holds at most ~24.8 days: a later opening is reached in steps.
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, at - this.#clock.now()));
+    flight.timer = this.#clock.setTimeout(() => {
+      flight.timer = null;
+      if (flight.done) return;
+      if (this.#clock.now() < at) return this.armWindow(flight, at);
+      this.#endWindowWait(flight);
+      this.#onDeadline(flight);
+    }, delay);
+  }
+
+  /** Flights waiting for their window in group `group`, or in every group. */
+  waitingForWindow(group?: number): number {
+    if (group !== undefined) return this.#windowWaits.get(group) ?? 0;
+    let n = 0;
+    for (const count of this.#windowWaits.values()) n += count;
+    return n;
+  }
+
+  /** Re-arms every restored deadline; a retry whose window is closed waits for it again. */
   rearm(): void {
+    const windows = this.#windows;
+    const now = this.#clock.now();
     for (const flight of this.#flights.values()) {
-      if (flight.deadline !== null) this.arm(flight, flight.deadline);
+      if (flight.deadline === null) continue;
+      if (
+        windows && this.#table.state(flight.index) === "retrying" &&
+        !windows.isOpen(flight.index, Math.max(now, flight.deadline))
+      ) {
+        this.armWindow(flight, windows.nextOpen(flight.index, Math.max(now, flight.deadline)));
+      } else {
+        this.arm(flight, flight.deadline);
+      }
     }
   }
 
@@ -138,9 +188,17 @@ export class Flights {
   }
 
   #onDeadline(flight: Flight): void {
-    if (this.#table.state(flight.index) === "retrying") {
-      // The backoff is over; the retry goes out now, or when the rollout allows it.
+    const state = this.#table.state(flight.index);
+    const windows = this.#windows;
+    if (state === "retrying" || state === "received") {
+      // The backoff is over (or the window opened); the send goes now, or when the rollout allows.
       this.held.add(flight);
+    } else if (
+      state === "activating" && windows?.holdsActivate &&
+      !windows.isOpen(flight.index, this.#clock.now())
+    ) {
+      // `hold`: the ACTIVATE goes again only once the window is open.
+      this.armWindow(flight, windows.nextOpen(flight.index, this.#clock.now()));
     } else {
       this.deliver(flight, { type: "device.timeout" });
     }
@@ -151,6 +209,14 @@ export class Flights {
     if (flight.timer !== null) this.#clock.clearTimeout(flight.timer);
     flight.timer = null;
     flight.deadline = null;
+    this.#endWindowWait(flight);
+  }
+
+  #endWindowWait(flight: Flight): void {
+    if (!flight.window) return;
+    flight.window = false;
+    const group = this.#windows!.group(flight.index);
+    this.#windowWaits.set(group, this.#windowWaits.get(group)! - 1);
   }
 
   /** Marks a device finished (or parked): its actor is stopped at the next `reap()`. */
@@ -189,6 +255,10 @@ export class Flights {
     }
     this.#flights.clear();
     this.held.clear();
+    this.#windowWaits.clear();
     this.#finished = [];
   }
 }
+
+/** The longest delay a JavaScript timer can wait. */
+const MAX_TIMER_MS = 2 ** 31 - 1;

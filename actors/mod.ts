@@ -22,7 +22,8 @@ export {
   RolloutEngine,
   type RolloutEngineOptions,
 } from "./engine.ts";
-export type { RolloutSummary, StageSummary } from "./summary.ts";
+export type { RolloutSummary, StageSummary, WindowGroupSummary, WindowSummary } from "./summary.ts";
+export type { WindowGroupStatus } from "./windows.ts";
 export { stageFigures } from "./summary.ts";
 export type { Clock, RolloutPorts } from "./ports.ts";
 export {
@@ -44,7 +45,14 @@ export {
   type RolloutSnapshot,
 } from "./snapshot.ts";
 export { type FromRowsOptions, initialHead, snapshotFromRows, type StartedRow } from "./restore.ts";
-export type { FailureFigures, HaltReason, PauseReason, SuccessFigures } from "./reasons.ts";
+export {
+  type FailureFigures,
+  type HaltReason,
+  type PauseReason,
+  type SuccessFigures,
+  WAIT_REASONS,
+  type WaitReason,
+} from "./reasons.ts";
 export { describeHaltReason, describePauseReason } from "./describe.ts";
 export * from "./states.ts";
 export {

@@ -31,3 +31,12 @@ export type HaltReason =
   | { kind: "digest_mismatch"; device: string; status: number; token: string; stage: number }
   | ({ kind: "failure_threshold" } & FailureFigures)
   | ({ kind: "success_below_min" } & SuccessFigures);
+
+/**
+ * Why a device of a running rollout waits, beyond its state: `waiting_window`, its maintenance
+ * window is closed (not started yet, a retry, or under `onClose: hold` an ACTIVATE).
+ */
+export const WAIT_REASONS = ["waiting_window"] as const;
+
+/** Why a device waits. */
+export type WaitReason = typeof WAIT_REASONS[number];

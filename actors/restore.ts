@@ -93,6 +93,8 @@ export function restoreParts(parts: EngineParts, snapshot: RolloutSnapshot): voi
   }
   dispatch.cursor = snapshot.cursor;
   dispatch.activationCursor = snapshot.activationCursor;
+  // Maintenance windows: devices the cursor passed that never started wait for their window again.
+  if (!supervisor.over) dispatch.requeue();
   if (policy.rate) dispatch.rate = new RateLimiter(policy.rate, snapshot.rateNext);
 }
 
@@ -153,7 +155,8 @@ export interface FromRowsOptions {
 /**
  * Rebuilds an engine snapshot: the device rows are the truth, the stored head (written after
  * them) gives the rest. A device whose row is missing before the last started one (its batch
- * failed to commit) is retried at once, since its INITIATE may or may not have gone out.
+ * failed to commit) is retried at once, since its INITIATE may or may not have gone out; with
+ * maintenance windows it stays pending and waits for its window again.
  * Undefined when the rollout has neither rows nor a head: it starts afresh.
  */
 export function snapshotFromRows(
@@ -186,6 +189,9 @@ export function snapshotFromRows(
       });
       continue;
     }
+    // With windows, devices after one not started are normal (it waits for its window), and a
+    // send waits for its row's commit: a device without a row got no INITIATE, so it stays pending.
+    if (options.policy.windows) continue;
     devices.push({
       id: deviceIds[position]!,
       state: "retrying",

@@ -2,6 +2,7 @@
  * The one vocabulary of states: a device's in a rollout, a rollout's, and the supervisor's finer
  * phases. db/, orchestrator/, http/, sim/, cli/ and the dashboard all take their words from here.
  */
+import { WAIT_REASONS } from "./reasons.ts";
 
 /**
  * Every device state, in code order; `pending` means not started yet, `skipped` that the device
@@ -165,6 +166,7 @@ export function stateOf(phase: RolloutPhase): EngineState {
 
 /** The whole vocabulary as JSON, for clients such as the dashboard. */
 export const VOCABULARY = {
+  waitReasons: WAIT_REASONS,
   deviceStates: DEVICE_STATES,
   rolloutStates: ROLLOUT_STATES,
   activeRolloutStates: ACTIVE_ROLLOUT_STATES,

@@ -8,6 +8,27 @@ import {
   IN_FLIGHT_STATES,
   type RolloutPhase,
 } from "./states.ts";
+import { NO_WINDOW } from "../policies/mod.ts";
+import type { WindowGate, WindowGroupStatus } from "./windows.ts";
+
+/** One window group in a summary: its state and how many of its devices wait for it. */
+export interface WindowGroupSummary extends WindowGroupStatus {
+  /** Devices of this group that wait for it to open (not started, a retry, a held ACTIVATE). */
+  waiting: number;
+}
+
+/** A rollout's maintenance windows: each group's state, and the devices waiting for one. */
+export interface WindowSummary {
+  onClose: "finish" | "hold";
+  /** Devices waiting for their window, over every group. */
+  waiting: number;
+  groups: WindowGroupSummary[];
+  /**
+   * Devices whose window never opens: their `by` value has no windows and the policy no fallback
+   * (`open`). Refused at creation; possible after a restart if a device's tag changed meanwhile.
+   */
+  unmatched: number;
+}
 
 /** Figures of one stage. */
 export interface StageSummary {
@@ -46,6 +67,8 @@ export interface RolloutSummary {
   /** Started devices by number of INITIATE attempts. */
   attempts: Record<string, number>;
   ignored: IgnoredCounts;
+  /** The policy's maintenance windows now, or null without any. */
+  windows: WindowSummary | null;
 }
 
 /** What a summary takes besides the engine's parts. */
@@ -53,6 +76,7 @@ export interface SummaryInput {
   state: EngineState;
   haltReason: HaltReason | null;
   ignored: IgnoredCounts;
+  windows: WindowSummary | null;
 }
 
 /** One stage's figures from its percent, size and device count per state. */
@@ -102,5 +126,38 @@ export function summarize(parts: EngineParts, input: SummaryInput): RolloutSumma
     bakeUntil: context.bakeUntil,
     attempts: table.attemptHistogram(),
     ignored: input.ignored,
+    windows: input.windows,
+  };
+}
+
+/**
+ * The windows at clock time `now`: a group's waiting devices are its devices not started in the
+ * stages begun so far while it is closed, plus its retries and ACTIVATEs deferred to its opening.
+ */
+export function windowSummary(
+  parts: EngineParts,
+  windows: WindowGate,
+  now: number,
+): WindowSummary {
+  const { table, supervisor, flights, dispatch } = parts;
+  const over = supervisor.over;
+  const stage = supervisor.context.stage;
+  const pendingUpTo = (group: number, last: number) => {
+    let n = 0;
+    for (let s = 0; s <= last; s++) n += table.groupPending(s, group);
+    return n;
+  };
+  const groups = windows.status(now).map((status, group) => {
+    const pending = status.open ? 0 : pendingUpTo(group, stage);
+    const waiting = over
+      ? 0
+      : pending + flights.waitingForWindow(group) + dispatch.activationsWaiting(group);
+    return { ...status, waiting };
+  });
+  return {
+    onClose: windows.holdsActivate ? "hold" : "finish",
+    waiting: groups.reduce((sum, group) => sum + group.waiting, 0),
+    groups,
+    unmatched: over ? 0 : pendingUpTo(NO_WINDOW, table.ends.length - 1),
   };
 }

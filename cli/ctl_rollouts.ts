@@ -33,8 +33,8 @@ function stageOf(rollout: Row): string {
   return stages ? `${stage} of ${stages.length}` : String(stage);
 }
 
-/** A rollout as a few lines: what it is, where it is, and its counts. */
-function showRollout(value: unknown): string {
+/** A rollout as a few lines: what it is, where it is, its counts and its maintenance windows. */
+export function showRollout(value: unknown): string {
   const r = value as Row;
   const lines = [
     `rollout ${r.id}${r.name ? ` "${r.name}"` : ""}: ${r.state}, stage ${
@@ -52,6 +52,21 @@ function showRollout(value: unknown): string {
   if (r.haltReason) lines.push(`  halted   ${(r.haltReason as Row).message}`);
   if (r.pauseReason) lines.push(`  paused   ${text(r.pauseReason)}`);
   if (r.bakeUntil) lines.push(`  bakes until ${r.bakeUntil}`);
+  const windows = r.windows as Row | null | undefined;
+  if (windows) {
+    const by = windows.by ? ` by ${windows.by}` : "";
+    lines.push(
+      `  windows${by}: ${windows.waiting} devices waiting_window, on close ${windows.onClose}` +
+        (Number(windows.unmatched) > 0 ? `, ${windows.unmatched} with no window` : ""),
+    );
+    for (const group of windows.groups as Row[]) {
+      const name = group.group ?? (windows.by ? "(other)" : "(all)");
+      const when = group.open
+        ? `open until ${group.nextClose ?? "never closes"}`
+        : `next opens ${group.nextOpen ?? "never"}`;
+      lines.push(`    ${name}: ${when}, ${group.waiting} waiting`);
+    }
+  }
   return lines.join("\n");
 }
 
@@ -268,6 +283,7 @@ export const ROLLOUT_COMMANDS: CtlCommand[] = [
       ["DEVICE", (d) => d.deviceId],
       ["STATE", (d) => d.state],
       ["BACK TO", (d) => d.digest ? short(d.digest as string) : ""],
+      ["WAITING", (d) => d.waitReason ?? ""],
       ["ATTEMPT", (d) => d.attempt],
       ["STATUS", (d) => d.lastStatus],
       ["UPDATED", (d) => d.updatedAt],

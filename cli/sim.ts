@@ -32,6 +32,10 @@ Options:
   --latency A..B       Answer delay range (default 200ms..5s)
   --cancel-after D     Cancel the rollout after simulated duration D (e.g. 2h)
   --no-auto-promote    Leave manual approvals waiting (the run ends "waiting_approval")
+  --start TIME         Virtual: the simulated clock's start, ISO 8601 (default 1970-01-01T00:00Z);
+                       with maintenance windows the date and hour matter
+  --tag-values LIST    Virtual, windows by tag: the values dealt to the devices in turn, e.g.
+                       berlin,new-york,tokyo (default the policy's windows.groups names)
   --json               Print the summary as JSON (live: also JSON progress lines)
 
 Live options:
@@ -59,6 +63,8 @@ export async function run(args: string[]): Promise<number> {
     latency: { type: "string" },
     "cancel-after": { type: "string" },
     "no-auto-promote": { type: "boolean" },
+    start: { type: "string" },
+    "tag-values": { type: "string" },
     json: { type: "boolean" },
     api: { type: "string" },
     token: { type: "string" },
@@ -87,6 +93,16 @@ export async function run(args: string[]): Promise<number> {
     const text = values["cancel-after"];
     return text === undefined ? undefined : parseDuration(text);
   });
+  const start = values.start === undefined ? undefined : Date.parse(values.start);
+  if (start !== undefined && !Number.isFinite(start)) {
+    throw new UsageError(
+      `Invalid --start "${values.start}": expected ISO 8601, as 2026-03-28T00:00Z`,
+    );
+  }
+  const tagValues = values["tag-values"]?.split(",").map((value) => value.trim());
+  if (tagValues?.some((value) => value === "")) {
+    throw new UsageError(`Invalid --tag-values "${values["tag-values"]}": expected a,b,c`);
+  }
   const loaded = await loadPolicyResult(values.policy);
   if (!loaded.ok) {
     for (const issue of loaded.issues) console.error(formatIssue(issue));
@@ -111,6 +127,8 @@ export async function run(args: string[]): Promise<number> {
     latency,
     cancelAfter,
     autoPromote: !values["no-auto-promote"],
+    start,
+    tagValues,
   });
   if (values.json) printJson(summary);
   else console.log(formatSummary(summary));

@@ -211,6 +211,25 @@ export async function loadPublicKeys(
   return result;
 }
 
+/** The value of tag `key` of these devices, for those that exist and carry it (maintenance windows). */
+export async function loadTagValues(
+  db: Db,
+  ids: readonly string[],
+  key: string,
+): Promise<Map<string, string>> {
+  const result = new Map<string, string>();
+  for (let i = 0; i < ids.length; i += 10_000) {
+    const rows = await guard(
+      db.select({ id: devices.id, value: sql<string | null>`${devices.tags} ->> ${key}` })
+        .from(devices)
+        .where(inArray(devices.id, ids.slice(i, i + 10_000) as string[])),
+      "Cannot load device tags",
+    );
+    for (const row of rows) if (row.value !== null) result.set(row.id, row.value);
+  }
+  return result;
+}
+
 /** Ids of registered devices in id order, optionally only those carrying every tag given. */
 export async function selectDeviceIds(
   db: Db,

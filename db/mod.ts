@@ -31,6 +31,7 @@ export {
   type ListDevicesOptions,
   loadPublicKeys,
   loadSequences,
+  loadTagValues,
   type NewDevice,
   registerDevice,
   registerDevices,

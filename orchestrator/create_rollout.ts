@@ -18,6 +18,7 @@ import { type LoadedPolicy, PolicyError, validatePolicy } from "../policies/mod.
 import { InsufficientHeapError } from "./heap_budget.ts";
 import type { Orchestrator } from "./orchestrator.ts";
 import type { PolicyRegistry } from "./policy_registry.ts";
+import { describeUnmatched, windowGroupsOf } from "./window_groups.ts";
 
 /** Why a rollout was refused; the API answers each with its own status. */
 export type RolloutRefusal =
@@ -29,7 +30,8 @@ export type RolloutRefusal =
   | "invalid_targets"
   | "devices_busy"
   | "nothing_to_roll_back"
-  | "insufficient_memory";
+  | "insufficient_memory"
+  | "no_window";
 
 /** A rollout that cannot be created as asked; nothing was written. */
 export class RolloutRefusedError extends Error {
@@ -100,6 +102,20 @@ export async function startRollout(
       `None of the ${deviceIds.length} targeted device(s) has a previous version recorded`,
     );
   }
+  const windows = await windowGroupsOf(db, loaded.policy, deviceIds);
+  if (windows && windows.unmatched.size > 0) {
+    // A device with no window would never be updated: refused now rather than waiting forever.
+    const by = loaded.policy.windows!.by!;
+    throw new RolloutRefusedError(
+      "no_window",
+      `Devices have no maintenance window: ${
+        describeUnmatched(by, windows.unmatched)
+      }; add their ${by} to windows.groups, or windows.open for every other device`,
+      {
+        details: [...windows.unmatched].map(([value, devices]) => ({ [by]: value, devices })),
+      },
+    );
+  }
   try {
     return await orchestrator.create({
       artifact,
@@ -107,6 +123,7 @@ export async function startRollout(
       loaded,
       targets: targets as Record<string, unknown>,
       deviceIds,
+      windowGroups: windows?.groups,
       actor: input.actor,
       name: input.name,
       description: input.description,

@@ -26,6 +26,7 @@ import { RolloutRunner } from "./rollout_runner.ts";
 import type { StoredSequenceTracker } from "./sequence_tracker.ts";
 import { wallClock } from "../io/clock.ts";
 import { checkHeapRoom, type HeapUsage, v8HeapUsage } from "./heap_budget.ts";
+import { describeUnmatched, windowGroupsOf } from "./window_groups.ts";
 
 /** What the orchestrator needs. */
 export interface OrchestratorOptions {
@@ -57,6 +58,8 @@ export interface RolloutRequest {
   /** The selector as the operator wrote it. */
   targets: Record<string, unknown>;
   deviceIds: readonly string[];
+  /** Maintenance windows by tag value: each device's window group (see window_groups.ts). */
+  windowGroups?: Uint8Array;
   /** The token name that asked for it. */
   actor: string;
   /** Optional words for operators. */
@@ -73,6 +76,7 @@ interface RunStart {
   policy: Policy;
   link: ServerLink;
   snapshot?: RolloutSnapshot;
+  windowGroups?: Uint8Array;
 }
 
 /** An operator command. */
@@ -267,7 +271,9 @@ export class Orchestrator {
         },
       },
     });
-    this.#run(row, { deviceIds: request.deviceIds, skipped, policy, link, rollback });
+    const windowGroups = request.windowGroups ??
+      (await windowGroupsOf(this.#db, policy, request.deviceIds))?.groups;
+    this.#run(row, { deviceIds: request.deviceIds, skipped, policy, link, windowGroups, rollback });
     return row;
   }
 
@@ -302,10 +308,20 @@ export class Orchestrator {
         });
         await this.#prepare(deviceIds);
         const skipped = started.filter((d) => d.state === SKIPPED).map((d) => d.deviceId);
+        // Window groups are not stored: they come from the devices' tags as they are now.
+        const windows = await windowGroupsOf(this.#db, policy, deviceIds);
+        if (windows && windows.unmatched.size > 0) {
+          this.#log(
+            `rollout ${row.id}: devices no longer match a maintenance window and wait: ${
+              describeUnmatched(policy.windows!.by!, windows.unmatched)
+            }`,
+          );
+        }
+        const windowGroups = windows?.groups;
         const rollback = row.action === "rollback"
           ? await listRollbackDigests(this.#db, row.id)
           : undefined;
-        this.#run(row, { deviceIds, skipped, policy, link, snapshot, rollback });
+        this.#run(row, { deviceIds, skipped, policy, link, snapshot, windowGroups, rollback });
       } catch (error) {
         // One rollout that cannot be restored must not keep the others, or the service, down.
         this.#log(
@@ -368,6 +384,7 @@ export class Orchestrator {
       clock: this.#clock,
       snapshot,
       skip: start.skipped,
+      windowGroups: start.windowGroups,
       token: this.#token,
       log: this.#log,
       onFinished: (done) => {

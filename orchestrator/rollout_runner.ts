@@ -48,6 +48,8 @@ export interface RolloutRunnerOptions {
   token?: () => Uint8Array;
   /** Devices skipped at creation: they already run the artifact. */
   skip?: readonly string[];
+  /** Maintenance windows by tag value: each device's window group. */
+  windowGroups?: Uint8Array;
   /** Told once when the rollout reaches a final state. */
   onFinished?: (runner: RolloutRunner) => void;
   log?: (line: string) => void;
@@ -130,6 +132,7 @@ export class RolloutRunner {
       token: options.token,
       skip: options.skip,
       action: this.#rollback ? "rollback" : "update",
+      windowGroups: options.windowGroups,
       ports: {
         initiate: (device, token, attempt) => this.#send(device, token, "initiate", attempt),
         activate: (device, token) => this.#send(device, token, "activate", 0),

@@ -12,6 +12,7 @@ import {
   stageEnds,
   stageFigures,
   type StageSummary,
+  type WindowSummary,
 } from "../actors/mod.ts";
 import {
   countRolloutDevices,
@@ -38,6 +39,8 @@ export interface RolloutView {
   haltReason: ({ message: string } & Partial<HaltReason>) | null;
   pauseReason: PauseReason | null;
   bakeUntil: string | null;
+  /** Maintenance windows while this process runs the rollout: each group's next opening. */
+  windows: WindowsView | null;
   policy: { name: string; sha256: string; commit: string | null };
   /** `rollback`: each device goes back to its previous version (no artifact). */
   action: RolloutAction;
@@ -49,6 +52,43 @@ export interface RolloutView {
   rolledBackBy: string[];
   createdAt: string;
   updatedAt: string;
+}
+
+/** A rollout's maintenance windows as the API shows them (times as ISO 8601). */
+export interface WindowsView {
+  /** The device tag the windows go by, or null (the same windows for every device). */
+  by: string | null;
+  onClose: WindowSummary["onClose"];
+  /** Devices waiting for their window (reason `waiting_window`), over every group. */
+  waiting: number;
+  /** Devices whose tag value matches no window: they are never started. */
+  unmatched: number;
+  groups: {
+    /** The tag value; null for the policy's `open` windows (every device, or the fallback). */
+    group: string | null;
+    open: boolean;
+    nextOpen: string | null;
+    nextClose: string | null;
+    waiting: number;
+  }[];
+}
+
+/** The windows of a summary, for the API. */
+export function windowsView(by: string | null, windows: WindowSummary): WindowsView {
+  const time = (ms: number | null) => ms === null ? null : new Date(ms).toISOString();
+  return {
+    by,
+    onClose: windows.onClose,
+    waiting: windows.waiting,
+    unmatched: windows.unmatched,
+    groups: windows.groups.map((group) => ({
+      group: group.group,
+      open: group.open,
+      nextOpen: time(group.nextOpen),
+      nextClose: time(group.nextClose),
+      waiting: group.waiting,
+    })),
+  };
 }
 
 /** The view of a stored rollout, with live figures when this process runs it. */
@@ -92,6 +132,9 @@ export async function rolloutView(
         : null,
       pauseReason: summary.pauseReason,
       bakeUntil: summary.bakeUntil === null ? null : new Date(summary.bakeUntil).toISOString(),
+      windows: summary.windows
+        ? windowsView(runner.engine.policy.windows?.by ?? null, summary.windows)
+        : null,
     };
   }
   return {
@@ -105,6 +148,7 @@ export async function rolloutView(
       : null,
     pauseReason: null,
     bakeUntil: null,
+    windows: null,
   };
 }
 

@@ -21,6 +21,21 @@ export {
   validatePolicy,
 } from "./parse.ts";
 export {
+  isTimeZone,
+  type MaintenanceWindow,
+  MAX_WINDOW_GROUPS,
+  MAX_WINDOW_MS,
+  ON_CLOSE,
+  type Windows,
+} from "./windows.ts";
+export {
+  NO_WINDOW,
+  WindowCalendar,
+  windowCalendars,
+  windowGrouper,
+  windowGroupNames,
+} from "./window_calendar.ts";
+export {
   gitProvenance,
   loadPolicyDir,
   loadPolicyFile,

@@ -1,6 +1,7 @@
 /** The policy schema (zod): what a policy file may say, with defaults, durations in milliseconds. */
 import { z } from "zod";
 import { DURATION, parseDuration } from "./duration.ts";
+import { windowsSchema } from "./windows.ts";
 
 /** A duration string (`10m`) read as milliseconds. */
 const duration = z.string({ error: 'Expected a duration such as "30s" or "10m"' }).regex(DURATION, {
@@ -122,6 +123,7 @@ export const policySchema = z.strictObject({
   // What becomes of the devices a halted rollout already activated: kept (none), or sent back to
   // their previous version by a rollback rollout under this policy (rollback).
   onAbort: z.enum(["none", "rollback"], { error: 'Must be "none" or "rollback"' }).default("none"),
+  windows: windowsSchema.optional(),
 });
 
 /** A validated policy: defaults filled in, every duration in milliseconds. */

@@ -38,6 +38,19 @@ export interface SimSummary {
   ignored: { staleToken: number; notInFlight: number; unexpected: number };
   simulatedSeconds: number;
   wallSeconds: number;
+  /** With maintenance windows: every INITIATE checked against its device's window; else null. */
+  windows: SimWindows | null;
+}
+
+/** A virtual run's maintenance windows, checked apart from the engine. */
+export interface SimWindows {
+  /** The tag the windows go by, or null (one set of windows for every device). */
+  by: string | null;
+  /** The tag values dealt to the devices in turn. */
+  values: string[];
+  initiates: number;
+  /** INITIATEs sent while the device's window was closed: 0 unless the engine is wrong. */
+  outsideWindow: number;
 }
 
 /** Facts of a run the engine does not know. */
@@ -47,6 +60,7 @@ export interface RunFacts {
   seed: number;
   simulatedMs: number;
   wallMs: number;
+  windows?: SimWindows | null;
 }
 
 /** The summary of a finished virtual run. */
@@ -80,6 +94,7 @@ export function summarize(engine: RolloutEngine, facts: RunFacts): SimSummary {
     ignored: summary.ignored,
     simulatedSeconds: facts.simulatedMs / 1000,
     wallSeconds: Math.round(facts.wallMs) / 1000,
+    windows: facts.windows ?? null,
   };
 }
 
@@ -118,6 +133,13 @@ export function formatSummary(summary: SimSummary): string {
   lines.push("");
   const attempts = Object.entries(summary.attempts).map(([n, count]) => `${n}: ${count}`);
   lines.push(`attempts per device  ${attempts.length ? attempts.join(", ") : "none"}`);
+  const windows = summary.windows;
+  if (windows) {
+    const spread = windows.by ? ` by ${windows.by} (${windows.values.join(", ")})` : "";
+    lines.push(
+      `windows${spread}: ${windows.initiates} INITIATEs, ${windows.outsideWindow} outside their window`,
+    );
+  }
   if (summary.haltReason) {
     lines.push(`halted: ${lowerFirst(describeHaltReason(summary.haltReason))}`);
   }

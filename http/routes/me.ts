@@ -43,6 +43,10 @@ export function meApp() {
               activeRolloutStates: z.array(z.string()).readonly(),
               finalRolloutStates: z.array(z.string()).readonly(),
               finalDeviceStates: z.array(z.string()).readonly(),
+              waitReasons: z.array(z.string()).readonly().openapi({
+                description:
+                  "Why a device of a running rollout waits beyond its state (waiting_window: its maintenance window is closed)",
+              }),
               statuses: z.array(z.object({ code: z.number(), name: z.string(), text: z.string() })),
             }),
             "The vocabulary",

@@ -20,7 +20,7 @@ export const InlinePolicy = z.record(z.string(), z.unknown()).openapi(
   {
     ...POLICY_JSON_SCHEMA,
     description:
-      "A policy as a policy file would hold it (docs/policies.md). Its stages must increase and end at 100, maxBackoff be at least backoff, an exponential rate's max at least its base, and durations more than 0 and at most 24d: a policy that breaks only these rules is refused with 422 inconsistent_policy.",
+      "A policy as a policy file would hold it (docs/policies.md). Its stages must increase and end at 100, maxBackoff be at least backoff, an exponential rate's max at least its base, durations more than 0 and at most 24d (a maintenance window's at most 7d), windows.by and windows.groups go together, windows without by needs open, and a maintenance window's start a 5-field cron that fires and its timeZone an IANA name: a policy that breaks only these rules is refused with 422 inconsistent_policy.",
   } as Record<string, unknown>,
 );
 

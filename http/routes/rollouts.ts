@@ -6,6 +6,7 @@ import {
   type DeviceState,
   ROLLOUT_ACTIONS,
   RolloutCommandError,
+  WAIT_REASONS,
 } from "../../actors/mod.ts";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import {
@@ -156,6 +157,35 @@ const RolloutSchema = z.object({
   haltReason: z.object({ message: z.string() }).catchall(z.unknown()).nullable(),
   pauseReason: z.object({ kind: z.string() }).catchall(z.unknown()).nullable(),
   bakeUntil: z.string().nullable(),
+  windows: z.object({
+    by: z.string().nullable().openapi({
+      description: "The device tag the windows go by, or null: the same windows for every device",
+    }),
+    onClose: z.enum(["finish", "hold"]),
+    waiting: z.number().int().openapi({
+      description: "Devices waiting for their maintenance window (reason waiting_window)",
+    }),
+    unmatched: z.number().int().openapi({
+      description: "Devices whose tag value matches no window: never started",
+    }),
+    groups: z.array(z.object({
+      group: z.string().nullable().openapi({
+        description:
+          "The tag value; null for the policy's windows.open (every device, or those whose value has no group)",
+      }),
+      open: z.boolean(),
+      nextOpen: z.string().nullable().openapi({
+        description: "When it next opens (now when open), ISO 8601; null if it never does",
+      }),
+      nextClose: z.string().nullable().openapi({
+        description: "When the open window closes; null when closed or never closing",
+      }),
+      waiting: z.number().int(),
+    })),
+  }).nullable().openapi({
+    description:
+      "The policy's maintenance windows while this process runs the rollout (null otherwise, or without windows)",
+  }),
   policy: z.object({ name: z.string(), sha256: z.string(), commit: z.string().nullable() }),
   action: z.enum(ROLLOUT_ACTIONS).openapi({
     description:
@@ -188,6 +218,10 @@ const RolloutDeviceSchema = z.object({
   token: z.string().nullable(),
   attempt: z.number(),
   lastStatus: z.number().nullable(),
+  waitReason: z.enum(WAIT_REASONS).nullable().openapi({
+    description:
+      "Why the device waits beyond its state while the rollout runs here: waiting_window (its maintenance window is closed); else null",
+  }),
   updatedAt: z.string(),
 }).openapi("RolloutDevice");
 
@@ -232,6 +266,7 @@ const REFUSAL_STATUS: Record<RolloutRefusal, ContentfulStatusCode> = {
   devices_busy: 409,
   nothing_to_roll_back: 422,
   insufficient_memory: 503,
+  no_window: 422,
 };
 
 /** The stored rollout, or a 404. */
@@ -277,7 +312,7 @@ export function rolloutsApp(deps: RolloutDeps) {
           ...AUTH_ERRORS,
           ...CONFLICT,
           422: errorContent(
-            "Unknown artifact or policy, targets that select no registered device, a rollback where no target has a previous version recorded (nothing_to_roll_back), or an inline policy whose rules contradict each other (inconsistent_policy)",
+            "Unknown artifact or policy, targets that select no registered device, a rollback where no target has a previous version recorded (nothing_to_roll_back), an inline policy whose rules contradict each other (inconsistent_policy), or target devices whose tag value has no maintenance window while the policy has no fallback (no_window)",
           ),
           503: errorContent(
             "The orchestrator's heap has no room for this many devices, or the service is starting",
@@ -381,6 +416,7 @@ export function rolloutsApp(deps: RolloutDeps) {
         const { id } = c.req.valid("param");
         await findRollout(db, id);
         const page = await listRolloutDevices(db, id, c.req.valid("query"));
+        const engine = orchestrator.runner(id)?.engine;
         return c.json({
           items: page.items.map((d) => ({
             deviceId: d.deviceId,
@@ -390,6 +426,9 @@ export function rolloutsApp(deps: RolloutDeps) {
             token: d.token,
             attempt: d.attempt,
             lastStatus: d.lastStatus,
+            waitReason: engine?.waitingForWindow(d.deviceId, d.position)
+              ? "waiting_window" as const
+              : null,
             updatedAt: d.updatedAt.toISOString(),
           })),
           nextCursor: page.nextCursor,

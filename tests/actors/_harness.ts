@@ -40,6 +40,8 @@ export interface HarnessOptions {
   skip?: number[];
   /** `rollback`: the `initiate` sends are ROLLBACKs; default `update`. */
   action?: RolloutAction;
+  /** Each device's maintenance window group (policies with `windows.by`). */
+  windowGroups?: number[];
 }
 
 /** Policy of YAML text, for tests. */
@@ -68,6 +70,7 @@ export class Harness {
   #tokens = new Map<string, Uint8Array>();
   #skip: string[];
   #action: RolloutAction | undefined;
+  #windowGroups: number[] | undefined;
 
   constructor(options: HarnessOptions) {
     this.clock = options.clock ?? new SimClock();
@@ -76,6 +79,7 @@ export class Harness {
     this.policy = policyOf(options.policy);
     this.#answer = options.answer;
     this.#action = options.action;
+    this.#windowGroups = options.windowGroups;
     this.engine = this.#create(options);
   }
 
@@ -91,6 +95,7 @@ export class Harness {
       snapshot: options.snapshot,
       skip: this.#skip,
       action: this.#action,
+      windowGroups: this.#windowGroups,
       ports: {
         initiate: (device, token, attempt) => this.#sent("initiate", device, token, attempt),
         activate: (device, token) => this.#sent("activate", device, token, 0),

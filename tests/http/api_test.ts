@@ -419,6 +419,7 @@ Deno.test({
           assert.deepEqual(policies.body.items.map((p: { name: string }) => p.name).sort(), [
             "canary",
             "fast",
+            "night-windows",
             "two-phase",
           ]);
           assert.match(policies.body.items[0].sha256, /^[0-9a-f]{64}$/);

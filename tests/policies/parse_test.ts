@@ -196,7 +196,7 @@ Deno.test("validatePolicy() checks a plain object with the same schema, paths wi
 });
 
 Deno.test("the example policies in policies/ are valid", async () => {
-  for (const name of ["canary", "fast", "two-phase"]) {
+  for (const name of ["canary", "fast", "two-phase", "night-windows"]) {
     const text = await Deno.readTextFile(new URL(`../../policies/${name}.yaml`, import.meta.url));
     assert.equal(parsePolicy(text).policy.name, name);
   }

@@ -103,6 +103,53 @@ function Banners({ r }) {
   return out;
 }
 
+/** The policy's maintenance windows: each group's next opening and the devices waiting for it. */
+function Windows({ r }) {
+  const { states } = useSession();
+  const w = r.windows;
+  if (!w) return null;
+  const name = (group) => group ?? (w.by ? "other values" : "every device");
+  return html`
+    <section aria-labelledby="windows-heading" id="windows">
+      <h2 id="windows-heading">Maintenance windows${w.by ? ` by ${w.by}` : ""}</h2>
+      <p class="muted">
+          <span id="windows-waiting">${w.waiting}</span> device${w.waiting === 1
+            ? ""
+            : "s"} ${words(
+              states.waitReasons[0],
+            )}; a device in flight when its window closes ${w.onClose === "hold"
+            ? "waits for the next window to activate"
+            : "finishes"}.${w.unmatched > 0
+            ? ` ${w.unmatched} match no window and never start.`
+            : ""}
+        </p>
+      <table id="window-groups">
+        <caption class="sr-only">Maintenance window groups</caption>
+        <thead>
+          <tr>
+            <th scope="col">Group</th>
+            <th scope="col">Window</th>
+            <th scope="col">Waiting</th>
+          </tr>
+        </thead>
+        <tbody>
+            ${w.groups.map((g) =>
+              html`
+                <tr data-group=${g.group ?? ""}>
+                  <td>${name(g.group)}</td>
+                  <td>${g.open
+                    ? `open until ${g.nextClose ? when(g.nextClose) : "further notice"}`
+                    : `next opens ${g.nextOpen ? when(g.nextOpen) : "never"}`}</td>
+                  <td>${g.waiting}</td>
+                </tr>
+              `
+            )}
+          </tbody>
+      </table>
+    </section>
+  `;
+}
+
 function Timeline({ r }) {
   const { states } = useSession();
   if (!r.stages) {
@@ -216,7 +263,8 @@ function Devices({ r }) {
       <thead><tr>
         <th scope="col">#</th><th scope="col">Device</th><th scope="col">State</th>
         ${r.action === "rollback" ? html`<th scope="col">Back to</th>` : null}
-        <th scope="col">Attempts</th><th scope="col">Last status</th><th scope="col">Updated</th>
+        <th scope="col">Waiting</th><th scope="col">Attempts</th><th scope="col">Last status</th>
+        <th scope="col">Updated</th>
       </tr></thead>
       <tbody>
         ${
@@ -233,6 +281,7 @@ function Devices({ r }) {
               d.digest ? `${d.digest.slice(0, 16)}…` : "none"
             }</td>`
             : null}
+          <td>${d.waitReason ? words(d.waitReason) : ""}</td>
           <td>${d.attempt}</td>
           <td>${statusText(d.lastStatus)}</td>
           <td>${when(d.updatedAt)}</td>
@@ -326,6 +375,7 @@ export function RolloutPage({ id }) {
     </div>
         <h2>Stages</h2>
         <${Timeline} r=${r} />
+        <${Windows} r=${r} />
         <h2>Devices by state</h2>
         <div class="counts" id="counts">
           ${states.deviceStates.map((state) =>
