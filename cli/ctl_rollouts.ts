@@ -282,11 +282,12 @@ export const ROLLOUT_COMMANDS: CtlCommand[] = [
     show: showPage([
       ["DEVICE", (d) => d.deviceId],
       ["STATE", (d) => d.state],
-      ["BACK TO", (d) => d.digest ? short(d.digest as string) : ""],
       ["WAITING", (d) => d.waitReason ?? ""],
       ["ATTEMPT", (d) => d.attempt],
       ["STATUS", (d) => d.lastStatus],
       ["UPDATED", (d) => d.updatedAt],
+      // A rollback's target digest for each device; empty in an update.
+      ["BACK TO", (d) => d.digest ? short(d.digest as string) : ""],
     ]),
   },
   rolloutCommand("pause"),
