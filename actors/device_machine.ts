@@ -14,6 +14,10 @@ import {
   UPDATE_FAIL_FILE,
   UPDATE_FAIL_HTTP_ERROR,
   UPDATE_FAIL_SERVER,
+  UPDATE_REFUSED_EXPIRED,
+  UPDATE_REFUSED_HARDWARE,
+  UPDATE_REFUSED_ROLLBACK,
+  UPDATE_REFUSED_UNSIGNED,
   UPDATE_SUCCESS,
 } from "../srup/mod.ts";
 import type { Retryable } from "../policies/mod.ts";
@@ -58,6 +62,20 @@ const TRANSIENT: ReadonlyMap<number, Retryable> = new Map([
   [UPDATE_FAIL_HTTP_ERROR, "fc"],
   [UPDATE_FAIL_SERVER, "fd"],
   [UPDATE_FAIL_FILE, "fe"],
+  // [SRUP-8] An INITIATE that arrived too late is a delivery that took too long: retried as a
+  // timeout is, and each retry is a fresh INITIATE with a fresh not-after time.
+  [UPDATE_REFUSED_EXPIRED, "timeout"],
+]);
+
+/**
+ * [SRUP-7] A device's refusal of the release itself (unsigned, a downgrade, other hardware): not
+ * retried, since the same release would be refused again; the device fails and counts toward the
+ * failure threshold, but the rollout does not halt as on 0xFF (the file was never fetched).
+ */
+const REFUSED: ReadonlySet<number> = new Set([
+  UPDATE_REFUSED_UNSIGNED,
+  UPDATE_REFUSED_ROLLBACK,
+  UPDATE_REFUSED_HARDWARE,
 ]);
 
 /** The retry condition an event stands for, if any. */
@@ -96,6 +114,7 @@ export const deviceMachine = setup({
     status: ({ event }, params: { is: number }) =>
       event.type === "device.response" && event.status === params.is,
     transient: ({ event }) => event.type === "device.response" && TRANSIENT.has(event.status),
+    refused: ({ event }) => event.type === "device.response" && REFUSED.has(event.status),
     /**
      * A missing activation confirmation is retried with the same token, never with a new
      * INITIATE: the device may have switched already and only its 0x10 was lost.
@@ -146,6 +165,7 @@ export const deviceMachine = setup({
           },
           { guard: "retryable", target: "retrying" },
           { guard: "transient", target: "failed" },
+          { guard: "refused", target: "failed" },
         ],
         "device.timeout": "timed_out",
       },

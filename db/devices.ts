@@ -83,10 +83,10 @@ export async function registerDevices(
   const rows = rowsOf<{ id: string }>(
     await guard(
       db.execute(sql`
-        insert into ${devices} (id, public_key, tags, online)
-        select v.id, v."publicKey", v.tags, v.online
+        insert into ${devices} (id, public_key, tags, online, frame_version)
+        select v.id, v."publicKey", v.tags, v.online, v."frameVersion"
         from json_to_recordset(${json}::json)
-          as v(id uuid, "publicKey" text, tags jsonb, online boolean)
+          as v(id uuid, "publicKey" text, tags jsonb, online boolean, "frameVersion" integer)
         ${conflict}
         returning id`),
       "Cannot register devices",
@@ -207,6 +207,23 @@ export async function loadPublicKeys(
       "Cannot load public keys",
     );
     for (const row of rows) result.set(row.id, row.publicKey);
+  }
+  return result;
+}
+
+/** [SRUP-2.1] The frame version registered for each of these devices that has one. */
+export async function loadFrameVersions(
+  db: Db,
+  ids: readonly string[],
+): Promise<Map<string, number>> {
+  const result = new Map<string, number>();
+  for (let i = 0; i < ids.length; i += 10_000) {
+    const rows = await guard(
+      db.select({ id: devices.id, frameVersion: devices.frameVersion }).from(devices)
+        .where(inArray(devices.id, ids.slice(i, i + 10_000) as string[])),
+      "Cannot load frame versions",
+    );
+    for (const row of rows) if (row.frameVersion !== null) result.set(row.id, row.frameVersion);
   }
   return result;
 }

@@ -29,6 +29,7 @@ export {
   getDevice,
   listDevices,
   type ListDevicesOptions,
+  loadFrameVersions,
   loadPublicKeys,
   loadSequences,
   loadTagValues,
@@ -50,6 +51,7 @@ export {
   type ListArtifactsOptions,
   type NewArtifact,
   putArtifact,
+  setArtifactManifest,
 } from "./artifacts.ts";
 export {
   countRolloutsByState,

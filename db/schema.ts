@@ -60,8 +60,11 @@ export const devices = pgTable("devices", {
   online: boolean(),
   /** Highest sequence id accepted from the device; u64 does not fit a signed bigint. */
   lastSequence: numeric({ precision: 20, scale: 0, mode: "bigint" }),
+  /** [SRUP-2.1] Highest frame version its agent speaks, as registered; null: 2. */
+  frameVersion: integer(),
   createdAt: createdAt(),
 }, (t) => [
+  check("devices_frame_version_known", sql.raw("frame_version between 1 and 3")),
   index("devices_tags_idx").using("gin", t.tags.op("jsonb_path_ops")),
   check("devices_last_sequence_u64", sql.raw(`last_sequence between 0 and ${MAX_U64}`)),
   check("devices_current_digest_hex", sha256Hex("current_digest")),
@@ -83,6 +86,8 @@ export const artifacts = pgTable("artifacts", {
   name: text(),
   version: text(),
   releaseNotes: text(),
+  /** [SRUP-7] Base64 of the signed release manifest; null for an unsigned artifact. */
+  manifest: text(),
   createdAt: createdAt(),
 }, () => [
   check("artifacts_digest_hex", sha256Hex("digest")),

@@ -10,6 +10,7 @@ import {
   type ResponseMessage,
   ROLLBACK_UNAVAILABLE,
   type RollbackMessage,
+  type SignedManifest,
   signMessage,
   SrupDecodeError,
   type SrupMessage,
@@ -34,6 +35,7 @@ import {
   freeSlot,
 } from "./state.ts";
 import type { DeviceStore } from "./store.ts";
+import { checkRelease } from "./release_check.ts";
 
 /** Sends a frame to the broker; resolves once it is handed over (or acknowledged). */
 export type PublishFrame = (topic: string, frame: Uint8Array) => Promise<void>;
@@ -51,6 +53,15 @@ export interface DeviceAgentOptions {
   serverId?: string;
   fetch?: typeof fetch;
   clock?: Clock;
+  /** [SRUP-7.3] Release public keys: when any is given, only what one of them signed installs. */
+  releaseKeys?: readonly Uint8Array[];
+  /** This device's hardware id, matched against a release manifest's hardware list. */
+  hardware?: string;
+  /**
+   * [SRUP-8] Whether the clock can be trusted to say an INITIATE or a release expired; default true
+   * (a clock reading before 2025 is never trusted).
+   */
+  trustClock?: boolean;
   /** Allow plain http downloads from any host, not only loopback. */
   allowHttp?: boolean;
   limits?: Partial<FetchLimits>;
@@ -157,10 +168,26 @@ export class DeviceAgent {
     this.#state = accepted;
     this.#logger.info("initiate.accepted", { device: this.deviceId, token, url: message.url });
     const running = this.#state.current;
+    const check = await checkRelease(message, {
+      releaseKeys: this.#options.releaseKeys ?? [],
+      hardware: this.#options.hardware,
+      trustClock: this.#options.trustClock ?? true,
+      now: (this.#options.clock ?? wallClock).now(),
+      runningSecurityVersion: running?.securityVersion ?? 0,
+    });
+    if (!check.ok) {
+      this.#logger.warn("initiate.refused", {
+        device: this.deviceId,
+        token,
+        status: statusName(check.status),
+        reason: check.reason,
+      });
+      return await this.#reply(message, check.status);
+    }
     if (running?.digest === toHex(message.digest)) {
       return await this.#stageRunning(message, running);
     }
-    const status = await this.#download(message, token);
+    const status = await this.#download(message, token, check.manifest);
     await this.#reply(message, status);
   }
 
@@ -197,7 +224,11 @@ export class DeviceAgent {
     await this.#reply(message, UPDATE_SUCCESS);
   }
 
-  async #download(message: InitiateMessage, token: string): Promise<number> {
+  async #download(
+    message: InitiateMessage,
+    token: string,
+    manifest?: SignedManifest,
+  ): Promise<number> {
     const slot = freeSlot(this.#state);
     const { store } = this.#options;
     let writer;
@@ -210,7 +241,10 @@ export class DeviceAgent {
     const outcome = await fetchArtifact(message.url, {
       fetch: this.#options.fetch ?? fetch,
       clock: this.#options.clock ?? wallClock,
-      limits: this.#limits,
+      // [SRUP-7.5] The signed size bounds the download: not one byte more is read.
+      limits: manifest
+        ? { ...this.#limits, maxBytes: Math.min(this.#limits.maxBytes, manifest.size) }
+        : this.#limits,
       allowHttp: this.#options.allowHttp ?? false,
       writer,
     });
@@ -241,6 +275,7 @@ export class DeviceAgent {
       digest: toHex(outcome.digest),
       size: outcome.size,
     };
+    if (manifest) staged.securityVersion = manifest.securityVersion;
     try {
       await writer.close();
       const next = { ...this.#state, staged };
@@ -360,7 +395,7 @@ export class DeviceAgent {
   /** Signs and sends a RESPONSE in the version of the frame it answers. */
   async #reply(request: SrupMessage, status: number): Promise<void> {
     const version = request.version;
-    const sequence = version === 2 ? await this.#options.store.nextSequence() : undefined;
+    const sequence = version === 1 ? undefined : await this.#options.store.nextSequence();
     const unsigned: ResponseMessage = {
       type: "response",
       version,

@@ -61,6 +61,10 @@ export interface InitiateFields {
   token: Uint8Array;
   url: string;
   digest: Uint8Array;
+  /** [SRUP-7] A signed release manifest: the INITIATE goes out in version 3 with `notAfter`. */
+  manifest?: Uint8Array;
+  /** [SRUP-8] Unix milliseconds after which the device must not act on it (version 3). */
+  notAfter?: bigint;
 }
 
 /** The fields of an ACTIVATE the caller chooses. */
@@ -222,7 +226,9 @@ export class ServerLink {
     // sees a lower sequence id after a higher one.
     const queued = this.#outbound.run(deviceId, async () => {
       const sequence = await this.#options.sequence.next();
-      const unsigned = { ...fields, version: 2, sequence, signature: new Uint8Array() } as T;
+      // [SRUP-2.1] Version 3 only for an INITIATE carrying a manifest: older agents keep getting 2.
+      const version = "manifest" in fields ? 3 : 2;
+      const unsigned = { ...fields, version, sequence, signature: new Uint8Array() } as T;
       const message = await signMessage(unsigned, this.#options.privateKey);
       return { message, acked: this.#connection.publish(topic, encodeMessage(message)) };
     });
@@ -298,5 +304,8 @@ export class ServerLink {
 }
 
 function pick(fields: InitiateFields): InitiateFields {
-  return { token: fields.token, url: fields.url, digest: fields.digest };
+  const { token, url, digest, manifest, notAfter } = fields;
+  return manifest === undefined
+    ? { token, url, digest }
+    : { token, url, digest, manifest, notAfter };
 }

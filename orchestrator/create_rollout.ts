@@ -14,6 +14,7 @@ import {
   selectDeviceIds,
 } from "../db/mod.ts";
 import { type RolloutAction, stageEnds } from "../actors/mod.ts";
+import { decodeManifest, verifyManifest } from "../srup/mod.ts";
 import { type LoadedPolicy, PolicyError, validatePolicy } from "../policies/mod.ts";
 import { InsufficientHeapError } from "./heap_budget.ts";
 import type { Orchestrator } from "./orchestrator.ts";
@@ -31,6 +32,7 @@ export type RolloutRefusal =
   | "devices_busy"
   | "nothing_to_roll_back"
   | "insufficient_memory"
+  | "unsigned_artifact"
   | "no_window";
 
 /** A rollout that cannot be created as asked; nothing was written. */
@@ -89,6 +91,17 @@ export async function startRollout(
   const action = input.action ?? "update";
   const loaded = resolvePolicy(deps.policies, input.policy);
   const artifact = action === "rollback" ? null : await resolveArtifact(deps, input.artifact);
+  const releaseKeys = orchestrator.releaseKeys;
+  // A rollback installs nothing new: each device goes back to a version it already ran.
+  if (artifact && releaseKeys.length > 0 && !loaded.policy.allowUnsigned) {
+    const why = await unsignedReason(artifact.manifest, releaseKeys, Date.now());
+    if (why) {
+      throw new RolloutRefusedError(
+        "unsigned_artifact",
+        `Cannot roll out artifact "${artifact.digest}": ${why} (a policy with allowUnsigned: true allows it, for development)`,
+      );
+    }
+  }
   const targets = input.targets;
   const deviceIds = "ids" in targets
     ? targets.ids.map((id) => id.toLowerCase())
@@ -176,17 +189,42 @@ export async function previewRollout(
 async function resolveArtifact(
   deps: CreateRolloutDeps,
   given: NewRolloutInput["artifact"],
-): Promise<{ digest: string; url: string; register?: boolean }> {
+): Promise<{ digest: string; url: string; register?: boolean; manifest: string | null }> {
   if (!given) throw new TypeError("Cannot create rollout: an update needs an artifact");
   const stored = await getArtifact(deps.db, given.digest);
-  if (stored) return { digest: stored.digest, url: artifactUrl(stored, deps.publicUrl) };
+  if (stored) {
+    const url = artifactUrl(stored, deps.publicUrl);
+    return { digest: stored.digest, url, manifest: stored.manifest ?? null };
+  }
   if (given.url === undefined) {
     throw new RolloutRefusedError(
       "unknown_artifact",
       `No artifact "${given.digest}": upload it or give its url`,
     );
   }
-  return { digest: given.digest, url: given.url, register: true };
+  return { digest: given.digest, url: given.url, register: true, manifest: null };
+}
+
+/** [SRUP-7] Why a stored manifest does not let the artifact roll out, or undefined when it does. */
+async function unsignedReason(
+  manifest: string | null,
+  releaseKeys: readonly Uint8Array[],
+  now: number,
+): Promise<string | undefined> {
+  if (manifest === null) return "it has no release manifest";
+  let decoded;
+  try {
+    decoded = decodeManifest(Uint8Array.fromBase64(manifest));
+  } catch (error) {
+    return `its manifest is malformed: ${(error as Error).message}`;
+  }
+  if (!await verifyManifest(decoded, releaseKeys)) {
+    return "its manifest is not signed by a configured release key";
+  }
+  if (decoded.expiresAt !== undefined && decoded.expiresAt <= now) {
+    return `its release expired at ${new Date(decoded.expiresAt).toISOString()}`;
+  }
+  return undefined;
 }
 
 function resolvePolicy(

@@ -9,11 +9,13 @@ import {
   createRollout,
   type Db,
   describeDatabaseError,
+  getArtifact,
   type GroupCommitWriter,
   listActiveRollouts,
   listHaltedWithoutRollback,
   listRollbackDigests,
   listRolloutDeviceIds,
+  loadFrameVersions,
   loadPublicKeys,
   loadStartedRolloutDevices,
   type Rollout,
@@ -41,6 +43,12 @@ export interface OrchestratorOptions {
   token?: () => Uint8Array;
   /** RESPONSEs held while recovery runs, at most; later ones are dropped (counted and logged). */
   maxEarlyResponses?: number;
+  /**
+   * [SRUP-7] Release public keys (FLOTILLA_RELEASE_KEYS). With any, a rollout needs an artifact
+   * whose manifest one of them signed, unless its policy says `allowUnsigned: true`; with none,
+   * manifests are not required (but still sent to devices that speak frame version 3).
+   */
+  releaseKeys?: readonly Uint8Array[];
 }
 
 /** A new rollout, its devices already resolved. */
@@ -76,6 +84,7 @@ interface RunStart {
   policy: Policy;
   link: ServerLink;
   snapshot?: RolloutSnapshot;
+  manifest?: Uint8Array;
   windowGroups?: Uint8Array;
 }
 
@@ -103,6 +112,10 @@ export class Orchestrator {
   readonly #byDevice = new Map<string, RolloutRunner>();
   /** Public keys as stored (base64): a string costs ~64 bytes, a Uint8Array with its buffer ~230. */
   readonly #keys = new Map<string, string>();
+  /** [SRUP-2.1] Registered frame versions, for devices that have one (null means 2). */
+  readonly #frameVersions = new Map<string, number>();
+  /** [SRUP-7] Release public keys; see {@linkcode OrchestratorOptions.releaseKeys}. */
+  readonly releaseKeys: readonly Uint8Array[];
   #link: ServerLink | undefined;
   /** RESPONSEs that arrived before recovery finished, replayed once it has. */
   #early: [string, ResponseMessage][] | null = [];
@@ -117,6 +130,7 @@ export class Orchestrator {
     this.#heap = options.heap ?? v8HeapUsage;
     this.#token = options.token ?? newToken;
     this.#maxEarly = options.maxEarlyResponses ?? MAX_EARLY_RESPONSES;
+    this.releaseKeys = options.releaseKeys ?? [];
   }
 
   /** RESPONSEs dropped because the recovery buffer was full. */
@@ -172,6 +186,7 @@ export class Orchestrator {
   /** Forgets a removed device's cached key and sequence id. */
   forgetDevice(id: string): void {
     this.#keys.delete(id);
+    this.#frameVersions.delete(id);
     this.#tracker.forget(id);
   }
 
@@ -273,7 +288,16 @@ export class Orchestrator {
     });
     const windowGroups = request.windowGroups ??
       (await windowGroupsOf(this.#db, policy, request.deviceIds))?.groups;
-    this.#run(row, { deviceIds: request.deviceIds, skipped, policy, link, windowGroups, rollback });
+    const manifest = artifact ? await this.#manifest(artifact.digest) : undefined;
+    this.#run(row, {
+      deviceIds: request.deviceIds,
+      skipped,
+      policy,
+      link,
+      windowGroups,
+      manifest,
+      rollback,
+    });
     return row;
   }
 
@@ -321,7 +345,19 @@ export class Orchestrator {
         const rollback = row.action === "rollback"
           ? await listRollbackDigests(this.#db, row.id)
           : undefined;
-        this.#run(row, { deviceIds, skipped, policy, link, snapshot, windowGroups, rollback });
+        const manifest = row.artifactDigest === null
+          ? undefined
+          : await this.#manifest(row.artifactDigest);
+        this.#run(row, {
+          deviceIds,
+          skipped,
+          policy,
+          link,
+          snapshot,
+          windowGroups,
+          manifest,
+          rollback,
+        });
       } catch (error) {
         // One rollout that cannot be restored must not keep the others, or the service, down.
         this.#log(
@@ -360,6 +396,16 @@ export class Orchestrator {
     await this.#tracker.preload(deviceIds);
     const missing = deviceIds.filter((id) => !this.#keys.has(id));
     for (const [id, key] of await loadPublicKeys(this.#db, missing)) this.#keys.set(id, key);
+    for (const id of deviceIds) this.#frameVersions.delete(id);
+    for (const [id, version] of await loadFrameVersions(this.#db, deviceIds)) {
+      this.#frameVersions.set(id, version);
+    }
+  }
+
+  /** [SRUP-7] The artifact's signed manifest, if it has one: INITIATE version 3 carries it. */
+  async #manifest(digest: string): Promise<Uint8Array | undefined> {
+    const manifest = (await getArtifact(this.#db, digest))?.manifest;
+    return manifest ? Uint8Array.fromBase64(manifest) : undefined;
   }
 
   /** Devices of a rollout skipped at creation: they already run its artifact. */
@@ -377,8 +423,9 @@ export class Orchestrator {
       devices: deviceIds,
       artifact: row.artifactUrl === null || row.artifactDigest === null
         ? null
-        : { url: row.artifactUrl, digest: row.artifactDigest },
+        : { url: row.artifactUrl, digest: row.artifactDigest, manifest: start.manifest },
       rollback: start.rollback,
+      frameVersion: (id) => this.#frameVersions.get(id) ?? 2,
       writer: this.#writer,
       link,
       clock: this.#clock,

@@ -23,7 +23,7 @@ import {
   type WriteOp,
 } from "../db/mod.ts";
 import type { Policy } from "../policies/mod.ts";
-import type { ServerLink } from "../mqtt/mod.ts";
+import type { InitiateFields, ServerLink } from "../mqtt/mod.ts";
 import { toHex } from "../srup/mod.ts";
 
 /** What a runner needs. */
@@ -32,13 +32,18 @@ export interface RolloutRunnerOptions {
   policy: Policy;
   /** Target device ids in rollout order (position = index). */
   devices: readonly string[];
-  /** What an update installs; null for a rollback. */
-  artifact: { url: string; digest: string } | null;
+  /**
+   * What an update installs (`manifest`: the signed release manifest, sent in version 3 to devices
+   * that speak it); null for a rollback.
+   */
+  artifact: { url: string; digest: string; manifest?: Uint8Array } | null;
   /**
    * A rollback's digests, one per device in rollout order (null for a skipped device): what each
    * ROLLBACK names and what a device's 0x10 records as its current version.
    */
   rollback?: readonly (string | null)[];
+  /** [SRUP-2.1] The frame version a device speaks; default 2 for all. */
+  frameVersion?: (device: string) => number;
   writer: GroupCommitWriter;
   link: ServerLink;
   clock: Clock;
@@ -85,6 +90,8 @@ export class RolloutRunner {
   readonly #digestHex: string;
   /** A rollback's 32-byte digests, packed by position; null for an update. */
   readonly #rollback: Uint8Array | null;
+  readonly #manifest: Uint8Array | undefined;
+  readonly #frameVersion: (device: string) => number;
   readonly #onFinished?: (runner: RolloutRunner) => void;
   readonly #log: (line: string) => void;
   readonly #timeouts: Policy["timeouts"];
@@ -109,6 +116,8 @@ export class RolloutRunner {
     this.#url = options.artifact?.url ?? "";
     this.#digestHex = options.artifact?.digest ?? "";
     this.#digest = Uint8Array.fromHex(this.#digestHex);
+    this.#manifest = options.artifact?.manifest;
+    this.#frameVersion = options.frameVersion ?? (() => 2);
     this.#rollback = options.rollback ? packDigests(options.rollback) : null;
     if (!options.artifact && !this.#rollback) {
       throw new TypeError(
@@ -218,11 +227,7 @@ export class RolloutRunner {
                 digest: this.#rollbackOf(device),
               });
             } else if (kind === "initiate") {
-              await this.#link.sendInitiate(device, {
-                token: copy,
-                url: this.#url,
-                digest: this.#digest,
-              });
+              await this.#link.sendInitiate(device, this.#initiateFields(device, copy));
             } else {
               await this.#link.sendActivate(device, { token: copy });
             }
@@ -244,6 +249,17 @@ export class RolloutRunner {
       this.#sending.add(sending);
       sending.finally(() => this.#sending.delete(sending));
     }
+  }
+
+  /**
+   * [SRUP-7] [SRUP-8] A device that speaks version 3 gets the manifest and a not-after time: the
+   * response timeout from now, past which the engine retries with a fresh INITIATE anyway.
+   */
+  #initiateFields(device: string, token: Uint8Array): InitiateFields {
+    const fields = { token, url: this.#url, digest: this.#digest };
+    if (!this.#manifest || this.#frameVersion(device) < 3) return fields;
+    const notAfter = BigInt(this.#clock.now() + this.#timeouts.response);
+    return { ...fields, manifest: this.#manifest, notAfter };
   }
 
   #onEvent(event: RolloutEvent): void {

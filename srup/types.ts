@@ -2,9 +2,9 @@
 
 /** Fields every message has. */
 export interface MessageBase {
-  /** 1: the seed's layout; 2: adds a sequence id for replay protection. */
-  version: 1 | 2;
-  /** Strictly increasing per sender; present in version 2 only. */
+  /** 1: the seed's layout; 2: adds a sequence id for replay protection; 3: signed releases. */
+  version: 1 | 2 | 3;
+  /** Strictly increasing per sender; present in versions 2 and 3. */
   sequence?: bigint;
   /** Ed25519 signature over the frame without this field; empty before signing. */
   signature: Uint8Array;
@@ -20,6 +20,10 @@ export interface InitiateMessage extends MessageBase {
   url: string;
   /** SHA-256 of the file, 32 bytes. */
   digest: Uint8Array;
+  /** [SRUP-7] Version 3 only: the signed release manifest, as `release sign` wrote it. */
+  manifest?: Uint8Array;
+  /** [SRUP-8] Version 3 only: Unix milliseconds after which the device must not act on it. */
+  notAfter?: bigint;
 }
 
 /** Device to server: the outcome of an INITIATE, an ACTIVATE or a ROLLBACK. */

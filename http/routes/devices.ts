@@ -53,6 +53,10 @@ const DeviceSchema = z.object({
       "The highest SRUP sequence id accepted from the device (a decimal string, as a u64 does not fit a JSON number); null when none yet or after a reset to none",
     example: "1733097600000",
   }),
+  frameVersion: z.number().int().nullable().openapi({
+    description:
+      "[SRUP-2.1] The highest SRUP frame version its agent speaks, as registered; null means 2. Version 3 devices get signed release manifests",
+  }),
   createdAt: z.string(),
   rollout: z.object({ id: z.string(), state: z.string() }).nullable().optional(),
 }).openapi("Device");
@@ -87,6 +91,11 @@ const NewDeviceSchema = z.object({
   id: z.uuid().openapi({ example: "6f1c2f4e-8a3b-4c7d-9e2f-0a1b2c3d4e5f" }),
   publicKey: PublicKey,
   tags: Tags.optional(),
+  frameVersion: z.int().min(1).max(3).optional().openapi({
+    description:
+      "[SRUP-2.1] The highest SRUP frame version the device's agent speaks, as `device provision` prints it; left out means 2. Version 3 devices get the signed release manifest and a not-after time in each INITIATE",
+    example: 3,
+  }),
 }).strict().openapi("NewDevice");
 
 /** A device's part in one rollout. */
@@ -131,6 +140,7 @@ export function deviceJson(device: Device & { rollout?: { id: string; state: str
     lastSeenAt: device.lastSeenAt?.toISOString() ?? null,
     online: device.online,
     lastSequence: device.lastSequence?.toString() ?? null,
+    frameVersion: device.frameVersion,
     createdAt: device.createdAt.toISOString(),
     ...(device.rollout === undefined ? {} : { rollout: device.rollout }),
   };

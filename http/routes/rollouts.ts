@@ -266,6 +266,7 @@ const REFUSAL_STATUS: Record<RolloutRefusal, ContentfulStatusCode> = {
   devices_busy: 409,
   nothing_to_roll_back: 422,
   insufficient_memory: 503,
+  unsigned_artifact: 422,
   no_window: 422,
 };
 
@@ -312,7 +313,7 @@ export function rolloutsApp(deps: RolloutDeps) {
           ...AUTH_ERRORS,
           ...CONFLICT,
           422: errorContent(
-            "Unknown artifact or policy, targets that select no registered device, a rollback where no target has a previous version recorded (nothing_to_roll_back), an inline policy whose rules contradict each other (inconsistent_policy), or target devices whose tag value has no maintenance window while the policy has no fallback (no_window)",
+            "Unknown artifact or policy, targets that select no registered device, a rollback where no target has a previous version recorded (nothing_to_roll_back), an inline policy whose rules contradict each other (inconsistent_policy), target devices whose tag value has no maintenance window while the policy has no fallback (no_window), or an artifact with no valid release manifest while release keys are configured and the policy does not say allowUnsigned (unsigned_artifact)",
           ),
           503: errorContent(
             "The orchestrator's heap has no room for this many devices, or the service is starting",

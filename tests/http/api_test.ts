@@ -68,6 +68,7 @@ Deno.test({
           "mqtt",
           "protocolVersion",
           "publicKey",
+          "releaseKeys",
           "serverId",
         ]);
         assert.equal(server.body.serverId, service.serverId);

@@ -20,6 +20,18 @@ const SEEDS: SrupMessage[] = [
     digest: new Uint8Array(32).fill(3),
   },
   {
+    type: "initiate",
+    version: 3,
+    sequence: 8n,
+    signature: new Uint8Array(64).fill(6),
+    target: uuidToBytes("6f1c2f4e-8a3b-4c7d-9e2f-0a1b2c3d4e5f"),
+    token: new Uint8Array(16).fill(7),
+    url: "https://updates.example.com/fw/1.4.2.bin",
+    digest: new Uint8Array(32).fill(8),
+    manifest: new Uint8Array(137).fill(9),
+    notAfter: 1_893_456_000_000n,
+  },
+  {
     type: "response",
     version: 1,
     signature: new Uint8Array(64).fill(4),
@@ -87,7 +99,7 @@ Deno.test("decodeMessage() lets only SrupDecodeError escape for 100,000 random a
       for (let j = 0; j < input.length; j++) input[j] = Math.floor(random() * 256);
       // Half the random frames get a valid version and type so the parser goes deeper.
       if (input.length > 1 && i % 4 === 0) {
-        input[0] = 1 + (i % 8 === 0 ? 1 : 0);
+        input[0] = 1 + (i % 12 === 0 ? 2 : i % 8 === 0 ? 1 : 0);
         input[1] = 1 + (i % 4);
       }
     } else {
