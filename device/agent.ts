@@ -18,6 +18,7 @@ import {
   toHex,
   UPDATE_FAIL_DIGEST,
   UPDATE_FAIL_FILE,
+  UPDATE_REFUSED_ROLLBACK,
   UPDATE_SUCCESS,
   uuidToBytes,
   verifyMessage,
@@ -343,7 +344,8 @@ export class DeviceAgent {
 
   /**
    * [SRUP-9] Goes back to the previous version when it is the one the server names; answers 0x10
-   * again when that version already runs (a retry whose first answer was lost), 0x1E otherwise.
+   * again when that version already runs (a retry whose first answer was lost), 0x1E otherwise,
+   * and 0xFA when the previous version's security version is below the running one's.
    */
   async #rollback(message: RollbackMessage): Promise<void> {
     const token = toHex(message.token);
@@ -372,6 +374,18 @@ export class DeviceAgent {
         previous: previous?.digest ?? null,
       });
       return await this.#reply(message, ROLLBACK_UNAVAILABLE);
+    }
+    // [SRUP-7.4] A ROLLBACK is no way around anti-rollback: the server's key alone must not take a
+    // device back to a release with a lower security version.
+    if ((previous.securityVersion ?? 0) < (current.securityVersion ?? 0)) {
+      this.#logger.warn("rollback.refused", {
+        device: this.deviceId,
+        token,
+        reason: "security_version_downgrade",
+        from: current.securityVersion,
+        to: previous.securityVersion ?? 0,
+      });
+      return await this.#reply(message, UPDATE_REFUSED_ROLLBACK);
     }
     const next: AgentState = { ...this.#state, current: previous, previous: current };
     try {

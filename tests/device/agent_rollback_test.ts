@@ -7,6 +7,7 @@ import {
   ROLLBACK_UNAVAILABLE,
   signMessage,
   toHex,
+  UPDATE_REFUSED_ROLLBACK,
   uuidToBytes,
 } from "../../srup/mod.ts";
 import { type AgentState, MemoryDeviceStore } from "../../device/mod.ts";
@@ -188,4 +189,32 @@ Deno.test("an agent drops a message type it does not know without moving its rep
     assert.equal(f.replies.at(-1)!.message.status, ACTIVATE_SUCCESS);
     assert.equal(agent.rejections.get("replay"), 0);
   });
+});
+
+Deno.test("an agent refuses a ROLLBACK to a lower security version with 0xFA, and allows an equal one", async (t) => {
+  const current = { slot: 1, token: "01", digest: "aa".repeat(32), size: 3 };
+  const previous = { slot: 0, token: "02", digest: "bb".repeat(32), size: 3 };
+  for (
+    const [name, versions, status] of [
+      ["7 below 8: refused, nothing swapped", [8, 7], UPDATE_REFUSED_ROLLBACK],
+      ["8 and 8: swapped", [8, 8], ACTIVATE_SUCCESS],
+      ["no manifests (both 0): swapped", [undefined, undefined], ACTIVATE_SUCCESS],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      const store = new MemoryDeviceStore();
+      await store.save({
+        sequences: new Map(),
+        tokens: [],
+        current: { ...current, securityVersion: versions[0] },
+        previous: { ...previous, securityVersion: versions[1] },
+      });
+      const f = await agentFixture({ store });
+      const agent = await f.make();
+      await agent.handleFrame((await f.rollback(Uint8Array.fromHex(previous.digest))).frame);
+      assert.equal(f.replies[0]!.message.status, status);
+      const expected = status === ACTIVATE_SUCCESS ? previous.digest : current.digest;
+      assert.equal(agent.status().current, expected);
+    });
+  }
 });
