@@ -2,9 +2,10 @@
  * One device in a rollout: idle → initiated → received → activating → activated, with retrying,
  * timed_out, failed and cancelled. The machine holds no timers and does no I/O: the engine sends
  * `device.timeout` when a deadline passes, and the sends are the injected `sendInitiate` and
- * `sendActivate` actions.
+ * `sendActivate` actions. In a rollback rollout `sendInitiate` sends a ROLLBACK ([SRUP-9]), whose
+ * one RESPONSE settles the device: initiated → activated on 0x10, failed on anything else.
  */
-import { assign, setup } from "xstate";
+import { and, assign, setup } from "xstate";
 import {
   ACTIVATE_FAIL,
   ACTIVATE_SUCCESS,
@@ -108,6 +109,8 @@ export const deviceMachine = setup({
   guards: {
     /** Whether to ACTIVATE right after the 0x00; the engine provides it (immediate activation). */
     activateNow: () => false,
+    /** Whether this is a rollback rollout; the engine provides it. */
+    rollback: () => false,
     status: ({ event }, params: { is: number }) =>
       event.type === "device.response" && event.status === params.is,
     transient: ({ event }) => event.type === "device.response" && TRANSIENT.has(event.status),
@@ -150,6 +153,12 @@ export const deviceMachine = setup({
       entry: [report("initiated"), "sendInitiate"],
       on: {
         "device.response": [
+          // [SRUP-9] A ROLLBACK's one answer: 0x10, or a refusal no retry changes (0x1E, 0x1F).
+          {
+            guard: and(["rollback", { type: "status", params: { is: ACTIVATE_SUCCESS } }]),
+            target: "activated",
+          },
+          { guard: "rollback", target: "failed" },
           {
             guard: { type: "status", params: { is: UPDATE_SUCCESS } },
             target: "received",

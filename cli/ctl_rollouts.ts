@@ -23,7 +23,7 @@ const ROLLOUT_COLUMNS: Column<Row>[] = [
   ["STAGE", (r) => stageOf(r)],
   ["DEVICES", (r) => r.devices],
   ["POLICY", (r) => (r.policy as Row).name],
-  ["ARTIFACT", (r) => short((r.artifact as Row).digest)],
+  ["ARTIFACT", (r) => r.artifact ? short((r.artifact as Row).digest) : "(rollback)"],
   ["CREATED", (r) => r.createdAt],
 ];
 
@@ -40,10 +40,15 @@ export function showRollout(value: unknown): string {
     `rollout ${r.id}${r.name ? ` "${r.name}"` : ""}: ${r.state}, stage ${
       stageOf(r)
     }, ${r.devices} devices`,
-    `  artifact ${(r.artifact as Row).digest}`,
+    r.artifact
+      ? `  artifact ${(r.artifact as Row).digest}`
+      : "  rollback each device back to its previous version",
     `  policy   ${(r.policy as Row).name} (sha256 ${short((r.policy as Row).sha256)})`,
     `  counts   ${text(r.counts)}`,
   ];
+  if (r.rollbackOf) lines.push(`  rolls back rollout ${r.rollbackOf}`);
+  const rolledBackBy = (r.rolledBackBy ?? []) as string[];
+  if (rolledBackBy.length > 0) lines.push(`  rolled back by ${rolledBackBy.join(", ")}`);
   if (r.haltReason) lines.push(`  halted   ${(r.haltReason as Row).message}`);
   if (r.pauseReason) lines.push(`  paused   ${text(r.pauseReason)}`);
   if (r.bakeUntil) lines.push(`  bakes until ${r.bakeUntil}`);
@@ -142,10 +147,13 @@ async function policyOf(input: CtlInput): Promise<string | Record<string, unknow
 export const ROLLOUT_COMMANDS: CtlCommand[] = [
   {
     name: "rollout create",
-    usage: "(--artifact FILE | --digest HEX [--url URL]) (--policy NAME | --policy-file FILE)\n" +
+    usage:
+      "(--artifact FILE | --digest HEX [--url URL] | --rollback) (--policy NAME | --policy-file FILE)\n" +
       "                 (--all | --ids ID,ID,... | --tag key=value ...) [--name N] [--description D]",
-    summary: "create and start a rollout (--artifact uploads the file first)",
+    summary:
+      "create and start a rollout (--artifact uploads the file first; --rollback sends devices back to their previous version)",
     options: {
+      rollback: { type: "boolean" },
       artifact: { type: "string" },
       digest: { type: "string" },
       url: { type: "string" },
@@ -157,30 +165,37 @@ export const ROLLOUT_COMMANDS: CtlCommand[] = [
       const targets = targetsOf(input);
       const file = str(input, "artifact");
       const digest = str(input, "digest");
-      if ((file === undefined) === (digest === undefined)) {
-        throw new UsageError("give exactly one of --artifact and --digest");
+      const url = str(input, "url");
+      const rollback = input.values.rollback === true;
+      if (rollback && (file ?? digest ?? url) !== undefined) {
+        throw new UsageError(
+          "--rollback takes no --artifact, --digest or --url: each device goes back to its previous version",
+        );
+      }
+      if (!rollback && (file === undefined) === (digest === undefined)) {
+        throw new UsageError("give exactly one of --artifact, --digest and --rollback");
       }
       const policy = await policyOf(input);
-      const url = str(input, "url");
+      const name = str(input, "name");
+      const description = str(input, "description");
+      const words = {
+        policy,
+        targets,
+        ...(name === undefined ? {} : { name }),
+        ...(description === undefined ? {} : { description }),
+      };
+      if (rollback) {
+        return await answer(
+          api,
+          api.client.v1.rollouts.$post({ json: { action: "rollback", ...words } }),
+        );
+      }
       const artifact = file !== undefined
         ? { digest: String((await upload(api, file)).digest) }
         : url === undefined
         ? { digest: digest! }
         : { digest: digest!, url };
-      const name = str(input, "name");
-      const description = str(input, "description");
-      return await answer(
-        api,
-        api.client.v1.rollouts.$post({
-          json: {
-            artifact,
-            policy,
-            targets,
-            ...(name === undefined ? {} : { name }),
-            ...(description === undefined ? {} : { description }),
-          },
-        }),
-      );
+      return await answer(api, api.client.v1.rollouts.$post({ json: { artifact, ...words } }));
     },
     show: showRollout,
   },
@@ -282,6 +297,8 @@ export const ROLLOUT_COMMANDS: CtlCommand[] = [
       ["ATTEMPT", (d) => d.attempt],
       ["STATUS", (d) => d.lastStatus],
       ["UPDATED", (d) => d.updatedAt],
+      // A rollback's target digest for each device; empty in an update.
+      ["BACK TO", (d) => d.digest ? short(d.digest as string) : ""],
     ]),
   },
   rolloutCommand("pause"),

@@ -107,7 +107,8 @@ export async function artifactUses(
     "Cannot list artifact uses",
   );
   for (const { digest, ...use } of rows) {
-    const list = uses.get(digest)!;
+    // Rows matched a digest given, so none is a rollback (which has no artifact).
+    const list = uses.get(digest!)!;
     if (list.length < USES_SHOWN) list.push(use);
   }
   return uses;

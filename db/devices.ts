@@ -359,6 +359,21 @@ export async function resetPresence(db: Db, online: false | null): Promise<void>
   );
 }
 
+/** How many of these devices have a previous digest recorded: what a rollback can send them to. */
+export async function countWithPrevious(db: Db, ids: readonly string[]): Promise<number> {
+  if (ids.length === 0) return 0;
+  const [row] = await guard(
+    db.select({ n: sql<number>`count(*)::int` }).from(devices)
+      .where(
+        sql`${devices.id} = any(${
+          uuidArray(ids, "Cannot count devices")
+        }::uuid[]) and ${devices.previousDigest} is not null`,
+      ),
+    "Cannot count devices",
+  );
+  return Number(row?.n ?? 0);
+}
+
 /** How many of these device ids are registered. */
 export async function countRegistered(db: Db, ids: readonly string[]): Promise<number> {
   if (ids.length === 0) return 0;

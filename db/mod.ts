@@ -21,6 +21,7 @@ export { uuidv7 } from "./ids.ts";
 export { type Page, pageLimit } from "./page.ts";
 export {
   countRegistered,
+  countWithPrevious,
   deleteDevice,
   type Device,
   type DeviceListItem,
@@ -57,6 +58,8 @@ export {
   createRollout,
   getRollout,
   listActiveRollouts,
+  listHaltedWithoutRollback,
+  listRollbacksOf,
   listRollouts,
   type ListRolloutsOptions,
   type NewRollout,
@@ -71,6 +74,7 @@ export {
   type DeviceRolloutHistoryItem,
   type DeviceRolloutHistoryOptions,
   findRolloutDeviceByToken,
+  listRollbackDigests,
   listRolloutDeviceIds,
   listRolloutDevices,
   type ListRolloutDevicesOptions,

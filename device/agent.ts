@@ -8,6 +8,8 @@ import {
   equalBytes,
   type InitiateMessage,
   type ResponseMessage,
+  ROLLBACK_UNAVAILABLE,
+  type RollbackMessage,
   type SignedManifest,
   signMessage,
   SrupDecodeError,
@@ -16,6 +18,7 @@ import {
   toHex,
   UPDATE_FAIL_DIGEST,
   UPDATE_FAIL_FILE,
+  UPDATE_REFUSED_ROLLBACK,
   UPDATE_SUCCESS,
   uuidToBytes,
   verifyMessage,
@@ -146,6 +149,7 @@ export class DeviceAgent {
       return this.#reject("bad_signature", { type: message.type });
     }
     if (message.type === "initiate") return await this.#initiate(message);
+    if (message.type === "rollback") return await this.#rollback(message);
     return await this.#activate(message);
   }
 
@@ -335,6 +339,63 @@ export class DeviceAgent {
     }
     this.#state = next;
     this.#logger.info("activate.switched", { device: this.deviceId, token, digest: staged.digest });
+    await this.#reply(message, ACTIVATE_SUCCESS);
+  }
+
+  /**
+   * [SRUP-9] Goes back to the previous version when it is the one the server names; answers 0x10
+   * again when that version already runs (a retry whose first answer was lost), 0x1E otherwise,
+   * and 0xFA when the previous version's security version is below the running one's.
+   */
+  async #rollback(message: RollbackMessage): Promise<void> {
+    const token = toHex(message.token);
+    if (!equalBytes(message.target, this.#target)) {
+      return this.#reject("wrong_target", { token, target: toHex(message.target) });
+    }
+    if (this.#state.tokens.includes(token)) return this.#reject("token_reused", { token });
+    if (!this.#sequenceAbove(message)) {
+      return this.#reject("replay", { token, sequence: message.sequence });
+    }
+    // Seen before anything changes, as for an INITIATE; a staged update is given up.
+    const accepted = this.#accepted(message, token);
+    await this.#options.store.save(accepted);
+    this.#state = accepted;
+    const digest = toHex(message.digest);
+    const { current, previous } = this.#state;
+    if (current?.digest === digest) {
+      this.#logger.info("rollback.already_running", { device: this.deviceId, token, digest });
+      return await this.#reply(message, ACTIVATE_SUCCESS);
+    }
+    if (current === undefined || previous?.digest !== digest) {
+      this.#logger.warn("rollback.unavailable", {
+        device: this.deviceId,
+        token,
+        digest,
+        previous: previous?.digest ?? null,
+      });
+      return await this.#reply(message, ROLLBACK_UNAVAILABLE);
+    }
+    // [SRUP-7.4] A ROLLBACK is no way around anti-rollback: the server's key alone must not take a
+    // device back to a release with a lower security version.
+    if ((previous.securityVersion ?? 0) < (current.securityVersion ?? 0)) {
+      this.#logger.warn("rollback.refused", {
+        device: this.deviceId,
+        token,
+        reason: "security_version_downgrade",
+        from: current.securityVersion,
+        to: previous.securityVersion ?? 0,
+      });
+      return await this.#reply(message, UPDATE_REFUSED_ROLLBACK);
+    }
+    const next: AgentState = { ...this.#state, current: previous, previous: current };
+    try {
+      await this.#options.store.activate(next);
+    } catch (error) {
+      this.#logger.error("rollback.failed", { device: this.deviceId, token, error: String(error) });
+      return await this.#reply(message, ACTIVATE_FAIL);
+    }
+    this.#state = next;
+    this.#logger.info("rollback.switched", { device: this.deviceId, token, digest });
     await this.#reply(message, ACTIVATE_SUCCESS);
   }
 

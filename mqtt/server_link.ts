@@ -1,4 +1,4 @@
-/** The orchestrator's end of the wire: signed INITIATE/ACTIVATE out, verified RESPONSEs in. */
+/** The orchestrator's end of the wire: signed INITIATE/ACTIVATE/ROLLBACK out, verified RESPONSEs in. */
 import {
   type ActivateMessage,
   decodeMessage,
@@ -6,6 +6,7 @@ import {
   encodeMessage,
   type InitiateMessage,
   type ResponseMessage,
+  type RollbackMessage,
   signMessage,
   SrupDecodeError,
   statusName,
@@ -69,6 +70,12 @@ export interface InitiateFields {
 /** The fields of an ACTIVATE the caller chooses. */
 export interface ActivateFields {
   token: Uint8Array;
+}
+
+/** The fields of a ROLLBACK the caller chooses: the digest of the version to go back to. */
+export interface RollbackFields {
+  token: Uint8Array;
+  digest: Uint8Array;
 }
 
 /** Subscribes to the response topic and returns the link; rejects when the broker refuses. */
@@ -183,6 +190,17 @@ export class ServerLink {
     return this.#send(deviceId, { type: "activate", token: fields.token });
   }
 
+  /** [SRUP-9] Signs and publishes a ROLLBACK to `deviceId`; resolves with the sent message on PUBACK. */
+  sendRollback(deviceId: string, fields: RollbackFields): Promise<RollbackMessage> {
+    const target = uuidToBytes(deviceId);
+    return this.#send(deviceId, {
+      type: "rollback",
+      token: fields.token,
+      digest: fields.digest,
+      target,
+    });
+  }
+
   /** Stops delivering responses and writes any pending rejection summary; the connection stays open. */
   close(): void {
     this.#unsubscribe();
@@ -199,7 +217,7 @@ export class ServerLink {
     this.#rejectionLog.rejected(reason, fields);
   }
 
-  #send<T extends InitiateMessage | ActivateMessage>(
+  #send<T extends InitiateMessage | ActivateMessage | RollbackMessage>(
     deviceId: string,
     fields: Omit<T, "version" | "sequence" | "signature">,
   ): Promise<T> {

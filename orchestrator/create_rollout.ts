@@ -6,13 +6,14 @@ import {
   artifactUrl,
   ConflictError,
   countRegistered,
+  countWithPrevious,
   type Db,
   getArtifact,
   InvalidDataError,
   type Rollout,
   selectDeviceIds,
 } from "../db/mod.ts";
-import { stageEnds } from "../actors/mod.ts";
+import { type RolloutAction, stageEnds } from "../actors/mod.ts";
 import { decodeManifest, verifyManifest } from "../srup/mod.ts";
 import {
   type LoadedPolicy,
@@ -36,6 +37,7 @@ export type RolloutRefusal =
   | "no_devices"
   | "invalid_targets"
   | "devices_busy"
+  | "nothing_to_roll_back"
   | "insufficient_memory"
   | "unsigned_artifact"
   | "no_window";
@@ -61,8 +63,13 @@ export type RolloutTargets =
 
 /** A rollout as an operator asks for it. */
 export interface NewRolloutInput {
-  /** A stored artifact's digest, or a digest and the url of a file hosted elsewhere. */
-  artifact: { digest: string; url?: string };
+  /** `rollback` sends each device back to its recorded previous version; default `update`. */
+  action?: RolloutAction;
+  /**
+   * A stored artifact's digest, or a digest and the url of a file hosted elsewhere; required for
+   * an update, absent for a rollback.
+   */
+  artifact?: { digest: string; url?: string };
   /** A loaded policy's name, or an inline policy object. */
   policy: string | Record<string, unknown>;
   targets: RolloutTargets;
@@ -88,20 +95,13 @@ export async function startRollout(
   input: NewRolloutInput,
 ): Promise<Rollout> {
   const { db, orchestrator } = deps;
+  const action = input.action ?? "update";
   const loaded = resolvePolicy(deps.policies, input.policy);
-  const stored = await getArtifact(db, input.artifact.digest);
-  if (!stored && input.artifact.url === undefined) {
-    throw new RolloutRefusedError(
-      "unknown_artifact",
-      `No artifact "${input.artifact.digest}": upload it or give its url`,
-    );
-  }
-  const artifact = stored
-    ? { digest: stored.digest, url: artifactUrl(stored, deps.publicUrl) }
-    : { digest: input.artifact.digest, url: input.artifact.url!, register: true };
+  const artifact = action === "rollback" ? null : await resolveArtifact(deps, input.artifact);
   const releaseKeys = orchestrator.releaseKeys;
-  if (releaseKeys.length > 0 && !loaded.policy.allowUnsigned) {
-    const why = await unsignedReason(stored?.manifest ?? null, releaseKeys, Date.now());
+  // A rollback installs nothing new: each device goes back to a version it already ran.
+  if (artifact && releaseKeys.length > 0 && !loaded.policy.allowUnsigned) {
+    const why = await unsignedReason(artifact.manifest, releaseKeys, Date.now());
     if (why) {
       throw new RolloutRefusedError(
         "unsigned_artifact",
@@ -115,6 +115,12 @@ export async function startRollout(
     : await selectDeviceIds(db, "tags" in targets ? { tags: targets.tags } : {});
   if (deviceIds.length === 0) {
     throw new RolloutRefusedError("no_devices", "The targets select no registered device");
+  }
+  if (action === "rollback" && await countWithPrevious(db, deviceIds) === 0) {
+    throw new RolloutRefusedError(
+      "nothing_to_roll_back",
+      `None of the ${deviceIds.length} targeted device(s) has a previous version recorded`,
+    );
   }
   const windows = await windowGroupsOf(db, loaded.policy, deviceIds);
   if (windows && windows.unmatched.size > 0) {
@@ -133,6 +139,7 @@ export async function startRollout(
   try {
     return await orchestrator.create({
       artifact,
+      action,
       loaded,
       targets: targets as Record<string, unknown>,
       deviceIds,
@@ -207,6 +214,25 @@ function previewWindows(policy: Policy, windows: WindowGroups): RolloutPreview["
     groups: names.map((group, i) => ({ group, devices: counts[i]! })),
     unmatched: [...windows.unmatched].map(([value, devices]) => ({ value, devices })),
   };
+}
+
+async function resolveArtifact(
+  deps: CreateRolloutDeps,
+  given: NewRolloutInput["artifact"],
+): Promise<{ digest: string; url: string; register?: boolean; manifest: string | null }> {
+  if (!given) throw new TypeError("Cannot create rollout: an update needs an artifact");
+  const stored = await getArtifact(deps.db, given.digest);
+  if (stored) {
+    const url = artifactUrl(stored, deps.publicUrl);
+    return { digest: stored.digest, url, manifest: stored.manifest ?? null };
+  }
+  if (given.url === undefined) {
+    throw new RolloutRefusedError(
+      "unknown_artifact",
+      `No artifact "${given.digest}": upload it or give its url`,
+    );
+  }
+  return { digest: given.digest, url: given.url, register: true, manifest: null };
 }
 
 /** [SRUP-7] Why a stored manifest does not let the artifact roll out, or undefined when it does. */

@@ -1,5 +1,10 @@
 /** Every live rollout of this service: creation, operator commands, RESPONSE routing, recovery. */
-import { type Clock, type RolloutSnapshot, snapshotFromRows } from "../actors/mod.ts";
+import {
+  type Clock,
+  type RolloutAction,
+  type RolloutSnapshot,
+  snapshotFromRows,
+} from "../actors/mod.ts";
 import {
   createRollout,
   type Db,
@@ -7,6 +12,8 @@ import {
   getArtifact,
   type GroupCommitWriter,
   listActiveRollouts,
+  listHaltedWithoutRollback,
+  listRollbackDigests,
   listRolloutDeviceIds,
   loadFrameVersions,
   loadPublicKeys,
@@ -46,8 +53,15 @@ export interface OrchestratorOptions {
 
 /** A new rollout, its devices already resolved. */
 export interface RolloutRequest {
-  /** `register`: not stored yet, recorded by its url in the rollout's own transaction. */
-  artifact: { digest: string; url: string; register?: boolean };
+  /**
+   * `register`: not stored yet, recorded by its url in the rollout's own transaction. Null for a
+   * rollback, which sends each device back to its recorded previous version.
+   */
+  artifact: { digest: string; url: string; register?: boolean } | null;
+  /** Default `update`. */
+  action?: RolloutAction;
+  /** The rollout a rollback undoes. */
+  rollbackOf?: string | null;
   loaded: LoadedPolicy;
   /** The selector as the operator wrote it. */
   targets: Record<string, unknown>;
@@ -64,6 +78,8 @@ export interface RolloutRequest {
 /** What starting a runner takes. */
 interface RunStart {
   deviceIds: readonly string[];
+  /** A rollback's digests by position; undefined for an update. */
+  rollback?: readonly (string | null)[];
   skipped: readonly string[];
   policy: Policy;
   link: ServerLink;
@@ -220,23 +236,31 @@ export class Orchestrator {
     const link = this.#requireLink();
     checkHeapRoom(request.deviceIds.length, this.#heap());
     const { policy, provenance } = request.loaded;
+    const action = request.action ?? "update";
+    const artifact = action === "rollback" ? null : request.artifact;
+    if (action === "update" && !artifact) throw new TypeError("Cannot create rollout: no artifact");
     const row = await createRollout(this.#db, {
       name: request.name ?? null,
       description: request.description ?? null,
       createdBy: request.actor,
-      artifactDigest: request.artifact.digest,
-      artifactUrl: request.artifact.url,
+      action,
+      rollbackOf: request.rollbackOf ?? null,
+      artifactDigest: artifact?.digest ?? null,
+      artifactUrl: artifact?.url ?? null,
       policy: policy as unknown as Record<string, unknown>,
       policyName: policy.name,
       policySha256: provenance.sha256,
       policyCommit: provenance.commit,
       targets: request.targets,
       deviceIds: request.deviceIds,
-      registerArtifact: request.artifact.register
-        ? { digest: request.artifact.digest, url: request.artifact.url }
+      registerArtifact: artifact?.register
+        ? { digest: artifact.digest, url: artifact.url }
         : undefined,
     });
     const skipped = await this.#skipped(row.id);
+    const rollback = action === "rollback"
+      ? await listRollbackDigests(this.#db, row.id)
+      : undefined;
     await this.#prepare(request.deviceIds);
     await this.#writer.enqueue({
       kind: "event",
@@ -252,13 +276,19 @@ export class Orchestrator {
           commit: provenance.commit,
           dirty: provenance.dirty,
           source: provenance.source,
-          artifact: request.artifact.digest,
+          artifact: artifact?.digest ?? null,
+          action,
+          rollbackOf: row.rollbackOf,
+          // A rollback skips the devices with no previous version recorded: none to go back to.
+          ...(action === "rollback" && skipped.length > 0
+            ? { skippedReason: "no_previous_version" }
+            : {}),
         },
       },
     });
     const windowGroups = request.windowGroups ??
       (await windowGroupsOf(this.#db, policy, request.deviceIds))?.groups;
-    const manifest = await this.#manifest(row.artifactDigest);
+    const manifest = artifact ? await this.#manifest(artifact.digest) : undefined;
     this.#run(row, {
       deviceIds: request.deviceIds,
       skipped,
@@ -266,6 +296,7 @@ export class Orchestrator {
       link,
       windowGroups,
       manifest,
+      rollback,
     });
     return row;
   }
@@ -311,8 +342,22 @@ export class Orchestrator {
           );
         }
         const windowGroups = windows?.groups;
-        const manifest = await this.#manifest(row.artifactDigest);
-        this.#run(row, { deviceIds, skipped, policy, link, snapshot, windowGroups, manifest });
+        const rollback = row.action === "rollback"
+          ? await listRollbackDigests(this.#db, row.id)
+          : undefined;
+        const manifest = row.artifactDigest === null
+          ? undefined
+          : await this.#manifest(row.artifactDigest);
+        this.#run(row, {
+          deviceIds,
+          skipped,
+          policy,
+          link,
+          snapshot,
+          windowGroups,
+          manifest,
+          rollback,
+        });
       } catch (error) {
         // One rollout that cannot be restored must not keep the others, or the service, down.
         this.#log(
@@ -333,6 +378,7 @@ export class Orchestrator {
       this.#log(`recovery: dropped ${this.#earlyDropped} response(s) that arrived while it ran`);
     }
     for (const [deviceId, message] of early) this.handleResponse(deviceId, message);
+    await this.#owedRollbacks();
     return resumed;
   }
 
@@ -375,7 +421,10 @@ export class Orchestrator {
       id: row.id,
       policy,
       devices: deviceIds,
-      artifact: { url: row.artifactUrl, digest: row.artifactDigest, manifest: start.manifest },
+      artifact: row.artifactUrl === null || row.artifactDigest === null
+        ? null
+        : { url: row.artifactUrl, digest: row.artifactDigest, manifest: start.manifest },
+      rollback: start.rollback,
       frameVersion: (id) => this.#frameVersions.get(id) ?? 2,
       writer: this.#writer,
       link,
@@ -387,11 +436,69 @@ export class Orchestrator {
       log: this.#log,
       onFinished: (done) => {
         this.#clock.setTimeout(() => this.#forget(done), FINISHED_GRACE_MS);
+        if (done.engine.state === "halted" && policy.onAbort === "rollback") {
+          this.#onHalted(row, done).catch((error) =>
+            this.#log(`rollout ${row.id}: cannot roll back: ${describeDatabaseError(error)}`)
+          );
+        }
       },
     });
     this.#runners.set(row.id, runner);
     for (const id of deviceIds) this.#byDevice.set(id, runner);
     runner.start();
+  }
+
+  /**
+   * `onAbort: rollback`: once a halted rollout's writes have landed (so each device's digests are
+   * what it confirmed), the devices it activated are rolled back.
+   */
+  async #onHalted(row: Rollout, runner: RolloutRunner): Promise<void> {
+    if (row.action === "rollback") return;
+    await runner.written();
+    await this.#rollBack(row, runner.engine.devicesIn("activated"));
+  }
+
+  /**
+   * A rollback rollout of `deviceIds` (those `row` activated), under its policy with
+   * `onAbort: none`, linked to it. A rollback is never itself rolled back.
+   */
+  async #rollBack(row: Rollout, deviceIds: readonly string[]): Promise<void> {
+    if (deviceIds.length === 0) {
+      this.#log(`rollout ${row.id}: halted before any device activated: nothing to roll back`);
+      return;
+    }
+    const policy = { ...(row.policy as unknown as Policy), onAbort: "none" as const };
+    const rollback = await this.create({
+      artifact: null,
+      action: "rollback",
+      rollbackOf: row.id,
+      loaded: {
+        policy,
+        provenance: {
+          sha256: row.policySha256,
+          commit: row.policyCommit,
+          dirty: null,
+          source: `rollout ${row.id}`,
+        },
+      },
+      targets: { rollbackOf: row.id },
+      deviceIds,
+      actor: "onAbort",
+      name: `Rollback of ${row.name ?? row.id}`,
+    });
+    this.#log(
+      `rollout ${row.id}: halted; rollback rollout ${rollback.id} sends its ${deviceIds.length} activated device(s) back`,
+    );
+  }
+
+  /** Rollbacks `onAbort` owed when the process stopped between a halt and its rollback. */
+  async #owedRollbacks(): Promise<void> {
+    for (const row of await listHaltedWithoutRollback(this.#db)) {
+      const activated = await listRolloutDeviceIds(this.#db, row.id, { state: "activated" });
+      await this.#rollBack(row, activated).catch((error) =>
+        this.#log(`rollout ${row.id}: cannot roll back: ${describeDatabaseError(error)}`)
+      );
+    }
   }
 
   #forget(runner: RolloutRunner): void {

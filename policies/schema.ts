@@ -120,6 +120,9 @@ export const policySchema = z.strictObject({
     activation: positiveDuration.default(300_000),
   }).prefault({}),
   activation: z.enum(["immediate", "stage"]).default("immediate"),
+  // What becomes of the devices a halted rollout already activated: kept (none), or sent back to
+  // their previous version by a rollback rollout under this policy (rollback).
+  onAbort: z.enum(["none", "rollback"], { error: 'Must be "none" or "rollback"' }).default("none"),
   // [SRUP-7] Off unless written: an orchestrator holding release keys then refuses to roll out an
   // artifact without a valid manifest. For development only.
   allowUnsigned: z.boolean().optional(),

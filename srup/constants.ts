@@ -11,6 +11,8 @@ export const VERSION_3 = 0x03;
 export const TYPE_INITIATE = 0x01;
 export const TYPE_RESPONSE = 0x02;
 export const TYPE_ACTIVATE = 0x03;
+/** [SRUP-9] Version 2 only: activate the previous version. */
+export const TYPE_ROLLBACK = 0x04;
 
 /** [SRUP-2.5] Hard limits checked before anything is allocated. */
 export const MAX_FRAME_BYTES = 4096;

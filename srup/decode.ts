@@ -12,6 +12,7 @@ import {
   TYPE_ACTIVATE,
   TYPE_INITIATE,
   TYPE_RESPONSE,
+  TYPE_ROLLBACK,
   VERSION_1,
   VERSION_2,
   VERSION_3,
@@ -45,8 +46,15 @@ export function decodeMessage(bytes: Uint8Array): SrupMessage {
   const version = versionByte as 1 | 2 | 3;
   // [SRUP-2.2]
   const typeByte = reader.byte("type");
-  if (typeByte !== TYPE_INITIATE && typeByte !== TYPE_RESPONSE && typeByte !== TYPE_ACTIVATE) {
-    throw new SrupDecodeError("unknown_type", 1, `message type 0x${hexByte(typeByte)} is unknown`);
+  const known = typeByte === TYPE_INITIATE || typeByte === TYPE_RESPONSE ||
+    typeByte === TYPE_ACTIVATE || (typeByte === TYPE_ROLLBACK && version === 2);
+  if (!known) {
+    const where = typeByte === TYPE_ROLLBACK ? ` in version ${version}` : "";
+    throw new SrupDecodeError(
+      "unknown_type",
+      1,
+      `message type 0x${hexByte(typeByte)} is unknown${where}`,
+    );
   }
   const sequence = version === 1 ? undefined : reader.u64("sequence");
 
@@ -78,6 +86,12 @@ export function decodeMessage(bytes: Uint8Array): SrupMessage {
       );
     }
     message = { type: "response", version, signature, token, status };
+  } else if (typeByte === TYPE_ROLLBACK) {
+    // [SRUP-9]
+    const target = reader.field("target", MAX_TARGET_BYTES);
+    const token = reader.field("token", MAX_TOKEN_BYTES);
+    const digest = reader.field("digest", MAX_DIGEST_BYTES);
+    message = { type: "rollback", version, signature, target, token, digest };
   } else {
     const token = reader.field("token", MAX_TOKEN_BYTES);
     message = { type: "activate", version, signature, token };

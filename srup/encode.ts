@@ -14,6 +14,7 @@ import {
   TYPE_ACTIVATE,
   TYPE_INITIATE,
   TYPE_RESPONSE,
+  TYPE_ROLLBACK,
 } from "./constants.ts";
 import type { InitiateMessage, SrupMessage } from "./types.ts";
 import { allocBytes } from "./alloc.ts";
@@ -67,6 +68,15 @@ function encodeFrame(message: SrupMessage, withSignature: boolean): Uint8Array {
     case "activate":
       typeByte = TYPE_ACTIVATE;
       break;
+    case "rollback":
+      // [SRUP-9] Only version 2: a ROLLBACK without a sequence id could be replayed for ever.
+      if (version !== 2) {
+        throw new RangeError(`Cannot encode message: ROLLBACK needs version 2, not ${version}`);
+      }
+      typeByte = TYPE_ROLLBACK;
+      size += fieldSize(message.target, "target", MAX_TARGET_BYTES) +
+        fieldSize(message.digest, "digest", MAX_DIGEST_BYTES);
+      break;
     default:
       throw new TypeError(
         `Cannot encode message: type "${String((message as { type: unknown }).type)}" is unknown`,
@@ -100,6 +110,10 @@ function encodeFrame(message: SrupMessage, withSignature: boolean): Uint8Array {
       offset = writeField(frame, offset, message.manifest!);
       new DataView(frame.buffer, frame.byteOffset, size).setBigUint64(offset, message.notAfter!);
     }
+  } else if (message.type === "rollback") {
+    offset = writeField(frame, offset, message.target);
+    offset = writeField(frame, offset, message.token);
+    writeField(frame, offset, message.digest);
   } else {
     offset = writeField(frame, offset, message.token);
     if (message.type === "response") frame[offset] = message.status;

@@ -23,6 +23,9 @@ export const ACTIVATE_SUCCESS = 0x10;
 /** Activation failed (the protocol's 2017 revision). */
 export const ACTIVATE_FAIL = 0x1f;
 
+/** [SRUP-9] Rollback refused: the device holds no previous version with the ROLLBACK's digest. */
+export const ROLLBACK_UNAVAILABLE = 0x1e;
+
 /** Names of the known status bytes, keyed by byte. */
 export const STATUS_NAMES: ReadonlyMap<number, string> = new Map([
   [UPDATE_SUCCESS, "UPDATE_SUCCESS"],
@@ -36,6 +39,7 @@ export const STATUS_NAMES: ReadonlyMap<number, string> = new Map([
   [UPDATE_REFUSED_HARDWARE, "UPDATE_REFUSED_HARDWARE"],
   [ACTIVATE_SUCCESS, "ACTIVATE_SUCCESS"],
   [ACTIVATE_FAIL, "ACTIVATE_FAIL"],
+  [ROLLBACK_UNAVAILABLE, "ROLLBACK_UNAVAILABLE"],
 ]);
 
 /** What each known status byte means, in the words an operator reads. */
@@ -51,6 +55,7 @@ export const STATUS_TEXT: ReadonlyMap<number, string> = new Map([
   [UPDATE_REFUSED_HARDWARE, "refused: not for this hardware"],
   [ACTIVATE_SUCCESS, "activated"],
   [ACTIVATE_FAIL, "activation failed"],
+  [ROLLBACK_UNAVAILABLE, "no previous version to roll back to"],
 ]);
 
 /** Whether `status` is one of the status bytes in [SRUP-3]. */

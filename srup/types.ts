@@ -26,7 +26,7 @@ export interface InitiateMessage extends MessageBase {
   notAfter?: bigint;
 }
 
-/** Device to server: the outcome of an INITIATE or an ACTIVATE. */
+/** Device to server: the outcome of an INITIATE, an ACTIVATE or a ROLLBACK. */
 export interface ResponseMessage extends MessageBase {
   type: "response";
   status: number;
@@ -37,8 +37,17 @@ export interface ActivateMessage extends MessageBase {
   type: "activate";
 }
 
+/** [SRUP-9] Server to device, version 2 only: activate the previous version, whose SHA-256 is `digest`. */
+export interface RollbackMessage extends MessageBase {
+  type: "rollback";
+  /** The device id: 16 bytes for a UUID. */
+  target: Uint8Array;
+  /** SHA-256 of the version to go back to, 32 bytes: what the server recorded as previous. */
+  digest: Uint8Array;
+}
+
 /** Any SRUP message. */
-export type SrupMessage = InitiateMessage | ResponseMessage | ActivateMessage;
+export type SrupMessage = InitiateMessage | ResponseMessage | ActivateMessage | RollbackMessage;
 
 /** The `type` of a SRUP message. */
 export type MessageType = SrupMessage["type"];

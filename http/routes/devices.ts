@@ -5,12 +5,14 @@ import {
   deleteDevice,
   type Device,
   deviceRolloutHistory,
+  type DeviceRolloutHistoryItem,
   getDevice,
   listDevices,
   MAX_U64,
   registerDevice,
   registerDevices,
 } from "../../db/mod.ts";
+import { ROLLOUT_ACTIONS } from "../../actors/mod.ts";
 import type { Orchestrator } from "../../orchestrator/orchestrator.ts";
 import { requireRole } from "../auth.ts";
 import { ApiError, orConflict } from "../errors.ts";
@@ -101,12 +103,31 @@ export const HistorySchema = z.object({
   rolloutId: z.string(),
   rolloutName: z.string().nullable(),
   rolloutState: z.string(),
-  artifactDigest: z.string(),
+  rolloutAction: z.enum(ROLLOUT_ACTIONS),
+  artifactDigest: z.string().nullable().openapi({
+    description:
+      "The artifact installed; in a rollback, the previous digest this device was sent back to (null when it had none and was skipped)",
+  }),
   state: z.string(),
   attempt: z.number(),
   lastStatus: z.number().nullable(),
   updatedAt: z.string(),
 });
+
+/** A device's part in one rollout as the API shows it. */
+export function historyJson(item: DeviceRolloutHistoryItem) {
+  return {
+    rolloutId: item.rolloutId,
+    rolloutName: item.rollout.name,
+    rolloutState: item.rollout.state,
+    rolloutAction: item.rollout.action,
+    artifactDigest: item.rollout.artifactDigest ?? item.digest,
+    state: item.state,
+    attempt: item.attempt,
+    lastStatus: item.lastStatus,
+    updatedAt: item.updatedAt.toISOString(),
+  };
+}
 
 /** A device as the API shows it. */
 export function deviceJson(device: Device & { rollout?: { id: string; state: string } | null }) {
@@ -298,16 +319,7 @@ export function devicesApp(
         const history = await deviceRolloutHistory(db, id, { limit: 50 });
         return c.json({
           ...deviceJson(device),
-          history: history.map((item) => ({
-            rolloutId: item.rolloutId,
-            rolloutName: item.rollout.name,
-            rolloutState: item.rollout.state,
-            artifactDigest: item.rollout.artifactDigest,
-            state: item.state,
-            attempt: item.attempt,
-            lastStatus: item.lastStatus,
-            updatedAt: item.updatedAt.toISOString(),
-          })),
+          history: history.map(historyJson),
         }, 200);
       },
     )

@@ -5,7 +5,7 @@ import type { Db } from "../../db/mod.ts";
 import { previewRollout, RolloutRefusedError } from "../../orchestrator/create_rollout.ts";
 import { ApiError } from "../errors.ts";
 import { AUTH_ERRORS, errorContent, jsonBody, jsonResponse, newApp } from "../openapi.ts";
-import { CreateSchema } from "./rollouts.ts";
+import { PreviewRequestSchema } from "./rollouts.ts";
 
 const PreviewSchema = z.object({
   devices: z.number(),
@@ -41,7 +41,7 @@ export function rolloutPreviewApp(deps: { db: Db; policies: PolicyRegistry }) {
       description: "Creates nothing. A viewer may preview.",
       request: {
         body: jsonBody(
-          CreateSchema.pick({ policy: true, targets: true }).openapi("RolloutPreviewRequest", {
+          PreviewRequestSchema.openapi("RolloutPreviewRequest", {
             example: {
               policy: { name: "example", stages: [{ percent: 50 }, { percent: 100 }] },
               targets: { all: true },

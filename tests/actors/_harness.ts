@@ -1,6 +1,7 @@
 /** A simulated-time harness for engine tests: scripted devices, recorded sends and events. */
 import {
   createRolloutEngine,
+  type RolloutAction,
   type RolloutEngine,
   type RolloutEngineOptions,
   type RolloutEvent,
@@ -37,6 +38,8 @@ export interface HarnessOptions {
   clock?: SimClock;
   /** Indexes of devices that already run the artifact. */
   skip?: number[];
+  /** `rollback`: the `initiate` sends are ROLLBACKs; default `update`. */
+  action?: RolloutAction;
   /** Each device's maintenance window group (policies with `windows.by`). */
   windowGroups?: number[];
 }
@@ -66,6 +69,7 @@ export class Harness {
   #answer: Answer | undefined;
   #tokens = new Map<string, Uint8Array>();
   #skip: string[];
+  #action: RolloutAction | undefined;
   #windowGroups: number[] | undefined;
 
   constructor(options: HarnessOptions) {
@@ -74,6 +78,7 @@ export class Harness {
     this.#skip = (options.skip ?? []).map((index) => this.ids[index]!);
     this.policy = policyOf(options.policy);
     this.#answer = options.answer;
+    this.#action = options.action;
     this.#windowGroups = options.windowGroups;
     this.engine = this.#create(options);
   }
@@ -89,6 +94,7 @@ export class Harness {
       token: seededTokens(stream(seed, "tokens")),
       snapshot: options.snapshot,
       skip: this.#skip,
+      action: this.#action,
       windowGroups: this.#windowGroups,
       ports: {
         initiate: (device, token, attempt) => this.#sent("initiate", device, token, attempt),

@@ -113,6 +113,37 @@ Deno.test({
         assert.equal(again.code, 1);
         assert.match(again.stderr, /^409 not_running: Cannot pause rollout: it is "paused"/);
       });
+      await t.step(
+        "rollout create --rollback: no artifact, and a device with no previous version",
+        async () => {
+          const mixed = await ctl(api, [
+            "rollout",
+            "create",
+            "--rollback",
+            "--digest",
+            "ab".repeat(32),
+            "--policy",
+            "fast",
+            "--all",
+          ]);
+          assert.equal(mixed.code, 2);
+          assert.match(mixed.stderr, /--rollback takes no --artifact, --digest or --url/);
+          const nothing = await ctl(api, [
+            "rollout",
+            "create",
+            "--rollback",
+            "--policy",
+            "fast",
+            "--tag",
+            "site=lab",
+          ]);
+          assert.equal(nothing.code, 1);
+          assert.match(
+            nothing.stderr,
+            /^422 nothing_to_roll_back: None of the 1 targeted device\(s\) has a previous version recorded/,
+          );
+        },
+      );
       await t.step("usage and auth errors are one clear line", async () => {
         const usage = await ctl(api, ["rollout", "create", "--policy", "fast"]);
         assert.equal(usage.code, 2);

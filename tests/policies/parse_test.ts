@@ -46,6 +46,7 @@ Deno.test("parsePolicy() fills in defaults and converts durations to millisecond
     retry: { attempts: 3, backoff: 30_000, maxBackoff: 600_000, on: ["fc", "fd", "fe", "timeout"] },
     timeouts: { response: 600_000, activation: 300_000 },
     activation: "immediate",
+    onAbort: "none",
   });
   assert.equal(provenance.source, "inline");
   assert.equal(
@@ -199,4 +200,13 @@ Deno.test("the example policies in policies/ are valid", async () => {
     const text = await Deno.readTextFile(new URL(`../../policies/${name}.yaml`, import.meta.url));
     assert.equal(parsePolicy(text).policy.name, name);
   }
+});
+
+Deno.test("parsePolicy() reads onAbort: rollback, and names file and line for any other value", () => {
+  const { policy } = parsePolicy("name: undo\nstages: [{percent: 100}]\nonAbort: rollback\n");
+  assert.equal(policy.onAbort, "rollback");
+  assert.deepEqual(
+    problems("name: undo\nstages: [{percent: 100}]\nonAbort: revert\n"),
+    ['p.yaml:3: onAbort: Must be "none" or "rollback"'],
+  );
 });

@@ -93,6 +93,41 @@ Deno.test("RESPONSE ends with the raw status byte", () => {
   assert.equal(toHex(encodeMessage(message)), "0102" + "000153" + "000154" + "fe");
 });
 
+Deno.test("a ROLLBACK is version 2 only: signature, target, token, digest after the sequence id", async (t) => {
+  const rollback: SrupMessage = {
+    type: "rollback",
+    version: 2,
+    sequence: 3n,
+    signature: ascii("S"),
+    target: ascii("G"),
+    token: ascii("T"),
+    digest: ascii("D"),
+  };
+  const hex = "0204" + "0000000000000003" + "000153" + "000147" + "000154" + "000144";
+  await t.step("its layout", () => {
+    assert.equal(toHex(encodeMessage(rollback)), hex);
+    assert.deepEqual(decodeMessage(fromHex(hex)), rollback);
+  });
+  await t.step("in version 1 it is an unknown type, whatever follows", () => {
+    assertRejects(fromHex("0104" + "000153" + "000147" + "000154" + "000144"), "unknown_type", 1);
+    assert.match(decodeError(fromHex("0104")).message, /type 0x04 is unknown in version 1/);
+    assert.throws(
+      () => encodeMessage({ ...rollback, version: 1, sequence: undefined }),
+      /ROLLBACK needs version 2/,
+    );
+  });
+  await t.step("its fields are checked against their caps before anything is taken", () => {
+    const head = "0204" + "0000000000000003" + "000153";
+    assertRejects(fromHex(head + "0041"), "field_too_large", 13);
+    assertRejects(fromHex(head + "000147" + "000154" + "0041"), "field_too_large", 19);
+    assertRejects(fromHex(head + "000147" + "000154" + "ffff"), "field_too_large", 19);
+    assertRejects(fromHex(head + "000147" + "000154" + "0002" + "44"), "truncated", 21);
+    assertRejects(fromHex(head + "000147" + "000154"), "truncated", 19);
+    assertRejects(fromHex(head + "000147" + "000154" + "0000"), "empty_field", 19);
+    assertRejects(fromHex(hex + "00"), "trailing_bytes", 22);
+  });
+});
+
 Deno.test("decodeMessage() rejects malformed frames with a stable code and offset", async (t) => {
   const table = fromHex(TABLE_II_HEX);
   await t.step("empty and truncated frames", () => {
@@ -255,6 +290,13 @@ const arbitraryMessage: fc.Arbitrary<SrupMessage> = fc.oneof(
     status: fc.constantFrom(...STATUS_NAMES.keys()),
   }),
   fc.record({ type: fc.constant("activate" as const), ...header }),
+  fc.record({
+    type: fc.constant("rollback" as const),
+    ...header,
+    version: fc.constant(2 as const),
+    target: bytes(64),
+    digest: bytes(64),
+  }),
 ).map((generated) => {
   // fast-check builds null-prototype records; messages from decodeMessage() are plain objects.
   const message = { ...generated };
