@@ -12,6 +12,7 @@ import type { RolloutContext, RolloutReport } from "./rollout_machine.ts";
 import type { RolloutSnapshot } from "./snapshot.ts";
 import { stageEnds } from "./stages.ts";
 import { planOf, Supervisor } from "./supervisor.ts";
+import type { RolloutAction } from "./states.ts";
 import { groupArray, WindowGate } from "./windows.ts";
 
 /** Options of `createRolloutEngine()`. */
@@ -36,6 +37,11 @@ export interface RolloutEngineOptions {
   provenance?: PolicyProvenance;
   /** Restore this rollout instead of starting afresh (from the engine's `snapshot()`). */
   snapshot?: RolloutSnapshot;
+  /**
+   * `rollback`: the `initiate` port sends a ROLLBACK, and a device's 0x10 to it activates it at
+   * once (no ACTIVATE); default `update`.
+   */
+  action?: RolloutAction;
   /**
    * Devices that already run the artifact: `skipped`, never contacted, and left out of their
    * stage's success figures (an update would only destroy their rollback copy).
@@ -119,7 +125,10 @@ export function assemble(options: RolloutEngineOptions, hooks: EngineHooks): Ass
         enterState(flights.get(context.id)!, { state, attempt: context.attempt, event }, reactions);
       },
     },
-    guards: { activateNow: ({ context }) => hooks.activatesNow(flights.get(context.id)!.index) },
+    guards: {
+      activateNow: ({ context }) => hooks.activatesNow(flights.get(context.id)!.index),
+      rollback: () => options.action === "rollback",
+    },
   });
   const flights = new Flights(logic, {
     retry: { attempts: policy.retry.attempts, on: policy.retry.on },

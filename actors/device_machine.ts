@@ -2,9 +2,10 @@
  * One device in a rollout: idle → initiated → received → activating → activated, with retrying,
  * timed_out, failed and cancelled. The machine holds no timers and does no I/O: the engine sends
  * `device.timeout` when a deadline passes, and the sends are the injected `sendInitiate` and
- * `sendActivate` actions.
+ * `sendActivate` actions. In a rollback rollout `sendInitiate` sends a ROLLBACK ([SRUP-9]), whose
+ * one RESPONSE settles the device: initiated → activated on 0x10, failed on anything else.
  */
-import { assign, setup } from "xstate";
+import { and, assign, setup } from "xstate";
 import {
   ACTIVATE_FAIL,
   ACTIVATE_SUCCESS,
@@ -13,6 +14,10 @@ import {
   UPDATE_FAIL_FILE,
   UPDATE_FAIL_HTTP_ERROR,
   UPDATE_FAIL_SERVER,
+  UPDATE_REFUSED_EXPIRED,
+  UPDATE_REFUSED_HARDWARE,
+  UPDATE_REFUSED_ROLLBACK,
+  UPDATE_REFUSED_UNSIGNED,
   UPDATE_SUCCESS,
 } from "../srup/mod.ts";
 import type { Retryable } from "../policies/mod.ts";
@@ -57,6 +62,20 @@ const TRANSIENT: ReadonlyMap<number, Retryable> = new Map([
   [UPDATE_FAIL_HTTP_ERROR, "fc"],
   [UPDATE_FAIL_SERVER, "fd"],
   [UPDATE_FAIL_FILE, "fe"],
+  // [SRUP-8] An INITIATE that arrived too late is a delivery that took too long: retried as a
+  // timeout is, and each retry is a fresh INITIATE with a fresh not-after time.
+  [UPDATE_REFUSED_EXPIRED, "timeout"],
+]);
+
+/**
+ * [SRUP-7] A device's refusal of the release itself (unsigned, a downgrade, other hardware): not
+ * retried, since the same release would be refused again; the device fails and counts toward the
+ * failure threshold, but the rollout does not halt as on 0xFF (the file was never fetched).
+ */
+const REFUSED: ReadonlySet<number> = new Set([
+  UPDATE_REFUSED_UNSIGNED,
+  UPDATE_REFUSED_ROLLBACK,
+  UPDATE_REFUSED_HARDWARE,
 ]);
 
 /** The retry condition an event stands for, if any. */
@@ -90,9 +109,12 @@ export const deviceMachine = setup({
   guards: {
     /** Whether to ACTIVATE right after the 0x00; the engine provides it (immediate activation). */
     activateNow: () => false,
+    /** Whether this is a rollback rollout; the engine provides it. */
+    rollback: () => false,
     status: ({ event }, params: { is: number }) =>
       event.type === "device.response" && event.status === params.is,
     transient: ({ event }) => event.type === "device.response" && TRANSIENT.has(event.status),
+    refused: ({ event }) => event.type === "device.response" && REFUSED.has(event.status),
     /**
      * A missing activation confirmation is retried with the same token, never with a new
      * INITIATE: the device may have switched already and only its 0x10 was lost.
@@ -131,12 +153,19 @@ export const deviceMachine = setup({
       entry: [report("initiated"), "sendInitiate"],
       on: {
         "device.response": [
+          // [SRUP-9] A ROLLBACK's one answer: 0x10, or a refusal no retry changes (0x1E, 0x1F).
+          {
+            guard: and(["rollback", { type: "status", params: { is: ACTIVATE_SUCCESS } }]),
+            target: "activated",
+          },
+          { guard: "rollback", target: "failed" },
           {
             guard: { type: "status", params: { is: UPDATE_SUCCESS } },
             target: "received",
           },
           { guard: "retryable", target: "retrying" },
           { guard: "transient", target: "failed" },
+          { guard: "refused", target: "failed" },
         ],
         "device.timeout": "timed_out",
       },

@@ -16,7 +16,7 @@ import { takeSnapshot } from "./restore.ts";
 import type { RolloutContext, RolloutMachineEvent, RolloutReport } from "./rollout_machine.ts";
 import { checkSnapshot, type IgnoredCounts, type RolloutSnapshot } from "./snapshot.ts";
 import { stageOf } from "./stages.ts";
-import { type EngineState, type RolloutPhase, stateOf } from "./states.ts";
+import { type DeviceState, type EngineState, type RolloutPhase, stateOf } from "./states.ts";
 import { type RolloutSummary, summarize, windowSummary } from "./summary.ts";
 import { reportEvent, type Supervisor } from "./supervisor.ts";
 import { thresholdBreach, type ThresholdCounts, thresholdCounts } from "./threshold.ts";
@@ -144,6 +144,15 @@ export class RolloutEngine {
   issued(device: string, index: number, token: Uint8Array): boolean {
     if (this.#table.attempt(index) > 0 && equalBytes(token, this.#table.token(index))) return true;
     return this.#flights.live(device)?.previous.includes(toHex(token)) ?? false;
+  }
+
+  /** Ids of the devices now in `state`, in rollout order (say, those a rollback would restore). */
+  devicesIn(state: DeviceState): string[] {
+    const ids: string[] = [];
+    for (let index = 0; index < this.#parts.devices.length; index++) {
+      if (this.#table.state(index) === state) ids.push(this.#parts.devices[index]!);
+    }
+    return ids;
   }
 
   /** Whether a send the engine asked for is still wanted (the live layer asks before publishing). */

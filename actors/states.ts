@@ -21,6 +21,15 @@ export const DEVICE_STATES = [
   "skipped",
 ] as const;
 
+/**
+ * What a rollout does to its devices: `update` installs an artifact (INITIATE, then ACTIVATE);
+ * `rollback` sends each a ROLLBACK ([SRUP-9]) to activate its previous version again.
+ */
+export const ROLLOUT_ACTIONS = ["update", "rollback"] as const;
+
+/** A rollout's action. */
+export type RolloutAction = typeof ROLLOUT_ACTIONS[number];
+
 /** The state of one device in a rollout. */
 export type DeviceState = typeof DEVICE_STATES[number];
 

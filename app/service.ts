@@ -217,6 +217,7 @@ export async function startService(
       log,
       clock: options.clock,
       heap: options.heap,
+      releaseKeys: config.releaseKeys,
     });
     cleanup.push(() => orchestrator.close());
     const link = await createServerLink(connection, {

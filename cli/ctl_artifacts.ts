@@ -7,7 +7,7 @@ import { type CtlCommand, need, PAGE, type Row, showPage, str } from "./ctl_comm
 export async function upload(
   api: ApiTarget,
   path: string,
-  labels: { name?: string; version?: string; releaseNotes?: string } = {},
+  labels: { name?: string; version?: string; releaseNotes?: string; manifest?: string } = {},
 ): Promise<Row> {
   let file: Deno.FsFile;
   try {
@@ -26,24 +26,51 @@ export async function upload(
   ) as Row;
 }
 
+/** Base64 of a manifest file, or undefined for no path. */
+async function readManifest(path: string | undefined): Promise<string | undefined> {
+  if (path === undefined) return undefined;
+  try {
+    return (await Deno.readFile(path)).toBase64();
+  } catch (error) {
+    throw new UsageError(`Cannot read manifest "${path}": ${(error as Error).message}`);
+  }
+}
+
 /** The artifact commands. */
 export const ARTIFACT_COMMANDS: CtlCommand[] = [
   {
     name: "artifact upload",
-    usage: "FILE [--name NAME] [--version V] [--release-notes TEXT]",
-    summary: "stream a file to the orchestrator, with the name and version lists show",
+    usage: "FILE [--name NAME] [--version V] [--release-notes TEXT] [--manifest FILE]",
+    summary:
+      "stream a file to the orchestrator, with the name and version lists show and its signed release manifest",
     positionals: ["FILE"],
     options: {
       name: { type: "string" },
       version: { type: "string" },
       "release-notes": { type: "string" },
+      manifest: { type: "string" },
     },
-    run: (api, input) =>
+    run: async (api, input) =>
       upload(api, input.positionals[0]!, {
         name: str(input, "name"),
         version: str(input, "version"),
         releaseNotes: str(input, "release-notes"),
+        manifest: await readManifest(str(input, "manifest")),
       }),
+  },
+  {
+    name: "artifact manifest",
+    usage: "DIGEST FILE",
+    summary: "give a stored artifact its signed release manifest (`srup release sign` wrote FILE)",
+    positionals: ["DIGEST", "FILE"],
+    run: async (api, input) =>
+      answer(
+        api,
+        api.client.v1.artifacts[":digest"].manifest.$put({
+          param: { digest: input.positionals[0]! },
+          json: { manifest: (await readManifest(input.positionals[1]!))! },
+        }),
+      ),
   },
   {
     name: "artifact register",

@@ -71,20 +71,31 @@ async function readDevices(path: string): Promise<Row[]> {
 export const DEVICE_COMMANDS: CtlCommand[] = [
   {
     name: "device register",
-    usage: "--id UUID --public-key BASE64 [--tag key=value ...]",
-    summary: "register one device",
+    usage: "--id UUID --public-key BASE64 [--tag key=value ...] [--frame-version 1|2|3]",
+    summary: "register one device (frame version 3: its agent takes signed releases)",
     options: {
       id: { type: "string" },
       "public-key": { type: "string" },
       tag: { type: "string", multiple: true },
+      "frame-version": { type: "string" },
     },
-    run: (api, input) =>
-      answer(
+    run(api, input) {
+      const text = str(input, "frame-version");
+      if (text !== undefined && !/^[123]$/.test(text)) {
+        throw new UsageError(`Invalid --frame-version "${text}": expected 1, 2 or 3`);
+      }
+      return answer(
         api,
         api.client.v1.devices.$post({
-          json: { id: need(input, "id"), publicKey: need(input, "public-key"), tags: tags(input) },
+          json: {
+            id: need(input, "id"),
+            publicKey: need(input, "public-key"),
+            tags: tags(input),
+            ...(text === undefined ? {} : { frameVersion: Number(text) }),
+          },
         }),
-      ),
+      );
+    },
   },
   {
     name: "device import",
@@ -99,6 +110,10 @@ export const DEVICE_COMMANDS: CtlCommand[] = [
         id: String(device.id),
         publicKey: String(device.publicKey),
         tags: { ...(device.tags as Record<string, string> | undefined), ...extra },
+        // `device provision` prints the frame version its agent speaks: carried as it is.
+        ...(device.frameVersion === undefined
+          ? {}
+          : { frameVersion: device.frameVersion as number }),
       }));
       return await answer(
         api,

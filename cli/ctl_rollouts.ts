@@ -23,7 +23,7 @@ const ROLLOUT_COLUMNS: Column<Row>[] = [
   ["STAGE", (r) => stageOf(r)],
   ["DEVICES", (r) => r.devices],
   ["POLICY", (r) => (r.policy as Row).name],
-  ["ARTIFACT", (r) => short((r.artifact as Row).digest)],
+  ["ARTIFACT", (r) => r.artifact ? short((r.artifact as Row).digest) : "(rollback)"],
   ["CREATED", (r) => r.createdAt],
   // When a scheduled rollout starts (or started): empty for one started at creation.
   ["START AT", (r) => r.startAt ?? ""],
@@ -42,10 +42,15 @@ export function showRollout(value: unknown): string {
     `rollout ${r.id}${r.name ? ` "${r.name}"` : ""}: ${r.state}, stage ${
       stageOf(r)
     }, ${r.devices} devices`,
-    `  artifact ${(r.artifact as Row).digest}`,
+    r.artifact
+      ? `  artifact ${(r.artifact as Row).digest}`
+      : "  rollback each device back to its previous version",
     `  policy   ${(r.policy as Row).name} (sha256 ${short((r.policy as Row).sha256)})`,
     `  counts   ${text(r.counts)}`,
   ];
+  if (r.rollbackOf) lines.push(`  rolls back rollout ${r.rollbackOf}`);
+  const rolledBackBy = (r.rolledBackBy ?? []) as string[];
+  if (rolledBackBy.length > 0) lines.push(`  rolled back by ${rolledBackBy.join(", ")}`);
   if (r.haltReason) lines.push(`  halted   ${(r.haltReason as Row).message}`);
   if (r.pauseReason) lines.push(`  paused   ${text(r.pauseReason)}`);
   if (r.bakeUntil) lines.push(`  bakes until ${r.bakeUntil}`);
@@ -146,12 +151,14 @@ async function policyOf(input: CtlInput): Promise<string | Record<string, unknow
 export const ROLLOUT_COMMANDS: CtlCommand[] = [
   {
     name: "rollout create",
-    usage: "(--artifact FILE | --digest HEX [--url URL]) (--policy NAME | --policy-file FILE)\n" +
+    usage:
+      "(--artifact FILE | --digest HEX [--url URL] | --rollback) (--policy NAME | --policy-file FILE)\n" +
       "                 (--all | --ids ID,ID,... | --tag key=value ...) [--name N] [--description D]\n" +
       "                 [--start-at 2026-12-06T02:00:00Z]",
     summary:
-      "create and start a rollout (--artifact uploads the file first; --start-at schedules it)",
+      "create and start a rollout (--artifact uploads the file first; --rollback sends devices back to their previous version; --start-at schedules it)",
     options: {
+      rollback: { type: "boolean" },
       artifact: { type: "string" },
       digest: { type: "string" },
       url: { type: "string" },
@@ -164,32 +171,39 @@ export const ROLLOUT_COMMANDS: CtlCommand[] = [
       const targets = targetsOf(input);
       const file = str(input, "artifact");
       const digest = str(input, "digest");
-      if ((file === undefined) === (digest === undefined)) {
-        throw new UsageError("give exactly one of --artifact and --digest");
+      const url = str(input, "url");
+      const rollback = input.values.rollback === true;
+      if (rollback && (file ?? digest ?? url) !== undefined) {
+        throw new UsageError(
+          "--rollback takes no --artifact, --digest or --url: each device goes back to its previous version",
+        );
+      }
+      if (!rollback && (file === undefined) === (digest === undefined)) {
+        throw new UsageError("give exactly one of --artifact, --digest and --rollback");
       }
       const policy = await policyOf(input);
-      const url = str(input, "url");
+      const name = str(input, "name");
+      const description = str(input, "description");
+      const startAt = str(input, "start-at");
+      const words = {
+        policy,
+        targets,
+        ...(name === undefined ? {} : { name }),
+        ...(description === undefined ? {} : { description }),
+        ...(startAt === undefined ? {} : { startAt }),
+      };
+      if (rollback) {
+        return await answer(
+          api,
+          api.client.v1.rollouts.$post({ json: { action: "rollback", ...words } }),
+        );
+      }
       const artifact = file !== undefined
         ? { digest: String((await upload(api, file)).digest) }
         : url === undefined
         ? { digest: digest! }
         : { digest: digest!, url };
-      const name = str(input, "name");
-      const description = str(input, "description");
-      const startAt = str(input, "start-at");
-      return await answer(
-        api,
-        api.client.v1.rollouts.$post({
-          json: {
-            artifact,
-            policy,
-            targets,
-            ...(name === undefined ? {} : { name }),
-            ...(description === undefined ? {} : { description }),
-            ...(startAt === undefined ? {} : { startAt }),
-          },
-        }),
-      );
+      return await answer(api, api.client.v1.rollouts.$post({ json: { artifact, ...words } }));
     },
     show: showRollout,
   },
@@ -204,10 +218,21 @@ export const ROLLOUT_COMMANDS: CtlCommand[] = [
       return await answer(api, api.client.v1.rollouts.preview.$post({ json: { policy, targets } }));
     },
     show(value) {
-      const preview = value as { devices: number; stages: Row[]; policy: Row };
-      return `${preview.devices} devices, policy ${preview.policy.name}\n${
-        table(preview.stages, [["STAGE %", (s) => s.percent], ["DEVICES", (s) => s.devices]])
-      }`;
+      const preview = value as { devices: number; stages: Row[]; policy: Row; windows: Row | null };
+      const lines = [
+        `${preview.devices} devices, policy ${preview.policy.name}`,
+        table(preview.stages, [["STAGE %", (s) => s.percent], ["DEVICES", (s) => s.devices]]),
+      ];
+      const windows = preview.windows;
+      if (windows) {
+        const groups = (windows.groups as Row[]).map((g) => `${g.group ?? "(other)"} ${g.devices}`);
+        lines.push(`windows by ${windows.by}: ${groups.join(", ")}`);
+        for (const u of windows.unmatched as Row[]) {
+          const what = u.value === null ? `no ${windows.by} tag` : `${windows.by} "${u.value}"`;
+          lines.push(`  no window: ${u.devices} devices with ${what} (creating answers no_window)`);
+        }
+      }
+      return lines.join("\n");
     },
   },
   {
@@ -280,6 +305,8 @@ export const ROLLOUT_COMMANDS: CtlCommand[] = [
       ["ATTEMPT", (d) => d.attempt],
       ["STATUS", (d) => d.lastStatus],
       ["UPDATED", (d) => d.updatedAt],
+      // A rollback's target digest for each device; empty in an update.
+      ["BACK TO", (d) => d.digest ? short(d.digest as string) : ""],
     ]),
   },
   rolloutCommand("pause"),

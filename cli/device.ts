@@ -17,16 +17,21 @@ export const HELP = `Usage: flotilla device <command>
 
 Commands:
   provision --out DIR   Create the device id and Ed25519 key (DIR/device.key, mode 0600);
-                        prints {"id","publicKey"}
+                        prints {"id","publicKey","frameVersion"}
   run --dir DIR --server-key BASE64 --broker URL [options]
                         Connect, obey INITIATE and ACTIVATE signed by the server key; one agent
                         per directory (a second one exits with an error)
-  status --dir DIR      Print the id, public key, current and previous digests and any staged
-                        token
+  status --dir DIR      Print the id, public key, current and previous digests, any staged
+                        token and the running release's security version
 
 Options of run:
   --server-id HEX       Server id in the response topic (default: first 16 hex characters
                         of SHA-256 over the server key)
+  --release-key BASE64  A release public key (repeatable): install only what one signed, refuse
+                        a lower security version ([SRUP-7])
+  --hardware ID         This device's hardware id, matched against a manifest's hardware list
+  --untrusted-clock     The clock cannot tell expiry: INITIATE not-after and release expiry are
+                        not checked (they never are while the clock reads before 2025)
   --allow-http          Allow plain http downloads from any host (loopback is always allowed)
   --http-ca FILE        PEM CA certificate(s) trusted for https downloads, besides the system's
   --max-bytes N         Largest download in bytes (default ${DEFAULT_FETCH_LIMITS.maxBytes})
@@ -43,7 +48,8 @@ async function provision(args: string[]): Promise<number> {
   const { values } = parse(args, { out: { type: "string" } });
   if (!values.out) throw new UsageError("device provision needs --out DIR");
   const identity = await provisionDevice(values.out);
-  printJson({ id: identity.id, publicKey: toBase64(identity.publicKey) });
+  // [SRUP-2.1] This agent takes INITIATE version 3: `ctl device import` registers it so.
+  printJson({ id: identity.id, publicKey: toBase64(identity.publicKey), frameVersion: 3 });
   return 0;
 }
 
@@ -51,8 +57,11 @@ async function status(args: string[]): Promise<number> {
   const { values } = parse(args, { dir: { type: "string" } });
   if (!values.dir) throw new UsageError("device status needs --dir DIR");
   const { id, publicKey } = await loadIdentity(values.dir);
-  const { id: _, ...status } = deviceStatus(id, await readState(values.dir) ?? emptyState());
-  printJson({ id, publicKey: toBase64(publicKey), ...status });
+  const state = await readState(values.dir) ?? emptyState();
+  const { id: _, ...status } = deviceStatus(id, state);
+  // [SRUP-7.4] The floor a new release must reach: 0 for a release installed without a manifest.
+  const securityVersion = state.current?.securityVersion ?? 0;
+  printJson({ id, publicKey: toBase64(publicKey), ...status, securityVersion });
   return 0;
 }
 
@@ -63,6 +72,9 @@ async function runAgent(args: string[]): Promise<number> {
     broker: { type: "string" },
     "server-id": { type: "string" },
     "allow-http": { type: "boolean" },
+    "release-key": { type: "string", multiple: true },
+    hardware: { type: "string" },
+    "untrusted-clock": { type: "boolean" },
     "http-ca": { type: "string" },
     "max-bytes": { type: "string" },
     "mqtt-ca": { type: "string" },
@@ -73,6 +85,7 @@ async function runAgent(args: string[]): Promise<number> {
   if (!values["server-key"]) throw new UsageError("device run needs --server-key BASE64");
   if (!values.broker) throw new UsageError("device run needs --broker URL");
   const serverKey = parseServerKey(values["server-key"]);
+  const releaseKeys = (values["release-key"] ?? []).map((text) => parseKey(text, "--release-key"));
   const serverId = values["server-id"]?.toLowerCase();
   if (serverId !== undefined && !isServerId(serverId)) {
     throw new UsageError(`Invalid --server-id "${values["server-id"]}": expected hex`);
@@ -103,6 +116,9 @@ async function runAgent(args: string[]): Promise<number> {
       broker: values.broker,
       serverId,
       allowHttp: values["allow-http"] ?? false,
+      releaseKeys,
+      hardware: values.hardware,
+      trustClock: !values["untrusted-clock"],
       fetch: httpFetch,
       limits: maxBytes === undefined ? undefined : { maxBytes },
       caFile: values["mqtt-ca"],
@@ -126,6 +142,10 @@ async function runAgent(args: string[]): Promise<number> {
 }
 
 function parseServerKey(text: string): Uint8Array {
+  return parseKey(text, "--server-key");
+}
+
+function parseKey(text: string, option: string): Uint8Array {
   let key: Uint8Array | undefined;
   try {
     key = fromBase64(text);
@@ -133,7 +153,7 @@ function parseServerKey(text: string): Uint8Array {
     key = undefined;
   }
   if (key?.length !== 32) {
-    throw new UsageError(`Invalid --server-key "${text}": expected base64 of 32 bytes`);
+    throw new UsageError(`Invalid ${option} "${text}": expected base64 of 32 bytes`);
   }
   return key;
 }

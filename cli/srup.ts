@@ -14,6 +14,7 @@ import {
 } from "../srup/mod.ts";
 import { exists, writeFileAtomic } from "../io/files.ts";
 import { dispatch, parse, printJson, UsageError } from "./args.ts";
+import { run as release } from "./release.ts";
 
 export const HELP = `Usage: flotilla srup <command>
 
@@ -21,11 +22,14 @@ Commands:
   decode [HEX]       Print a frame as JSON (reads hex from stdin when HEX is omitted)
   keygen --out DIR [--force]
                      Write DIR/ed25519.key (PKCS#8, mode 0600) and DIR/ed25519.pub (SPKI);
-                     refuses to replace an existing key unless --force`;
+                     refuses to replace an existing key unless --force
+  release sign|verify
+                     Sign a release manifest with an offline release key, or check one
+                     ("srup release help" for the options)`;
 
 /** Runs `srup` with its arguments; returns the exit code. */
 export function run(args: string[]): Promise<number> {
-  return dispatch("srup", HELP, { decode, keygen }, args);
+  return dispatch("srup", HELP, { decode, keygen, release }, args);
 }
 
 async function decode(args: string[]): Promise<number> {
@@ -60,6 +64,8 @@ export function messageToJson(message: SrupMessage): Record<string, unknown> {
   if (message.type === "initiate") {
     json.url = message.url;
     json.digest = toHex(message.digest);
+    if (message.manifest) json.manifest = toHex(message.manifest);
+    if (message.notAfter !== undefined) json.notAfter = message.notAfter.toString();
   }
   if (message.type === "response") {
     json.status = message.status;

@@ -26,6 +26,19 @@ export async function putArtifact(db: Db, artifact: NewArtifact): Promise<Artifa
   return existing!;
 }
 
+/** [SRUP-7] Sets an artifact's signed manifest (base64); the updated row, or undefined if none. */
+export async function setArtifactManifest(
+  db: Db,
+  digest: string,
+  manifest: string,
+): Promise<Artifact | undefined> {
+  const [row] = await guard(
+    db.update(artifacts).set({ manifest }).where(eq(artifacts.digest, digest)).returning(),
+    "Cannot set artifact manifest",
+  );
+  return row;
+}
+
 /** The URL devices fetch an artifact from: its own, or this service's download route. */
 export function artifactUrl(artifact: Artifact, publicUrl: string): string {
   return artifact.url ?? `${publicUrl}/artifacts/${artifact.digest}`;
@@ -94,7 +107,8 @@ export async function artifactUses(
     "Cannot list artifact uses",
   );
   for (const { digest, ...use } of rows) {
-    const list = uses.get(digest)!;
+    // Rows matched a digest given, so none is a rollback (which has no artifact).
+    const list = uses.get(digest!)!;
     if (list.length < USES_SHOWN) list.push(use);
   }
   return uses;

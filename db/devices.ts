@@ -83,10 +83,10 @@ export async function registerDevices(
   const rows = rowsOf<{ id: string }>(
     await guard(
       db.execute(sql`
-        insert into ${devices} (id, public_key, tags, online)
-        select v.id, v."publicKey", v.tags, v.online
+        insert into ${devices} (id, public_key, tags, online, frame_version)
+        select v.id, v."publicKey", v.tags, v.online, v."frameVersion"
         from json_to_recordset(${json}::json)
-          as v(id uuid, "publicKey" text, tags jsonb, online boolean)
+          as v(id uuid, "publicKey" text, tags jsonb, online boolean, "frameVersion" integer)
         ${conflict}
         returning id`),
       "Cannot register devices",
@@ -224,6 +224,23 @@ export async function loadPublicKeys(
   return result;
 }
 
+/** [SRUP-2.1] The frame version registered for each of these devices that has one. */
+export async function loadFrameVersions(
+  db: Db,
+  ids: readonly string[],
+): Promise<Map<string, number>> {
+  const result = new Map<string, number>();
+  for (let i = 0; i < ids.length; i += 10_000) {
+    const rows = await guard(
+      db.select({ id: devices.id, frameVersion: devices.frameVersion }).from(devices)
+        .where(inArray(devices.id, ids.slice(i, i + 10_000) as string[])),
+      "Cannot load frame versions",
+    );
+    for (const row of rows) if (row.frameVersion !== null) result.set(row.id, row.frameVersion);
+  }
+  return result;
+}
+
 /** The value of tag `key` of these devices, for those that exist and carry it (maintenance windows). */
 export async function loadTagValues(
   db: Db,
@@ -353,6 +370,21 @@ export async function resetPresence(db: Db, online: false | null): Promise<void>
     db.update(devices).set({ online }).where(sql`${devices.online} is distinct from ${online}`),
     "Cannot reset device presence",
   );
+}
+
+/** How many of these devices have a previous digest recorded: what a rollback can send them to. */
+export async function countWithPrevious(db: Db, ids: readonly string[]): Promise<number> {
+  if (ids.length === 0) return 0;
+  const [row] = await guard(
+    db.select({ n: sql<number>`count(*)::int` }).from(devices)
+      .where(
+        sql`${devices.id} = any(${
+          uuidArray(ids, "Cannot count devices")
+        }::uuid[]) and ${devices.previousDigest} is not null`,
+      ),
+    "Cannot count devices",
+  );
+  return Number(row?.n ?? 0);
 }
 
 /** How many of these device ids are registered. */

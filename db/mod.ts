@@ -21,6 +21,7 @@ export { uuidv7 } from "./ids.ts";
 export { type Page, pageLimit } from "./page.ts";
 export {
   countRegistered,
+  countWithPrevious,
   deleteDevice,
   type Device,
   type DeviceListItem,
@@ -28,6 +29,7 @@ export {
   getDevice,
   listDevices,
   type ListDevicesOptions,
+  loadFrameVersions,
   loadPublicKeys,
   loadSequences,
   loadTagValues,
@@ -50,6 +52,7 @@ export {
   type ListArtifactsOptions,
   type NewArtifact,
   putArtifact,
+  setArtifactManifest,
 } from "./artifacts.ts";
 export {
   countRolloutsByState,
@@ -59,6 +62,8 @@ export {
   joinRollout,
   leaveRollout,
   listActiveRollouts,
+  listHaltedWithoutRollback,
+  listRollbacksOf,
   listRollouts,
   type ListRolloutsOptions,
   moveRollout,
@@ -74,6 +79,7 @@ export {
   type DeviceRolloutHistoryItem,
   type DeviceRolloutHistoryOptions,
   findRolloutDeviceByToken,
+  listRollbackDigests,
   listRolloutDeviceIds,
   listRolloutDevices,
   type ListRolloutDevicesOptions,

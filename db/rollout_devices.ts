@@ -5,16 +5,23 @@ import { guard } from "./errors.ts";
 import { type Page, pageLimit, rowsOf } from "./page.ts";
 import { uuidArray } from "./uuid_array.ts";
 import { PENDING, rolloutDevices, rollouts } from "./schema.ts";
+import type { RolloutAction } from "../actors/states.ts";
 
 /** A rollout_devices row. */
 export type RolloutDevice = typeof rolloutDevices.$inferSelect;
 
 /** The engine's full view of one device in one rollout, as written by an upsert. */
-export type RolloutDeviceRow = Omit<RolloutDevice, "updatedAt">;
+export type RolloutDeviceRow = Omit<RolloutDevice, "updatedAt" | "digest">;
 
 /** A device's part in one rollout, for its history. */
 export interface DeviceRolloutHistoryItem extends RolloutDevice {
-  rollout: { state: string; artifactDigest: string; createdAt: Date; name: string | null };
+  rollout: {
+    state: string;
+    action: RolloutAction;
+    artifactDigest: string | null;
+    createdAt: Date;
+    name: string | null;
+  };
 }
 
 /** Options for {@linkcode listRolloutDevices}. */
@@ -209,6 +216,7 @@ export async function deviceRolloutHistory(
       device: rolloutDevices,
       rollout: {
         state: rollouts.state,
+        action: rollouts.action,
         artifactDigest: rollouts.artifactDigest,
         createdAt: rollouts.createdAt,
         name: rollouts.name,
@@ -228,11 +236,29 @@ export async function deviceRolloutHistory(
   return rows.map((row) => ({ ...row.device, rollout: row.rollout }));
 }
 
-/** A rollout's device ids in rollout order. */
-export async function listRolloutDeviceIds(db: Db, rolloutId: string): Promise<string[]> {
+/** The digest each device of a rollback goes back to, in rollout order (null: skipped). */
+export async function listRollbackDigests(db: Db, rolloutId: string): Promise<(string | null)[]> {
+  const rows = await guard(
+    db.select({ digest: rolloutDevices.digest }).from(rolloutDevices)
+      .where(eq(rolloutDevices.rolloutId, rolloutId))
+      .orderBy(asc(rolloutDevices.position)),
+    "Cannot list rollback digests",
+  );
+  return rows.map((row) => row.digest);
+}
+
+/** A rollout's device ids in rollout order, optionally only those in one state. */
+export async function listRolloutDeviceIds(
+  db: Db,
+  rolloutId: string,
+  options: { state?: string } = {},
+): Promise<string[]> {
   const rows = await guard(
     db.select({ id: rolloutDevices.deviceId }).from(rolloutDevices)
-      .where(eq(rolloutDevices.rolloutId, rolloutId))
+      .where(and(
+        eq(rolloutDevices.rolloutId, rolloutId),
+        options.state === undefined ? undefined : eq(rolloutDevices.state, options.state),
+      ))
       .orderBy(asc(rolloutDevices.position)),
     "Cannot list rollout device ids",
   );

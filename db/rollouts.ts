@@ -15,6 +15,7 @@ import {
   type RolloutState,
   SKIPPED,
 } from "./schema.ts";
+import type { RolloutAction } from "../actors/states.ts";
 
 /** A rollout row. */
 export type Rollout = typeof rollouts.$inferSelect;
@@ -27,8 +28,12 @@ export interface NewRollout {
   description?: string | null;
   /** The API token's name that asked for it. */
   createdBy?: string | null;
-  artifactDigest: string;
-  artifactUrl: string;
+  /** Default `update`; a `rollback` has no artifact (both null). */
+  action?: RolloutAction;
+  /** The rollout a rollback undoes. */
+  rollbackOf?: string | null;
+  artifactDigest: string | null;
+  artifactUrl: string | null;
   policy: Record<string, unknown>;
   policyName: string;
   policySha256: string;
@@ -67,7 +72,8 @@ const ANALYZE_AFTER = 1000;
 
 /**
  * Creates a rollout and one rollout_devices row per device (`pending`, or `skipped` for a device
- * whose current digest is already the artifact's), and records
+ * whose current digest is already the artifact's; in a rollback, `pending` with the device's
+ * previous digest to go back to, or `skipped` when none is recorded), and records
  * `registerArtifact` if given, in one transaction: on any error nothing is written. An InvalidDataError names a device listed twice or not registered; a
  * ConflictError one that an active rollout already drives.
  */
@@ -112,14 +118,26 @@ export async function createRollout(db: Db, rollout: NewRollout): Promise<Rollou
           }"`,
         );
       }
-      // A device that already runs the artifact is skipped: updating it again would only
-      // overwrite its rollback copy with the same bytes.
-      await tx.execute(sql`
-        insert into rollout_devices (rollout_id, device_id, position, state)
-        select ${id}::uuid, t.id::uuid, t.n - 1,
-          case when d.current_digest = ${rollout.artifactDigest} then ${SKIPPED} else ${PENDING} end
-        from json_array_elements_text(${ids}::json) with ordinality as t(id, n)
-        join ${devices} d on d.id = t.id::uuid`);
+      if (rollout.action === "rollback") {
+        // Each device goes back to the previous digest recorded now; with none, there is no
+        // version to go back to, and it is skipped.
+        await tx.execute(sql`
+          insert into rollout_devices (rollout_id, device_id, position, state, digest)
+          select ${id}::uuid, t.id::uuid, t.n - 1,
+            case when d.previous_digest is null then ${SKIPPED} else ${PENDING} end,
+            d.previous_digest
+          from json_array_elements_text(${ids}::json) with ordinality as t(id, n)
+          join ${devices} d on d.id = t.id::uuid`);
+      } else {
+        // A device that already runs the artifact is skipped: updating it again would only
+        // overwrite its rollback copy with the same bytes.
+        await tx.execute(sql`
+          insert into rollout_devices (rollout_id, device_id, position, state)
+          select ${id}::uuid, t.id::uuid, t.n - 1,
+            case when d.current_digest = ${rollout.artifactDigest} then ${SKIPPED} else ${PENDING} end
+          from json_array_elements_text(${ids}::json) with ordinality as t(id, n)
+          join ${devices} d on d.id = t.id::uuid`);
+      }
       // The engine's first writes to these rows come at once; without fresh statistics the
       // planner takes the new rows for a few and scans them all on every write (PGlite runs no
       // autovacuum to catch up; see maintenance.ts).
@@ -192,7 +210,30 @@ export async function updateRollout(
   return row;
 }
 
-/** Rows of a raw `execute()`: postgres.js returns an array, PGlite an object with `rows`. */
+/**
+ * Halted updates whose policy says `onAbort: rollback` and that no rollback rollout undoes yet:
+ * what a process that stopped between a halt and its rollback still owes, oldest first.
+ */
+export async function listHaltedWithoutRollback(db: Db): Promise<Rollout[]> {
+  return await guard(
+    db.select().from(rollouts)
+      .where(sql`${rollouts.state} = 'halted' and ${rollouts.action} = 'update'
+        and ${rollouts.policy} ->> 'onAbort' = 'rollback'
+        and not exists (select 1 from ${rollouts} b where b.rollback_of = ${rollouts.id})`)
+      .orderBy(asc(rollouts.createdAt), asc(rollouts.id)),
+    "Cannot list halted rollouts",
+  );
+}
+
+/** The rollback rollouts made to undo this one, oldest first. */
+export async function listRollbacksOf(db: Db, id: string): Promise<string[]> {
+  const rows = await guard(
+    db.select({ id: rollouts.id }).from(rollouts).where(eq(rollouts.rollbackOf, id))
+      .orderBy(asc(rollouts.createdAt), asc(rollouts.id)),
+    "Cannot list rollbacks",
+  );
+  return rows.map((row) => row.id);
+}
 
 /** How many rollouts are in each state. */
 export async function countRolloutsByState(db: Db): Promise<Record<string, number>> {
@@ -263,7 +304,7 @@ export async function joinRollout(
         .where(and(eq(rollouts.id, rolloutId), inArray(rollouts.state, [...ACTIVE_ROLLOUT_STATES])))
         .returning({ position: rollouts.deviceCount, digest: rollouts.artifactDigest });
       if (!rollout) return null;
-      const skipped = device.digest === rollout.digest;
+      const skipped = rollout.digest !== null && device.digest === rollout.digest;
       const position = rollout.position - 1;
       await tx.insert(rolloutDevices).values({
         rolloutId,

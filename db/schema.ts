@@ -18,7 +18,9 @@ import {
 import {
   ACTIVE_ROLLOUT_STATES,
   type DeviceState,
+  ROLLOUT_ACTIONS,
   ROLLOUT_STATES,
+  type RolloutAction,
   type RolloutState,
   ROW_STATES,
 } from "../actors/states.ts";
@@ -58,8 +60,11 @@ export const devices = pgTable("devices", {
   online: boolean(),
   /** Highest sequence id accepted from the device; u64 does not fit a signed bigint. */
   lastSequence: numeric({ precision: 20, scale: 0, mode: "bigint" }),
+  /** [SRUP-2.1] Highest frame version its agent speaks, as registered; null: 2. */
+  frameVersion: integer(),
   createdAt: createdAt(),
 }, (t) => [
+  check("devices_frame_version_known", sql.raw("frame_version between 1 and 3")),
   index("devices_tags_idx").using("gin", t.tags.op("jsonb_path_ops")),
   check("devices_last_sequence_u64", sql.raw(`last_sequence between 0 and ${MAX_U64}`)),
   check("devices_current_digest_hex", sha256Hex("current_digest")),
@@ -81,6 +86,8 @@ export const artifacts = pgTable("artifacts", {
   name: text(),
   version: text(),
   releaseNotes: text(),
+  /** [SRUP-7] Base64 of the signed release manifest; null for an unsigned artifact. */
+  manifest: text(),
   createdAt: createdAt(),
 }, () => [
   check("artifacts_digest_hex", sha256Hex("digest")),
@@ -99,8 +106,13 @@ export const rollouts = pgTable("rollouts", {
   createdBy: text(),
   state: text().$type<RolloutState>().notNull().default("running"),
   stage: integer().notNull().default(0),
-  artifactDigest: text().notNull(),
-  artifactUrl: text().notNull(),
+  /** `update` installs the artifact; `rollback` sends each device back to its previous version. */
+  action: text().$type<RolloutAction>().notNull().default("update"),
+  /** The rollout a rollback undoes (`onAbort: rollback`); null for an operator's own rollback. */
+  rollbackOf: uuid(),
+  /** Null for a rollback: each device goes back to its own previous digest (rollout_devices). */
+  artifactDigest: text(),
+  artifactUrl: text(),
   /** The full parsed policy, so a later edit of the file does not change a running rollout. */
   policy: jsonb().$type<Record<string, unknown>>().notNull(),
   policyName: text().notNull(),
@@ -124,7 +136,15 @@ export const rollouts = pgTable("rollouts", {
   updatedAt: createdAt(),
 }, (t) => [
   index("rollouts_state_idx").on(t.state),
+  index("rollouts_rollback_of_idx").on(t.rollbackOf),
   check("rollouts_state_known", oneOf("state", ROLLOUT_STATES)),
+  check("rollouts_action_known", oneOf("action", ROLLOUT_ACTIONS)),
+  check(
+    "rollouts_artifact_unless_rollback",
+    sql.raw(
+      "(action = 'rollback') = (artifact_digest is null) and (artifact_digest is null) = (artifact_url is null)",
+    ),
+  ),
   check("rollouts_digest_hex", sha256Hex("artifact_digest")),
   check("rollouts_policy_sha256_hex", sha256Hex("policy_sha256")),
   check("rollouts_stage_nonnegative", sql.raw("stage >= 0")),
@@ -147,6 +167,8 @@ export const rolloutDevices = pgTable("rollout_devices", {
   /** Engine-clock milliseconds at which the current wait times out. */
   deadline: bigint({ mode: "number" }),
   lastStatus: integer(),
+  /** In a rollback, the digest this device is sent back to: its previous one at creation. */
+  digest: text(),
   updatedAt: createdAt(),
 }, (t) => [
   primaryKey({ columns: [t.rolloutId, t.deviceId] }),
@@ -159,6 +181,7 @@ export const rolloutDevices = pgTable("rollout_devices", {
   check("rollout_devices_token_hex", sql.raw("token ~ '^([0-9a-f]{2})+$'")),
   check("rollout_devices_attempt_nonnegative", sql.raw("attempt >= 0")),
   check("rollout_devices_state_known", oneOf("state", ROW_STATES)),
+  check("rollout_devices_digest_hex", sha256Hex("digest")),
 ]);
 
 /** The audit log: every transition and every operator action. */

@@ -8,6 +8,9 @@ import {
   equalBytes,
   type InitiateMessage,
   type ResponseMessage,
+  ROLLBACK_UNAVAILABLE,
+  type RollbackMessage,
+  type SignedManifest,
   signMessage,
   SrupDecodeError,
   type SrupMessage,
@@ -15,6 +18,7 @@ import {
   toHex,
   UPDATE_FAIL_DIGEST,
   UPDATE_FAIL_FILE,
+  UPDATE_REFUSED_ROLLBACK,
   UPDATE_SUCCESS,
   uuidToBytes,
   verifyMessage,
@@ -32,6 +36,7 @@ import {
   freeSlot,
 } from "./state.ts";
 import type { DeviceStore } from "./store.ts";
+import { checkRelease } from "./release_check.ts";
 
 /** Sends a frame to the broker; resolves once it is handed over (or acknowledged). */
 export type PublishFrame = (topic: string, frame: Uint8Array) => Promise<void>;
@@ -49,6 +54,15 @@ export interface DeviceAgentOptions {
   serverId?: string;
   fetch?: typeof fetch;
   clock?: Clock;
+  /** [SRUP-7.3] Release public keys: when any is given, only what one of them signed installs. */
+  releaseKeys?: readonly Uint8Array[];
+  /** This device's hardware id, matched against a release manifest's hardware list. */
+  hardware?: string;
+  /**
+   * [SRUP-8] Whether the clock can be trusted to say an INITIATE or a release expired; default true
+   * (a clock reading before 2025 is never trusted).
+   */
+  trustClock?: boolean;
   /** Allow plain http downloads from any host, not only loopback. */
   allowHttp?: boolean;
   limits?: Partial<FetchLimits>;
@@ -135,6 +149,7 @@ export class DeviceAgent {
       return this.#reject("bad_signature", { type: message.type });
     }
     if (message.type === "initiate") return await this.#initiate(message);
+    if (message.type === "rollback") return await this.#rollback(message);
     return await this.#activate(message);
   }
 
@@ -154,10 +169,26 @@ export class DeviceAgent {
     this.#state = accepted;
     this.#logger.info("initiate.accepted", { device: this.deviceId, token, url: message.url });
     const running = this.#state.current;
+    const check = await checkRelease(message, {
+      releaseKeys: this.#options.releaseKeys ?? [],
+      hardware: this.#options.hardware,
+      trustClock: this.#options.trustClock ?? true,
+      now: (this.#options.clock ?? wallClock).now(),
+      runningSecurityVersion: running?.securityVersion ?? 0,
+    });
+    if (!check.ok) {
+      this.#logger.warn("initiate.refused", {
+        device: this.deviceId,
+        token,
+        status: statusName(check.status),
+        reason: check.reason,
+      });
+      return await this.#reply(message, check.status);
+    }
     if (running?.digest === toHex(message.digest)) {
       return await this.#stageRunning(message, running);
     }
-    const status = await this.#download(message, token);
+    const status = await this.#download(message, token, check.manifest);
     await this.#reply(message, status);
   }
 
@@ -194,7 +225,11 @@ export class DeviceAgent {
     await this.#reply(message, UPDATE_SUCCESS);
   }
 
-  async #download(message: InitiateMessage, token: string): Promise<number> {
+  async #download(
+    message: InitiateMessage,
+    token: string,
+    manifest?: SignedManifest,
+  ): Promise<number> {
     const slot = freeSlot(this.#state);
     const { store } = this.#options;
     let writer;
@@ -207,7 +242,10 @@ export class DeviceAgent {
     const outcome = await fetchArtifact(message.url, {
       fetch: this.#options.fetch ?? fetch,
       clock: this.#options.clock ?? wallClock,
-      limits: this.#limits,
+      // [SRUP-7.5] The signed size bounds the download: not one byte more is read.
+      limits: manifest
+        ? { ...this.#limits, maxBytes: Math.min(this.#limits.maxBytes, manifest.size) }
+        : this.#limits,
       allowHttp: this.#options.allowHttp ?? false,
       writer,
     });
@@ -238,6 +276,7 @@ export class DeviceAgent {
       digest: toHex(outcome.digest),
       size: outcome.size,
     };
+    if (manifest) staged.securityVersion = manifest.securityVersion;
     try {
       await writer.close();
       const next = { ...this.#state, staged };
@@ -303,6 +342,63 @@ export class DeviceAgent {
     await this.#reply(message, ACTIVATE_SUCCESS);
   }
 
+  /**
+   * [SRUP-9] Goes back to the previous version when it is the one the server names; answers 0x10
+   * again when that version already runs (a retry whose first answer was lost), 0x1E otherwise,
+   * and 0xFA when the previous version's security version is below the running one's.
+   */
+  async #rollback(message: RollbackMessage): Promise<void> {
+    const token = toHex(message.token);
+    if (!equalBytes(message.target, this.#target)) {
+      return this.#reject("wrong_target", { token, target: toHex(message.target) });
+    }
+    if (this.#state.tokens.includes(token)) return this.#reject("token_reused", { token });
+    if (!this.#sequenceAbove(message)) {
+      return this.#reject("replay", { token, sequence: message.sequence });
+    }
+    // Seen before anything changes, as for an INITIATE; a staged update is given up.
+    const accepted = this.#accepted(message, token);
+    await this.#options.store.save(accepted);
+    this.#state = accepted;
+    const digest = toHex(message.digest);
+    const { current, previous } = this.#state;
+    if (current?.digest === digest) {
+      this.#logger.info("rollback.already_running", { device: this.deviceId, token, digest });
+      return await this.#reply(message, ACTIVATE_SUCCESS);
+    }
+    if (current === undefined || previous?.digest !== digest) {
+      this.#logger.warn("rollback.unavailable", {
+        device: this.deviceId,
+        token,
+        digest,
+        previous: previous?.digest ?? null,
+      });
+      return await this.#reply(message, ROLLBACK_UNAVAILABLE);
+    }
+    // [SRUP-7.4] A ROLLBACK is no way around anti-rollback: the server's key alone must not take a
+    // device back to a release with a lower security version.
+    if ((previous.securityVersion ?? 0) < (current.securityVersion ?? 0)) {
+      this.#logger.warn("rollback.refused", {
+        device: this.deviceId,
+        token,
+        reason: "security_version_downgrade",
+        from: current.securityVersion,
+        to: previous.securityVersion ?? 0,
+      });
+      return await this.#reply(message, UPDATE_REFUSED_ROLLBACK);
+    }
+    const next: AgentState = { ...this.#state, current: previous, previous: current };
+    try {
+      await this.#options.store.activate(next);
+    } catch (error) {
+      this.#logger.error("rollback.failed", { device: this.deviceId, token, error: String(error) });
+      return await this.#reply(message, ACTIVATE_FAIL);
+    }
+    this.#state = next;
+    this.#logger.info("rollback.switched", { device: this.deviceId, token, digest });
+    await this.#reply(message, ACTIVATE_SUCCESS);
+  }
+
   /** [SRUP-5] Whether a version 2 frame's sequence id is above the last one accepted. */
   #sequenceAbove(message: SrupMessage): boolean {
     if (message.sequence === undefined) return true;
@@ -313,7 +409,7 @@ export class DeviceAgent {
   /** Signs and sends a RESPONSE in the version of the frame it answers. */
   async #reply(request: SrupMessage, status: number): Promise<void> {
     const version = request.version;
-    const sequence = version === 2 ? await this.#options.store.nextSequence() : undefined;
+    const sequence = version === 1 ? undefined : await this.#options.store.nextSequence();
     const unsigned: ResponseMessage = {
       type: "response",
       version,

@@ -12,7 +12,17 @@ import { type DeviceIdentity, loadIdentity } from "./identity.ts";
 export interface StartDeviceOptions
   extends
     Omit<MqttConnectOptions, "onMessage" | "clientId" | "clean">,
-    Pick<DeviceAgentOptions, "serverId" | "allowHttp" | "fetch" | "clock" | "limits"> {
+    Pick<
+      DeviceAgentOptions,
+      | "serverId"
+      | "allowHttp"
+      | "fetch"
+      | "clock"
+      | "limits"
+      | "releaseKeys"
+      | "hardware"
+      | "trustClock"
+    > {
   /** The provisioned device directory. */
   dir: string;
   /** The server's raw Ed25519 public key. */

@@ -9,6 +9,8 @@ export interface ArtifactRecord {
   /** Hex of its SHA-256. */
   digest: string;
   size: number;
+  /** [SRUP-7.4] The security version its release manifest gave; absent (0) without one. */
+  securityVersion?: number;
 }
 
 /** The agent's durable state. */
@@ -101,8 +103,13 @@ function record(value: unknown, name: string): ArtifactRecord | undefined {
   const r = value as ArtifactRecord;
   const valid = Number.isInteger(r.slot) && r.slot >= 0 && r.slot < SLOT_COUNT &&
     isHex(r.token) && isHex(r.digest) && Number.isSafeInteger(r.size) && r.size >= 0;
-  if (!valid) throw new TypeError(`Invalid device state: "${name}" is malformed`);
-  return { slot: r.slot, token: r.token, digest: r.digest, size: r.size };
+  const sv = r.securityVersion;
+  if (!valid || (sv !== undefined && !(Number.isInteger(sv) && sv >= 0 && sv <= 0xffff_ffff))) {
+    throw new TypeError(`Invalid device state: "${name}" is malformed`);
+  }
+  const out: ArtifactRecord = { slot: r.slot, token: r.token, digest: r.digest, size: r.size };
+  if (sv !== undefined) out.securityVersion = sv;
+  return out;
 }
 
 function isHex(value: unknown): value is string {

@@ -51,8 +51,8 @@ export interface AppDeps {
   ready(): ReadyReport | Promise<ReadyReport>;
 }
 
-/** The SRUP protocol version flotilla speaks ([SRUP-2.1] version 2). */
-export const PROTOCOL_VERSION = 2;
+/** The highest SRUP frame version flotilla speaks ([SRUP-2.1] version 3, to devices registered so). */
+export const PROTOCOL_VERSION = 3;
 
 /** Builds the app; `AppType` of the result types `hc` clients. */
 export function createApp(deps: AppDeps) {
@@ -108,6 +108,10 @@ export function createApp(deps: AppDeps) {
               publicKey: z.string(),
               protocolVersion: z.number(),
               mqtt: z.object({ url: z.string() }),
+              releaseKeys: z.array(z.string()).openapi({
+                description:
+                  "[SRUP-7] Release public keys (base64) the server requires manifests to be signed by (FLOTILLA_RELEASE_KEYS): what a device is provisioned with (`device run --release-key`); empty when unset",
+              }),
             }),
             "The server's identity",
           ),
@@ -120,6 +124,7 @@ export function createApp(deps: AppDeps) {
           publicKey: deps.server.publicKey,
           protocolVersion: PROTOCOL_VERSION,
           mqtt: { url: deps.server.mqttUrl },
+          releaseKeys: deps.orchestrator.releaseKeys.map((key) => key.toBase64()),
         }, 200),
     )
     .route("/devices", devicesApp(deps.db, deps.orchestrator, deps.presence))
@@ -130,6 +135,7 @@ export function createApp(deps: AppDeps) {
         store: deps.store,
         publicUrl: deps.publicUrl,
         maxBytes: deps.maxArtifactBytes,
+        releaseKeys: deps.orchestrator.releaseKeys,
       }),
     )
     .route("/rollouts", rolloutPreviewApp(deps))

@@ -41,6 +41,7 @@ export {
   createServerLink,
   type InitiateFields,
   type ResponseHandler,
+  type RollbackFields,
   ServerLink,
   type ServerLinkOptions,
 } from "./server_link.ts";

@@ -1,4 +1,4 @@
-/** The orchestrator's end of the wire: signed INITIATE/ACTIVATE out, verified RESPONSEs in. */
+/** The orchestrator's end of the wire: signed INITIATE/ACTIVATE/ROLLBACK out, verified RESPONSEs in. */
 import {
   type ActivateMessage,
   decodeMessage,
@@ -6,6 +6,7 @@ import {
   encodeMessage,
   type InitiateMessage,
   type ResponseMessage,
+  type RollbackMessage,
   signMessage,
   SrupDecodeError,
   statusName,
@@ -60,11 +61,21 @@ export interface InitiateFields {
   token: Uint8Array;
   url: string;
   digest: Uint8Array;
+  /** [SRUP-7] A signed release manifest: the INITIATE goes out in version 3 with `notAfter`. */
+  manifest?: Uint8Array;
+  /** [SRUP-8] Unix milliseconds after which the device must not act on it (version 3). */
+  notAfter?: bigint;
 }
 
 /** The fields of an ACTIVATE the caller chooses. */
 export interface ActivateFields {
   token: Uint8Array;
+}
+
+/** The fields of a ROLLBACK the caller chooses: the digest of the version to go back to. */
+export interface RollbackFields {
+  token: Uint8Array;
+  digest: Uint8Array;
 }
 
 /** Subscribes to the response topic and returns the link; rejects when the broker refuses. */
@@ -179,6 +190,17 @@ export class ServerLink {
     return this.#send(deviceId, { type: "activate", token: fields.token });
   }
 
+  /** [SRUP-9] Signs and publishes a ROLLBACK to `deviceId`; resolves with the sent message on PUBACK. */
+  sendRollback(deviceId: string, fields: RollbackFields): Promise<RollbackMessage> {
+    const target = uuidToBytes(deviceId);
+    return this.#send(deviceId, {
+      type: "rollback",
+      token: fields.token,
+      digest: fields.digest,
+      target,
+    });
+  }
+
   /** Stops delivering responses and writes any pending rejection summary; the connection stays open. */
   close(): void {
     this.#unsubscribe();
@@ -195,7 +217,7 @@ export class ServerLink {
     this.#rejectionLog.rejected(reason, fields);
   }
 
-  #send<T extends InitiateMessage | ActivateMessage>(
+  #send<T extends InitiateMessage | ActivateMessage | RollbackMessage>(
     deviceId: string,
     fields: Omit<T, "version" | "sequence" | "signature">,
   ): Promise<T> {
@@ -204,7 +226,9 @@ export class ServerLink {
     // sees a lower sequence id after a higher one.
     const queued = this.#outbound.run(deviceId, async () => {
       const sequence = await this.#options.sequence.next();
-      const unsigned = { ...fields, version: 2, sequence, signature: new Uint8Array() } as T;
+      // [SRUP-2.1] Version 3 only for an INITIATE carrying a manifest: older agents keep getting 2.
+      const version = "manifest" in fields ? 3 : 2;
+      const unsigned = { ...fields, version, sequence, signature: new Uint8Array() } as T;
       const message = await signMessage(unsigned, this.#options.privateKey);
       return { message, acked: this.#connection.publish(topic, encodeMessage(message)) };
     });
@@ -280,5 +304,8 @@ export class ServerLink {
 }
 
 function pick(fields: InitiateFields): InitiateFields {
-  return { token: fields.token, url: fields.url, digest: fields.digest };
+  const { token, url, digest, manifest, notAfter } = fields;
+  return manifest === undefined
+    ? { token, url, digest }
+    : { token, url, digest, manifest, notAfter };
 }

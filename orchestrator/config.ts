@@ -29,6 +29,8 @@ export interface ServiceConfig {
   uploadIdleTimeoutMs: number;
   /** JSON log lines for MQTT events (FLOTILLA_LOG_MQTT=1). */
   logMqtt?: boolean;
+  /** [SRUP-7] Release public keys (FLOTILLA_RELEASE_KEYS); with any, rollouts need a manifest. */
+  releaseKeys?: Uint8Array[];
 }
 
 /** A setting that cannot be used; one line naming the variable. */
@@ -170,6 +172,27 @@ function url(env: Env, name: string, protocols: string[], expected: string): str
 }
 
 /** `1` (on), `0` or unset (off). */
+/** A comma-separated list of base64 raw Ed25519 public keys, as `srup keygen` prints them. */
+function publicKeys(env: Env, name: string): Uint8Array[] {
+  const text = setting(env, name);
+  if (text === undefined) return [];
+  return text.split(",").map((item) => {
+    const trimmed = item.trim();
+    let key: Uint8Array | undefined;
+    try {
+      key = Uint8Array.fromBase64(trimmed);
+    } catch {
+      key = undefined;
+    }
+    if (key?.length !== 32) {
+      throw new ConfigError(
+        `Invalid ${name}: "${trimmed}" is not base64 of a 32-byte Ed25519 public key`,
+      );
+    }
+    return key;
+  });
+}
+
 function flag(env: Env, name: string): boolean {
   const text = setting(env, name);
   if (text === undefined || text === "0") return false;
@@ -242,6 +265,7 @@ export function readConfig(env: Env = Deno.env.toObject()): ServiceConfig {
     maxJsonBytes: size(env, "FLOTILLA_MAX_JSON_BYTES", 64 * 1024 ** 2),
     uploadIdleTimeoutMs: milliseconds(env, "FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS", 30_000),
     logMqtt: flag(env, "FLOTILLA_LOG_MQTT"),
+    releaseKeys: publicKeys(env, "FLOTILLA_RELEASE_KEYS"),
   };
 }
 

@@ -6,18 +6,28 @@ import {
   artifactUrl,
   ConflictError,
   countRegistered,
+  countWithPrevious,
   type Db,
   getArtifact,
   InvalidDataError,
   type Rollout,
   selectDeviceIds,
 } from "../db/mod.ts";
-import { stageEnds } from "../actors/mod.ts";
-import { type LoadedPolicy, parseStartAt, PolicyError, validatePolicy } from "../policies/mod.ts";
+import { type RolloutAction, stageEnds } from "../actors/mod.ts";
+import { decodeManifest, verifyManifest } from "../srup/mod.ts";
+import {
+  type LoadedPolicy,
+  NO_WINDOW,
+  parseStartAt,
+  type Policy,
+  PolicyError,
+  validatePolicy,
+  windowGroupNames,
+} from "../policies/mod.ts";
 import { InsufficientHeapError } from "./heap_budget.ts";
 import type { Orchestrator } from "./orchestrator.ts";
 import type { PolicyRegistry } from "./policy_registry.ts";
-import { describeUnmatched, windowGroupsOf } from "./window_groups.ts";
+import { describeUnmatched, type WindowGroups, windowGroupsOf } from "./window_groups.ts";
 
 /** Why a rollout was refused; the API answers each with its own status. */
 export type RolloutRefusal =
@@ -28,10 +38,12 @@ export type RolloutRefusal =
   | "no_devices"
   | "invalid_targets"
   | "devices_busy"
+  | "nothing_to_roll_back"
   | "insufficient_memory"
   | "invalid_start_at"
   | "start_in_past"
   | "dynamic_ids"
+  | "unsigned_artifact"
   | "no_window";
 
 /** A rollout that cannot be created as asked; nothing was written. */
@@ -55,8 +67,13 @@ export type RolloutTargets =
 
 /** A rollout as an operator asks for it. */
 export interface NewRolloutInput {
-  /** A stored artifact's digest, or a digest and the url of a file hosted elsewhere. */
-  artifact: { digest: string; url?: string };
+  /** `rollback` sends each device back to its recorded previous version; default `update`. */
+  action?: RolloutAction;
+  /**
+   * A stored artifact's digest, or a digest and the url of a file hosted elsewhere; required for
+   * an update, absent for a rollback.
+   */
+  artifact?: { digest: string; url?: string };
   /** A loaded policy's name, or an inline policy object. */
   policy: string | Record<string, unknown>;
   targets: RolloutTargets;
@@ -84,6 +101,7 @@ export async function startRollout(
   input: NewRolloutInput,
 ): Promise<Rollout> {
   const { db, orchestrator } = deps;
+  const action = input.action ?? "update";
   const loaded = resolvePolicy(deps.policies, input.policy);
   const startAt = resolveStartAt(input.startAt ?? loaded.policy.startAt, orchestrator.now());
   if (loaded.policy.dynamic && "ids" in input.targets) {
@@ -92,22 +110,30 @@ export async function startRollout(
       'A dynamic policy needs "tags" or "all" targets: "ids" name a fixed set of devices, which no device can come to match',
     );
   }
-  const stored = await getArtifact(db, input.artifact.digest);
-  if (!stored && input.artifact.url === undefined) {
-    throw new RolloutRefusedError(
-      "unknown_artifact",
-      `No artifact "${input.artifact.digest}": upload it or give its url`,
-    );
+  const artifact = action === "rollback" ? null : await resolveArtifact(deps, input.artifact);
+  const releaseKeys = orchestrator.releaseKeys;
+  // A rollback installs nothing new: each device goes back to a version it already ran.
+  if (artifact && releaseKeys.length > 0 && !loaded.policy.allowUnsigned) {
+    const why = await unsignedReason(artifact.manifest, releaseKeys, Date.now());
+    if (why) {
+      throw new RolloutRefusedError(
+        "unsigned_artifact",
+        `Cannot roll out artifact "${artifact.digest}": ${why} (a policy with allowUnsigned: true allows it, for development)`,
+      );
+    }
   }
-  const artifact = stored
-    ? { digest: stored.digest, url: artifactUrl(stored, deps.publicUrl) }
-    : { digest: input.artifact.digest, url: input.artifact.url!, register: true };
   const targets = input.targets;
   const deviceIds = "ids" in targets
     ? targets.ids.map((id) => id.toLowerCase())
     : await selectDeviceIds(db, "tags" in targets ? { tags: targets.tags } : {});
   if (deviceIds.length === 0) {
     throw new RolloutRefusedError("no_devices", "The targets select no registered device");
+  }
+  if (action === "rollback" && await countWithPrevious(db, deviceIds) === 0) {
+    throw new RolloutRefusedError(
+      "nothing_to_roll_back",
+      `None of the ${deviceIds.length} targeted device(s) has a previous version recorded`,
+    );
   }
   const windows = await windowGroupsOf(db, loaded.policy, deviceIds);
   if (windows && windows.unmatched.size > 0) {
@@ -126,6 +152,7 @@ export async function startRollout(
   try {
     return await orchestrator.create({
       artifact,
+      action,
       loaded,
       targets: targets as Record<string, unknown>,
       deviceIds,
@@ -156,6 +183,15 @@ export interface RolloutPreview {
   devices: number;
   /** Each stage's cumulative percent and the devices it adds. */
   stages: { percent: number; devices: number }[];
+  /**
+   * With maintenance windows by tag value: the devices per window group (null: the `open`
+   * fallback), and per tag value those with no window, which would refuse the rollout (no_window).
+   */
+  windows: {
+    by: string;
+    groups: { group: string | null; devices: number }[];
+    unmatched: { value: string | null; devices: number }[];
+  } | null;
 }
 
 /** What a rollout of these targets under this policy would look like; writes nothing. */
@@ -165,9 +201,11 @@ export async function previewRollout(
 ): Promise<RolloutPreview> {
   const policy = resolvePolicy(deps.policies, input.policy);
   const targets = input.targets;
-  const devices = "ids" in targets
-    ? await countRegistered(deps.db, [...new Set(targets.ids.map((id) => id.toLowerCase()))])
-    : (await selectDeviceIds(deps.db, "tags" in targets ? { tags: targets.tags } : {})).length;
+  const ids = "ids" in targets
+    ? [...new Set(targets.ids.map((id) => id.toLowerCase()))]
+    : await selectDeviceIds(deps.db, "tags" in targets ? { tags: targets.tags } : {});
+  const devices = "ids" in targets ? await countRegistered(deps.db, ids) : ids.length;
+  const windows = await windowGroupsOf(deps.db, policy.policy, ids);
   const percents = policy.policy.stages.map((stage) => stage.percent);
   const ends = stageEnds(percents, devices);
   return {
@@ -177,6 +215,7 @@ export async function previewRollout(
       percent,
       devices: ends[i]! - (i === 0 ? 0 : ends[i - 1]!),
     })),
+    windows: windows ? previewWindows(policy.policy, windows) : null,
   };
 }
 
@@ -198,6 +237,58 @@ function resolveStartAt(text: string | undefined, now: number): number | null {
     );
   }
   return at;
+}
+
+function previewWindows(policy: Policy, windows: WindowGroups): RolloutPreview["windows"] {
+  const names = windowGroupNames(policy.windows!);
+  const counts = new Array<number>(names.length).fill(0);
+  for (const group of windows.groups) if (group !== NO_WINDOW) counts[group]!++;
+  return {
+    by: policy.windows!.by!,
+    groups: names.map((group, i) => ({ group, devices: counts[i]! })),
+    unmatched: [...windows.unmatched].map(([value, devices]) => ({ value, devices })),
+  };
+}
+
+async function resolveArtifact(
+  deps: CreateRolloutDeps,
+  given: NewRolloutInput["artifact"],
+): Promise<{ digest: string; url: string; register?: boolean; manifest: string | null }> {
+  if (!given) throw new TypeError("Cannot create rollout: an update needs an artifact");
+  const stored = await getArtifact(deps.db, given.digest);
+  if (stored) {
+    const url = artifactUrl(stored, deps.publicUrl);
+    return { digest: stored.digest, url, manifest: stored.manifest ?? null };
+  }
+  if (given.url === undefined) {
+    throw new RolloutRefusedError(
+      "unknown_artifact",
+      `No artifact "${given.digest}": upload it or give its url`,
+    );
+  }
+  return { digest: given.digest, url: given.url, register: true, manifest: null };
+}
+
+/** [SRUP-7] Why a stored manifest does not let the artifact roll out, or undefined when it does. */
+async function unsignedReason(
+  manifest: string | null,
+  releaseKeys: readonly Uint8Array[],
+  now: number,
+): Promise<string | undefined> {
+  if (manifest === null) return "it has no release manifest";
+  let decoded;
+  try {
+    decoded = decodeManifest(Uint8Array.fromBase64(manifest));
+  } catch (error) {
+    return `its manifest is malformed: ${(error as Error).message}`;
+  }
+  if (!await verifyManifest(decoded, releaseKeys)) {
+    return "its manifest is not signed by a configured release key";
+  }
+  if (decoded.expiresAt !== undefined && decoded.expiresAt <= now) {
+    return `its release expired at ${new Date(decoded.expiresAt).toISOString()}`;
+  }
+  return undefined;
 }
 
 function resolvePolicy(

@@ -1,6 +1,7 @@
 /** Every live rollout of this service: creation, operator commands, RESPONSE routing, recovery. */
 import {
   type Clock,
+  type RolloutAction,
   RolloutCommandError,
   type RolloutSnapshot,
   snapshotFromRows,
@@ -9,11 +10,15 @@ import {
   createRollout,
   type Db,
   describeDatabaseError,
+  getArtifact,
   type GroupCommitWriter,
   joinRollout,
   leaveRollout,
   listActiveRollouts,
+  listHaltedWithoutRollback,
+  listRollbackDigests,
   listRolloutDeviceIds,
+  loadFrameVersions,
   loadPublicKeys,
   loadStartedRolloutDevices,
   moveRollout,
@@ -42,12 +47,25 @@ export interface OrchestratorOptions {
   token?: () => Uint8Array;
   /** RESPONSEs held while recovery runs, at most; later ones are dropped (counted and logged). */
   maxEarlyResponses?: number;
+  /**
+   * [SRUP-7] Release public keys (FLOTILLA_RELEASE_KEYS). With any, a rollout needs an artifact
+   * whose manifest one of them signed, unless its policy says `allowUnsigned: true`; with none,
+   * manifests are not required (but still sent to devices that speak frame version 3).
+   */
+  releaseKeys?: readonly Uint8Array[];
 }
 
 /** A new rollout, its devices already resolved. */
 export interface RolloutRequest {
-  /** `register`: not stored yet, recorded by its url in the rollout's own transaction. */
-  artifact: { digest: string; url: string; register?: boolean };
+  /**
+   * `register`: not stored yet, recorded by its url in the rollout's own transaction. Null for a
+   * rollback, which sends each device back to its recorded previous version.
+   */
+  artifact: { digest: string; url: string; register?: boolean } | null;
+  /** Default `update`. */
+  action?: RolloutAction;
+  /** The rollout a rollback undoes. */
+  rollbackOf?: string | null;
   loaded: LoadedPolicy;
   /** The selector as the operator wrote it. */
   targets: Record<string, unknown>;
@@ -66,12 +84,15 @@ export interface RolloutRequest {
 /** What starting a runner takes. */
 interface RunStart {
   deviceIds: readonly string[];
+  /** A rollback's digests by position; undefined for an update. */
+  rollback?: readonly (string | null)[];
   skipped: readonly string[];
   /** How many of `deviceIds`, at the end, joined after creation. */
   joined: number;
   policy: Policy;
   link: ServerLink;
   snapshot?: RolloutSnapshot;
+  manifest?: Uint8Array;
   windowGroups?: Uint8Array;
 }
 
@@ -122,6 +143,10 @@ export class Orchestrator {
   #closed = false;
   /** Public keys as stored (base64): a string costs ~64 bytes, a Uint8Array with its buffer ~230. */
   readonly #keys = new Map<string, string>();
+  /** [SRUP-2.1] Registered frame versions, for devices that have one (null means 2). */
+  readonly #frameVersions = new Map<string, number>();
+  /** [SRUP-7] Release public keys; see {@linkcode OrchestratorOptions.releaseKeys}. */
+  readonly releaseKeys: readonly Uint8Array[];
   #link: ServerLink | undefined;
   /** RESPONSEs that arrived before recovery finished, replayed once it has. */
   #early: [string, ResponseMessage][] | null = [];
@@ -136,6 +161,7 @@ export class Orchestrator {
     this.#heap = options.heap ?? v8HeapUsage;
     this.#token = options.token ?? newToken;
     this.#maxEarly = options.maxEarlyResponses ?? MAX_EARLY_RESPONSES;
+    this.releaseKeys = options.releaseKeys ?? [];
   }
 
   /** RESPONSEs dropped because the recovery buffer was full. */
@@ -201,6 +227,7 @@ export class Orchestrator {
   /** Forgets a removed device's cached key and sequence id. */
   forgetDevice(id: string): void {
     this.#keys.delete(id);
+    this.#frameVersions.delete(id);
     this.#tracker.forget(id);
   }
 
@@ -255,25 +282,33 @@ export class Orchestrator {
     const { policy, provenance } = request.loaded;
     const startAt = request.startAt ?? null;
     const scheduled = startAt !== null && startAt > this.#clock.now();
+    const action = request.action ?? "update";
+    const artifact = action === "rollback" ? null : request.artifact;
+    if (action === "update" && !artifact) throw new TypeError("Cannot create rollout: no artifact");
     const row = await createRollout(this.#db, {
       state: scheduled ? "scheduled" : undefined,
       startAt: scheduled ? new Date(startAt) : null,
       name: request.name ?? null,
       description: request.description ?? null,
       createdBy: request.actor,
-      artifactDigest: request.artifact.digest,
-      artifactUrl: request.artifact.url,
+      action,
+      rollbackOf: request.rollbackOf ?? null,
+      artifactDigest: artifact?.digest ?? null,
+      artifactUrl: artifact?.url ?? null,
       policy: policy as unknown as Record<string, unknown>,
       policyName: policy.name,
       policySha256: provenance.sha256,
       policyCommit: provenance.commit,
       targets: request.targets,
       deviceIds: request.deviceIds,
-      registerArtifact: request.artifact.register
-        ? { digest: request.artifact.digest, url: request.artifact.url }
+      registerArtifact: artifact?.register
+        ? { digest: artifact.digest, url: artifact.url }
         : undefined,
     });
     const skipped = scheduled ? [] : await this.#skipped(row.id);
+    const rollback = action === "rollback" && !scheduled
+      ? await listRollbackDigests(this.#db, row.id)
+      : undefined;
     if (!scheduled) await this.#prepare(request.deviceIds);
     await this.#writer.enqueue({
       kind: "event",
@@ -289,7 +324,13 @@ export class Orchestrator {
           commit: provenance.commit,
           dirty: provenance.dirty,
           source: provenance.source,
-          artifact: request.artifact.digest,
+          artifact: artifact?.digest ?? null,
+          action,
+          rollbackOf: row.rollbackOf,
+          // A rollback skips the devices with no previous version recorded: none to go back to.
+          ...(action === "rollback" && skipped.length > 0
+            ? { skippedReason: "no_previous_version" }
+            : {}),
           startAt: row.startAt?.toISOString() ?? null,
           dynamic: policy.dynamic ?? false,
         },
@@ -297,18 +338,21 @@ export class Orchestrator {
     });
     if (scheduled) {
       this.#schedule(row);
-    } else {
-      const windowGroups = request.windowGroups ??
-        (await windowGroupsOf(this.#db, policy, request.deviceIds))?.groups;
-      this.#run(row, {
-        deviceIds: request.deviceIds,
-        skipped,
-        joined: 0,
-        policy,
-        link,
-        windowGroups,
-      });
+      return row;
     }
+    const windowGroups = request.windowGroups ??
+      (await windowGroupsOf(this.#db, policy, request.deviceIds))?.groups;
+    const manifest = artifact ? await this.#manifest(artifact.digest) : undefined;
+    this.#run(row, {
+      deviceIds: request.deviceIds,
+      skipped,
+      joined: 0,
+      policy,
+      link,
+      windowGroups,
+      manifest,
+      rollback,
+    });
     return row;
   }
 
@@ -365,6 +409,12 @@ export class Orchestrator {
           );
         }
         const windowGroups = windows?.groups;
+        const rollback = row.action === "rollback"
+          ? await listRollbackDigests(this.#db, row.id)
+          : undefined;
+        const manifest = row.artifactDigest === null
+          ? undefined
+          : await this.#manifest(row.artifactDigest);
         this.#run(row, {
           deviceIds,
           skipped,
@@ -373,6 +423,8 @@ export class Orchestrator {
           link,
           snapshot,
           windowGroups,
+          manifest,
+          rollback,
         });
       } catch (error) {
         // One rollout that cannot be restored must not keep the others, or the service, down.
@@ -394,6 +446,7 @@ export class Orchestrator {
       this.#log(`recovery: dropped ${this.#earlyDropped} response(s) that arrived while it ran`);
     }
     for (const [deviceId, message] of early) this.handleResponse(deviceId, message);
+    await this.#owedRollbacks();
     return resumed;
   }
 
@@ -432,6 +485,16 @@ export class Orchestrator {
     await this.#tracker.preload(deviceIds);
     const missing = deviceIds.filter((id) => !this.#keys.has(id));
     for (const [id, key] of await loadPublicKeys(this.#db, missing)) this.#keys.set(id, key);
+    for (const id of deviceIds) this.#frameVersions.delete(id);
+    for (const [id, version] of await loadFrameVersions(this.#db, deviceIds)) {
+      this.#frameVersions.set(id, version);
+    }
+  }
+
+  /** [SRUP-7] The artifact's signed manifest, if it has one: INITIATE version 3 carries it. */
+  async #manifest(digest: string): Promise<Uint8Array | undefined> {
+    const manifest = (await getArtifact(this.#db, digest))?.manifest;
+    return manifest ? Uint8Array.fromBase64(manifest) : undefined;
   }
 
   /** Devices of a rollout skipped at creation: they already run its artifact. */
@@ -463,7 +526,9 @@ export class Orchestrator {
       entry.timer = this.#clock.setTimeout(arm, Math.min(wait, MAX_TIMER_MS));
     };
     this.#scheduled.set(row.id, entry);
-    if ((row.policy as Policy).dynamic) this.#dynamic.set(row.id, row.targets);
+    if ((row.policy as Policy).dynamic && row.action !== "rollback") {
+      this.#dynamic.set(row.id, row.targets);
+    }
     arm();
   }
 
@@ -493,8 +558,23 @@ export class Orchestrator {
       await this.#prepare(deviceIds);
       const policy = row.policy as unknown as Policy;
       const windowGroups = (await windowGroupsOf(this.#db, policy, deviceIds))?.groups;
+      const rollback = row.action === "rollback"
+        ? await listRollbackDigests(this.#db, row.id)
+        : undefined;
+      const manifest = row.artifactDigest === null
+        ? undefined
+        : await this.#manifest(row.artifactDigest);
       const link = this.#requireLink();
-      this.#run(row, { deviceIds, skipped, joined: row.joined, policy, link, windowGroups });
+      this.#run(row, {
+        deviceIds,
+        skipped,
+        joined: row.joined,
+        policy,
+        link,
+        windowGroups,
+        manifest,
+        rollback,
+      });
       this.#log(`rollout ${id}: started at its scheduled time (${deviceIds.length} devices)`);
     } catch (error) {
       // Stored as running: the next start of the service resumes it from the start.
@@ -576,13 +656,18 @@ export class Orchestrator {
 
   #run(row: Rollout, start: RunStart): void {
     const { deviceIds, policy, link, snapshot } = start;
-    if (policy.dynamic) this.#dynamic.set(row.id, row.targets);
+    // A rollback's devices each go back to their own previous version: none joins one.
+    if (policy.dynamic && row.action !== "rollback") this.#dynamic.set(row.id, row.targets);
     const runner = new RolloutRunner({
       id: row.id,
       policy,
       devices: deviceIds,
       joined: start.joined,
-      artifact: { url: row.artifactUrl, digest: row.artifactDigest },
+      artifact: row.artifactUrl === null || row.artifactDigest === null
+        ? null
+        : { url: row.artifactUrl, digest: row.artifactDigest, manifest: start.manifest },
+      rollback: start.rollback,
+      frameVersion: (id) => this.#frameVersions.get(id) ?? 2,
       writer: this.#writer,
       link,
       clock: this.#clock,
@@ -593,11 +678,69 @@ export class Orchestrator {
       log: this.#log,
       onFinished: (done) => {
         this.#clock.setTimeout(() => this.#forget(done), FINISHED_GRACE_MS);
+        if (done.engine.state === "halted" && policy.onAbort === "rollback") {
+          this.#onHalted(row, done).catch((error) =>
+            this.#log(`rollout ${row.id}: cannot roll back: ${describeDatabaseError(error)}`)
+          );
+        }
       },
     });
     this.#runners.set(row.id, runner);
     for (const id of deviceIds) this.#byDevice.set(id, runner);
     runner.start();
+  }
+
+  /**
+   * `onAbort: rollback`: once a halted rollout's writes have landed (so each device's digests are
+   * what it confirmed), the devices it activated are rolled back.
+   */
+  async #onHalted(row: Rollout, runner: RolloutRunner): Promise<void> {
+    if (row.action === "rollback") return;
+    await runner.written();
+    await this.#rollBack(row, runner.engine.devicesIn("activated"));
+  }
+
+  /**
+   * A rollback rollout of `deviceIds` (those `row` activated), under its policy with
+   * `onAbort: none`, linked to it. A rollback is never itself rolled back.
+   */
+  async #rollBack(row: Rollout, deviceIds: readonly string[]): Promise<void> {
+    if (deviceIds.length === 0) {
+      this.#log(`rollout ${row.id}: halted before any device activated: nothing to roll back`);
+      return;
+    }
+    const policy = { ...(row.policy as unknown as Policy), onAbort: "none" as const };
+    const rollback = await this.create({
+      artifact: null,
+      action: "rollback",
+      rollbackOf: row.id,
+      loaded: {
+        policy,
+        provenance: {
+          sha256: row.policySha256,
+          commit: row.policyCommit,
+          dirty: null,
+          source: `rollout ${row.id}`,
+        },
+      },
+      targets: { rollbackOf: row.id },
+      deviceIds,
+      actor: "onAbort",
+      name: `Rollback of ${row.name ?? row.id}`,
+    });
+    this.#log(
+      `rollout ${row.id}: halted; rollback rollout ${rollback.id} sends its ${deviceIds.length} activated device(s) back`,
+    );
+  }
+
+  /** Rollbacks `onAbort` owed when the process stopped between a halt and its rollback. */
+  async #owedRollbacks(): Promise<void> {
+    for (const row of await listHaltedWithoutRollback(this.#db)) {
+      const activated = await listRolloutDeviceIds(this.#db, row.id, { state: "activated" });
+      await this.#rollBack(row, activated).catch((error) =>
+        this.#log(`rollout ${row.id}: cannot roll back: ${describeDatabaseError(error)}`)
+      );
+    }
   }
 
   #forget(runner: RolloutRunner): void {

@@ -23,7 +23,8 @@ import {
   type WriteOp,
 } from "../db/mod.ts";
 import type { Policy } from "../policies/mod.ts";
-import type { ServerLink } from "../mqtt/mod.ts";
+import type { InitiateFields, ServerLink } from "../mqtt/mod.ts";
+import { toHex } from "../srup/mod.ts";
 
 /** What a runner needs. */
 export interface RolloutRunnerOptions {
@@ -33,7 +34,18 @@ export interface RolloutRunnerOptions {
   devices: readonly string[];
   /** How many of `devices`, at the end, joined after creation (dynamic targets). */
   joined?: number;
-  artifact: { url: string; digest: string };
+  /**
+   * What an update installs (`manifest`: the signed release manifest, sent in version 3 to devices
+   * that speak it); null for a rollback.
+   */
+  artifact: { url: string; digest: string; manifest?: Uint8Array } | null;
+  /**
+   * A rollback's digests, one per device in rollout order (null for a skipped device): what each
+   * ROLLBACK names and what a device's 0x10 records as its current version.
+   */
+  rollback?: readonly (string | null)[];
+  /** [SRUP-2.1] The frame version a device speaks; default 2 for all. */
+  frameVersion?: (device: string) => number;
   writer: GroupCommitWriter;
   link: ServerLink;
   clock: Clock;
@@ -48,6 +60,17 @@ export interface RolloutRunnerOptions {
   /** Told once when the rollout reaches a final state. */
   onFinished?: (runner: RolloutRunner) => void;
   log?: (line: string) => void;
+}
+
+const DIGEST_BYTES = 32;
+
+/** Digests (hex, null for none) packed into one buffer: 32 bytes a device, not a string each. */
+function packDigests(digests: readonly (string | null)[]): Uint8Array {
+  const packed = new Uint8Array(digests.length * DIGEST_BYTES);
+  digests.forEach((digest, index) => {
+    if (digest !== null) packed.set(Uint8Array.fromHex(digest), index * DIGEST_BYTES);
+  });
+  return packed;
 }
 
 // The rollout-level head is written at most this often while devices move, and at once on every
@@ -67,6 +90,10 @@ export class RolloutRunner {
   readonly #url: string;
   readonly #digest: Uint8Array;
   readonly #digestHex: string;
+  /** A rollback's 32-byte digests, packed by position; null for an update. */
+  readonly #rollback: Uint8Array | null;
+  readonly #manifest: Uint8Array | undefined;
+  readonly #frameVersion: (device: string) => number;
   readonly #onFinished?: (runner: RolloutRunner) => void;
   readonly #log: (line: string) => void;
   readonly #timeouts: Policy["timeouts"];
@@ -88,9 +115,17 @@ export class RolloutRunner {
     this.#writer = options.writer;
     this.#link = options.link;
     this.#clock = options.clock;
-    this.#url = options.artifact.url;
-    this.#digestHex = options.artifact.digest;
-    this.#digest = Uint8Array.fromHex(options.artifact.digest);
+    this.#url = options.artifact?.url ?? "";
+    this.#digestHex = options.artifact?.digest ?? "";
+    this.#digest = Uint8Array.fromHex(this.#digestHex);
+    this.#manifest = options.artifact?.manifest;
+    this.#frameVersion = options.frameVersion ?? (() => 2);
+    this.#rollback = options.rollback ? packDigests(options.rollback) : null;
+    if (!options.artifact && !this.#rollback) {
+      throw new TypeError(
+        `Cannot run rollout "${options.id}": no artifact and no rollback digests`,
+      );
+    }
     this.#onFinished = options.onFinished;
     this.#log = options.log ?? ((line) => console.error(line));
     this.#timeouts = options.policy.timeouts;
@@ -108,6 +143,7 @@ export class RolloutRunner {
       snapshot: options.snapshot,
       token: options.token,
       skip: options.skip,
+      action: this.#rollback ? "rollback" : "update",
       windowGroups: options.windowGroups,
       ports: {
         initiate: (device, token, attempt) => this.#send(device, token, "initiate", attempt),
@@ -220,31 +256,45 @@ export class RolloutRunner {
         async () => {
           if (this.#stopped || !this.engine.shouldSend(device, copy)) return;
           try {
-            if (kind === "initiate") {
-              await this.#link.sendInitiate(device, {
+            if (kind === "initiate" && this.#rollback) {
+              await this.#link.sendRollback(device, {
                 token: copy,
-                url: this.#url,
-                digest: this.#digest,
+                digest: this.#rollbackOf(device),
               });
+            } else if (kind === "initiate") {
+              await this.#link.sendInitiate(device, this.#initiateFields(device, copy));
             } else {
               await this.#link.sendActivate(device, { token: copy });
             }
           } catch (error) {
             // The engine's timeout for this device retries it.
             this.#log(
-              `rollout ${this.id}: cannot send ${kind.toUpperCase()} to ${device}` +
+              `rollout ${this.id}: cannot send ${this.#frameName(kind)} to ${device}` +
                 `${attempt ? ` (attempt ${attempt})` : ""}: ${describeDatabaseError(error)}`,
             );
           }
         },
         () =>
           this.#log(
-            `rollout ${this.id}: ${kind.toUpperCase()} to ${device} not sent: its state was not committed`,
+            `rollout ${this.id}: ${
+              this.#frameName(kind)
+            } to ${device} not sent: its state was not committed`,
           ),
       );
       this.#sending.add(sending);
       sending.finally(() => this.#sending.delete(sending));
     }
+  }
+
+  /**
+   * [SRUP-7] [SRUP-8] A device that speaks version 3 gets the manifest and a not-after time: the
+   * response timeout from now, past which the engine retries with a fresh INITIATE anyway.
+   */
+  #initiateFields(device: string, token: Uint8Array): InitiateFields {
+    const fields = { token, url: this.#url, digest: this.#digest };
+    if (!this.#manifest || this.#frameVersion(device) < 3) return fields;
+    const notAfter = BigInt(this.#clock.now() + this.#timeouts.response);
+    return { ...fields, manifest: this.#manifest, notAfter };
   }
 
   #onEvent(event: RolloutEvent): void {
@@ -266,7 +316,8 @@ export class RolloutRunner {
       this.#write({
         kind: "activation",
         deviceId: device.device,
-        digest: this.#digestHex,
+        // A rollback's 0x10: the previous digest is current again (and the old current previous).
+        digest: this.#rollback ? toHex(this.#rollbackOf(device.device)) : this.#digestHex,
         rolloutId: this.id,
       });
     }
@@ -279,6 +330,21 @@ export class RolloutRunner {
       }
     }
     this.#markHead(device === null);
+  }
+
+  /** The digest a rollback sends `device` back to. */
+  #rollbackOf(device: string): Uint8Array {
+    const at = this.#positions.get(device)! * DIGEST_BYTES;
+    return this.#rollback!.subarray(at, at + DIGEST_BYTES);
+  }
+
+  #frameName(kind: "initiate" | "activate"): string {
+    return kind === "initiate" && this.#rollback ? "ROLLBACK" : kind.toUpperCase();
+  }
+
+  /** Resolves once every write queued so far has landed (or failed). */
+  written(): Promise<void> {
+    return this.#barrier.catch(() => {});
   }
 
   #deviceRow(event: DeviceRolloutEvent): void {

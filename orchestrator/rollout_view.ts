@@ -5,6 +5,7 @@ import {
   type DeviceState,
   type HaltReason,
   type PauseReason,
+  type RolloutAction,
   type RolloutState,
   rolloutStateOf,
   type RolloutSummary,
@@ -18,6 +19,7 @@ import {
   countRolloutDevicesByStage,
   type Db,
   getArtifact,
+  listRollbacksOf,
   type Rollout,
 } from "../db/mod.ts";
 import type { Orchestrator } from "./orchestrator.ts";
@@ -46,7 +48,14 @@ export interface RolloutView {
   /** Maintenance windows while this process runs the rollout: each group's next opening. */
   windows: WindowsView | null;
   policy: { name: string; sha256: string; commit: string | null };
-  artifact: { digest: string; url: string; name: string | null; version: string | null };
+  /** `rollback`: each device goes back to its previous version (no artifact). */
+  action: RolloutAction;
+  /** What an update installs; null for a rollback. */
+  artifact: { digest: string; url: string; name: string | null; version: string | null } | null;
+  /** The rollout this rollback undoes (`onAbort: rollback`), or null. */
+  rollbackOf: string | null;
+  /** The rollback rollouts made to undo this one, oldest first. */
+  rolledBackBy: string[];
   createdAt: string;
   updatedAt: string;
 }
@@ -94,19 +103,22 @@ export async function rolloutView(
   orchestrator: Orchestrator,
   row: Rollout,
 ): Promise<RolloutView> {
-  const label = await getArtifact(db, row.artifactDigest);
+  const label = row.artifactDigest === null ? undefined : await getArtifact(db, row.artifactDigest);
   const base = {
     id: row.id,
     name: row.name,
     description: row.description,
     createdBy: row.createdBy,
     policy: { name: row.policyName, sha256: row.policySha256, commit: row.policyCommit },
-    artifact: {
+    action: row.action,
+    artifact: row.artifactDigest === null || row.artifactUrl === null ? null : {
       digest: row.artifactDigest,
       url: row.artifactUrl,
       name: label?.name ?? null,
       version: label?.version ?? null,
     },
+    rollbackOf: row.rollbackOf,
+    rolledBackBy: await listRollbacksOf(db, row.id),
     devices: row.deviceCount,
     joined: row.joined,
     dynamic: (row.policy as { dynamic?: unknown }).dynamic === true,

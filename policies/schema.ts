@@ -141,6 +141,12 @@ export const policySchema = z.strictObject({
     description:
       "Devices that come to match the targets while the rollout runs join its last stage",
   }),
+  // What becomes of the devices a halted rollout already activated: kept (none), or sent back to
+  // their previous version by a rollback rollout under this policy (rollback).
+  onAbort: z.enum(["none", "rollback"], { error: 'Must be "none" or "rollback"' }).default("none"),
+  // [SRUP-7] Off unless written: an orchestrator holding release keys then refuses to roll out an
+  // artifact without a valid manifest. For development only.
+  allowUnsigned: z.boolean().optional(),
   windows: windowsSchema.optional(),
 });
 

@@ -3,6 +3,7 @@ import {
   FIELD_LENGTH_BYTES,
   MAX_DIGEST_BYTES,
   MAX_FRAME_BYTES,
+  MAX_MANIFEST_BYTES,
   MAX_SIGNATURE_BYTES,
   MAX_TARGET_BYTES,
   MAX_TOKEN_BYTES,
@@ -11,8 +12,10 @@ import {
   TYPE_ACTIVATE,
   TYPE_INITIATE,
   TYPE_RESPONSE,
+  TYPE_ROLLBACK,
   VERSION_1,
   VERSION_2,
+  VERSION_3,
 } from "./constants.ts";
 import { SrupDecodeError } from "./errors.ts";
 import { isKnownStatus } from "./status.ts";
@@ -37,16 +40,23 @@ export function decodeMessage(bytes: Uint8Array): SrupMessage {
   const reader = new Reader(copy);
   // [SRUP-2.1]
   const versionByte = reader.byte("version");
-  if (versionByte !== VERSION_1 && versionByte !== VERSION_2) {
+  if (versionByte !== VERSION_1 && versionByte !== VERSION_2 && versionByte !== VERSION_3) {
     throw new SrupDecodeError("unknown_version", 0, `version 0x${hexByte(versionByte)} is unknown`);
   }
-  const version = versionByte === VERSION_1 ? 1 : 2;
+  const version = versionByte as 1 | 2 | 3;
   // [SRUP-2.2]
   const typeByte = reader.byte("type");
-  if (typeByte !== TYPE_INITIATE && typeByte !== TYPE_RESPONSE && typeByte !== TYPE_ACTIVATE) {
-    throw new SrupDecodeError("unknown_type", 1, `message type 0x${hexByte(typeByte)} is unknown`);
+  const known = typeByte === TYPE_INITIATE || typeByte === TYPE_RESPONSE ||
+    typeByte === TYPE_ACTIVATE || (typeByte === TYPE_ROLLBACK && version === 2);
+  if (!known) {
+    const where = typeByte === TYPE_ROLLBACK ? ` in version ${version}` : "";
+    throw new SrupDecodeError(
+      "unknown_type",
+      1,
+      `message type 0x${hexByte(typeByte)} is unknown${where}`,
+    );
   }
-  const sequence = version === 2 ? reader.u64("sequence") : undefined;
+  const sequence = version === 1 ? undefined : reader.u64("sequence");
 
   // [SRUP-2.4]
   const signature = reader.field("signature", MAX_SIGNATURE_BYTES);
@@ -59,6 +69,11 @@ export function decodeMessage(bytes: Uint8Array): SrupMessage {
     const url = decodeUtf8(urlBytes, urlOffset);
     const digest = reader.field("digest", MAX_DIGEST_BYTES);
     message = { type: "initiate", version, signature, target, token, url, digest };
+    if (version === 3) {
+      // [SRUP-2.4] The manifest is opaque here: the device parses and verifies it ([SRUP-7]).
+      message.manifest = reader.field("manifest", MAX_MANIFEST_BYTES);
+      message.notAfter = reader.u64("not-after");
+    }
   } else if (typeByte === TYPE_RESPONSE) {
     const token = reader.field("token", MAX_TOKEN_BYTES);
     const statusOffset = reader.offset;
@@ -71,6 +86,12 @@ export function decodeMessage(bytes: Uint8Array): SrupMessage {
       );
     }
     message = { type: "response", version, signature, token, status };
+  } else if (typeByte === TYPE_ROLLBACK) {
+    // [SRUP-9]
+    const target = reader.field("target", MAX_TARGET_BYTES);
+    const token = reader.field("token", MAX_TOKEN_BYTES);
+    const digest = reader.field("digest", MAX_DIGEST_BYTES);
+    message = { type: "rollback", version, signature, target, token, digest };
   } else {
     const token = reader.field("token", MAX_TOKEN_BYTES);
     message = { type: "activate", version, signature, token };

@@ -3,17 +3,20 @@ import {
   FIELD_LENGTH_BYTES,
   MAX_DIGEST_BYTES,
   MAX_FRAME_BYTES,
+  MAX_MANIFEST_BYTES,
   MAX_SEQUENCE,
   MAX_SIGNATURE_BYTES,
   MAX_TARGET_BYTES,
   MAX_TOKEN_BYTES,
   MAX_URL_BYTES,
+  NOT_AFTER_BYTES,
   SEQUENCE_BYTES,
   TYPE_ACTIVATE,
   TYPE_INITIATE,
   TYPE_RESPONSE,
+  TYPE_ROLLBACK,
 } from "./constants.ts";
-import type { SrupMessage } from "./types.ts";
+import type { InitiateMessage, SrupMessage } from "./types.ts";
 import { allocBytes } from "./alloc.ts";
 
 const utf8 = new TextEncoder();
@@ -30,8 +33,8 @@ export function encodeSigningInput(message: SrupMessage): Uint8Array {
 
 function encodeFrame(message: SrupMessage, withSignature: boolean): Uint8Array {
   const { version } = message;
-  if (version !== 1 && version !== 2) {
-    throw new RangeError(`Cannot encode message: version ${String(version)} is not 1 or 2`);
+  if (version !== 1 && version !== 2 && version !== 3) {
+    throw new RangeError(`Cannot encode message: version ${String(version)} is not 1, 2 or 3`);
   }
   const sequence = checkSequence(message);
   let size = 2 + (sequence === undefined ? 0 : SEQUENCE_BYTES);
@@ -50,7 +53,8 @@ function encodeFrame(message: SrupMessage, withSignature: boolean): Uint8Array {
         );
       }
       size += fieldSize(message.target, "target", MAX_TARGET_BYTES) +
-        FIELD_LENGTH_BYTES + urlBytes + fieldSize(message.digest, "digest", MAX_DIGEST_BYTES);
+        FIELD_LENGTH_BYTES + urlBytes + fieldSize(message.digest, "digest", MAX_DIGEST_BYTES) +
+        releaseSize(message);
       break;
     case "response": {
       typeByte = TYPE_RESPONSE;
@@ -63,6 +67,15 @@ function encodeFrame(message: SrupMessage, withSignature: boolean): Uint8Array {
     }
     case "activate":
       typeByte = TYPE_ACTIVATE;
+      break;
+    case "rollback":
+      // [SRUP-9] Only version 2: a ROLLBACK without a sequence id could be replayed for ever.
+      if (version !== 2) {
+        throw new RangeError(`Cannot encode message: ROLLBACK needs version 2, not ${version}`);
+      }
+      typeByte = TYPE_ROLLBACK;
+      size += fieldSize(message.target, "target", MAX_TARGET_BYTES) +
+        fieldSize(message.digest, "digest", MAX_DIGEST_BYTES);
       break;
     default:
       throw new TypeError(
@@ -93,6 +106,14 @@ function encodeFrame(message: SrupMessage, withSignature: boolean): Uint8Array {
     offset += FIELD_LENGTH_BYTES;
     utf8.encodeInto(message.url, frame.subarray(offset, offset + urlBytes));
     offset = writeField(frame, offset + urlBytes, message.digest);
+    if (version === 3) {
+      offset = writeField(frame, offset, message.manifest!);
+      new DataView(frame.buffer, frame.byteOffset, size).setBigUint64(offset, message.notAfter!);
+    }
+  } else if (message.type === "rollback") {
+    offset = writeField(frame, offset, message.target);
+    offset = writeField(frame, offset, message.token);
+    writeField(frame, offset, message.digest);
   } else {
     offset = writeField(frame, offset, message.token);
     if (message.type === "response") frame[offset] = message.status;
@@ -131,6 +152,24 @@ function utf8Length(text: string): number {
   return length;
 }
 
+/** [SRUP-2.4] The bytes a version 3 INITIATE adds (manifest and not-after); none before it. */
+function releaseSize(message: InitiateMessage): number {
+  const { manifest, notAfter } = message;
+  if (message.version !== 3) {
+    if (manifest !== undefined || notAfter !== undefined) {
+      throw new TypeError("Cannot encode message: only version 3 carries a manifest and not-after");
+    }
+    return 0;
+  }
+  if (typeof notAfter !== "bigint") {
+    throw new TypeError("Cannot encode message: version 3 needs a bigint not-after time");
+  }
+  if (notAfter < 0n || notAfter > MAX_SEQUENCE) {
+    throw new RangeError(`Cannot encode message: not-after ${notAfter} is not a u64`);
+  }
+  return fieldSize(manifest!, "manifest", MAX_MANIFEST_BYTES) + NOT_AFTER_BYTES;
+}
+
 function checkSequence(message: SrupMessage): bigint | undefined {
   const { sequence } = message;
   if (message.version === 1) {
@@ -140,7 +179,9 @@ function checkSequence(message: SrupMessage): bigint | undefined {
     return undefined;
   }
   if (typeof sequence !== "bigint") {
-    throw new TypeError("Cannot encode message: version 2 needs a bigint sequence id");
+    throw new TypeError(
+      `Cannot encode message: version ${message.version} needs a bigint sequence id`,
+    );
   }
   if (sequence < 0n || sequence > MAX_SEQUENCE) {
     throw new RangeError(`Cannot encode message: sequence id ${sequence} is not a u64`);

@@ -30,3 +30,17 @@ export {
   toHex,
   uuidToBytes,
 } from "./bytes.ts";
+export {
+  decodeManifest,
+  encodeManifestBody,
+  MANIFEST_FORMAT,
+  ManifestError,
+  type ManifestErrorCode,
+  MAX_MANIFEST_HARDWARE,
+  MAX_MANIFEST_TEXT,
+  MAX_SECURITY_VERSION,
+  type ReleaseManifest,
+  type SignedManifest,
+  signManifest,
+  verifyManifest,
+} from "./manifest.ts";

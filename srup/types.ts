@@ -2,9 +2,9 @@
 
 /** Fields every message has. */
 export interface MessageBase {
-  /** 1: the seed's layout; 2: adds a sequence id for replay protection. */
-  version: 1 | 2;
-  /** Strictly increasing per sender; present in version 2 only. */
+  /** 1: the seed's layout; 2: adds a sequence id for replay protection; 3: signed releases. */
+  version: 1 | 2 | 3;
+  /** Strictly increasing per sender; present in versions 2 and 3. */
   sequence?: bigint;
   /** Ed25519 signature over the frame without this field; empty before signing. */
   signature: Uint8Array;
@@ -20,9 +20,13 @@ export interface InitiateMessage extends MessageBase {
   url: string;
   /** SHA-256 of the file, 32 bytes. */
   digest: Uint8Array;
+  /** [SRUP-7] Version 3 only: the signed release manifest, as `release sign` wrote it. */
+  manifest?: Uint8Array;
+  /** [SRUP-8] Version 3 only: Unix milliseconds after which the device must not act on it. */
+  notAfter?: bigint;
 }
 
-/** Device to server: the outcome of an INITIATE or an ACTIVATE. */
+/** Device to server: the outcome of an INITIATE, an ACTIVATE or a ROLLBACK. */
 export interface ResponseMessage extends MessageBase {
   type: "response";
   status: number;
@@ -33,8 +37,17 @@ export interface ActivateMessage extends MessageBase {
   type: "activate";
 }
 
+/** [SRUP-9] Server to device, version 2 only: activate the previous version, whose SHA-256 is `digest`. */
+export interface RollbackMessage extends MessageBase {
+  type: "rollback";
+  /** The device id: 16 bytes for a UUID. */
+  target: Uint8Array;
+  /** SHA-256 of the version to go back to, 32 bytes: what the server recorded as previous. */
+  digest: Uint8Array;
+}
+
 /** Any SRUP message. */
-export type SrupMessage = InitiateMessage | ResponseMessage | ActivateMessage;
+export type SrupMessage = InitiateMessage | ResponseMessage | ActivateMessage | RollbackMessage;
 
 /** The `type` of a SRUP message. */
 export type MessageType = SrupMessage["type"];

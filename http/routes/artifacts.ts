@@ -8,7 +8,9 @@ import {
   getArtifact,
   listArtifacts,
   putArtifact,
+  setArtifactManifest,
 } from "../../db/mod.ts";
+import { checkManifest, ManifestField, releaseJson, ReleaseSchema } from "../artifact_manifest.ts";
 import {
   ArtifactStore,
   ArtifactTooLargeError,
@@ -23,6 +25,7 @@ import {
   AUTH_ERRORS,
   errorContent,
   invalidRequest,
+  jsonBody,
   jsonResponse,
   Limit,
   newApp,
@@ -38,6 +41,8 @@ export interface ArtifactDeps {
   publicUrl: string;
   /** Largest upload accepted. */
   maxBytes: number;
+  /** [SRUP-7] Release public keys a manifest must be signed by; none: any well-formed one. */
+  releaseKeys: readonly Uint8Array[];
 }
 
 const HOST_NAME = "([A-Za-z0-9-]+\\.)*[A-Za-z0-9-]*[A-Za-z][A-Za-z0-9-]*";
@@ -73,6 +78,7 @@ const UploadQuery = z.object({
   name: ArtifactName.optional(),
   version: ArtifactVersion.optional(),
   releaseNotes: ReleaseNotes.optional(),
+  manifest: ManifestField.optional(),
 }).strict();
 
 const ArtifactUseSchema = z.object({
@@ -91,6 +97,9 @@ const ArtifactSchema = z.object({
   name: z.string().nullable(),
   version: z.string().nullable(),
   releaseNotes: z.string().nullable(),
+  release: ReleaseSchema.nullable().openapi({
+    description: "The signed release manifest given with it, decoded; null for none",
+  }),
   createdAt: z.string(),
   /** In lists: the newest rollouts that use it (at most 20). */
   usedBy: z.array(ArtifactUseSchema).optional(),
@@ -103,6 +112,7 @@ const RegisterSchema = z.object({
   name: ArtifactName.optional(),
   version: ArtifactVersion.optional(),
   releaseNotes: ReleaseNotes.optional(),
+  manifest: ManifestField.optional(),
 }).strict().openapi("RegisterArtifact");
 
 function artifactJson(artifact: Artifact, publicUrl: string) {
@@ -114,6 +124,7 @@ function artifactJson(artifact: Artifact, publicUrl: string) {
     name: artifact.name,
     version: artifact.version,
     releaseNotes: artifact.releaseNotes,
+    release: releaseJson(artifact.manifest),
     createdAt: artifact.createdAt.toISOString(),
   };
 }
@@ -153,10 +164,17 @@ export function artifactsApp(deps: ArtifactDeps) {
       201: jsonResponse(ArtifactSchema, "The artifact: { digest, size, url }"),
       ...AUTH_ERRORS,
       ...TOO_LARGE,
-      422: errorContent("The bytes do not hash to the ?digest= given: nothing was stored"),
+      422: errorContent(
+        "The bytes do not hash to the ?digest= given (digest_mismatch), or the manifest does not name this artifact or is not signed by a configured release key (invalid_manifest): nothing was stored",
+      ),
       507: errorContent("The disk is full: the upload was not stored"),
     },
   });
+  /** The first record of a digest wins its labels, but a manifest given again replaces its own. */
+  async function withManifest(artifact: Artifact, manifest: string | undefined) {
+    if (manifest === undefined || artifact.manifest === manifest) return artifact;
+    return await setArtifactManifest(deps.db, artifact.digest, manifest) ?? artifact;
+  }
   return app
     .openapi(
       createRoute({
@@ -222,6 +240,40 @@ export function artifactsApp(deps: ArtifactDeps) {
         return c.json(artifactJson(artifact, deps.publicUrl), 200);
       },
     )
+    .openapi(
+      createRoute({
+        method: "put",
+        path: "/{digest}/manifest",
+        operationId: "setArtifactManifest",
+        tags: ["artifacts"],
+        summary: "Give a stored artifact its signed release manifest",
+        description:
+          "The manifest `srup release sign` wrote, as base64. It must name the artifact's digest and size and, when the server has release keys (FLOTILLA_RELEASE_KEYS), be signed by one of them. Replaces any manifest the artifact had.",
+        middleware: [requireRole("operator")] as const,
+        request: {
+          params: z.object({ digest: Digest.openapi({ param: { name: "digest", in: "path" } }) }),
+          body: jsonBody(
+            z.object({ manifest: ManifestField }).strict().openapi("ArtifactManifest"),
+          ),
+        },
+        responses: {
+          200: jsonResponse(ArtifactSchema, "The artifact with its manifest"),
+          ...AUTH_ERRORS,
+          ...NOT_FOUND,
+          422: errorContent(
+            "The manifest does not decode, does not name this artifact, or is not signed by a configured release key (invalid_manifest)",
+          ),
+        },
+      }),
+      async (c) => {
+        const { digest } = c.req.valid("param");
+        const artifact = await getArtifact(deps.db, digest);
+        if (!artifact) throw new ApiError(404, "not_found", `No artifact "${digest}"`);
+        const { manifest } = c.req.valid("json");
+        await checkManifest(manifest, artifact, deps.releaseKeys);
+        return c.json(artifactJson(await withManifest(artifact, manifest), deps.publicUrl), 200);
+      },
+    )
     .post("/", requireRole("operator"), async (c) => {
       const type = mediaType(c.req.header("content-type"));
       if (type === "application/json") {
@@ -233,6 +285,13 @@ export function artifactsApp(deps: ArtifactDeps) {
         }
         const parsed = RegisterSchema.safeParse(body);
         if (!parsed.success) throw invalidRequest("json", parsed.error);
+        const { manifest } = parsed.data;
+        if (manifest !== undefined) {
+          await checkManifest(manifest, {
+            digest: parsed.data.digest,
+            size: parsed.data.size ?? null,
+          }, deps.releaseKeys);
+        }
         const artifact = await putArtifact(deps.db, {
           digest: parsed.data.digest,
           url: parsed.data.url,
@@ -240,11 +299,17 @@ export function artifactsApp(deps: ArtifactDeps) {
           name: parsed.data.name ?? null,
           version: parsed.data.version ?? null,
           releaseNotes: parsed.data.releaseNotes ?? null,
+          manifest: manifest ?? null,
         });
-        return c.json(artifactJson(artifact, deps.publicUrl), 201);
+        return c.json(artifactJson(await withManifest(artifact, manifest), deps.publicUrl), 201);
       }
       const labels = UploadQuery.safeParse(c.req.query());
       if (!labels.success) throw invalidRequest("query", labels.error);
+      const { manifest } = labels.data;
+      // Checked before the bytes are read when the digest is given; otherwise once they are.
+      if (manifest !== undefined && labels.data.digest !== undefined) {
+        await checkManifest(manifest, { digest: labels.data.digest, size: null }, deps.releaseKeys);
+      }
       const length = Number(c.req.header("content-length") ?? Number.NaN);
       if (length > deps.maxBytes) {
         throw new ApiError(
@@ -286,6 +351,7 @@ export function artifactsApp(deps: ArtifactDeps) {
       }
       let artifact;
       try {
+        if (manifest !== undefined) await checkManifest(manifest, stored, deps.releaseKeys);
         artifact = await putArtifact(deps.db, {
           digest: stored.digest,
           size: stored.size,
@@ -294,7 +360,9 @@ export function artifactsApp(deps: ArtifactDeps) {
           name: labels.data.name ?? null,
           version: labels.data.version ?? null,
           releaseNotes: labels.data.releaseNotes ?? null,
+          manifest: manifest ?? null,
         });
+        artifact = await withManifest(artifact, manifest);
       } catch (error) {
         // A file without its record would download publicly while the API says 404.
         if (stored.created) await deps.store.remove(stored.digest);

@@ -5,6 +5,7 @@ import {
   deleteDevice,
   type Device,
   deviceRolloutHistory,
+  type DeviceRolloutHistoryItem,
   getDevice,
   listDevices,
   MAX_U64,
@@ -12,6 +13,7 @@ import {
   registerDevices,
   setDeviceTags,
 } from "../../db/mod.ts";
+import { ROLLOUT_ACTIONS } from "../../actors/mod.ts";
 import type { Orchestrator } from "../../orchestrator/orchestrator.ts";
 import { requireRole } from "../auth.ts";
 import { ApiError, orConflict } from "../errors.ts";
@@ -52,6 +54,10 @@ const DeviceSchema = z.object({
       "The highest SRUP sequence id accepted from the device (a decimal string, as a u64 does not fit a JSON number); null when none yet or after a reset to none",
     example: "1733097600000",
   }),
+  frameVersion: z.number().int().nullable().openapi({
+    description:
+      "[SRUP-2.1] The highest SRUP frame version its agent speaks, as registered; null means 2. Version 3 devices get signed release manifests",
+  }),
   createdAt: z.string(),
   rollout: z.object({ id: z.string(), state: z.string() }).nullable().optional(),
 }).openapi("Device");
@@ -86,6 +92,11 @@ const NewDeviceSchema = z.object({
   id: z.uuid().openapi({ example: "6f1c2f4e-8a3b-4c7d-9e2f-0a1b2c3d4e5f" }),
   publicKey: PublicKey,
   tags: Tags.optional(),
+  frameVersion: z.int().min(1).max(3).optional().openapi({
+    description:
+      "[SRUP-2.1] The highest SRUP frame version the device's agent speaks, as `device provision` prints it; left out means 2. Version 3 devices get the signed release manifest and a not-after time in each INITIATE",
+    example: 3,
+  }),
 }).strict().openapi("NewDevice");
 
 /** A device's part in one rollout. */
@@ -93,12 +104,31 @@ export const HistorySchema = z.object({
   rolloutId: z.string(),
   rolloutName: z.string().nullable(),
   rolloutState: z.string(),
-  artifactDigest: z.string(),
+  rolloutAction: z.enum(ROLLOUT_ACTIONS),
+  artifactDigest: z.string().nullable().openapi({
+    description:
+      "The artifact installed; in a rollback, the previous digest this device was sent back to (null when it had none and was skipped)",
+  }),
   state: z.string(),
   attempt: z.number(),
   lastStatus: z.number().nullable(),
   updatedAt: z.string(),
 });
+
+/** A device's part in one rollout as the API shows it. */
+export function historyJson(item: DeviceRolloutHistoryItem) {
+  return {
+    rolloutId: item.rolloutId,
+    rolloutName: item.rollout.name,
+    rolloutState: item.rollout.state,
+    rolloutAction: item.rollout.action,
+    artifactDigest: item.rollout.artifactDigest ?? item.digest,
+    state: item.state,
+    attempt: item.attempt,
+    lastStatus: item.lastStatus,
+    updatedAt: item.updatedAt.toISOString(),
+  };
+}
 
 /** A device as the API shows it. */
 export function deviceJson(device: Device & { rollout?: { id: string; state: string } | null }) {
@@ -111,6 +141,7 @@ export function deviceJson(device: Device & { rollout?: { id: string; state: str
     lastSeenAt: device.lastSeenAt?.toISOString() ?? null,
     online: device.online,
     lastSequence: device.lastSequence?.toString() ?? null,
+    frameVersion: device.frameVersion,
     createdAt: device.createdAt.toISOString(),
     ...(device.rollout === undefined ? {} : { rollout: device.rollout }),
   };
@@ -294,16 +325,7 @@ export function devicesApp(
         const history = await deviceRolloutHistory(db, id, { limit: 50 });
         return c.json({
           ...deviceJson(device),
-          history: history.map((item) => ({
-            rolloutId: item.rolloutId,
-            rolloutName: item.rollout.name,
-            rolloutState: item.rollout.state,
-            artifactDigest: item.rollout.artifactDigest,
-            state: item.state,
-            attempt: item.attempt,
-            lastStatus: item.lastStatus,
-            updatedAt: item.updatedAt.toISOString(),
-          })),
+          history: history.map(historyJson),
         }, 200);
       },
     )

@@ -19,7 +19,7 @@ import {
   NOT_FOUND,
   UuidCursor,
 } from "../openapi.ts";
-import { HistorySchema } from "./devices.ts";
+import { historyJson, HistorySchema } from "./devices.ts";
 
 const EventSchema = z.object({
   id: z.number(),
@@ -86,16 +86,7 @@ export function historyApp(db: Db) {
         const { cursor, limit = 100 } = c.req.valid("query");
         await requireDevice(db, id);
         const rows = await deviceRolloutHistory(db, id, { cursor, limit, peek: true });
-        const items = rows.slice(0, limit).map((item) => ({
-          rolloutId: item.rolloutId,
-          rolloutName: item.rollout.name,
-          rolloutState: item.rollout.state,
-          artifactDigest: item.rollout.artifactDigest,
-          state: item.state,
-          attempt: item.attempt,
-          lastStatus: item.lastStatus,
-          updatedAt: item.updatedAt.toISOString(),
-        }));
+        const items = rows.slice(0, limit).map(historyJson);
         return c.json({
           items,
           nextCursor: rows.length > limit ? items.at(-1)!.rolloutId : null,

@@ -4,6 +4,7 @@ import type { Context } from "hono";
 import {
   DEVICE_STATES,
   type DeviceState,
+  ROLLOUT_ACTIONS,
   RolloutCommandError,
   WAIT_REASONS,
 } from "../../actors/mod.ts";
@@ -54,24 +55,21 @@ export interface RolloutDeps {
 const MAX_TARGET_IDS = 1_000_000;
 const EXAMPLE_DIGEST = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
-/** A new rollout; the preview route reads its policy and targets. */
-export const CreateSchema = z.object({
-  artifact: z.union([
-    z.object({ digest: Digest }).strict(),
-    z.object({
-      url: ArtifactUrl,
-      digest: Digest,
-    }).strict(),
-  ]),
-  policy: z.union([
-    z.string().min(1).max(128).openapi({ description: "A loaded policy's name" }),
-    InlinePolicy,
-  ]).openapi({ description: "A loaded policy's name, or an inline policy object" }),
-  targets: z.union([
-    z.object({ all: z.literal(true) }).strict(),
-    z.object({ ids: z.array(z.uuid()).min(1).max(MAX_TARGET_IDS) }).strict(),
-    z.object({ tags: Tags }).strict(),
-  ]),
+const PolicyField = z.union([
+  z.string().min(1).max(128).openapi({ description: "A loaded policy's name" }),
+  InlinePolicy,
+]).openapi({ description: "A loaded policy's name, or an inline policy object" });
+
+const TargetsField = z.union([
+  z.object({ all: z.literal(true) }).strict(),
+  z.object({ ids: z.array(z.uuid()).min(1).max(MAX_TARGET_IDS) }).strict(),
+  z.object({ tags: Tags }).strict(),
+]);
+
+/** What every new rollout names: the policy, the targets, and optional words. */
+const RolloutFields = {
+  policy: PolicyField,
+  targets: TargetsField,
   name: plainText("name", 128).min(1).optional(),
   description: prose("description", 2000).optional(),
   startAt: z.string().max(64).optional().openapi({
@@ -79,7 +77,27 @@ export const CreateSchema = z.object({
       "When to start: ISO 8601 with a UTC offset or Z, overriding the policy's startAt. A later time creates the rollout scheduled; nothing is sent until then. A time that is not an ISO 8601 date and time with an offset, or names no real instant, is refused with 422 invalid_start_at, a time already past with 422 start_in_past; each message says which.",
     example: "2026-12-06T02:00:00+01:00",
   }),
-}).strict().openapi("NewRollout", {
+};
+
+/** The policy and targets of a rollout, as the preview route reads them. */
+export const PreviewRequestSchema = z.object({
+  policy: PolicyField,
+  targets: TargetsField,
+}).strict();
+
+const UpdateSchema = z.object({
+  action: z.literal("update", {
+    error: 'Must be "update" (the default) for a rollout with an artifact; a "rollback" has none',
+  }).optional().openapi({ description: "Install the artifact: the default" }),
+  artifact: z.union([
+    z.object({ digest: Digest }).strict(),
+    z.object({
+      url: ArtifactUrl,
+      digest: Digest,
+    }).strict(),
+  ]),
+  ...RolloutFields,
+}).strict().openapi("NewUpdateRollout", {
   // A rollout that can start wherever a device is registered: the artifact is hosted elsewhere
   // and the policy inline, so neither has to exist first.
   example: {
@@ -89,6 +107,29 @@ export const CreateSchema = z.object({
     name: "sensor 2.1.0",
   },
 });
+
+const RollbackSchema = z.object({
+  action: z.literal("rollback").openapi({
+    description:
+      "Send each targeted device back to its previous version (a SRUP ROLLBACK naming the previous digest the server recorded); devices with none recorded are skipped",
+  }),
+  ...RolloutFields,
+}, {
+  error: (issue) =>
+    issue.code === "unrecognized_keys" && issue.keys.includes("artifact")
+      ? "A rollback takes no artifact: each device goes back to its own previous version"
+      : undefined,
+}).strict().openapi("NewRollbackRollout", {
+  example: {
+    action: "rollback",
+    policy: { name: "example", stages: [{ percent: 50 }, { percent: 100 }] },
+    targets: { tags: { site: "lab" } },
+    name: "back to sensor 2.0",
+  },
+});
+
+/** A new rollout: an update (an artifact), or a rollback (none). */
+export const CreateSchema = z.union([UpdateSchema, RollbackSchema]).openapi("NewRollout");
 
 const StageSchema = z.object({
   percent: z.number(),
@@ -161,11 +202,21 @@ const RolloutSchema = z.object({
       "The policy's maintenance windows while this process runs the rollout (null otherwise, or without windows)",
   }),
   policy: z.object({ name: z.string(), sha256: z.string(), commit: z.string().nullable() }),
+  action: z.enum(ROLLOUT_ACTIONS).openapi({
+    description:
+      "update installs the artifact; rollback sends devices back to their previous version",
+  }),
   artifact: z.object({
     digest: z.string(),
     url: z.string(),
     name: z.string().nullable(),
     version: z.string().nullable(),
+  }).nullable().openapi({ description: "What an update installs; null for a rollback" }),
+  rollbackOf: z.string().nullable().openapi({
+    description: "The rollout this rollback undoes (a policy's onAbort: rollback), or null",
+  }),
+  rolledBackBy: z.array(z.string()).openapi({
+    description: "The rollback rollouts made to undo this one, oldest first",
   }),
   createdAt: z.string(),
   updatedAt: z.string(),
@@ -175,6 +226,10 @@ const RolloutDeviceSchema = z.object({
   deviceId: z.string(),
   position: z.number(),
   state: z.string(),
+  digest: z.string().nullable().openapi({
+    description:
+      "In a rollback, the previous digest this device is sent back to (null when none was recorded: skipped); null in an update",
+  }),
   token: z.string().nullable(),
   attempt: z.number(),
   lastStatus: z.number().nullable(),
@@ -224,10 +279,12 @@ const REFUSAL_STATUS: Record<RolloutRefusal, ContentfulStatusCode> = {
   no_devices: 422,
   invalid_targets: 422,
   devices_busy: 409,
+  nothing_to_roll_back: 422,
   insufficient_memory: 503,
   invalid_start_at: 422,
   start_in_past: 422,
   dynamic_ids: 422,
+  unsigned_artifact: 422,
   no_window: 422,
 };
 
@@ -264,9 +321,9 @@ export function rolloutsApp(deps: RolloutDeps) {
         path: "/",
         operationId: "createRollout",
         tags: ["rollouts"],
-        summary: "Create and start a rollout",
+        summary: "Create and start a rollout, or a rollback",
         description:
-          "Selects the target devices, fixes the policy (its hash and commit are recorded) and starts the first stage at once, or, with a start time still to come (startAt here or in the policy), creates it scheduled: it starts by itself then, and can be cancelled before (pause, resume and promote answer 409 scheduled). A dynamic policy needs tags or all targets (422 dynamic_ids). Nothing is written when the rollout is refused.",
+          'Selects the target devices, fixes the policy (its hash and commit are recorded) and starts the first stage at once. With `action: "rollback"` (no artifact) each device is sent back to the previous version the server recorded for it, through the same stages and thresholds; devices with none recorded are skipped, and a rollback where no target has one is refused (422 nothing_to_roll_back). With a start time still to come (startAt here or in the policy), it is created scheduled: it starts by itself then, and can be cancelled before (pause, resume and promote answer 409 scheduled). A dynamic policy needs tags or all targets (422 dynamic_ids). Nothing is written when the rollout is refused.',
         middleware: [requireRole("operator")] as const,
         request: { body: jsonBody(CreateSchema) },
         responses: {
@@ -274,7 +331,7 @@ export function rolloutsApp(deps: RolloutDeps) {
           ...AUTH_ERRORS,
           ...CONFLICT,
           422: errorContent(
-            "Unknown artifact or policy, targets that select no registered device, an inline policy whose rules contradict each other (inconsistent_policy), target devices whose tag value has no maintenance window while the policy has no fallback (no_window), a start time already past (start_in_past) or that is not an ISO 8601 date and time with an offset or names no real instant (invalid_start_at), or a dynamic policy with ids targets (dynamic_ids)",
+            "Unknown artifact or policy, targets that select no registered device, a rollback where no target has a previous version recorded (nothing_to_roll_back), an inline policy whose rules contradict each other (inconsistent_policy), target devices whose tag value has no maintenance window while the policy has no fallback (no_window), or an artifact with no valid release manifest while release keys are configured and the policy does not say allowUnsigned (unsigned_artifact), a start time already past (start_in_past) or that is not an ISO 8601 date and time with an offset or names no real instant (invalid_start_at), or a dynamic policy with ids targets (dynamic_ids)",
           ),
           503: errorContent(
             "The orchestrator's heap has no room for this many devices, or the service is starting",
@@ -384,6 +441,7 @@ export function rolloutsApp(deps: RolloutDeps) {
             deviceId: d.deviceId,
             position: d.position,
             state: d.state,
+            digest: d.digest,
             token: d.token,
             attempt: d.attempt,
             lastStatus: d.lastStatus,

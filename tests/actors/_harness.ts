@@ -1,6 +1,7 @@
 /** A simulated-time harness for engine tests: scripted devices, recorded sends and events. */
 import {
   createRolloutEngine,
+  type RolloutAction,
   type RolloutEngine,
   type RolloutEngineOptions,
   type RolloutEvent,
@@ -39,6 +40,8 @@ export interface HarnessOptions {
   skip?: number[];
   /** How many of the devices, at the end, joined after creation (a dynamic rollout restored). */
   joined?: number;
+  /** `rollback`: the `initiate` sends are ROLLBACKs; default `update`. */
+  action?: RolloutAction;
   /** Each device's maintenance window group (policies with `windows.by`). */
   windowGroups?: number[];
 }
@@ -69,6 +72,7 @@ export class Harness {
   #tokens = new Map<string, Uint8Array>();
   #skip: string[];
   #joined = 0;
+  #action: RolloutAction | undefined;
   #windowGroups: number[] | undefined;
 
   constructor(options: HarnessOptions) {
@@ -77,6 +81,7 @@ export class Harness {
     this.#skip = (options.skip ?? []).map((index) => this.ids[index]!);
     this.policy = policyOf(options.policy);
     this.#answer = options.answer;
+    this.#action = options.action;
     this.#windowGroups = options.windowGroups;
     this.engine = this.#create(options);
   }
@@ -93,6 +98,7 @@ export class Harness {
       snapshot: options.snapshot,
       skip: this.#skip,
       joined: options.joined,
+      action: this.#action,
       windowGroups: this.#windowGroups,
       ports: {
         initiate: (device, token, attempt) => this.#sent("initiate", device, token, attempt),

@@ -328,3 +328,40 @@ windows:
     });
   }
 });
+
+Deno.test("windows: an activation timeout after close re-sends at once with finish, at the next opening with hold", async (t) => {
+  // 0x00 after 30 s (inside the two-minute window); the first ACTIVATE goes unanswered, and its
+  // five-minute timeout ends at 02:05:30, after the window closed.
+  const policy = (onClose: string) =>
+    `stages: [{ percent: 100 }]
+timeouts: { activation: 5m }
+windows:
+  onClose: ${onClose}
+  open:
+    - { start: "0 2 * * *", duration: 2m }`;
+  let activations = 0;
+  const answer = (send: { kind: string }) =>
+    send.kind === "initiate"
+      ? { status: 0x00, after: 30_000 }
+      : activations++ === 0
+      ? null
+      : { status: 0x10 };
+  for (
+    const [onClose, resent] of [
+      ["finish", "2026-01-10T02:05:30Z"],
+      ["hold", "2026-01-11T02:00:00Z"],
+    ] as const
+  ) {
+    await t.step(onClose, () => {
+      activations = 0;
+      const h = harness({ policy: policy(onClose), devices: 1, answer, clock: new SimClock(JAN10) })
+        .run();
+      assert.deepEqual(h.sendsOf("activate").map((s) => s.at), [
+        at("2026-01-10T02:00:30Z"),
+        at(resent),
+      ]);
+      assert.equal(h.sendsOf("activate")[0]!.token, h.sendsOf("activate")[1]!.token);
+      assert.equal(h.engine.state, "completed");
+    });
+  }
+});

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ADMIN_TOKEN, startTestService } from "../orchestrator/_service.ts";
+import { randomPrivateKey, signManifest } from "../../srup/mod.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -158,6 +159,37 @@ Deno.test({
         assert.equal(bad.code, 1);
         assert.match(bad.stderr, /^422 invalid_start_at: .*give a UTC offset or Z/);
       });
+      await t.step(
+        "rollout create --rollback: no artifact, and a device with no previous version",
+        async () => {
+          const mixed = await ctl(api, [
+            "rollout",
+            "create",
+            "--rollback",
+            "--digest",
+            "ab".repeat(32),
+            "--policy",
+            "fast",
+            "--all",
+          ]);
+          assert.equal(mixed.code, 2);
+          assert.match(mixed.stderr, /--rollback takes no --artifact, --digest or --url/);
+          const nothing = await ctl(api, [
+            "rollout",
+            "create",
+            "--rollback",
+            "--policy",
+            "fast",
+            "--tag",
+            "site=lab",
+          ]);
+          assert.equal(nothing.code, 1);
+          assert.match(
+            nothing.stderr,
+            /^422 nothing_to_roll_back: None of the 1 targeted device\(s\) has a previous version recorded/,
+          );
+        },
+      );
       await t.step("usage and auth errors are one clear line", async () => {
         const usage = await ctl(api, ["rollout", "create", "--policy", "fast"]);
         assert.equal(usage.code, 2);
@@ -440,6 +472,39 @@ Deno.test({
         assert.equal(bad.code, 1);
         assert.match(bad.stderr, /^400 invalid_request: Invalid query: "version"/);
       });
+      await t.step(
+        "artifact upload --manifest and artifact manifest give a signed manifest",
+        async () => {
+          const bytes = crypto.getRandomValues(new Uint8Array(300));
+          const file = join(root, "signed.bin");
+          await Deno.writeFile(file, bytes);
+          const manifest = join(root, "signed.manifest");
+          const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+          const release = { digest, size: 300, name: "fw", version: "3.0.0", hardware: [] };
+          await Deno.writeFile(
+            manifest,
+            await signManifest({ ...release, securityVersion: 4 }, randomPrivateKey()),
+          );
+          const uploaded = await ctl(api, ["artifact", "upload", file, "--manifest", manifest]);
+          assert.equal(uploaded.code, 0, uploaded.stderr);
+          assert.equal(JSON.parse(uploaded.lines[0]!).release.securityVersion, 4);
+          await Deno.writeFile(
+            manifest,
+            await signManifest({ ...release, securityVersion: 5 }, randomPrivateKey()),
+          );
+          const replaced = await ctl(api, ["artifact", "manifest", digest.toHex(), manifest]);
+          assert.equal(replaced.code, 0, replaced.stderr);
+          assert.equal(JSON.parse(replaced.lines[0]!).release.securityVersion, 5);
+          const missing = await ctl(api, [
+            "artifact",
+            "manifest",
+            digest.toHex(),
+            join(root, "nope"),
+          ]);
+          assert.equal(missing.code, 2);
+          assert.match(missing.stderr, /Cannot read manifest ".*nope"/);
+        },
+      );
       await t.step(
         "artifact get, health and token list answer through the typed client",
         async () => {

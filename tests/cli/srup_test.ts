@@ -82,3 +82,136 @@ Deno.test("an unknown command exits 2 with the help", async () => {
   assert.match(stderr, /Unknown command "frobnicate"/);
   assert.match(stderr, /serve/);
 });
+
+Deno.test("srup release sign writes a manifest that release verify accepts for that file only", async (t) => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await flotilla(["srup", "keygen", "--out", join(dir, "release")]);
+    await flotilla(["srup", "keygen", "--out", join(dir, "other")]);
+    const file = join(dir, "fw.bin");
+    await Deno.writeFile(file, new Uint8Array(1000).fill(7));
+    const key = join(dir, "release", "ed25519.key");
+    const pub = join(dir, "release", "ed25519.pub");
+    const manifest = join(dir, "fw.manifest");
+    await t.step("sign: prints the manifest, writes --out", async () => {
+      const signed = await flotilla([
+        "srup",
+        "release",
+        "sign",
+        "--key",
+        key,
+        "--file",
+        file,
+        "--name",
+        "fw",
+        "--version",
+        "1.4.2",
+        "--security-version",
+        "7",
+        "--hardware",
+        "rpi4",
+        "--hardware",
+        "rpi5",
+        "--expires",
+        "2099-01-01T00:00:00Z",
+        "--out",
+        manifest,
+      ]);
+      assert.equal(signed.code, 0, signed.stderr);
+      const json = JSON.parse(signed.stdout);
+      assert.equal(json.securityVersion, 7);
+      assert.equal(json.size, 1000);
+      assert.deepEqual(json.hardware, ["rpi4", "rpi5"]);
+      assert.equal(json.expiresAt, "2099-01-01T00:00:00.000Z");
+    });
+    await t.step("verify: the right key and file pass", async () => {
+      const ok = await flotilla([
+        "srup",
+        "release",
+        "verify",
+        "--pub",
+        pub,
+        "--manifest",
+        manifest,
+        "--file",
+        file,
+      ]);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.equal(JSON.parse(ok.stdout).verified, true);
+    });
+    await t.step("verify: another key, another file: one line, exit 1", async () => {
+      const otherKey = await flotilla([
+        "srup",
+        "release",
+        "verify",
+        "--pub",
+        join(dir, "other", "ed25519.pub"),
+        "--manifest",
+        manifest,
+      ]);
+      assert.equal(otherKey.code, 1);
+      assert.match(
+        otherKey.stderr.trim(),
+        /^Cannot verify manifest ".*": not signed by that release key$/,
+      );
+      await Deno.writeFile(file, new Uint8Array(1001).fill(7));
+      const otherFile = await flotilla([
+        "srup",
+        "release",
+        "verify",
+        "--pub",
+        pub,
+        "--manifest",
+        manifest,
+        "--file",
+        file,
+      ]);
+      assert.equal(otherFile.code, 1);
+      assert.match(
+        otherFile.stderr,
+        /\(1001 bytes, [0-9a-f]{64}\) is not the signed file \(1000 bytes/,
+      );
+    });
+    await t.step("usage errors exit 2 with one line", async () => {
+      const missing = await flotilla(["srup", "release", "sign", "--key", key, "--file", file]);
+      assert.equal(missing.code, 2);
+      assert.equal(missing.stderr.trim(), "srup: srup release sign needs --name");
+      const badVersion = await flotilla([
+        "srup",
+        "release",
+        "sign",
+        "--key",
+        key,
+        "--file",
+        file,
+        "--name",
+        "fw",
+        "--version",
+        "1",
+        "--security-version",
+        "1.5",
+      ]);
+      assert.equal(badVersion.code, 2);
+      assert.match(badVersion.stderr, /Invalid --security-version "1.5"/);
+      const badName = await flotilla([
+        "srup",
+        "release",
+        "sign",
+        "--key",
+        key,
+        "--file",
+        file,
+        "--name",
+        "f w",
+        "--version",
+        "1",
+        "--security-version",
+        "1",
+      ]);
+      assert.equal(badName.code, 2);
+      assert.match(badName.stderr, /name "f w" must be 1 to 64 printable ASCII/);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

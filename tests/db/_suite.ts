@@ -560,7 +560,7 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
     const rollout = await createRollout(db, newRollout([a]));
     assert.deepEqual(await joinRollout(db, rollout.id, b), { position: 1, skipped: false });
     assert.equal(await joinRollout(db, rollout.id, b), null, "not twice");
-    await updateDevices(db, [{ id: c, digest: rollout.artifactDigest }]);
+    await updateDevices(db, [{ id: c, digest: rollout.artifactDigest! }]);
     assert.deepEqual(await joinRollout(db, rollout.id, c), { position: 2, skipped: true });
     const stored = await getRollout(db, rollout.id);
     assert.deepEqual([stored?.deviceCount, stored?.joined], [3, 2]);

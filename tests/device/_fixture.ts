@@ -9,6 +9,7 @@ import {
   newToken,
   randomPrivateKey,
   type ResponseMessage,
+  type RollbackMessage,
   signMessage,
   uuidToBytes,
   verifyMessage,
@@ -99,7 +100,26 @@ export async function agentFixture(options: FixtureOptions = {}) {
     return { message, frame: encodeMessage(message) };
   }
 
-  return { deviceId, publicKey, store, clock, replies, make, initiate, activate };
+  /** A signed ROLLBACK frame naming `digest` as the version to go back to. */
+  async function rollback(
+    digest: Uint8Array,
+    fields: Partial<RollbackMessage> = {},
+    signer: Uint8Array = TEST_PRIVATE_KEY,
+  ) {
+    const message = await signMessage<RollbackMessage>({
+      type: "rollback",
+      version: 2,
+      sequence: ++serverSequence,
+      target: uuidToBytes(deviceId),
+      token: newToken(),
+      digest,
+      signature: new Uint8Array(),
+      ...fields,
+    }, signer);
+    return { message, frame: encodeMessage(message) };
+  }
+
+  return { deviceId, publicKey, store, clock, replies, make, initiate, activate, rollback };
 }
 
 /** SHA-256 of `bytes`. */

@@ -59,13 +59,14 @@ function spawnDevice(args: string[]) {
   };
 }
 
-Deno.test("device provision writes a 0600 key and prints the id and public key", async (t) => {
+Deno.test("device provision writes a 0600 key and prints the id, public key and frame version", async (t) => {
   const dir = join(await Deno.makeTempDir(), "dev");
   try {
     const { code, stdout } = await flotilla(["device", "provision", "--out", dir]);
     assert.equal(code, 0);
     const printed = JSON.parse(stdout);
-    assert.deepEqual(Object.keys(printed), ["id", "publicKey"]);
+    assert.deepEqual(Object.keys(printed), ["id", "publicKey", "frameVersion"]);
+    assert.equal(printed.frameVersion, 3, "this agent takes signed releases ([SRUP-7])");
     assert.match(
       printed.id,
       /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
@@ -84,6 +85,7 @@ Deno.test("device provision writes a 0600 key and prints the id and public key",
         current: null,
         previous: null,
         staged: null,
+        securityVersion: 0,
       });
     });
     await t.step("a second provision refuses to replace the key: exit 1, one line", async () => {
@@ -273,6 +275,7 @@ Deno.test("device run survives SIGKILL mid-download and a restart, then updates 
         current: toHex(digest),
         previous: null,
         staged: null,
+        securityVersion: 0,
       });
       assert.deepEqual(await Deno.readFile(join(h.dir, "current")), FIRMWARE);
     });

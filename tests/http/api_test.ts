@@ -68,6 +68,7 @@ Deno.test({
           "mqtt",
           "protocolVersion",
           "publicKey",
+          "releaseKeys",
           "serverId",
         ]);
         assert.equal(server.body.serverId, service.serverId);
@@ -351,8 +352,32 @@ Deno.test({
             400,
             "invalid_request",
           );
+          const back = { action: "rollback", policy: "fast", targets: { ids: [device] } };
+          assertError(
+            await request(service, "POST", "/v1/rollouts", {
+              json: { ...back, artifact: { digest } },
+            }),
+            400,
+            "invalid_request",
+            /^Invalid json: A rollback takes no artifact/,
+          );
+          assertError(
+            await request(service, "POST", "/v1/rollouts", { json: { ...good, action: "undo" } }),
+            400,
+            "invalid_request",
+          );
+          assertError(
+            await request(service, "POST", "/v1/rollouts", { json: back }),
+            422,
+            "nothing_to_roll_back",
+            /^None of the 1 targeted device\(s\) has a previous version recorded$/,
+          );
           assert.deepEqual((await request(service, "GET", "/v1/rollouts")).body.items, []);
           const created = await request(service, "POST", "/v1/rollouts", { json: good });
+          assert.equal(created.body.action, "update");
+          assert.equal(created.body.artifact.digest, digest);
+          assert.equal(created.body.rollbackOf, null);
+          assert.deepEqual(created.body.rolledBackBy, []);
           assert.equal(created.status, 201, JSON.stringify(created.body));
           assert.equal(created.body.state, "running");
           assert.equal(created.body.policy.name, "fast");

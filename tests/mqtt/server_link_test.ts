@@ -159,7 +159,60 @@ for (const broker of BROKERS) {
     }
   });
 
-  Deno.test(`ServerLink signs INITIATE and ACTIVATE with increasing sequence ids (${broker.name})`, async () => {
+  Deno.test(`ServerLink never moves a device's replay counter for a frame it has not verified (${broker.name})`, async (t) => {
+    const server = await broker.start();
+    const s = await setup(server.url);
+    const topic = serverTopic(s.link.serverId, s.deviceId);
+    const huge = 0xffff_ffff_ffff_ffffn;
+    async function expectRejected(frame: Uint8Array, reason: string) {
+      const logged = s.logger.next("frame.rejected");
+      await s.device.publish(topic, frame);
+      assert.equal((await logged).fields.reason, reason);
+    }
+    try {
+      await t.step("signed by another device's key", async () => {
+        await expectRejected(
+          await response(randomPrivateKey(), { sequence: huge }),
+          "bad_signature",
+        );
+      });
+      await t.step("a status byte no RESPONSE has", async () => {
+        const frame = await response(s.deviceKey, { sequence: huge });
+        frame[frame.length - 1] = 0x42;
+        await expectRejected(frame, "unknown_status");
+      });
+      await t.step("a message type the server does not know", async () => {
+        const frame = await response(s.deviceKey, { sequence: huge });
+        frame[1] = 0x05;
+        await expectRejected(frame, "unknown_type");
+      });
+      await t.step("a ROLLBACK, which only servers send", async () => {
+        const rollback = encodeMessage(
+          await signMessage({
+            type: "rollback",
+            version: 2,
+            sequence: huge,
+            target: uuidToBytes(s.deviceId),
+            token: newToken(),
+            digest: new Uint8Array(32),
+            signature: new Uint8Array(),
+          }, s.deviceKey),
+        );
+        await expectRejected(rollback, "unexpected_type");
+      });
+      await t.step("the device's genuine RESPONSE with sequence id 1 is accepted", async () => {
+        await s.device.publish(topic, await response(s.deviceKey, { sequence: 1n }));
+        await waitUntil(() => s.received.length === 1, "the genuine response");
+        assert.equal(s.received[0]![1].sequence, 1n);
+        assert.equal(s.link.rejections.get("replay"), 0);
+      });
+    } finally {
+      await teardown(s.serverConnection, s.device);
+      await server.close();
+    }
+  });
+
+  Deno.test(`ServerLink signs INITIATE, ACTIVATE and ROLLBACK with increasing sequence ids (${broker.name})`, async () => {
     const server = await broker.start();
     const s = await setup(server.url);
     const frames: Uint8Array[] = [];
@@ -176,18 +229,24 @@ for (const broker of BROKERS) {
       assert.equal(sent.sequence, 1n);
       const activate = await s.link.sendActivate(s.deviceId, { token });
       assert.equal(activate.sequence, 2n);
-      assert.equal(s.serverConnection.latency.snapshot().count, 2);
-      await waitUntil(() => frames.length === 2, "both frames");
+      const back = await s.link.sendRollback(s.deviceId, { token: newToken(), digest });
+      assert.equal(back.sequence, 3n);
+      assert.equal(s.serverConnection.latency.snapshot().count, 3);
+      await waitUntil(() => frames.length === 3, "the three frames");
       const serverPublic = await (await defaultEd25519()).getPublicKey(s.serverKey);
       const initiate = decodeMessage(frames[0]!);
       const activation = decodeMessage(frames[1]!);
+      const rollback = decodeMessage(frames[2]!);
+      assert.ok(rollback.type === "rollback");
+      assert.deepEqual(rollback.target, uuidToBytes(s.deviceId));
+      assert.deepEqual(rollback.digest, digest);
       assert.ok(initiate.type === "initiate");
       assert.deepEqual(initiate.target, uuidToBytes(s.deviceId));
       assert.equal(initiate.url, "https://x.example/f");
       assert.deepEqual(initiate.digest, digest);
       assert.equal(activation.type, "activate");
       assert.deepEqual(activation.token, token);
-      for (const message of [initiate, activation]) {
+      for (const message of [initiate, activation, rollback]) {
         assert.equal(message.version, 2);
         assert.ok(await verifyMessage(message, serverPublic));
       }

@@ -85,6 +85,8 @@ export async function startDevices(
   options: {
     fetchFor?: (index: number) => typeof fetch | undefined;
     tagsFor?: (index: number) => Record<string, string>;
+    /** Registered with frame version 3 and run with these release keys ([SRUP-7]). */
+    releaseKeys?: Uint8Array[];
   } = {},
 ): Promise<TestDevice[]> {
   const devices: TestDevice[] = [];
@@ -95,6 +97,7 @@ export async function startDevices(
       id: identity.id,
       publicKey: identity.publicKey.toBase64(),
       tags: options.tagsFor?.(i) ?? { bench: "e2e" },
+      ...(options.releaseKeys ? { frameVersion: 3 } : {}),
     });
     if (registered.status !== 201) {
       throw new Error(`register failed: ${JSON.stringify(registered)}`);
@@ -105,6 +108,7 @@ export async function startDevices(
       broker: service.mqttUrl,
       serverId: service.serverId,
       fetch: options.fetchFor?.(i),
+      releaseKeys: options.releaseKeys,
     });
     devices.push({ id: identity.id, dir, running });
   }

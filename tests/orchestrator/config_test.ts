@@ -154,3 +154,17 @@ Deno.test("readConfig() names the variable and its value for every bad setting",
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("readConfig() reads FLOTILLA_RELEASE_KEYS; a bad one is one line naming the variable", () => {
+  const key = new Uint8Array(32).fill(3);
+  assert.throws(
+    () => readConfig({ FLOTILLA_RELEASE_KEYS: "abc" }),
+    /^ConfigError: Invalid FLOTILLA_RELEASE_KEYS: "abc" is not base64 of a 32-byte Ed25519 public key$/,
+  );
+  assert.deepEqual(
+    readConfig({ FLOTILLA_RELEASE_KEYS: `${key.toBase64()}, ${key.toBase64()}` })
+      .releaseKeys,
+    [key, key],
+  );
+  assert.deepEqual(readConfig({}).releaseKeys, []);
+});

@@ -66,6 +66,21 @@ Deno.test({
           assert.deepEqual(refused.body.error.details, [{ site: "tokyo", devices: 1 }]);
         },
       );
+      await t.step(
+        "the preview counts devices per window group and names those with none",
+        async () => {
+          const preview = await call(service, "POST", "/v1/rollouts/preview", {
+            policy: laterPolicy(["berlin"]),
+            targets: { ids },
+          });
+          assert.equal(preview.status, 200, JSON.stringify(preview.body));
+          assert.deepEqual(preview.body.windows, {
+            by: "site",
+            groups: [{ group: "berlin", devices: 2 }],
+            unmatched: [{ value: "tokyo", devices: 1 }],
+          });
+        },
+      );
       let id = "";
       await t.step(
         "created: nothing starts, the next opening and the waiting devices are shown",
@@ -131,6 +146,15 @@ Deno.test({
             /^ {4}berlin: next opens \d{4}-\d\d-\d\dT\d\d:00:00\.000Z, 2 waiting$/m,
           );
           assert.match(shown, /^ {4}tokyo: next opens .*, 1 waiting$/m);
+          const preview = await ctl(
+            "rollout",
+            "preview",
+            "--policy",
+            "night-windows",
+            "--tag",
+            "site=berlin",
+          );
+          assert.match(preview, /^windows by site: berlin 2, new-york 0, tokyo 0, \(other\) 0$/m);
           const devices = await ctl("rollout", "devices", id);
           assert.match(devices, /^DEVICE +STATE +WAITING +ATTEMPT/m);
           assert.equal(devices.match(/pending +waiting_window/g)?.length, 3);

@@ -47,6 +47,7 @@ Deno.test("parsePolicy() fills in defaults and converts durations to millisecond
     retry: { attempts: 3, backoff: 30_000, maxBackoff: 600_000, on: ["fc", "fd", "fe", "timeout"] },
     timeouts: { response: 600_000, activation: 300_000 },
     activation: "immediate",
+    onAbort: "none",
   });
   assert.equal(provenance.source, "inline");
   assert.equal(
@@ -229,4 +230,13 @@ Deno.test("startAt is a date and time with an offset; each problem says which, w
     }, value);
   }
   assert.throws(() => parsePolicy("name: d\nstages: [{percent: 100}]\ndynamic: yes\n"), /dynamic/);
+});
+
+Deno.test("parsePolicy() reads onAbort: rollback, and names file and line for any other value", () => {
+  const { policy } = parsePolicy("name: undo\nstages: [{percent: 100}]\nonAbort: rollback\n");
+  assert.equal(policy.onAbort, "rollback");
+  assert.deepEqual(
+    problems("name: undo\nstages: [{percent: 100}]\nonAbort: revert\n"),
+    ['p.yaml:3: onAbort: Must be "none" or "rollback"'],
+  );
 });

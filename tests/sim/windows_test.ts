@@ -5,28 +5,27 @@ import { parseFaults, runVirtual } from "../../sim/mod.ts";
 const NIGHT = new URL("../../policies/night-windows.yaml", import.meta.url).pathname;
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
-Deno.test("sim --virtual: 100,000 devices in three time zones, nightly windows over a week, none outside", async () => {
+// The same run over 100,000 devices, with its one-minute target, is bench/windows_100k.ts: in the
+// parallel suite on a loaded machine a wall-time bound would be noise, so the suite runs 20,000.
+Deno.test("sim --virtual: 20,000 devices in three time zones, nightly windows over days, none outside", async () => {
   const { policy, provenance } = await loadPolicyFile(NIGHT);
-  const started = performance.now();
   // Starts on Friday 2026-03-27: Berlin springs forward on the Sunday, mid-rollout.
   const summary = runVirtual({
     policy,
     provenance,
-    devices: 100_000,
+    devices: 20_000,
     seed: 7,
     start: Date.parse("2026-03-27T12:00:00Z"),
     faults: parseFaults("fd=0.02,timeout=0.005"),
   });
-  const wall = (performance.now() - started) / 1000;
   assert.equal(summary.state, "completed");
   assert.equal(summary.pending, 0);
-  assert.ok(summary.activated >= 99_000, `${summary.activated} activated`);
+  assert.ok(summary.activated >= 19_800, `${summary.activated} activated`);
   assert.deepEqual(summary.windows!.values, ["berlin", "new-york", "tokyo"]);
-  assert.ok(summary.windows!.initiates > 100_000, "retries happened too");
+  assert.ok(summary.windows!.initiates > 20_000, "retries happened too");
   assert.equal(summary.windows!.outsideWindow, 0, "no INITIATE outside its device's window");
-  // At 50 starts a minute, about 11 open hours a day: several nights, within the week.
-  assert.ok(summary.simulatedSeconds > 2 * 86_400 && summary.simulatedSeconds < 7 * 86_400);
-  assert.ok(wall < 60, `took ${wall}s of wall time`);
+  // At 50 starts a minute in about 11 open hours a day, 20,000 devices take more than one night.
+  assert.ok(summary.simulatedSeconds > 86_400 && summary.simulatedSeconds < 7 * 86_400);
 });
 
 Deno.test("sim --virtual --start --tag-values deals the values and prints the window check", async () => {

@@ -5,6 +5,8 @@ import {
   encodeMessage,
   encodeSigningInput,
   fromHex,
+  type InitiateMessage,
+  MAX_MANIFEST_BYTES,
   MAX_SEQUENCE,
   SrupDecodeError,
   type SrupDecodeErrorCode,
@@ -91,6 +93,41 @@ Deno.test("RESPONSE ends with the raw status byte", () => {
   assert.equal(toHex(encodeMessage(message)), "0102" + "000153" + "000154" + "fe");
 });
 
+Deno.test("a ROLLBACK is version 2 only: signature, target, token, digest after the sequence id", async (t) => {
+  const rollback: SrupMessage = {
+    type: "rollback",
+    version: 2,
+    sequence: 3n,
+    signature: ascii("S"),
+    target: ascii("G"),
+    token: ascii("T"),
+    digest: ascii("D"),
+  };
+  const hex = "0204" + "0000000000000003" + "000153" + "000147" + "000154" + "000144";
+  await t.step("its layout", () => {
+    assert.equal(toHex(encodeMessage(rollback)), hex);
+    assert.deepEqual(decodeMessage(fromHex(hex)), rollback);
+  });
+  await t.step("in version 1 it is an unknown type, whatever follows", () => {
+    assertRejects(fromHex("0104" + "000153" + "000147" + "000154" + "000144"), "unknown_type", 1);
+    assert.match(decodeError(fromHex("0104")).message, /type 0x04 is unknown in version 1/);
+    assert.throws(
+      () => encodeMessage({ ...rollback, version: 1, sequence: undefined }),
+      /ROLLBACK needs version 2/,
+    );
+  });
+  await t.step("its fields are checked against their caps before anything is taken", () => {
+    const head = "0204" + "0000000000000003" + "000153";
+    assertRejects(fromHex(head + "0041"), "field_too_large", 13);
+    assertRejects(fromHex(head + "000147" + "000154" + "0041"), "field_too_large", 19);
+    assertRejects(fromHex(head + "000147" + "000154" + "ffff"), "field_too_large", 19);
+    assertRejects(fromHex(head + "000147" + "000154" + "0002" + "44"), "truncated", 21);
+    assertRejects(fromHex(head + "000147" + "000154"), "truncated", 19);
+    assertRejects(fromHex(head + "000147" + "000154" + "0000"), "empty_field", 19);
+    assertRejects(fromHex(hex + "00"), "trailing_bytes", 22);
+  });
+});
+
 Deno.test("decodeMessage() rejects malformed frames with a stable code and offset", async (t) => {
   const table = fromHex(TABLE_II_HEX);
   await t.step("empty and truncated frames", () => {
@@ -102,7 +139,7 @@ Deno.test("decodeMessage() rejects malformed frames with a stable code and offse
     }
   });
   await t.step("unknown version and type", () => {
-    assertRejects(fromHex("0301"), "unknown_version", 0);
+    assertRejects(fromHex("0401"), "unknown_version", 0);
     assertRejects(fromHex("0001"), "unknown_version", 0);
     assertRejects(fromHex("0104"), "unknown_type", 1);
     assertRejects(fromHex("0100"), "unknown_type", 1);
@@ -159,9 +196,80 @@ Deno.test("encodeMessage() throws on misuse rather than writing a bad frame", ()
   );
 });
 
+Deno.test("version 3 INITIATE adds the manifest field and a u64 not-after after the digest", () => {
+  const v3: SrupMessage = {
+    ...TABLE_II,
+    version: 3,
+    sequence: 5n,
+    manifest: ascii("MANIFEST"),
+    notAfter: 0x0102030405060708n,
+  };
+  const frame = encodeMessage(v3);
+  const v2 = encodeMessage({ ...TABLE_II, version: 2, sequence: 5n });
+  assert.equal(frame[0], 3);
+  assert.equal(toHex(frame.subarray(1, v2.length)), toHex(v2.subarray(1)));
+  assert.equal(
+    toHex(frame.subarray(v2.length)),
+    "0008" + toHex(ascii("MANIFEST")) + "0102030405060708",
+  );
+  assert.deepEqual(decodeMessage(frame), v3);
+  // RESPONSE and ACTIVATE in version 3 are version 2's layout with byte 0 set to 3.
+  const activate: SrupMessage = {
+    type: "activate",
+    version: 3,
+    sequence: 5n,
+    signature: ascii("S"),
+    token: ascii("T"),
+  };
+  assert.equal(
+    toHex(encodeMessage(activate).subarray(1)),
+    toHex(encodeMessage({ ...activate, version: 2 }).subarray(1)),
+  );
+});
+
+Deno.test("version 3 INITIATE: the manifest's length is checked against its cap", () => {
+  const v3 = encodeMessage({
+    ...TABLE_II,
+    version: 3,
+    sequence: 5n,
+    manifest: new Uint8Array(MAX_MANIFEST_BYTES),
+    notAfter: 1n,
+  });
+  const at = v3.length - 8 - MAX_MANIFEST_BYTES - 2;
+  const over = v3.slice();
+  over[at] = (MAX_MANIFEST_BYTES + 1) >> 8;
+  over[at + 1] = (MAX_MANIFEST_BYTES + 1) & 0xff;
+  assertRejects(over, "field_too_large", at);
+  assertRejects(v3.subarray(0, v3.length - 1), "truncated", v3.length - 8);
+  assert.throws(
+    () =>
+      encodeMessage({
+        ...TABLE_II,
+        version: 3,
+        sequence: 5n,
+        manifest: new Uint8Array(MAX_MANIFEST_BYTES + 1),
+        notAfter: 1n,
+      }),
+    RangeError,
+  );
+  assert.throws(
+    () => encodeMessage({ ...TABLE_II, version: 3, sequence: 5n, notAfter: 1n }),
+    TypeError,
+  );
+  assert.throws(
+    () => encodeMessage({ ...TABLE_II, version: 3, sequence: 5n, manifest: ascii("M") }),
+    TypeError,
+  );
+  assert.throws(
+    () =>
+      encodeMessage({ ...TABLE_II, version: 2, sequence: 5n, manifest: ascii("M"), notAfter: 1n }),
+    TypeError,
+  );
+});
+
 const bytes = (max: number) => fc.uint8Array({ minLength: 1, maxLength: max });
 const header = {
-  version: fc.constantFrom(1 as const, 2 as const),
+  version: fc.constantFrom(1 as const, 2 as const, 3 as const),
   sequence: fc.bigInt({ min: 0n, max: MAX_SEQUENCE }),
   signature: bytes(512),
   token: bytes(64),
@@ -173,6 +281,8 @@ const arbitraryMessage: fc.Arbitrary<SrupMessage> = fc.oneof(
     target: bytes(64),
     url: fc.string({ unit: "grapheme", minLength: 1, maxLength: 500 }),
     digest: bytes(64),
+    manifest: bytes(256),
+    notAfter: fc.bigInt({ min: 0n, max: MAX_SEQUENCE }),
   }),
   fc.record({
     type: fc.constant("response" as const),
@@ -180,10 +290,21 @@ const arbitraryMessage: fc.Arbitrary<SrupMessage> = fc.oneof(
     status: fc.constantFrom(...STATUS_NAMES.keys()),
   }),
   fc.record({ type: fc.constant("activate" as const), ...header }),
+  fc.record({
+    type: fc.constant("rollback" as const),
+    ...header,
+    version: fc.constant(2 as const),
+    target: bytes(64),
+    digest: bytes(64),
+  }),
 ).map((generated) => {
   // fast-check builds null-prototype records; messages from decodeMessage() are plain objects.
   const message = { ...generated };
   if (message.version === 1) delete (message as Partial<SrupMessage>).sequence;
+  if (message.type === "initiate" && message.version !== 3) {
+    delete (message as Partial<InitiateMessage>).manifest;
+    delete (message as Partial<InitiateMessage>).notAfter;
+  }
   return message;
 });
 

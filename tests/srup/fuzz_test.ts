@@ -20,6 +20,18 @@ const SEEDS: SrupMessage[] = [
     digest: new Uint8Array(32).fill(3),
   },
   {
+    type: "initiate",
+    version: 3,
+    sequence: 8n,
+    signature: new Uint8Array(64).fill(6),
+    target: uuidToBytes("6f1c2f4e-8a3b-4c7d-9e2f-0a1b2c3d4e5f"),
+    token: new Uint8Array(16).fill(7),
+    url: "https://updates.example.com/fw/1.4.2.bin",
+    digest: new Uint8Array(32).fill(8),
+    manifest: new Uint8Array(137).fill(9),
+    notAfter: 1_893_456_000_000n,
+  },
+  {
     type: "response",
     version: 1,
     signature: new Uint8Array(64).fill(4),
@@ -32,6 +44,15 @@ const SEEDS: SrupMessage[] = [
     sequence: 1n,
     signature: new Uint8Array(64),
     token: new Uint8Array(16),
+  },
+  {
+    type: "rollback",
+    version: 2,
+    sequence: 9n,
+    signature: new Uint8Array(64).fill(6),
+    target: uuidToBytes("6f1c2f4e-8a3b-4c7d-9e2f-0a1b2c3d4e5f"),
+    token: new Uint8Array(16).fill(7),
+    digest: new Uint8Array(32).fill(8),
   },
 ].map((message) => message as SrupMessage);
 
@@ -70,6 +91,7 @@ Deno.test("decodeMessage() lets only SrupDecodeError escape for 100,000 random a
   const frames = SEEDS.map(encodeMessage);
   let decoded = 0;
   let rejected = 0;
+  const types = new Map<string, number>();
   for (let i = 0; i < 100_000; i++) {
     let input: Uint8Array;
     if (i % 2 === 0) {
@@ -77,16 +99,17 @@ Deno.test("decodeMessage() lets only SrupDecodeError escape for 100,000 random a
       for (let j = 0; j < input.length; j++) input[j] = Math.floor(random() * 256);
       // Half the random frames get a valid version and type so the parser goes deeper.
       if (input.length > 1 && i % 4 === 0) {
-        input[0] = 1 + (i % 8 === 0 ? 1 : 0);
-        input[1] = 1 + (i % 3);
+        input[0] = 1 + (i % 12 === 0 ? 2 : i % 8 === 0 ? 1 : 0);
+        input[1] = 1 + (i % 4);
       }
     } else {
-      input = mutate(frames[i % frames.length]!, random);
+      input = mutate(frames[(i >> 1) % frames.length]!, random);
     }
     try {
       const message = decodeMessage(input);
       // Whatever decodes must re-encode to exactly the bytes it came from.
       assert.deepEqual(encodeMessage(message), input);
+      types.set(message.type, (types.get(message.type) ?? 0) + 1);
       decoded++;
     } catch (error) {
       if (!(error instanceof SrupDecodeError)) throw error;
@@ -96,4 +119,7 @@ Deno.test("decodeMessage() lets only SrupDecodeError escape for 100,000 random a
   assert.equal(decoded + rejected, 100_000);
   assert.ok(decoded > 1_000, `only ${decoded} mutated frames decoded: the fuzzer is too shallow`);
   assert.ok(rejected > 50_000, `only ${rejected} frames rejected`);
+  for (const type of SEEDS.map((seed) => seed.type)) {
+    assert.ok(types.get(type)! > 100, `only ${types.get(type) ?? 0} ${type} frames decoded`);
+  }
 });

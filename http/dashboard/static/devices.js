@@ -239,6 +239,7 @@ function History({ id, byDigest }) {
                         <td>${item.attempt}</td>
                         <td>${statusText(item.lastStatus)}</td>
                         <td>
+                          ${item.rolloutAction === "rollback" ? "rollback to " : null}
                           <${ArtifactLabel} artifact=${byDigest.get(item.artifactDigest)}
                             digest=${item.artifactDigest} />
                         </td>

@@ -85,6 +85,9 @@ function Preview({ policy, targets }) {
   </div>`;
 }
 
+/** The artifact choice that makes the rollout a rollback. */
+const ROLLBACK = "rollback";
+
 export function NewRolloutPage() {
   const operator = useRole("operator");
   const artifacts = useApi("/v1/artifacts?limit=1000");
@@ -126,7 +129,10 @@ export function NewRolloutPage() {
     setBusy(true);
     try {
       const created = await api("POST", "/v1/rollouts", {
-        artifact: { digest: form.artifact },
+        // A rollback names no artifact: each device goes back to its own previous version.
+        ...(form.artifact === ROLLBACK
+          ? { action: "rollback" }
+          : { artifact: { digest: form.artifact } }),
         policy: form.policy,
         targets: targets.value,
         ...(form.name.trim() ? { name: form.name.trim() } : {}),
@@ -155,6 +161,7 @@ export function NewRolloutPage() {
           <label for="rollout-artifact">Artifact</label>
           <select id="rollout-artifact" required value=${form.artifact} onChange=${set("artifact")}>
             <option value="">Choose an artifact</option>
+            <option value=${ROLLBACK}>Roll back: each device's previous version</option>
             ${artifactItems.map((a) =>
               html`<option value=${a.digest}>${a.name ?? "unnamed"} ${a.version ?? ""} (${
                 a.digest.slice(0, 12)

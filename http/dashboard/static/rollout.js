@@ -273,8 +273,8 @@ function Devices({ r }) {
   }</caption>
       <thead><tr>
         <th scope="col">#</th><th scope="col">Device</th><th scope="col">State</th>
-        <th scope="col">Waiting</th><th scope="col">Attempts</th><th scope="col">Last status</th>
-        <th scope="col">Updated</th>
+        ${r.action === "rollback" ? html`<th scope="col">Back to</th>` : null}
+        <th scope="col">Attempts</th><th scope="col">Last status</th><th scope="col">Updated</th>
       </tr></thead>
       <tbody>
         ${
@@ -284,9 +284,15 @@ function Devices({ r }) {
           <td>${d.position + 1}</td>
           <td><a class="mono" href=${`#/devices/${d.deviceId}`}>${d.deviceId}</a></td>
           <td>
-            <${Badge} state=${d.state} />
+            <${Badge} state=${d.state} />${d.waitReason
+              ? html`<span class="muted wait-reason">${` ${words(d.waitReason)}`}</span>`
+              : null}
           </td>
-          <td>${d.waitReason ? words(d.waitReason) : ""}</td>
+          ${r.action === "rollback"
+            ? html`<td class="mono" title=${d.digest ?? "no previous version recorded"}>${
+              d.digest ? `${d.digest.slice(0, 16)}…` : "none"
+            }</td>`
+            : null}
           <td>${d.attempt}</td>
           <td>${statusText(d.lastStatus)}</td>
           <td>${when(d.updatedAt)}</td>
@@ -395,11 +401,36 @@ export function RolloutPage({ id }) {
         <h2>Rollout</h2>
         <div class="card">
       <${Facts} pairs=${[
-        [
-          "artifact",
-          html`<${ArtifactLabel} artifact=${r.artifact} /> <span class="mono">${r.artifact.digest}</span>`,
-        ],
-        ["url", html`<span class="mono">${r.artifact.url}</span>`],
+        ...(r.artifact
+          ? [
+            [
+              "artifact",
+              html`<${ArtifactLabel} artifact=${r.artifact} /> <span class="mono">${r.artifact.digest}</span>`,
+            ],
+            ["url", html`<span class="mono">${r.artifact.url}</span>`],
+          ]
+          : [[
+            "action",
+            html`<span id="rollback">rollback: each device goes back to its previous version</span>`,
+          ]]),
+        ...(r.rollbackOf
+          ? [[
+            "rolls back",
+            html`<a id="rollback-of" href=${`#/rollouts/${r.rollbackOf}`}>${r.rollbackOf}</a>`,
+          ]]
+          : []),
+        ...(r.rolledBackBy.length > 0
+          ? [[
+            "rolled back by",
+            html`<span id="rolled-back-by">${
+              r.rolledBackBy.map((id) =>
+                html`
+                  <a href=${`#/rollouts/${id}`}>${id}</a>
+                `
+              )
+            }</span>`,
+          ]]
+          : []),
         [
           "policy",
           `${r.policy.name} (sha256 ${r.policy.sha256.slice(0, 12)}…${

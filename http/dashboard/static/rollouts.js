@@ -68,7 +68,9 @@ export function RolloutsPage() {
                       : null}
                   </td>
                   <td>
-                    <${ArtifactLabel} artifact=${r.artifact} />
+                    ${r.action === "rollback"
+                      ? html`<span class="rollback" title="Each device goes back to its previous version">rollback</span>`
+                      : html`<${ArtifactLabel} artifact=${r.artifact} />`}
                   </td>
                   <td>${r.policy.name}</td>
                   <td>
