@@ -153,20 +153,35 @@ export class DeviceAgent {
     return await this.#activate(message);
   }
 
-  async #initiate(message: InitiateMessage): Promise<void> {
+  /**
+   * Admits an INITIATE or a ROLLBACK: addressed to this device, a token never seen, a sequence id
+   * above the last. Records them as seen before anything is fetched or changed, so a replay is
+   * refused even after a kill; a staged update is given up (a new INITIATE overwrites its slot).
+   * Returns the token in hex, or null when the frame was rejected.
+   */
+  async #admit(message: InitiateMessage | RollbackMessage): Promise<string | null> {
     const token = toHex(message.token);
     if (!equalBytes(message.target, this.#target)) {
-      return this.#reject("wrong_target", { token, target: toHex(message.target) });
+      this.#reject("wrong_target", { token, target: toHex(message.target) });
+      return null;
     }
-    if (this.#state.tokens.includes(token)) return this.#reject("token_reused", { token });
+    if (this.#state.tokens.includes(token)) {
+      this.#reject("token_reused", { token });
+      return null;
+    }
     if (!this.#sequenceAbove(message)) {
-      return this.#reject("replay", { token, sequence: message.sequence });
+      this.#reject("replay", { token, sequence: message.sequence });
+      return null;
     }
-    // Seen is recorded before anything is fetched, so a replay is refused even after a kill.
-    // A new INITIATE supersedes any staged update: its slot is the one about to be overwritten.
     const accepted = this.#accepted(message, token);
     await this.#options.store.save(accepted);
     this.#state = accepted;
+    return token;
+  }
+
+  async #initiate(message: InitiateMessage): Promise<void> {
+    const token = await this.#admit(message);
+    if (token === null) return;
     this.#logger.info("initiate.accepted", { device: this.deviceId, token, url: message.url });
     const running = this.#state.current;
     const check = await checkRelease(message, {
@@ -348,18 +363,8 @@ export class DeviceAgent {
    * and 0xFA when the previous version's security version is below the running one's.
    */
   async #rollback(message: RollbackMessage): Promise<void> {
-    const token = toHex(message.token);
-    if (!equalBytes(message.target, this.#target)) {
-      return this.#reject("wrong_target", { token, target: toHex(message.target) });
-    }
-    if (this.#state.tokens.includes(token)) return this.#reject("token_reused", { token });
-    if (!this.#sequenceAbove(message)) {
-      return this.#reject("replay", { token, sequence: message.sequence });
-    }
-    // Seen before anything changes, as for an INITIATE; a staged update is given up.
-    const accepted = this.#accepted(message, token);
-    await this.#options.store.save(accepted);
-    this.#state = accepted;
+    const token = await this.#admit(message);
+    if (token === null) return;
     const digest = toHex(message.digest);
     const { current, previous } = this.#state;
     if (current?.digest === digest) {

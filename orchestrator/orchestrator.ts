@@ -408,13 +408,6 @@ export class Orchestrator {
             }`,
           );
         }
-        const windowGroups = windows?.groups;
-        const rollback = row.action === "rollback"
-          ? await listRollbackDigests(this.#db, row.id)
-          : undefined;
-        const manifest = row.artifactDigest === null
-          ? undefined
-          : await this.#manifest(row.artifactDigest);
         this.#run(row, {
           deviceIds,
           skipped,
@@ -422,9 +415,8 @@ export class Orchestrator {
           policy,
           link,
           snapshot,
-          windowGroups,
-          manifest,
-          rollback,
+          windowGroups: windows?.groups,
+          ...await this.#stored(row),
         });
       } catch (error) {
         // One rollout that cannot be restored must not keep the others, or the service, down.
@@ -497,6 +489,14 @@ export class Orchestrator {
     return manifest ? Uint8Array.fromBase64(manifest) : undefined;
   }
 
+  /** What a stored rollout runs with besides its devices: a rollback's digests, the manifest. */
+  async #stored(row: Rollout): Promise<Pick<RunStart, "rollback" | "manifest">> {
+    return {
+      rollback: row.action === "rollback" ? await listRollbackDigests(this.#db, row.id) : undefined,
+      manifest: row.artifactDigest === null ? undefined : await this.#manifest(row.artifactDigest),
+    };
+  }
+
   /** Devices of a rollout skipped at creation: they already run its artifact. */
   async #skipped(rolloutId: string): Promise<string[]> {
     // Right after creation the only rows that are not pending are the skipped ones.
@@ -558,12 +558,7 @@ export class Orchestrator {
       await this.#prepare(deviceIds);
       const policy = row.policy as unknown as Policy;
       const windowGroups = (await windowGroupsOf(this.#db, policy, deviceIds))?.groups;
-      const rollback = row.action === "rollback"
-        ? await listRollbackDigests(this.#db, row.id)
-        : undefined;
-      const manifest = row.artifactDigest === null
-        ? undefined
-        : await this.#manifest(row.artifactDigest);
+      const stored = await this.#stored(row);
       const link = this.#requireLink();
       this.#run(row, {
         deviceIds,
@@ -572,8 +567,7 @@ export class Orchestrator {
         policy,
         link,
         windowGroups,
-        manifest,
-        rollback,
+        ...stored,
       });
       this.#log(`rollout ${id}: started at its scheduled time (${deviceIds.length} devices)`);
     } catch (error) {
