@@ -35,6 +35,19 @@ function stageOf(rollout: Row): string {
   return stages ? `${stage} of ${stages.length}` : String(stage);
 }
 
+/**
+ * When a scheduled rollout starts or started; one cancelled before its start (its last change
+ * came before its start time) never started.
+ */
+function startLine(rollout: Row): string {
+  if (rollout.state === "scheduled") return `starts at ${rollout.startAt}`;
+  const startAt = Date.parse(String(rollout.startAt));
+  const updatedAt = Date.parse(String(rollout.updatedAt));
+  return updatedAt < startAt
+    ? `was scheduled for ${rollout.startAt}: ${rollout.state} before it started`
+    : `started at ${rollout.startAt}`;
+}
+
 /** A rollout as a few lines: what it is, where it is, its counts and its maintenance windows. */
 export function showRollout(value: unknown): string {
   const r = value as Row;
@@ -54,7 +67,7 @@ export function showRollout(value: unknown): string {
   if (r.haltReason) lines.push(`  halted   ${(r.haltReason as Row).message}`);
   if (r.pauseReason) lines.push(`  paused   ${text(r.pauseReason)}`);
   if (r.bakeUntil) lines.push(`  bakes until ${r.bakeUntil}`);
-  if (r.startAt) lines.push(`  ${r.state === "scheduled" ? "starts" : "started"} at ${r.startAt}`);
+  if (r.startAt) lines.push(`  ${startLine(r)}`);
   if (r.dynamic) lines.push(`  dynamic  ${r.joined} device(s) joined after creation`);
   const windows = r.windows as Row | null | undefined;
   if (windows) {
