@@ -100,6 +100,7 @@ export function NewRolloutPage() {
     mode: "all",
     tags: "",
     ids: "",
+    startAt: "",
   });
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
@@ -126,6 +127,11 @@ export function NewRolloutPage() {
     event.preventDefault();
     setError(null);
     if (targets.error) return setError(targets.error);
+    // The browser's local time, sent with its offset as UTC; empty starts the rollout now.
+    const startAt = form.startAt ? new Date(form.startAt) : null;
+    if (startAt && Number.isNaN(startAt.getTime())) {
+      return setError(new Error(`Invalid start time "${form.startAt}"`));
+    }
     setBusy(true);
     try {
       const created = await api("POST", "/v1/rollouts", {
@@ -137,6 +143,7 @@ export function NewRolloutPage() {
         targets: targets.value,
         ...(form.name.trim() ? { name: form.name.trim() } : {}),
         ...(form.description.trim() ? { description: form.description.trim() } : {}),
+        ...(startAt ? { startAt: startAt.toISOString() } : {}),
       });
       location.hash = `#/rollouts/${created.id}`;
     } catch (failure) {
@@ -223,6 +230,10 @@ export function NewRolloutPage() {
               `
               : null}
           </fieldset>
+
+          <label for="rollout-start-at">Start at (optional, your local time; empty starts now)</label>
+          <input id="rollout-start-at" type="datetime-local" value=${form.startAt}
+            onInput=${set("startAt")} />
 
           <${Preview} policy=${form.policy || null} targets=${targets} />
           <${ErrorBanner} error=${error} />
