@@ -1,8 +1,25 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { Browser } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { axeViolations, installed, launch, openConsole, signIn } from "./_browser.ts";
 import { ADMIN_TOKEN, api, startTestService, upload } from "../orchestrator/_service.ts";
+
+/** Fills in and submits New rollout: the first artifact, policy "fast", a start time. */
+async function submitForm(
+  page: Page,
+  form: { apiUrl: string; name: string; startAt: string },
+) {
+  const { apiUrl, name, startAt } = form;
+  await page.goto(`${apiUrl}/#/rollouts/new`);
+  await page.getByRole("heading", { level: 1, name: "New rollout" }).waitFor();
+  await page.getByLabel("Name", { exact: true }).fill(name);
+  await page.locator("#rollout-artifact option").nth(2).waitFor({ state: "attached" });
+  const digest = await page.locator("#rollout-artifact option").nth(2).getAttribute("value");
+  await page.getByLabel("Artifact", { exact: true }).selectOption(digest!);
+  await page.getByLabel("Policy", { exact: true }).selectOption("fast");
+  await page.getByLabel(/^Start at/).fill(startAt);
+  await page.getByRole("button", { name: "Create rollout" }).click();
+}
 
 Deno.test({
   name: "console in headless Chromium: New rollout schedules a start, and refuses one in the past",
@@ -25,27 +42,23 @@ Deno.test({
       const page = await openConsole(browser, service.apiUrl, problems);
       await signIn(page, ADMIN_TOKEN);
 
-      async function fillForm(name: string, startAt: string): Promise<void> {
-        await page.goto(`${service.apiUrl}/#/rollouts/new`);
-        await page.getByRole("heading", { level: 1, name: "New rollout" }).waitFor();
-        await page.getByLabel("Name", { exact: true }).fill(name);
-        await page.locator("#rollout-artifact option").nth(2).waitFor({ state: "attached" });
-        const digest = await page.locator("#rollout-artifact option").nth(2).getAttribute("value");
-        await page.getByLabel("Artifact", { exact: true }).selectOption(digest!);
-        await page.getByLabel("Policy", { exact: true }).selectOption("fast");
-        await page.getByLabel(/^Start at/).fill(startAt);
-        await page.getByRole("button", { name: "Create rollout" }).click();
-      }
-
       await t.step("a start time in the past is refused with the server's reason", async () => {
-        await fillForm("Too late", "2020-01-01T02:00");
+        await submitForm(page, {
+          apiUrl: service.apiUrl,
+          name: "Too late",
+          startAt: "2020-01-01T02:00",
+        });
         await page.getByText(/start_in_past|in the past/).first().waitFor();
         assert.match(page.url(), /#\/rollouts\/new$/);
         const list = await api(service, "GET", "/v1/rollouts");
         assert.deepEqual(list.body.items, []);
       });
       await t.step("a future start time creates a scheduled rollout starting then", async () => {
-        await fillForm("Sunday night", "2030-06-02T02:00");
+        await submitForm(page, {
+          apiUrl: service.apiUrl,
+          name: "Sunday night",
+          startAt: "2030-06-02T02:00",
+        });
         await page.waitForURL(/#\/rollouts\/[0-9a-f-]{36}$/);
         await page.locator("#scheduled").waitFor();
         const id = page.url().split("/").pop()!;
