@@ -190,21 +190,34 @@ export async function listDevices(
   return { items, nextCursor: rows.length > limit ? items.at(-1)!.id : null };
 }
 
+// Ids per query: far below PostgreSQL's 65,535 bind parameters.
+const ID_CHUNK = 10_000;
+
+/** Runs `query` on `ids` a chunk at a time and puts each row's non-null value in one map. */
+async function loadByIds<T>(
+  ids: readonly string[],
+  query: (chunk: string[]) => Promise<{ id: string; value: T | null }[]>,
+): Promise<Map<string, T>> {
+  const result = new Map<string, T>();
+  for (let i = 0; i < ids.length; i += ID_CHUNK) {
+    for (const row of await query(ids.slice(i, i + ID_CHUNK))) {
+      if (row.value !== null) result.set(row.id, row.value);
+    }
+  }
+  return result;
+}
+
 /** The last accepted sequence id of each of these devices that has one. */
 export async function loadSequences(
   db: Db,
   ids: readonly string[],
 ): Promise<Map<string, bigint>> {
-  const result = new Map<string, bigint>();
-  for (let i = 0; i < ids.length; i += 10_000) {
-    const rows = await guard(
-      db.select({ id: devices.id, sequence: devices.lastSequence }).from(devices)
-        .where(inArray(devices.id, ids.slice(i, i + 10_000) as string[])),
+  return await loadByIds(ids, (chunk) =>
+    guard(
+      db.select({ id: devices.id, value: devices.lastSequence }).from(devices)
+        .where(inArray(devices.id, chunk)),
       "Cannot load sequence ids",
-    );
-    for (const row of rows) if (row.sequence !== null) result.set(row.id, row.sequence);
-  }
-  return result;
+    ));
 }
 
 /** The public keys (base64) of these devices, for the ones that exist. */
@@ -212,16 +225,12 @@ export async function loadPublicKeys(
   db: Db,
   ids: readonly string[],
 ): Promise<Map<string, string>> {
-  const result = new Map<string, string>();
-  for (let i = 0; i < ids.length; i += 10_000) {
-    const rows = await guard(
-      db.select({ id: devices.id, publicKey: devices.publicKey }).from(devices)
-        .where(inArray(devices.id, ids.slice(i, i + 10_000) as string[])),
+  return await loadByIds(ids, (chunk) =>
+    guard(
+      db.select({ id: devices.id, value: devices.publicKey }).from(devices)
+        .where(inArray(devices.id, chunk)),
       "Cannot load public keys",
-    );
-    for (const row of rows) result.set(row.id, row.publicKey);
-  }
-  return result;
+    ));
 }
 
 /** [SRUP-2.1] The frame version registered for each of these devices that has one. */
@@ -229,16 +238,12 @@ export async function loadFrameVersions(
   db: Db,
   ids: readonly string[],
 ): Promise<Map<string, number>> {
-  const result = new Map<string, number>();
-  for (let i = 0; i < ids.length; i += 10_000) {
-    const rows = await guard(
-      db.select({ id: devices.id, frameVersion: devices.frameVersion }).from(devices)
-        .where(inArray(devices.id, ids.slice(i, i + 10_000) as string[])),
+  return await loadByIds(ids, (chunk) =>
+    guard(
+      db.select({ id: devices.id, value: devices.frameVersion }).from(devices)
+        .where(inArray(devices.id, chunk)),
       "Cannot load frame versions",
-    );
-    for (const row of rows) if (row.frameVersion !== null) result.set(row.id, row.frameVersion);
-  }
-  return result;
+    ));
 }
 
 /** The value of tag `key` of these devices, for those that exist and carry it (maintenance windows). */
@@ -247,17 +252,13 @@ export async function loadTagValues(
   ids: readonly string[],
   key: string,
 ): Promise<Map<string, string>> {
-  const result = new Map<string, string>();
-  for (let i = 0; i < ids.length; i += 10_000) {
-    const rows = await guard(
+  return await loadByIds(ids, (chunk) =>
+    guard(
       db.select({ id: devices.id, value: sql<string | null>`${devices.tags} ->> ${key}` })
         .from(devices)
-        .where(inArray(devices.id, ids.slice(i, i + 10_000) as string[])),
+        .where(inArray(devices.id, chunk)),
       "Cannot load device tags",
-    );
-    for (const row of rows) if (row.value !== null) result.set(row.id, row.value);
-  }
-  return result;
+    ));
 }
 
 /** Ids of registered devices in id order, optionally only those carrying every tag given. */
