@@ -203,6 +203,8 @@ Deno.test({
           // Opened afresh, the page shows what happened before it from GET /v1/rollouts/:id/events.
           await page.reload();
           await page.waitForSelector("#state .badge[data-state=completed]");
+          // The events come from their own API call, after the rollout: wait for the last one.
+          await page.locator("#events .type", { hasText: "rollout.completed" }).first().waitFor();
           const types = await page.locator("#events .type").allTextContents();
           for (
             const type of [
