@@ -120,7 +120,21 @@ export {
 } from "./server_state.ts";
 export {
   type CommitInfo,
+  FencedWriteError,
   type GroupCommitOptions,
   GroupCommitWriter,
   type WriteOp,
 } from "./batcher.ts";
+export {
+  type ClaimOptions,
+  claimRollout,
+  type ClusterNode,
+  type Fence,
+  heartbeat,
+  type HeldLease,
+  holdsFence,
+  listClaimable,
+  listNodes,
+  releaseLeases,
+  renewLeases,
+} from "./leases.ts";

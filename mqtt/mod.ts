@@ -42,8 +42,10 @@ export {
   type InitiateFields,
   type ResponseHandler,
   type RollbackFields,
+  type SendOptions,
   ServerLink,
   type ServerLinkOptions,
+  WithheldSendError,
 } from "./server_link.ts";
 export { MemorySequenceTracker, type SequenceTracker } from "./sequence_tracker.ts";
 export { RejectionCounter, type RejectReason } from "./rejections.ts";

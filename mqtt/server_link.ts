@@ -78,6 +78,24 @@ export interface RollbackFields {
   digest: Uint8Array;
 }
 
+/** Options of one send. */
+export interface SendOptions {
+  /**
+   * Checked last, after the id is taken and the frame signed, right before it is handed to the
+   * client: false withholds the frame (a cluster node whose lease may have lapsed). Rejects then
+   * with a {@linkcode WithheldSendError}.
+   */
+  mayPublish?: () => boolean;
+}
+
+/** A frame not published because its sender's `mayPublish` said no. */
+export class WithheldSendError extends Error {
+  constructor(deviceId: string) {
+    super(`Cannot send to "${deviceId}": the frame was withheld (lease not held)`);
+    this.name = "WithheldSendError";
+  }
+}
+
 /** Subscribes to the response topic and returns the link; rejects when the broker refuses. */
 export async function createServerLink(
   connection: MqttConnection,
@@ -118,6 +136,7 @@ export class ServerLink {
   /** The stall under way: since when, and how many devices timed out in it. */
   #stall: { since: number; timeouts: number } | undefined;
   #stalls = 0;
+  #withheld = 0;
   #silentTimeouts = 0;
 
   /** Use {@linkcode createServerLink}, which also subscribes. */
@@ -142,6 +161,11 @@ export class ServerLink {
   /** Whether devices are timing out while the broker is up and no RESPONSE arrives at all. */
   get stalled(): boolean {
     return this.#stall !== undefined;
+  }
+
+  /** Frames withheld by their sender's `mayPublish` (a lease that may have lapsed). */
+  get withheld(): number {
+    return this.#withheld;
   }
 
   /** Stalls so far; see {@linkcode timedOut}. */
@@ -180,25 +204,37 @@ export class ServerLink {
   }
 
   /** Signs and publishes an INITIATE to `deviceId`; resolves with the sent message on PUBACK. */
-  sendInitiate(deviceId: string, fields: InitiateFields): Promise<InitiateMessage> {
+  sendInitiate(
+    deviceId: string,
+    fields: InitiateFields,
+    options?: SendOptions,
+  ): Promise<InitiateMessage> {
     const target = uuidToBytes(deviceId);
-    return this.#send(deviceId, { type: "initiate", ...pick(fields), target });
+    return this.#send(deviceId, { type: "initiate", ...pick(fields), target }, options);
   }
 
   /** Signs and publishes an ACTIVATE to `deviceId`; resolves with the sent message on PUBACK. */
-  sendActivate(deviceId: string, fields: ActivateFields): Promise<ActivateMessage> {
-    return this.#send(deviceId, { type: "activate", token: fields.token });
+  sendActivate(
+    deviceId: string,
+    fields: ActivateFields,
+    options?: SendOptions,
+  ): Promise<ActivateMessage> {
+    return this.#send(deviceId, { type: "activate", token: fields.token }, options);
   }
 
   /** [SRUP-9] Signs and publishes a ROLLBACK to `deviceId`; resolves with the sent message on PUBACK. */
-  sendRollback(deviceId: string, fields: RollbackFields): Promise<RollbackMessage> {
+  sendRollback(
+    deviceId: string,
+    fields: RollbackFields,
+    options?: SendOptions,
+  ): Promise<RollbackMessage> {
     const target = uuidToBytes(deviceId);
     return this.#send(deviceId, {
       type: "rollback",
       token: fields.token,
       digest: fields.digest,
       target,
-    });
+    }, options);
   }
 
   /** Stops delivering responses and writes any pending rejection summary; the connection stays open. */
@@ -220,6 +256,7 @@ export class ServerLink {
   #send<T extends InitiateMessage | ActivateMessage | RollbackMessage>(
     deviceId: string,
     fields: Omit<T, "version" | "sequence" | "signature">,
+    options: SendOptions = {},
   ): Promise<T> {
     const topic = deviceTopic(deviceId);
     // Per device, ids are taken and frames handed to the client in one order, so a device never
@@ -230,6 +267,10 @@ export class ServerLink {
       const version = "manifest" in fields ? 3 : 2;
       const unsigned = { ...fields, version, sequence, signature: new Uint8Array() } as T;
       const message = await signMessage(unsigned, this.#options.privateKey);
+      if (options.mayPublish && !options.mayPublish()) {
+        this.#withheld++;
+        throw new WithheldSendError(deviceId);
+      }
       return { message, acked: this.#connection.publish(topic, encodeMessage(message)) };
     });
     return queued.then(async ({ message, acked }) => {

@@ -1,6 +1,7 @@
 /** Every live rollout of this service: creation, operator commands, RESPONSE routing, recovery. */
 import {
   type Clock,
+  isFinal,
   type RolloutAction,
   RolloutCommandError,
   type RolloutSnapshot,
@@ -29,6 +30,7 @@ import type { ServerLink } from "../mqtt/mod.ts";
 import { type LoadedPolicy, type Policy, windowGrouper } from "../policies/mod.ts";
 import { newToken, type ResponseMessage, toHex } from "../srup/mod.ts";
 import { RolloutRunner } from "./rollout_runner.ts";
+import type { Cluster } from "./cluster.ts";
 import type { StoredSequenceTracker } from "./sequence_tracker.ts";
 import { wallClock } from "../io/clock.ts";
 import { checkHeapRoom, type HeapUsage, v8HeapUsage } from "./heap_budget.ts";
@@ -53,6 +55,8 @@ export interface OrchestratorOptions {
    * manifests are not required (but still sent to devices that speak frame version 3).
    */
   releaseKeys?: readonly Uint8Array[];
+  /** Cluster mode (PostgreSQL): this node drives only the rollouts whose lease it holds. */
+  cluster?: Cluster;
 }
 
 /** A new rollout, its devices already resolved. */
@@ -151,6 +155,8 @@ export class Orchestrator {
   /** RESPONSEs that arrived before recovery finished, replayed once it has. */
   #early: [string, ResponseMessage][] | null = [];
   #earlyDropped = 0;
+  readonly #cluster: Cluster | undefined;
+  #ignored = 0;
 
   constructor(options: OrchestratorOptions) {
     this.#db = options.db;
@@ -162,6 +168,12 @@ export class Orchestrator {
     this.#token = options.token ?? newToken;
     this.#maxEarly = options.maxEarlyResponses ?? MAX_EARLY_RESPONSES;
     this.releaseKeys = options.releaseKeys ?? [];
+    this.#cluster = options.cluster;
+  }
+
+  /** Cluster mode: RESPONSEs for devices no rollout of this node drives (another node's). */
+  get ignoredResponses(): number {
+    return this.#ignored;
   }
 
   /** RESPONSEs dropped because the recovery buffer was full. */
@@ -245,6 +257,11 @@ export class Orchestrator {
     }
     this.#writer.enqueue({ kind: "seen", deviceId, at: new Date() }).catch(() => {});
     const runner = this.#byDevice.get(deviceId);
+    if (!runner && this.#cluster) {
+      // Every node hears every RESPONSE; the node that owns the device's rollout handles it.
+      this.#ignored++;
+      return;
+    }
     if (!runner?.response(deviceId, message.token, message.status)) {
       // Signed by the device, yet for a token no rollout issued it: counted, and logged in brief.
       this.#link?.reject("unknown_token", {
@@ -259,6 +276,13 @@ export class Orchestrator {
   /** The live runner of a rollout, or undefined once it is gone from memory. */
   runner(id: string): RolloutRunner | undefined {
     return this.#runners.get(id);
+  }
+
+  /** Rollouts this process drives or has scheduled, not yet final. */
+  activeRollouts(): number {
+    let n = this.#scheduled.size;
+    for (const runner of this.#runners.values()) if (!isFinal(runner.engine.state)) n++;
+    return n;
   }
 
   /** Devices by state, summed over the rollouts running in this process. */
@@ -285,7 +309,10 @@ export class Orchestrator {
     const action = request.action ?? "update";
     const artifact = action === "rollback" ? null : request.artifact;
     if (action === "update" && !artifact) throw new TypeError("Cannot create rollout: no artifact");
+    const cluster = this.#cluster;
+    const leaseAskedAt = cluster?.mark() ?? 0;
     const row = await createRollout(this.#db, {
+      lease: cluster ? { node: cluster.node, ttlMs: cluster.ttlMs } : undefined,
       state: scheduled ? "scheduled" : undefined,
       startAt: scheduled ? new Date(startAt) : null,
       name: request.name ?? null,
@@ -305,6 +332,11 @@ export class Orchestrator {
         ? { digest: artifact.digest, url: artifact.url }
         : undefined,
     });
+    if (cluster) {
+      cluster.adopt(row.id, row.leaseEpoch, leaseAskedAt);
+      // Its devices may have had frames from another node's ids: ours come from a newer block.
+      await cluster.fresh();
+    }
     const skipped = scheduled ? [] : await this.#skipped(row.id);
     const rollback = action === "rollback" && !scheduled
       ? await listRollbackDigests(this.#db, row.id)
@@ -373,64 +405,21 @@ export class Orchestrator {
     return true;
   }
 
-  /** Resumes every unfinished rollout from the database; returns how many. */
+  /**
+   * Resumes every unfinished rollout from the database; returns how many. In cluster mode only
+   * those this node can claim: unowned, expired, or held by this node id before a restart.
+   */
   async recover(): Promise<number> {
-    const link = this.#requireLink();
+    this.#requireLink();
     const rows = await listActiveRollouts(this.#db);
     let resumed = 0;
-    for (const row of rows) {
-      if (row.state === "scheduled") {
-        // One whose time passed while the node was down starts now; the others wait for theirs.
-        this.#schedule(row);
-        resumed++;
-        this.#log(`rollout ${row.id}: scheduled for ${row.startAt?.toISOString()}`);
-        continue;
+    for (let row of rows) {
+      if (this.#cluster) {
+        const claimed = await this.#cluster.claim(row.id, true);
+        if (!claimed) continue;
+        row = claimed;
       }
-      const deviceIds = await listRolloutDeviceIds(this.#db, row.id);
-      const started = await loadStartedRolloutDevices(this.#db, row.id);
-      const policy = row.policy as unknown as Policy;
-      try {
-        const snapshot = snapshotFromRows(row.id, row.snapshot as RolloutSnapshot | null, {
-          policy,
-          deviceIds,
-          started,
-          now: this.#clock.now(),
-          token: this.#token,
-        });
-        await this.#prepare(deviceIds);
-        const skipped = started.filter((d) => d.state === SKIPPED).map((d) => d.deviceId);
-        // Window groups are not stored: they come from the devices' tags as they are now.
-        const windows = await windowGroupsOf(this.#db, policy, deviceIds);
-        if (windows && windows.unmatched.size > 0) {
-          this.#log(
-            `rollout ${row.id}: devices no longer match a maintenance window and wait: ${
-              describeUnmatched(policy.windows!.by!, windows.unmatched)
-            }`,
-          );
-        }
-        this.#run(row, {
-          deviceIds,
-          skipped,
-          joined: row.joined,
-          policy,
-          link,
-          snapshot,
-          windowGroups: windows?.groups,
-          ...await this.#stored(row),
-        });
-      } catch (error) {
-        // One rollout that cannot be restored must not keep the others, or the service, down.
-        this.#log(
-          `rollout ${row.id}: cannot resume, left as "${row.state}": ${
-            describeDatabaseError(error)
-          }`,
-        );
-        continue;
-      }
-      resumed++;
-      this.#log(
-        `rollout ${row.id}: resumed (${row.state}, stage ${row.stage}, ${started.length} of ${deviceIds.length} devices started)`,
-      );
+      if (await this.#restore(row)) resumed++;
     }
     const early = this.#early ?? [];
     this.#early = null;
@@ -440,6 +429,88 @@ export class Orchestrator {
     for (const [deviceId, message] of early) this.handleResponse(deviceId, message);
     await this.#owedRollbacks();
     return resumed;
+  }
+
+  /** Drives a rollout this node just claimed from another (cluster takeover), from the database. */
+  async restore(row: Rollout): Promise<void> {
+    if (this.#closed) return;
+    this.#abandon(row.id);
+    await this.#restore(row);
+  }
+
+  /** Stops driving a rollout at once, writing nothing more: another node's lease holds it now. */
+  lost(id: string): void {
+    this.#abandon(id);
+  }
+
+  #abandon(id: string): void {
+    const scheduled = this.#scheduled.get(id);
+    if (scheduled) {
+      this.#clock.clearTimeout(scheduled.timer);
+      this.#scheduled.delete(id);
+    }
+    this.#dynamic.delete(id);
+    const runner = this.#runners.get(id);
+    if (!runner) return;
+    runner.abandon();
+    this.#runners.delete(id);
+    for (const device of runner.devices) {
+      if (this.#byDevice.get(device) === runner) this.#byDevice.delete(device);
+    }
+  }
+
+  /** Rebuilds one unfinished rollout from its rows and runs it; false when it cannot be. */
+  async #restore(row: Rollout): Promise<boolean> {
+    const link = this.#requireLink();
+    if (row.state === "scheduled") {
+      // One whose time passed while the node was down starts now; the others wait for theirs.
+      this.#schedule(row);
+      this.#log(`rollout ${row.id}: scheduled for ${row.startAt?.toISOString()}`);
+      return true;
+    }
+    const deviceIds = await listRolloutDeviceIds(this.#db, row.id);
+    const started = await loadStartedRolloutDevices(this.#db, row.id);
+    const policy = row.policy as unknown as Policy;
+    try {
+      const snapshot = snapshotFromRows(row.id, row.snapshot as RolloutSnapshot | null, {
+        policy,
+        deviceIds,
+        started,
+        now: this.#clock.now(),
+        token: this.#token,
+      });
+      await this.#prepare(deviceIds);
+      const skipped = started.filter((d) => d.state === SKIPPED).map((d) => d.deviceId);
+      // Window groups are not stored: they come from the devices' tags as they are now.
+      const windows = await windowGroupsOf(this.#db, policy, deviceIds);
+      if (windows && windows.unmatched.size > 0) {
+        this.#log(
+          `rollout ${row.id}: devices no longer match a maintenance window and wait: ${
+            describeUnmatched(policy.windows!.by!, windows.unmatched)
+          }`,
+        );
+      }
+      this.#run(row, {
+        deviceIds,
+        skipped,
+        joined: row.joined,
+        policy,
+        link,
+        snapshot,
+        windowGroups: windows?.groups,
+        ...await this.#stored(row),
+      });
+    } catch (error) {
+      // One rollout that cannot be restored must not keep the others, or the service, down.
+      this.#log(
+        `rollout ${row.id}: cannot resume, left as "${row.state}": ${describeDatabaseError(error)}`,
+      );
+      return false;
+    }
+    this.#log(
+      `rollout ${row.id}: resumed (${row.state}, stage ${row.stage}, ${started.length} of ${deviceIds.length} devices started)`,
+    );
+    return true;
   }
 
   /**
@@ -670,6 +741,7 @@ export class Orchestrator {
       windowGroups: start.windowGroups,
       token: this.#token,
       log: this.#log,
+      lease: this.#cluster?.lease(row.id),
       onFinished: (done) => {
         this.#clock.setTimeout(() => this.#forget(done), FINISHED_GRACE_MS);
         if (done.engine.state === "halted" && policy.onAbort === "rollback") {
@@ -740,6 +812,7 @@ export class Orchestrator {
   #forget(runner: RolloutRunner): void {
     if (this.#runners.get(runner.id) !== runner) return;
     this.#runners.delete(runner.id);
+    this.#cluster?.drop(runner.id);
     this.#dynamic.delete(runner.id);
     for (const id of runner.devices) {
       if (this.#byDevice.get(id) === runner) this.#byDevice.delete(id);

@@ -149,6 +149,10 @@ const RolloutSchema = z.object({
   description: z.string().nullable(),
   /** The API token's name that created it; null for rollouts made before it was recorded. */
   createdBy: z.string().nullable(),
+  owner: z.string().nullable().openapi({
+    description:
+      "Cluster mode (PostgreSQL): the node whose lease drives it (FLOTILLA_NODE_ID); null when no node holds one, and always on embedded PGlite",
+  }),
   state: z.enum(ROLLOUT_STATES),
   stage: z.number(),
   stages: z.array(StageSchema).nullable(),
