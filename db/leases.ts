@@ -161,7 +161,7 @@ export async function listNodes(db: Db, withinMs?: number): Promise<ClusterNode[
       startedAt: nodes.startedAt,
       heartbeatAt: nodes.heartbeatAt,
       rollouts: sql<number>`(select count(*)::int from ${rollouts} r
-        where r.owner = ${nodes.id} and r.state in (${active()}))`,
+        where r.owner = ${sql.raw('"nodes"."id"')} and r.state in (${active()}))`,
     }).from(nodes)
       .where(
         withinMs === undefined
