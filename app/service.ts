@@ -142,6 +142,8 @@ export async function startService(
       onCommit: (info) => dbLatency.observe(info.ms),
       onEvents: (events) => {
         for (const event of events) hub.publish(streamedEvent(event));
+        // The other nodes' streams show them too (docs/cluster.md).
+        cluster?.announce(events.map((event) => event.id));
       },
       onFenced: (rolloutId, fence) => cluster?.fenced(rolloutId, fence.epoch),
       onError: (error, size, retryInMs) =>
@@ -230,7 +232,17 @@ export async function startService(
       clustered ? { load: ids.load, persist: ids.persist, reserve: ids.reserve } : ids,
     );
     if (clustered) {
-      cluster = new Cluster({ db, node: config.nodeId, ttlMs: config.leaseTtlMs, sequence, log });
+      cluster = new Cluster({
+        db,
+        node: config.nodeId,
+        ttlMs: config.leaseTtlMs,
+        sequence,
+        log,
+        listenUrl: config.databaseUrl,
+        onEvents: (events) => {
+          for (const event of events) hub.publish(streamedEvent(event));
+        },
+      });
       const own = cluster;
       // Runs after the orchestrator stopped its runners: their last writes land, then the leases go.
       cleanup.push(async () => {
@@ -266,7 +278,13 @@ export async function startService(
     orchestrator.attach(link);
     const resumed = await orchestrator.recover();
     if (cluster) {
-      await cluster.start(orchestrator);
+      await cluster.start({
+        restore: (row) => orchestrator.restore(row),
+        lost: (id) => orchestrator.lost(id),
+        // Applied here, never forwarded on: the sender looked up this node as the owner.
+        command: (id, command, actor) =>
+          orchestrator.command(id, command, actor, { forward: false }),
+      });
       const own = cluster;
       // Stops claiming first on shutdown, so nothing is taken over while runners stop.
       cleanup.push(() => own.close(false));
@@ -425,7 +443,12 @@ async function openWithRetry(
   for (;;) {
     options.signal?.throwIfAborted();
     try {
-      return await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+      return await openDatabase({
+        url: config.databaseUrl,
+        dataDir: config.dataDir,
+        // A node frozen mid-commit must not keep a rollout's row locked past its lease.
+        idleInTransactionMs: config.databaseUrl ? config.leaseTtlMs : undefined,
+      });
     } catch (error) {
       if (!isUnavailable(error)) throw error;
       const cause = describeDatabaseError(error);

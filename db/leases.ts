@@ -67,7 +67,14 @@ export async function claimRollout(
         leaseEpoch: sql`${rollouts.leaseEpoch} + 1`,
         leaseExpiresAt: ttl(options.ttlMs),
       })
-      .where(and(eq(rollouts.id, id), sql`${rollouts.state} in (${active()})`, claimable(options)))
+      // A row another node has locked (a transaction of a node frozen mid-commit) is skipped, not
+      // waited for: its session's idle_in_transaction_session_timeout ends the lock, and a later
+      // scan claims it then.
+      .where(
+        sql`${rollouts.id} in (select id from ${rollouts} where ${
+          and(eq(rollouts.id, id), sql`${rollouts.state} in (${active()})`, claimable(options))
+        } for update skip locked)`,
+      )
       .returning(),
     "Cannot claim rollout",
   );

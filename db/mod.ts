@@ -95,7 +95,8 @@ export {
   type ListEventsOptions,
   type NewEvent,
 } from "./events.ts";
-export { type EventHistoryOptions, listEventHistory } from "./events.ts";
+export { type EventHistoryOptions, listEventHistory, loadEvents } from "./events.ts";
+export { listenChannel, MAX_NOTIFY_BYTES, type NotifyChannel } from "./notify.ts";
 export {
   type ApiToken,
   createApiToken,

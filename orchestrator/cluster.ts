@@ -6,13 +6,18 @@ import {
   claimRollout,
   type Db,
   describeDatabaseError,
+  type Event,
   type Fence,
   heartbeat,
   listClaimable,
+  listenChannel,
+  loadEvents,
+  type NotifyChannel,
   releaseLeases,
   renewLeases,
   type Rollout,
 } from "../db/mod.ts";
+import { RolloutCommandError, type RolloutCommandErrorCode } from "../actors/mod.ts";
 import type { SequenceAllocator } from "../io/sequence.ts";
 
 /** A lease as a runner sees it: the fence of its writes, and whether it may still publish. */
@@ -34,7 +39,37 @@ export interface ClusterOptions {
   log?: (line: string) => void;
   /** Monotonic milliseconds; default `performance.now()`. */
   now?: () => number;
+  /**
+   * The PostgreSQL URL for a LISTEN connection of its own: commands forwarded to a rollout's
+   * owner, and committed events relayed to every node's streams. Without it neither is done.
+   */
+  listenUrl?: string;
+  /** Events another node committed, loaded from the database, in id order (SSE relay). */
+  onEvents?: (events: Event[]) => void;
 }
+
+/** An operator command, as forwarded to the node that owns the rollout. */
+export type ForwardedCommand = "pause" | "resume" | "cancel" | "promote";
+
+/** The owner of a rollout did not answer a forwarded command in time (or there is none now). */
+export class OwnerUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "OwnerUnavailableError";
+  }
+}
+
+/** What travels on the cluster channel. */
+type Message =
+  | { t: "cmd"; to: string; id: string; command: ForwardedCommand; actor: string; reply: string }
+  | { t: "ack"; reply: string; ok: boolean; code?: RolloutCommandErrorCode; state?: string }
+  | { t: "ev"; from: string; ids: number[] };
+
+const CHANNEL = "flotilla_cluster";
+// A forwarded command the owner has not answered within this long is reported unavailable.
+const FORWARD_TIMEOUT_MS = 2_000;
+// Event ids per notification: about 17 bytes each, well within PostgreSQL's 8000-byte payload.
+const IDS_PER_NOTIFY = 400;
 
 /** What the cluster asks of the orchestrator. */
 export interface ClusterDriver {
@@ -42,6 +77,8 @@ export interface ClusterDriver {
   restore(row: Rollout): Promise<void>;
   /** Stops driving a rollout at once: its lease is lost. */
   lost(id: string): void;
+  /** Applies a command another node forwarded here (RolloutCommandError when it does not apply). */
+  command(id: string, command: ForwardedCommand, actor: string): Promise<boolean>;
 }
 
 interface Held {
@@ -62,6 +99,12 @@ export class Cluster {
   #driver: ClusterDriver | undefined;
   #timers: ReturnType<typeof setInterval>[] = [];
   #scanning = false;
+  #channel: NotifyChannel | undefined;
+  readonly #listenUrl: string | undefined;
+  readonly #onEvents: ((events: Event[]) => void) | undefined;
+  readonly #replies = new Map<string, (message: Message & { t: "ack" }) => void>();
+  /** Relayed event loads, one after another so streams keep id order. */
+  #relay: Promise<void> = Promise.resolve();
   #renewing = false;
   #closed = false;
   /** Rollouts claimed from another node (or from none) while this node ran. */
@@ -76,6 +119,8 @@ export class Cluster {
     this.#sequence = options.sequence;
     this.#log = options.log ?? ((line) => console.error(line));
     this.#now = options.now ?? (() => performance.now());
+    this.#listenUrl = options.listenUrl;
+    this.#onEvents = options.onEvents;
   }
 
   /** Leases held now. */
@@ -149,6 +194,9 @@ export class Cluster {
   async start(driver: ClusterDriver): Promise<void> {
     this.#driver = driver;
     await heartbeat(this.#db, this.node, true);
+    if (this.#listenUrl) {
+      this.#channel = await listenChannel(this.#listenUrl, CHANNEL, (p) => this.#receive(p));
+    }
     const every = Math.max(1, Math.floor(this.ttlMs / 3));
     this.#timers.push(setInterval(() => this.renew(), every));
     this.#timers.push(setInterval(() => this.scan(), Math.max(1, Math.floor(this.ttlMs / 2))));
@@ -217,11 +265,121 @@ export class Cluster {
     return taken;
   }
 
+  /**
+   * Sends a command to `owner`, the node holding the rollout's lease, and waits for its answer:
+   * true when applied, false when the rollout no longer runs there; RolloutCommandError when it
+   * does not apply, OwnerUnavailableError when no answer comes.
+   */
+  async forward(
+    owner: string,
+    id: string,
+    command: ForwardedCommand,
+    actor: string,
+  ): Promise<boolean> {
+    const channel = this.#channel;
+    if (!channel) {
+      throw new OwnerUnavailableError(
+        `Cannot ${command} rollout: node "${owner}" runs it and this node cannot reach it`,
+      );
+    }
+    const reply = crypto.randomUUID();
+    const answered = Promise.withResolvers<(Message & { t: "ack" }) | undefined>();
+    this.#replies.set(reply, answered.resolve);
+    const timer = setTimeout(() => answered.resolve(undefined), FORWARD_TIMEOUT_MS);
+    try {
+      await channel.notify(JSON.stringify({ t: "cmd", to: owner, id, command, actor, reply }));
+      const ack = await answered.promise;
+      if (!ack) {
+        throw new OwnerUnavailableError(
+          `Cannot ${command} rollout: its owner node "${owner}" did not answer within ${FORWARD_TIMEOUT_MS} ms: try again`,
+        );
+      }
+      if (ack.code !== undefined) {
+        throw new RolloutCommandError(ack.code, command, ack.state ?? "unknown");
+      }
+      return ack.ok;
+    } finally {
+      clearTimeout(timer);
+      this.#replies.delete(reply);
+    }
+  }
+
+  /** Tells the other nodes which events this node committed, so their streams show them. */
+  announce(ids: readonly number[]): void {
+    const channel = this.#channel;
+    if (!channel || this.#closed) return;
+    for (let i = 0; i < ids.length; i += IDS_PER_NOTIFY) {
+      const payload = JSON.stringify({
+        t: "ev",
+        from: this.node,
+        ids: ids.slice(i, i + IDS_PER_NOTIFY),
+      });
+      channel.notify(payload).catch((error) =>
+        this.#log(`cluster: cannot announce events: ${describeDatabaseError(error)}`)
+      );
+    }
+  }
+
+  #receive(payload: string): void {
+    let message: Message;
+    try {
+      message = JSON.parse(payload);
+    } catch {
+      this.#log(`cluster: dropped a notification that is not JSON (${payload.length} bytes)`);
+      return;
+    }
+    switch (message?.t) {
+      case "ack":
+        this.#replies.get(message.reply)?.(message);
+        return;
+      case "cmd":
+        if (message.to === this.node) this.#apply(message);
+        return;
+      case "ev":
+        if (message.from === this.node || !this.#onEvents || !Array.isArray(message.ids)) return;
+        this.#relayEvents(message.ids.filter((id) => Number.isSafeInteger(id)));
+        return;
+    }
+  }
+
+  #relayEvents(ids: number[]): void {
+    const onEvents = this.#onEvents!;
+    this.#relay = this.#relay.then(async () => {
+      try {
+        onEvents(await loadEvents(this.#db, ids));
+      } catch (error) {
+        this.#log(`cluster: cannot relay events: ${describeDatabaseError(error)}`);
+      }
+    });
+  }
+
+  async #apply(message: Message & { t: "cmd" }): Promise<void> {
+    let ack: Message & { t: "ack" };
+    try {
+      const ok = await this.#driver!.command(message.id, message.command, message.actor);
+      ack = { t: "ack", reply: message.reply, ok };
+    } catch (error) {
+      ack = error instanceof RolloutCommandError
+        ? { t: "ack", reply: message.reply, ok: false, code: error.code, state: error.state }
+        : { t: "ack", reply: message.reply, ok: false };
+      if (!(error instanceof RolloutCommandError)) {
+        this.#log(
+          `rollout ${message.id}: forwarded ${message.command} failed: ${
+            describeDatabaseError(error)
+          }`,
+        );
+      }
+    }
+    await this.#channel?.notify(JSON.stringify(ack)).catch(() => {});
+  }
+
   /** Stops the loops; with `release`, gives up every lease at once so others take over now. */
   async close(release: boolean): Promise<void> {
     this.#closed = true;
     for (const timer of this.#timers.splice(0)) clearInterval(timer);
     if (!release) return;
+    await this.#channel?.close().catch(() => {});
+    this.#channel = undefined;
     this.#held.clear();
     try {
       const n = await releaseLeases(this.#db, this.node);

@@ -8,10 +8,12 @@ import {
   snapshotFromRows,
 } from "../actors/mod.ts";
 import {
+  ACTIVE_ROLLOUT_STATES,
   createRollout,
   type Db,
   describeDatabaseError,
   getArtifact,
+  getRollout,
   type GroupCommitWriter,
   joinRollout,
   leaveRollout,
@@ -30,7 +32,7 @@ import type { ServerLink } from "../mqtt/mod.ts";
 import { type LoadedPolicy, type Policy, windowGrouper } from "../policies/mod.ts";
 import { newToken, type ResponseMessage, toHex } from "../srup/mod.ts";
 import { RolloutRunner } from "./rollout_runner.ts";
-import type { Cluster } from "./cluster.ts";
+import { type Cluster, OwnerUnavailableError } from "./cluster.ts";
 import type { StoredSequenceTracker } from "./sequence_tracker.ts";
 import { wallClock } from "../io/clock.ts";
 import { checkHeapRoom, type HeapUsage, v8HeapUsage } from "./heap_budget.ts";
@@ -388,21 +390,51 @@ export class Orchestrator {
     return row;
   }
 
-  /** Applies an operator command; RolloutCommandError when it does not apply now. */
-  async command(id: string, command: RolloutCommand, actor: string): Promise<boolean> {
+  /**
+   * Applies an operator command; RolloutCommandError when it does not apply now. In cluster mode a
+   * rollout another node owns gets it forwarded there (unless `forward` is false: a command that
+   * was forwarded here), and OwnerUnavailableError when that node does not answer.
+   */
+  async command(
+    id: string,
+    command: RolloutCommand,
+    actor: string,
+    options: { forward?: boolean } = {},
+  ): Promise<boolean> {
     if (this.#scheduled.has(id)) {
       // Only cancel applies before the start: there is nothing to pause, resume or promote yet.
       if (command !== "cancel") throw new RolloutCommandError("scheduled", command, "scheduled");
       if (await this.#serially(() => this.#cancelScheduled(id, actor))) return true;
     }
     const runner = this.#runners.get(id);
-    if (!runner) return false;
+    if (!runner) {
+      const cluster = this.#cluster;
+      if (!cluster || options.forward === false || cluster.owns(id)) return false;
+      return await this.#forward(cluster, id, command, actor);
+    }
     runner.command(command);
     await this.#writer.enqueue({
       kind: "event",
       event: { rolloutId: id, type: `operator.${command}`, actor, data: {} },
     });
     return true;
+  }
+
+  /** Sends a command to the node that owns the rollout (cluster mode); see `command()`. */
+  async #forward(
+    cluster: Cluster,
+    id: string,
+    command: RolloutCommand,
+    actor: string,
+  ): Promise<boolean> {
+    const row = await getRollout(this.#db, id);
+    if (!row || !(ACTIVE_ROLLOUT_STATES as readonly string[]).includes(row.state)) return false;
+    if (row.owner === null || row.owner === cluster.node) {
+      throw new OwnerUnavailableError(
+        `Cannot ${command} rollout: no node drives it right now (its owner stopped; another takes it over within ${cluster.ttlMs} ms): try again`,
+      );
+    }
+    return await cluster.forward(row.owner, id, command, actor);
   }
 
   /**

@@ -19,6 +19,7 @@ import {
 } from "../../db/mod.ts";
 import type { Orchestrator, RolloutCommand } from "../../orchestrator/orchestrator.ts";
 import type { PolicyRegistry } from "../../orchestrator/policy_registry.ts";
+import { OwnerUnavailableError } from "../../orchestrator/cluster.ts";
 import {
   type RolloutRefusal,
   RolloutRefusedError,
@@ -313,6 +314,9 @@ export function rolloutsApp(deps: RolloutDeps) {
     } catch (error) {
       if (error instanceof RolloutCommandError) {
         throw new ApiError(409, error.code, error.message, { details: { state: error.state } });
+      }
+      if (error instanceof OwnerUnavailableError) {
+        throw new ApiError(503, "owner_unavailable", error.message);
       }
       throw error;
     }

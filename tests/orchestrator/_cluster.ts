@@ -176,7 +176,7 @@ export async function startNode(env: ClusterEnv, id: string): Promise<Node> {
 
 /** One frame a device received, or a RESPONSE it sent, in the order it happened. */
 export type DeviceRecord =
-  | { kind: "received"; type: string; sequence: bigint; token: string }
+  | { kind: "received"; type: string; sequence: bigint; token: string; n: number }
   | { kind: "sent"; token: string; status: number };
 
 /** A device of the fleet and what it saw. */
@@ -195,10 +195,16 @@ export interface FleetDevice {
 export class Fleet {
   readonly devices: FleetDevice[];
   readonly #connection: MqttConnection;
+  readonly #counter: { count: number };
 
-  private constructor(devices: FleetDevice[], connection: MqttConnection) {
+  private constructor(
+    devices: FleetDevice[],
+    connection: MqttConnection,
+    counter: { count: number },
+  ) {
     this.devices = devices;
     this.#connection = connection;
+    this.#counter = counter;
   }
 
   static async start(
@@ -206,9 +212,12 @@ export class Fleet {
     options: { serverKey: Uint8Array; mqttUrl: string },
   ): Promise<Fleet> {
     const ed = await defaultEd25519();
+    // Frames received by the whole fleet so far: a frame's `n` orders it among all of them.
+    const fleet = { count: 0 };
     const byTopic = new Map<string, FleetDevice>();
     const devices: FleetDevice[] = [];
-    let connection: MqttConnection | undefined;
+    // Set once the agents exist: their publish callbacks reach it through here.
+    const wire: { connection?: MqttConnection } = {};
     for (let i = 0; i < count; i++) {
       const seed = crypto.getRandomValues(new Uint8Array(32));
       const id = crypto.randomUUID();
@@ -232,13 +241,13 @@ export class Fleet {
           if (message.type === "response") {
             device.log.push({ kind: "sent", token: toHex(message.token), status: message.status });
           }
-          await connection!.publish(topic, frame);
+          await wire.connection!.publish(topic, frame);
         },
       });
       devices.push(device);
       byTopic.set(device.agent.topic, device);
     }
-    connection = await connectMqtt(options.mqttUrl, {
+    const connection = await connectMqtt(options.mqttUrl, {
       clientId: `flotilla-cluster-fleet-${crypto.randomUUID().slice(0, 8)}`,
       clean: true,
       maxPending: 1_000_000,
@@ -254,6 +263,7 @@ export class Fleet {
               type: message.type,
               sequence: message.sequence ?? 0n,
               token: toHex(message.token),
+              n: fleet.count++,
             });
           }
         } catch {
@@ -264,10 +274,34 @@ export class Fleet {
         });
       },
     });
+    wire.connection = connection;
     for (let i = 0; i < devices.length; i += 500) {
-      await Promise.all(devices.slice(i, i + 500).map((d) => connection!.subscribe(d.agent.topic)));
+      await Promise.all(devices.slice(i, i + 500).map((d) => connection.subscribe(d.agent.topic)));
     }
-    return new Fleet(devices, connection);
+    return new Fleet(devices, connection, fleet);
+  }
+
+  /** Frames the whole fleet has received so far: a mark for {@linkcode framesSince}. */
+  received(): number {
+    return this.#counter.count;
+  }
+
+  /** Frames received after `mark`, in no particular order. */
+  framesSince(mark: number): (DeviceRecord & { kind: "received" })[] {
+    return this.devices.flatMap((d) =>
+      d.log.filter((r): r is DeviceRecord & { kind: "received" } =>
+        r.kind === "received" && r.n >= mark
+      )
+    );
+  }
+
+  /** The lowest sequence id among frames received after `mark`; undefined before any. */
+  lowestSince(mark: number): bigint | undefined {
+    let lowest: bigint | undefined;
+    for (const frame of this.framesSince(mark)) {
+      if (lowest === undefined || frame.sequence < lowest) lowest = frame.sequence;
+    }
+    return lowest;
   }
 
   /** Devices that confirmed an activation (sent 0x10). */

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { createTestDatabase } from "../db/_postgres.ts";
 import {
+  ADMIN_TOKEN,
   CLUSTER_SKIP,
   clusterEnv,
   Fleet,
@@ -154,6 +155,123 @@ Deno.test({
         assert.deepEqual(body.nodes.map((n) => n.id).filter((id) => id !== "n1"), ["n2", "n3"]);
       });
     } finally {
+      await close();
+    }
+  },
+});
+
+Deno.test({
+  name: "cluster: an owner frozen past its lease (SIGSTOP) sends and writes nothing after SIGCONT",
+  ignore: CLUSTER_SKIP !== undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const { nodes, fleet, rollout, close } = await startCluster();
+    const [n1, n2, n3] = nodes as [Node, Node, Node];
+    try {
+      let owner = "";
+      await t.step("another node takes over while the owner is stopped", async () => {
+        await until(() => fleet.activated() >= DEVICES / 5 ? true : undefined, 60_000, () => "");
+        n1.signal("SIGSTOP");
+        owner = await until(
+          async () => {
+            const { body } = await n2.api("GET", `/v1/rollouts/${rollout}`);
+            return body.owner !== "n1" && body.owner !== null ? body.owner as string : undefined;
+          },
+          30_000,
+          () => n2.output,
+        );
+      });
+
+      // Frames received from here on come from the new owner: n1 is stopped. Its ids were all
+      // reserved before the takeover, so they are below every one the new owner sends.
+      const mark = fleet.received();
+      let lowest = 0n;
+      await t.step("the new owner sends from a block reserved after its claim", async () => {
+        lowest = await until(() => fleet.lowestSince(mark), 30_000, () => n2.output);
+      });
+
+      const resumedAt = fleet.received();
+      await t.step(
+        "SIGCONT: the stale node drops the rollout without a frame or a row",
+        async () => {
+          n1.signal("SIGCONT");
+          await until(
+            () => /lost to another node/.test(n1.output) ? true : undefined,
+            30_000,
+            () => n1.output,
+          );
+          const byOwner = owner === "n2" ? n2 : n3;
+          const done = await completed(byOwner, rollout, [n1, n2, n3]);
+          assert.equal(done.owner, owner);
+          assert.equal((done.counts as Record<string, number>).activated, DEVICES);
+          const stale = fleet.framesSince(resumedAt).filter((frame) => frame.sequence < lowest);
+          assert.deepEqual(stale, [], "frames with the stale node's ids arrived after SIGCONT");
+          assert.equal(await n1.metric("flotilla_cluster_leases"), 0);
+          assert.equal(await n1.metric("flotilla_cluster_leases_lost_total"), 1);
+          const fenced = await n1.metric("flotilla_cluster_fenced_writes_total");
+          assert.ok(fenced !== undefined && fenced >= 0);
+          await until(() => fleet.activated() === DEVICES ? true : undefined, 10_000, () => "");
+          assert.deepEqual(fleet.violations(), []);
+        },
+      );
+    } finally {
+      await close();
+    }
+  },
+});
+
+Deno.test({
+  name: "cluster: pause and resume on a node that does not own the rollout; its SSE shows them",
+  ignore: CLUSTER_SKIP !== undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const { nodes, fleet, rollout, close } = await startCluster();
+    const [n1, n2, n3] = nodes as [Node, Node, Node];
+    const abort = new AbortController();
+    const stream = await fetch(`${n3.apiUrl}/v1/events?rollout=${rollout}&after=0`, {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      signal: abort.signal,
+    });
+    const seen: string[] = [];
+    const reading = (async () => {
+      for await (const chunk of stream.body!.pipeThrough(new TextDecoderStream())) {
+        for (const match of chunk.matchAll(/^event: (\S+)$/gm)) seen.push(match[1]!);
+      }
+    })().catch(() => {});
+    try {
+      await t.step("pause on n2 pauses n1's rollout", async () => {
+        await until(() => fleet.activated() >= 10 ? true : undefined, 60_000, () => n1.output);
+        const paused = await n2.api("POST", `/v1/rollouts/${rollout}/pause`);
+        assert.equal(paused.status, 200, JSON.stringify(paused.body));
+        assert.equal(paused.body.state, "paused");
+        assert.equal(paused.body.owner, "n1");
+        const onOwner = await n1.api("GET", `/v1/rollouts/${rollout}`);
+        assert.equal(onOwner.body.state, "paused");
+        const again = await n3.api("POST", `/v1/rollouts/${rollout}/pause`);
+        assert.equal(again.status, 409, JSON.stringify(again.body));
+      });
+
+      await t.step("n3's event stream shows the owner's events", async () => {
+        await until(
+          () => seen.includes("operator.pause") && seen.includes("device.activated") || undefined,
+          10_000,
+          () => seen.join(", "),
+        );
+      });
+
+      await t.step("resume on n3 lets it complete", async () => {
+        const resumed = await n3.api("POST", `/v1/rollouts/${rollout}/resume`);
+        assert.equal(resumed.status, 200, JSON.stringify(resumed.body));
+        const done = await completed(n3, rollout, [n1]);
+        assert.equal((done.counts as Record<string, number>).activated, DEVICES);
+        await until(() => fleet.activated() === DEVICES ? true : undefined, 10_000, () => "");
+        assert.deepEqual(fleet.violations(), []);
+      });
+    } finally {
+      abort.abort();
+      await reading;
       await close();
     }
   },
