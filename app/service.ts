@@ -284,6 +284,7 @@ export async function startService(
         // Applied here, never forwarded on: the sender looked up this node as the owner.
         command: (id, command, actor) =>
           orchestrator.command(id, command, actor, { forward: false }),
+        forget: (device) => orchestrator.forgetDevice(device, false),
       });
       const own = cluster;
       // Stops claiming first on shutdown, so nothing is taken over while runners stop.

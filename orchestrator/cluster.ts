@@ -63,7 +63,8 @@ export class OwnerUnavailableError extends Error {
 type Message =
   | { t: "cmd"; to: string; id: string; command: ForwardedCommand; actor: string; reply: string }
   | { t: "ack"; reply: string; ok: boolean; code?: RolloutCommandErrorCode; state?: string }
-  | { t: "ev"; from: string; ids: number[] };
+  | { t: "ev"; from: string; ids: number[] }
+  | { t: "forget"; from: string; device: string };
 
 const CHANNEL = "flotilla_cluster";
 // A forwarded command the owner has not answered within this long is reported unavailable.
@@ -79,6 +80,8 @@ export interface ClusterDriver {
   lost(id: string): void;
   /** Applies a command another node forwarded here (RolloutCommandError when it does not apply). */
   command(id: string, command: ForwardedCommand, actor: string): Promise<boolean>;
+  /** Drops what this node cached of a device (key, sequence floor): another node changed it. */
+  forget(device: string): void;
 }
 
 interface Held {
@@ -320,6 +323,15 @@ export class Cluster {
     }
   }
 
+  /** Tells the other nodes to drop what they cached of a device (removed, or its floor reset). */
+  forgetEverywhere(device: string): void {
+    this.#channel?.notify(JSON.stringify({ t: "forget", from: this.node, device })).catch((error) =>
+      this.#log(
+        `cluster: cannot tell the nodes about device ${device}: ${describeDatabaseError(error)}`,
+      )
+    );
+  }
+
   #receive(payload: string): void {
     let message: Message;
     try {
@@ -334,6 +346,11 @@ export class Cluster {
         return;
       case "cmd":
         if (message.to === this.node) this.#apply(message);
+        return;
+      case "forget":
+        if (message.from !== this.node && typeof message.device === "string") {
+          this.#driver?.forget(message.device);
+        }
         return;
       case "ev":
         if (message.from === this.node || !this.#onEvents || !Array.isArray(message.ids)) return;

@@ -230,6 +230,8 @@ export class Orchestrator {
         floor: floor?.toString() ?? null,
       },
     }));
+    // Every node checks this device's RESPONSEs: the others reload its floor.
+    this.#cluster?.forgetEverywhere(deviceId);
     this.#log(
       `device ${deviceId}: sequence floor reset from ${previous ?? "none"} to ${
         floor ?? "none"
@@ -238,11 +240,15 @@ export class Orchestrator {
     return previous;
   }
 
-  /** Forgets a removed device's cached key and sequence id. */
-  forgetDevice(id: string): void {
+  /**
+   * Forgets a removed device's cached key and sequence id, on every node of a cluster unless
+   * `everywhere` is false (another node said so).
+   */
+  forgetDevice(id: string, everywhere = true): void {
     this.#keys.delete(id);
     this.#frameVersions.delete(id);
     this.#tracker.forget(id);
+    if (everywhere) this.#cluster?.forgetEverywhere(id);
   }
 
   /** Routes a verified RESPONSE to the rollout driving that device. */
@@ -259,8 +265,10 @@ export class Orchestrator {
     }
     this.#writer.enqueue({ kind: "seen", deviceId, at: new Date() }).catch(() => {});
     const runner = this.#byDevice.get(deviceId);
-    if (!runner && this.#cluster) {
-      // Every node hears every RESPONSE; the node that owns the device's rollout handles it.
+    if (this.#cluster && (!runner || isFinal(runner.engine.state))) {
+      // Every node hears every RESPONSE; the node that owns the device's rollout handles it (a
+      // rollout that finished here may still take a late confirmation).
+      if (runner?.response(deviceId, message.token, message.status)) return;
       this.#ignored++;
       return;
     }
