@@ -17,6 +17,7 @@ import {
   listApiTokens,
   listNodes,
   Maintenance,
+  nodeApplicationName,
   openDatabase,
   replaceApiToken,
   resetPresence,
@@ -449,6 +450,7 @@ async function openWithRetry(
         dataDir: config.dataDir,
         // A node frozen mid-commit must not keep a rollout's row locked past its lease.
         idleInTransactionMs: config.databaseUrl ? config.leaseTtlMs : undefined,
+        applicationName: config.databaseUrl ? nodeApplicationName(config.nodeId) : undefined,
       });
     } catch (error) {
       if (!isUnavailable(error)) throw error;

@@ -81,19 +81,49 @@ export async function claimRollout(
   return row;
 }
 
-/** Ids of active rollouts this node may claim now, oldest first, at most `limit`. */
+/** A rollout a node may claim now, and the node that held it (null: released or never held). */
+export interface Claimable {
+  id: string;
+  owner: string | null;
+}
+
+/** Active rollouts this node may claim now, oldest first, at most `limit`. */
 export async function listClaimable(
   db: Db,
   options: ClaimOptions & { limit?: number },
-): Promise<string[]> {
+): Promise<Claimable[]> {
   const rows = await guard(
-    db.select({ id: rollouts.id }).from(rollouts)
+    db.select({ id: rollouts.id, owner: rollouts.owner }).from(rollouts)
       .where(and(sql`${rollouts.state} in (${active()})`, claimable(options)))
       .orderBy(asc(rollouts.createdAt), asc(rollouts.id))
       .limit(options.limit ?? 100),
     "Cannot list claimable rollouts",
   );
-  return rows.map((row) => row.id);
+  return rows;
+}
+
+/** The application_name a node's connections carry, so others can find them (see below). */
+export function nodeApplicationName(node: string): string {
+  return `flotilla-${node}`;
+}
+
+/**
+ * Ends the sessions of `node` whose transaction has been open longer than `ms`: a node frozen
+ * mid-commit (its lease already expired) keeps its row locks, even while PostgreSQL waits for it
+ * to read or write, where idle_in_transaction_session_timeout does not apply. How many ended.
+ */
+export async function endStuckSessions(db: Db, node: string, ms: number): Promise<number> {
+  const rows = rowsOf<{ n: number }>(
+    await guard(
+      db.execute<{ n: number }>(sql`
+        select count(pg_terminate_backend(pid))::int as n from pg_stat_activity
+        where datname = current_database() and pid <> pg_backend_pid()
+          and application_name = ${nodeApplicationName(node)}
+          and xact_start < now() - ${Math.round(ms)} * interval '1 millisecond'`),
+      "Cannot end stuck sessions",
+    ),
+  );
+  return Number(rows[0]?.n ?? 0);
 }
 
 /**

@@ -127,15 +127,18 @@ export {
   type WriteOp,
 } from "./batcher.ts";
 export {
+  type Claimable,
   type ClaimOptions,
   claimRollout,
   type ClusterNode,
+  endStuckSessions,
   type Fence,
   heartbeat,
   type HeldLease,
   holdsFence,
   listClaimable,
   listNodes,
+  nodeApplicationName,
   releaseLeases,
   renewLeases,
 } from "./leases.ts";

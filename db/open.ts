@@ -28,6 +28,8 @@ export interface OpenDatabaseOptions {
    * cluster node frozen mid-commit then holds no rollout row past its lease. Default: none.
    */
   idleInTransactionMs?: number;
+  /** PostgreSQL's application_name for the connections, as pg_stat_activity shows them. */
+  applicationName?: string;
 }
 
 /** An open database with its migrations applied. */
@@ -106,9 +108,14 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     connect_timeout: 5,
     // Migrations re-run "create schema if not exists" and the like; those notices are noise.
     onnotice: () => {},
-    ...(options.idleInTransactionMs === undefined ? {} : {
-      connection: { idle_in_transaction_session_timeout: Math.round(options.idleInTransactionMs) },
-    }),
+    connection: {
+      ...(options.applicationName === undefined
+        ? {}
+        : { application_name: options.applicationName }),
+      ...(options.idleInTransactionMs === undefined ? {} : {
+        idle_in_transaction_session_timeout: Math.round(options.idleInTransactionMs),
+      }),
+    },
   });
   const db = drizzlePostgres({ client, schema, casing: "snake_case" });
   try {

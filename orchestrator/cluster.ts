@@ -6,6 +6,7 @@ import {
   claimRollout,
   type Db,
   describeDatabaseError,
+  endStuckSessions,
   type Event,
   type Fence,
   heartbeat,
@@ -250,11 +251,23 @@ export class Cluster {
     this.#scanning = true;
     let taken = 0;
     try {
-      const ids = await listClaimable(this.#db, { node: this.node, ttlMs: this.ttlMs });
-      for (const id of ids) {
+      const claimable = await listClaimable(this.#db, { node: this.node, ttlMs: this.ttlMs });
+      for (const { id, owner } of claimable) {
         if (this.#closed) break;
         const row = await this.claim(id);
-        if (!row) continue;
+        if (!row) {
+          // Expired yet locked: its owner froze inside a transaction. Its sessions are ended (its
+          // writes would be fenced anyway), so the next scan can claim it.
+          if (owner !== null && owner !== this.node) {
+            const ended = await endStuckSessions(this.#db, owner, this.ttlMs);
+            if (ended > 0) {
+              this.#log(
+                `rollout ${id}: ended ${ended} database session(s) of node ${owner}, stuck in a transaction past its lease`,
+              );
+            }
+          }
+          continue;
+        }
         taken++;
         this.takeovers++;
         this.#log(`rollout ${id}: taken over by node ${this.node} at epoch ${row.leaseEpoch}`);

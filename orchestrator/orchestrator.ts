@@ -425,6 +425,9 @@ export class Orchestrator {
       kind: "event",
       event: { rolloutId: id, type: `operator.${command}`, actor, data: {} },
     });
+    // The rollout's new state is durable too before the caller hears back: another node's reader
+    // of the row (cluster mode) sees what the command did.
+    await runner.written();
     return true;
   }
 

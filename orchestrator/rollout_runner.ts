@@ -220,7 +220,10 @@ export class RolloutRunner {
   /** Runs an operator command against the engine (RolloutCommandError when it does not apply). */
   command(name: "pause" | "resume" | "cancel" | "promote"): void {
     this.engine[name]();
-    this.#markHead(true);
+    // Written now, not at the next head flush (which may wait HEAD_EVERY_MS): the caller's
+    // `written()` then covers what the command did.
+    this.#headDirty = true;
+    this.#writeHead();
     this.#afterEngine();
   }
 

@@ -250,6 +250,9 @@ const COMMAND_RESPONSES = {
   ...AUTH_ERRORS,
   ...NOT_FOUND,
   ...CONFLICT,
+  503: errorContent(
+    "The service is starting or its database is unavailable; or, in cluster mode, the node that owns the rollout did not answer the forwarded command, or none owns it while it is being taken over (owner_unavailable): try again",
+  ),
 };
 
 const COMMAND_SUMMARIES: Record<RolloutCommand, string> = {

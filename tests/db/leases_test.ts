@@ -70,7 +70,7 @@ Deno.test({
         // A restart of node a takes its own lease back, here with no time left on it.
         const own = await claimRollout(db, id, { node: "a", ttlMs: 0, reclaimOwn: true });
         assert.equal(own?.leaseEpoch, 2);
-        assert.deepEqual(await listClaimable(db, { node: "b", ttlMs: HOUR }), [id]);
+        assert.deepEqual(await listClaimable(db, { node: "b", ttlMs: HOUR }), [{ id, owner: "a" }]);
         const taken = await claimRollout(db, id, { node: "b", ttlMs: HOUR });
         assert.equal(taken?.owner, "b");
         assert.equal(taken?.leaseEpoch, 3);

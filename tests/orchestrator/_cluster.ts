@@ -362,13 +362,13 @@ export function serveArtifact(bytes: Uint8Array): { url: string; close(): Promis
 export async function until<T>(
   check: () => Promise<T | undefined> | T | undefined,
   ms: number,
-  why: () => string,
+  why: () => string | Promise<string>,
 ): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const value = await check();
     if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`gave up after ${ms} ms: ${why()}`);
+    if (Date.now() > deadline) throw new Error(`gave up after ${ms} ms: ${await why()}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }

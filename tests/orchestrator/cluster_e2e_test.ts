@@ -4,6 +4,7 @@
  * finishes it, as the devices themselves saw it.
  */
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { createTestDatabase } from "../db/_postgres.ts";
 import {
   ADMIN_TOKEN,
@@ -40,6 +41,8 @@ interface Running {
   fleet: Fleet;
   rollout: string;
   close(): Promise<void>;
+  /** The database's view, for a failure's message: the rollout's lease and the sessions. */
+  diagnose(): Promise<string>;
 }
 
 /** Three nodes, the fleet registered, and a rollout created on n1 (which owns it). */
@@ -87,7 +90,21 @@ async function startCluster(): Promise<Running> {
     });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     assert.equal(created.body.owner, "n1");
-    return { nodes, fleet, rollout: created.body.id as string, close };
+    const rollout = created.body.id as string;
+    const diagnose = async () => {
+      const client = postgres(database.url, { max: 1, onnotice: () => {} });
+      try {
+        const lease = await client`select owner, lease_epoch, lease_expires_at, now()
+          from rollouts where id = ${rollout}`;
+        const sessions = await client`select pid, application_name, state, wait_event_type,
+          now() - state_change as for, left(query, 120) as query from pg_stat_activity
+          where datname = current_database() and pid <> pg_backend_pid()`;
+        return JSON.stringify({ lease, sessions }, null, 1);
+      } finally {
+        await client.end({ timeout: 1 });
+      }
+    };
+    return { nodes, fleet, rollout, close, diagnose };
   } catch (error) {
     await close();
     throw error;
@@ -166,7 +183,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
-    const { nodes, fleet, rollout, close } = await startCluster();
+    const { nodes, fleet, rollout, close, diagnose } = await startCluster();
     const [n1, n2, n3] = nodes as [Node, Node, Node];
     try {
       let owner = "";
@@ -179,7 +196,7 @@ Deno.test({
             return body.owner !== "n1" && body.owner !== null ? body.owner as string : undefined;
           },
           30_000,
-          () => n2.output,
+          async () => `${n2.output}\n${n3.output}\n${await diagnose()}`,
         );
       });
 
