@@ -1,8 +1,10 @@
 /** Cluster leases on PostgreSQL: claim, renew, release, epoch fencing, atomic sequence blocks. */
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import {
   claimRollout,
   createRollout,
+  endStuckSessions,
   type Fence,
   FencedWriteError,
   getRollout,
@@ -12,6 +14,7 @@ import {
   listEvents,
   listNodes,
   listRolloutDevices,
+  nodeApplicationName,
   openDatabase,
   registerDevice,
   releaseLeases,
@@ -127,6 +130,39 @@ Deno.test({
         assert.deepEqual(await listEvents(db, { rolloutId: id }), []);
       });
 
+      await t.step(
+        "in a batch of two rollouts, only the stale one's writes are refused",
+        async () => {
+          const other = crypto.randomUUID();
+          await registerDevice(db, { id: other, publicKey: "key" });
+          const second = await createRollout(db, {
+            artifactDigest: DIGEST,
+            artifactUrl: "http://127.0.0.1/fw.bin",
+            policy: {},
+            policyName: "p",
+            policySha256: DIGEST,
+            targets: { all: true },
+            deviceIds: [other],
+            lease: { node: "a", ttlMs: HOUR },
+          });
+          const writer = new GroupCommitWriter(db, { onError: () => {} });
+          const results = await Promise.allSettled([
+            writer.enqueue({ kind: "rollout", id, patch: { stage: 6 } }, {
+              fence: { node: "a", epoch: 2 },
+            }),
+            writer.enqueue({ kind: "rollout", id: second.id, patch: { stage: 2 } }, {
+              fence: { node: "a", epoch: 1 },
+            }),
+          ]);
+          await writer.close();
+          assert.deepEqual(results.map((r) => r.status), ["rejected", "fulfilled"]);
+          assert.equal(writer.fencedWrites, 1);
+          assert.equal((await getRollout(db, id))?.stage, 0);
+          assert.equal((await getRollout(db, second.id))?.stage, 2);
+          await releaseLeases(db, "a");
+        },
+      );
+
       await t.step("writes at the current epoch land", async () => {
         const writer = new GroupCommitWriter(db);
         await writer.enqueue({ kind: "rollout", id, patch: { stage: 1 } }, {
@@ -147,9 +183,48 @@ Deno.test({
         await heartbeat(db, "c", true);
         await heartbeat(db, "d", true);
         const nodes = await listNodes(db, 60_000);
+        // c holds the first rollout; the second, released by a, is held by none.
         assert.deepEqual(nodes.map((n) => [n.id, n.rollouts]), [["c", 1], ["d", 0]]);
       });
     } finally {
+      await database.close();
+      await target.drop();
+    }
+  },
+});
+
+Deno.test({
+  name: "endStuckSessions() ends a node's session that sits inside a transaction, and no other",
+  ignore: TEST_DATABASE_URL === undefined,
+  async fn() {
+    const target = await createTestDatabase(TEST_DATABASE_URL!);
+    const database = await openDatabase({ url: target.url });
+    const frozen = postgres(target.url, {
+      max: 1,
+      onnotice: () => {},
+      connection: { application_name: nodeApplicationName("x") },
+    });
+    const bystander = postgres(target.url, {
+      max: 1,
+      onnotice: () => {},
+      connection: { application_name: nodeApplicationName("y") },
+    });
+    try {
+      // A transaction left open, as by a node stopped between two statements of a commit.
+      const session = await frozen.reserve();
+      await session`begin`;
+      await session`select 1`;
+      const other = await bystander.reserve();
+      await other`begin`;
+      await other`select 1`;
+      assert.equal(await endStuckSessions(database.db, "x", 0), 1);
+      await assert.rejects(session`select 1`);
+      assert.deepEqual([...await other`select 1 as one`], [{ one: 1 }]);
+      await other`rollback`;
+      other.release();
+    } finally {
+      await frozen.end({ timeout: 1 });
+      await bystander.end({ timeout: 1 });
       await database.close();
       await target.drop();
     }
