@@ -183,7 +183,7 @@ for (const broker of BROKERS) {
       });
       await t.step("a message type the server does not know", async () => {
         const frame = await response(s.deviceKey, { sequence: huge });
-        frame[1] = 0x05;
+        frame[1] = 0x7f;
         await expectRejected(frame, "unknown_type");
       });
       await t.step("a ROLLBACK, which only servers send", async () => {
