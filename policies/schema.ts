@@ -148,10 +148,8 @@ export const policySchema = z.strictObject({
   // artifact without a valid manifest. For development only.
   allowUnsigned: z.boolean().optional(),
   // [SRUP-10.2] In a key rotation, how long a device still accepts the old server key as well;
-  // absent: 0, the old key is refused from the device's 0x10 on. At most 30 days, as devices cap it.
-  keyOverlap: duration.refine((ms) => ms <= 30 * 86_400_000, {
-    error: "Must be at most 30d: an old key is retired for a reason",
-  }).optional(),
+  // absent: 0, the old key is refused from the device's 0x10 on. Devices cap it at 30 days.
+  keyOverlap: duration.optional(),
   windows: windowsSchema.optional(),
 });
 
