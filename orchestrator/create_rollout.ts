@@ -213,7 +213,7 @@ async function rotationKey(deps: CreateRolloutDeps, deviceIds: readonly string[]
   if (known && await countNotOnKey(deps.db, deviceIds, known.fingerprint) === 0) {
     throw new RolloutRefusedError(
       "nothing_to_rotate",
-      `All ${deviceIds.length} targeted device(s) trust the server key "${known.fingerprint}" already`,
+      `All ${deviceIds.length} targeted device(s) trust the next server key "${known.fingerprint}" already; to rotate again, make it the current key first (docs/operations.md, "Rotating the server key")`,
     );
   }
   return (await deps.nextKey()).fingerprint;
