@@ -85,7 +85,8 @@ export function stateToJson(state: AgentState): string {
     ...(state.serverKey === undefined ? {} : {
       serverKey: state.serverKey,
       oldServerKey: state.oldServerKey ?? null,
-      oldKeyUntil: state.oldKeyUntil === undefined ? "closed" : state.oldKeyUntil,
+      // Absent once the overlap is over; null: until the first frame under the new key.
+      ...(state.oldKeyUntil === undefined ? {} : { oldKeyUntil: state.oldKeyUntil }),
     }),
   });
 }
@@ -120,13 +121,12 @@ function serverKeys(json: Record<string, unknown>): Partial<AgentState> {
   if (!key(serverKey) || (oldServerKey !== null && !key(oldServerKey))) {
     throw new TypeError("Invalid device state: server keys must be 32-byte hex");
   }
-  const until = oldKeyUntil === "closed" ? undefined : oldKeyUntil;
-  if (until !== undefined && until !== null && !Number.isSafeInteger(until)) {
+  if (oldKeyUntil !== undefined && oldKeyUntil !== null && !Number.isSafeInteger(oldKeyUntil)) {
     throw new TypeError(`Invalid device state: oldKeyUntil is "${oldKeyUntil}"`);
   }
   const out: Partial<AgentState> = { serverKey: serverKey as string };
   if (oldServerKey !== null) out.oldServerKey = oldServerKey as string;
-  if (until !== undefined) out.oldKeyUntil = until as number | null;
+  if (oldKeyUntil !== undefined) out.oldKeyUntil = oldKeyUntil as number | null;
   return out;
 }
 

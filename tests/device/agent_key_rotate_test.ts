@@ -251,3 +251,61 @@ Deno.test("a KEY_ROTATE keeps a staged update, and the file store keeps the keys
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the saved state keeps the server keys and refuses malformed ones", async (t) => {
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "state.json");
+  const key = "ab".repeat(32);
+  const old = "cd".repeat(32);
+  try {
+    await t.step("an overlap until the first new-key frame survives as null", async () => {
+      const store = new FileDeviceStore(dir);
+      await store.save({
+        sequences: new Map(),
+        tokens: [],
+        serverKey: key,
+        oldServerKey: old,
+        oldKeyUntil: null,
+      });
+      assert.equal(JSON.parse(await Deno.readTextFile(path)).oldKeyUntil, null);
+      const saved = await readState(dir);
+      assert.deepEqual(
+        [saved?.serverKey, saved?.oldServerKey, saved?.oldKeyUntil],
+        [key, old, null],
+      );
+    });
+    await t.step("an overlap that is over is not written at all", async () => {
+      await new FileDeviceStore(dir).save({
+        sequences: new Map(),
+        tokens: [],
+        serverKey: key,
+        oldServerKey: old,
+      });
+      assert.equal("oldKeyUntil" in JSON.parse(await Deno.readTextFile(path)), false);
+      assert.equal((await readState(dir))?.oldKeyUntil, undefined);
+    });
+    for (
+      const [name, patch] of [
+        ["a short key", { serverKey: "ab" }],
+        ["a key that is not hex", { serverKey: "zz".repeat(32) }],
+        ["an old key of the wrong length", { oldServerKey: "ab".repeat(31) }],
+        ["an overlap end that is not a number", { oldKeyUntil: "soon" }],
+      ] as const
+    ) {
+      await t.step(`${name} is refused`, async () => {
+        const json = {
+          format: 1,
+          sequences: {},
+          tokens: [],
+          serverKey: key,
+          oldServerKey: old,
+          ...patch,
+        };
+        await Deno.writeTextFile(path, JSON.stringify(json));
+        await assert.rejects(() => readState(dir), /Invalid device state/);
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
