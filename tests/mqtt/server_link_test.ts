@@ -20,6 +20,7 @@ import {
   type ResponseMessage,
   signMessage,
   uuidToBytes,
+  verifyKeyProof,
   verifyMessage,
 } from "../../srup/mod.ts";
 import { BROKERS, recordingLogger, waitUntil } from "./_brokers.ts";
@@ -250,6 +251,50 @@ for (const broker of BROKERS) {
         assert.equal(message.version, 2);
         assert.ok(await verifyMessage(message, serverPublic));
       }
+    } finally {
+      await teardown(s.serverConnection, s.device);
+      await server.close();
+    }
+  });
+}
+
+for (const broker of BROKERS.slice(0, 1)) {
+  Deno.test(`ServerLink signs each device's frames with the key it trusts, and a KEY_ROTATE with the new key's proof (${broker.name})`, async () => {
+    const server = await broker.start();
+    const nextKey = randomPrivateKey();
+    const nextPublic = await (await defaultEd25519()).getPublicKey(nextKey);
+    const onNext = new Set<string>();
+    let current: Uint8Array | undefined;
+    const s = await setup(server.url, {
+      signingKey: (id) => onNext.has(id) ? nextKey : current!,
+    });
+    current = s.serverKey;
+    const frames: Uint8Array[] = [];
+    s.device.onMessage((_topic, payload) => frames.push(payload.slice()));
+    await s.device.subscribe(`SRUP/${s.deviceId}`);
+    try {
+      const serverPublic = await (await defaultEd25519()).getPublicKey(s.serverKey);
+      const sent = await s.link.sendKeyRotate(s.deviceId, {
+        token: newToken(),
+        key: nextPublic,
+        keyPrivate: nextKey,
+        overlap: 60_000,
+      });
+      assert.equal(sent.version, 2);
+      onNext.add(s.deviceId);
+      await s.link.sendActivate(s.deviceId, { token: newToken() });
+      await waitUntil(() => frames.length === 2, "the two frames");
+      const rotate = decodeMessage(frames[0]!);
+      assert.ok(rotate.type === "key_rotate");
+      assert.deepEqual(rotate.key, nextPublic);
+      assert.equal(rotate.overlap, 60_000n);
+      assert.deepEqual(rotate.target, uuidToBytes(s.deviceId));
+      assert.ok(await verifyMessage(rotate, serverPublic));
+      assert.ok(await verifyKeyProof(rotate, s.link.serverId));
+      // Once the device trusts the next key, the next key signs its frames.
+      const activate = decodeMessage(frames[1]!);
+      assert.ok(await verifyMessage(activate, nextPublic));
+      assert.equal(await verifyMessage(activate, serverPublic), false);
     } finally {
       await teardown(s.serverConnection, s.device);
       await server.close();
