@@ -198,3 +198,88 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "a key rotation survives a restart of the service: it resumes with the same next key and server id, and frames to confirmed devices stay signed by it",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const root = await Deno.makeTempDir();
+    const dataDir = join(root, "data");
+    let service = await startTestService(dataDir);
+    let devices: TestDevice[] = [];
+    try {
+      devices = await startDevices(service, root, 2);
+      const [early, late] = devices as [TestDevice, TestDevice];
+      const oldKey = fromBase64(service.publicKey);
+      await late.running.close();
+      const created = await api(service, "POST", "/v1/server/rotate-key", {
+        policy: {
+          name: "patient",
+          stages: [{ percent: 100 }],
+          retry: { attempts: 20, backoff: "500ms", maxBackoff: "500ms" },
+          timeouts: { response: "2s" },
+        },
+      });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      const id = created.body.id as string;
+      const next = created.body.serverKey as string;
+      const serverId = service.serverId;
+
+      await t.step("one device confirms, then the service stops mid-rotation", async () => {
+        const until = Date.now() + 30_000;
+        while ((await api(service, "GET", `/v1/devices/${early.id}`)).body.serverKey !== next) {
+          if (Date.now() > until) throw new Error("the online device never confirmed");
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        await early.running.close();
+        await service.close();
+      });
+      await t.step("restarted, it resumes the rotation with the same key and id", async () => {
+        service = await startTestService(dataDir);
+        assert.equal(service.serverId, serverId);
+        const server = (await api<ServerBody>(service, "GET", "/v1/server")).body;
+        assert.equal(server.nextKey?.fingerprint, next);
+        assert.deepEqual(server.rotation, { rollout: id, state: "running" });
+        for (const device of devices) {
+          device.running = await startDevice({
+            dir: device.dir,
+            serverKey: oldKey,
+            broker: service.mqttUrl,
+            serverId: service.serverId,
+          });
+        }
+        const done = await waitForRollout(service, id, (r) => r.state === "completed");
+        assert.equal((done.counts as Record<string, number>).activated, 2);
+      });
+      await t.step(
+        "an update after the restart is signed by the key each device trusts",
+        async () => {
+          const firmware = crypto.getRandomValues(new Uint8Array(4096));
+          const digest = await upload(service, firmware);
+          const update = await api(service, "POST", "/v1/rollouts", {
+            artifact: { digest },
+            policy: UPDATE_POLICY,
+            targets: { all: true },
+          });
+          assert.equal(update.status, 201, JSON.stringify(update.body));
+          const done = await waitForRollout(
+            service,
+            update.body.id as string,
+            (r) => r.state === "completed",
+          );
+          assert.equal((done.counts as Record<string, number>).activated, 2);
+          for (const device of devices) {
+            assert.equal(device.running.agent.rejections.get("bad_signature"), 0);
+            assert.deepEqual(await Deno.readFile(join(device.dir, "current")), firmware);
+          }
+        },
+      );
+    } finally {
+      await Promise.all(devices.map((device) => device.running.close()));
+      await service.close();
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
