@@ -264,11 +264,12 @@ for (const broker of BROKERS.slice(0, 1)) {
     const nextKey = randomPrivateKey();
     const nextPublic = await (await defaultEd25519()).getPublicKey(nextKey);
     const onNext = new Set<string>();
-    let current: Uint8Array | undefined;
+    // The setup makes the current key: it is known once setup returns.
+    const signing: { current: Uint8Array } = { current: new Uint8Array() };
     const s = await setup(server.url, {
-      signingKey: (id) => onNext.has(id) ? nextKey : current!,
+      signingKey: (id) => onNext.has(id) ? nextKey : signing.current,
     });
-    current = s.serverKey;
+    signing.current = s.serverKey;
     const frames: Uint8Array[] = [];
     s.device.onMessage((_topic, payload) => frames.push(payload.slice()));
     await s.device.subscribe(`SRUP/${s.deviceId}`);
