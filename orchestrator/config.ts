@@ -23,6 +23,10 @@ export interface ServiceConfig {
   tlsCert?: string;
   tlsKey?: string;
   adminToken?: string;
+  /** Where uploads are kept: files in `artifactDir`, or PostgreSQL (`db`), which every node sees. */
+  artifactStore: ArtifactStoreKind;
+  /** The directory of uploaded files; with `db`, where files uploaded before the switch are read. */
+  artifactDir: string;
   maxArtifactBytes: number;
   maxJsonBytes: number;
   /** A request body that sends nothing for this long is cut off with 408. */
@@ -32,6 +36,11 @@ export interface ServiceConfig {
   /** [SRUP-7] Release public keys (FLOTILLA_RELEASE_KEYS); with any, rollouts need a manifest. */
   releaseKeys?: Uint8Array[];
 }
+
+/** The artifact stores FLOTILLA_ARTIFACT_STORE names. */
+export const ARTIFACT_STORES = ["db", "dir"] as const;
+/** Where uploaded artifacts are kept. */
+export type ArtifactStoreKind = typeof ARTIFACT_STORES[number];
 
 /** A setting that cannot be used; one line naming the variable. */
 export class ConfigError extends Error {
@@ -244,8 +253,9 @@ export function readConfig(env: Env = Deno.env.toObject()): ServiceConfig {
       }" must be mqtts:// when FLOTILLA_MQTT_CA, _CERT or _KEY is set`,
     );
   }
+  const dataDir = dataDirectory(env, "FLOTILLA_DATA_DIR", "./data");
   return {
-    dataDir: dataDirectory(env, "FLOTILLA_DATA_DIR", "./data"),
+    dataDir,
     databaseUrl,
     mqttUrl,
     mqttPort: port(env, "FLOTILLA_MQTT_PORT", 1883),
@@ -261,6 +271,8 @@ export function readConfig(env: Env = Deno.env.toObject()): ServiceConfig {
     tlsCert,
     tlsKey,
     adminToken,
+    artifactStore: artifactStore(env, databaseUrl),
+    artifactDir: dataDirectory(env, "FLOTILLA_ARTIFACT_DIR", join(dataDir, "artifacts")),
     maxArtifactBytes: size(env, "FLOTILLA_MAX_ARTIFACT_BYTES", 1024 ** 3),
     maxJsonBytes: size(env, "FLOTILLA_MAX_JSON_BYTES", 64 * 1024 ** 2),
     uploadIdleTimeoutMs: milliseconds(env, "FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS", 30_000),
@@ -269,7 +281,25 @@ export function readConfig(env: Env = Deno.env.toObject()): ServiceConfig {
   };
 }
 
-/** Where uploaded artifacts live. */
-export function artifactDir(config: ServiceConfig): string {
-  return join(config.dataDir, "artifacts");
+/**
+ * FLOTILLA_ARTIFACT_STORE, `db` or `dir`. Default: `db` on PostgreSQL, so every node serves every
+ * upload, unless FLOTILLA_ARTIFACT_DIR names a (shared) directory; `dir` on the embedded PGlite.
+ */
+function artifactStore(env: Env, databaseUrl: string | undefined): ArtifactStoreKind {
+  const text = setting(env, "FLOTILLA_ARTIFACT_STORE");
+  if (text === undefined) {
+    return databaseUrl && setting(env, "FLOTILLA_ARTIFACT_DIR") === undefined ? "db" : "dir";
+  }
+  if (!(ARTIFACT_STORES as readonly string[]).includes(text)) {
+    throw new ConfigError(
+      `Invalid FLOTILLA_ARTIFACT_STORE: "${text}" is not db (PostgreSQL) or dir (a directory)`,
+    );
+  }
+  // PGlite runs one transaction at a time: an upload's would hold every other write until it ends.
+  if (text === "db" && databaseUrl === undefined) {
+    throw new ConfigError(
+      "Invalid FLOTILLA_ARTIFACT_STORE: db needs DATABASE_URL (PostgreSQL); the embedded database keeps artifacts in a directory (dir)",
+    );
+  }
+  return text as ArtifactStoreKind;
 }
