@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { sql } from "drizzle-orm";
 import postgres from "postgres";
 import {
@@ -13,6 +14,7 @@ import {
 import { DigestMismatchError, type PutArtifact } from "../../http/artifact_store.ts";
 import { DbArtifactStore } from "../../http/db_artifact_store.ts";
 import { createTestDatabase, TEST_DATABASE_URL } from "../db/_postgres.ts";
+import { ADMIN_TOKEN, startTestService } from "../orchestrator/_service.ts";
 
 const MiB = 1024 * 1024;
 const SKIPPED = TEST_DATABASE_URL === undefined
@@ -200,6 +202,128 @@ Deno.test({
       await observer.end({ timeout: 5 });
       await database.close();
       await target.drop();
+    }
+  },
+});
+
+Deno.test({
+  name: `an artifact uploaded to one node downloads from another on the same PostgreSQL${SKIPPED}`,
+  ignore: TEST_DATABASE_URL === undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const target = await createTestDatabase(TEST_DATABASE_URL!);
+    const root = await Deno.makeTempDir({ prefix: "flotilla-artifacts-" });
+    const env = { DATABASE_URL: target.url };
+    const one = await startTestService(join(root, "one"), { env });
+    const two = await startTestService(join(root, "two"), { env });
+    const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    const observer = postgres(target.url, { max: 1, onnotice: () => {} });
+    async function counts() {
+      const [row] = await observer`select (select count(*) from artifacts)::int as artifacts,
+        (select count(*) from artifact_chunks)::int as chunks`;
+      return { artifacts: row!.artifacts as number, chunks: row!.chunks as number };
+    }
+    try {
+      const bytes = noise(3 * MiB + 123, 7);
+      const digest = await sha256(bytes);
+
+      await t.step("node one stores the upload in the database, not in its directory", async () => {
+        const response = await fetch(`${one.apiUrl}/v1/artifacts?name=fw`, {
+          method: "POST",
+          headers: { ...auth, "content-type": "application/octet-stream" },
+          body: bytes as Uint8Array<ArrayBuffer>,
+        });
+        const body = await response.json();
+        assert.equal(response.status, 201, JSON.stringify(body));
+        assert.equal(body.digest, digest);
+        assert.equal(body.stored, true);
+        assert.deepEqual(await counts(), { artifacts: 1, chunks: 4 });
+        const files = [...Deno.readDirSync(join(root, "one", "artifacts"))];
+        assert.deepEqual(files, []);
+      });
+
+      await t.step("node two serves it whole, by range and by HEAD", async () => {
+        const whole = await fetch(`${two.apiUrl}/artifacts/${digest}`);
+        assert.equal(whole.status, 200);
+        assert.equal(whole.headers.get("content-length"), String(bytes.length));
+        assert.deepEqual(new Uint8Array(await whole.arrayBuffer()), bytes);
+        const start = MiB - 10;
+        const end = 2 * MiB + 10;
+        const ranged = await fetch(`${two.apiUrl}/artifacts/${digest}`, {
+          headers: { range: `bytes=${start}-${end}` },
+        });
+        assert.equal(ranged.status, 206);
+        assert.equal(ranged.headers.get("content-range"), `bytes ${start}-${end}/${bytes.length}`);
+        assert.deepEqual(
+          new Uint8Array(await ranged.arrayBuffer()),
+          bytes.subarray(start, end + 1),
+        );
+        const head = await fetch(`${two.apiUrl}/artifacts/${digest}`, { method: "HEAD" });
+        assert.equal(head.status, 200);
+        assert.equal(head.headers.get("content-length"), String(bytes.length));
+        const listed =
+          await (await fetch(`${two.apiUrl}/v1/artifacts/${digest}`, { headers: auth }))
+            .json();
+        assert.equal(listed.name, "fw");
+      });
+
+      await t.step("a wrong ?digest= is refused and stores nothing", async () => {
+        const response = await fetch(`${two.apiUrl}/v1/artifacts?digest=${"0".repeat(64)}`, {
+          method: "POST",
+          headers: { ...auth, "content-type": "application/octet-stream" },
+          body: noise(2 * MiB, 8) as Uint8Array<ArrayBuffer>,
+        });
+        const body = await response.json();
+        assert.equal(response.status, 422);
+        assert.equal(body.error.code, "digest_mismatch");
+        assert.deepEqual(await counts(), { artifacts: 1, chunks: 4 });
+      });
+
+      await t.step("an upload cut off midway leaves no artifact row and no piece", async () => {
+        let sent = 0;
+        let written = 0;
+        const [start] = await observer`
+          select pg_total_relation_size('artifact_chunks')::bigint as n`;
+        const body = new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            if (sent >= 3 * MiB) {
+              // Cut off only once the open transaction has pieces in the table.
+              for (let i = 0; i < 200 && written < 2 * MiB; i++) {
+                const [row] = await observer`
+                  select pg_total_relation_size('artifact_chunks')::bigint as n`;
+                written = Number(row!.n) - Number(start!.n);
+                await new Promise((resolve) => setTimeout(resolve, 25));
+              }
+              controller.error(new Error("client gone"));
+              return;
+            }
+            sent += 256 * 1024;
+            controller.enqueue(noise(256 * 1024, sent));
+          },
+        });
+        await fetch(`${one.apiUrl}/v1/artifacts`, {
+          method: "POST",
+          headers: { ...auth, "content-type": "application/octet-stream" },
+          body,
+          duplex: "half",
+        } as RequestInit).then((r) => r.body?.cancel()).catch(() => {});
+        // The server ends the upload's transaction when it sees the body fail; wait for that.
+        for (let i = 0; i < 200; i++) {
+          const [row] = await observer`select count(*)::int as n from pg_stat_activity
+            where datname = current_database() and state like 'idle in transaction%'`;
+          if (row!.n === 0) break;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        assert.ok(written >= 2 * MiB, `pieces written before the cut: ${written} bytes`);
+        assert.deepEqual(await counts(), { artifacts: 1, chunks: 4 });
+      });
+    } finally {
+      await observer.end({ timeout: 5 });
+      await one.close();
+      await two.close();
+      await target.drop();
+      await Deno.remove(root, { recursive: true });
     }
   },
 });
