@@ -201,6 +201,7 @@ export async function startService(
       connection = await connectMqtt(broker.url, {
         clientId: `flotilla-${serverId}`,
         clean: false,
+        protocolVersion: config.mqttProtocolVersion,
         caFile: config.mqttCa,
         certFile: config.mqttCert,
         keyFile: config.mqttKey,

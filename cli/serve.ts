@@ -12,6 +12,7 @@ Runs the orchestrator. Settings come from the environment:
   DATABASE_URL           PostgreSQL instead of the embedded PGlite
   MQTT_URL               an external broker (mqtt:// or mqtts://) instead of the embedded one
   FLOTILLA_MQTT_PORT     port of the embedded broker                      default 1883
+  FLOTILLA_MQTT_PROTOCOL_VERSION   4 (3.1.1) or 5   default 5, or 4 when the broker refuses 5
   FLOTILLA_MQTT_CA, FLOTILLA_MQTT_CERT, FLOTILLA_MQTT_KEY   TLS files for MQTT_URL
   FLOTILLA_SERVER_KEY    PEM file of the server's Ed25519 key             default <data>/server.key
   FLOTILLA_RELEASE_KEYS  release public keys (base64, comma-separated): rollouts then need a

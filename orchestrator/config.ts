@@ -10,6 +10,8 @@ export interface ServiceConfig {
   /** External broker; unset means the embedded one on `mqttPort`. */
   mqttUrl?: string;
   mqttPort: number;
+  /** MQTT protocol level with MQTT_URL; unset: 5, falling back to 3.1.1 when the broker refuses 5. */
+  mqttProtocolVersion?: 4 | 5;
   mqttCa?: string;
   mqttCert?: string;
   mqttKey?: string;
@@ -180,6 +182,14 @@ function url(env: Env, name: string, protocols: string[], expected: string): str
   return text;
 }
 
+/** `4` (MQTT 3.1.1) or `5`; unset: undefined (5, falling back to 4). */
+function protocolVersion(env: Env, name: string): 4 | 5 | undefined {
+  const text = setting(env, name);
+  if (text === undefined) return undefined;
+  if (text === "4" || text === "5") return Number(text) as 4 | 5;
+  throw new ConfigError(`Invalid ${name}: "${text}" is not 4 (MQTT 3.1.1) or 5 (MQTT 5)`);
+}
+
 /** `1` (on), `0` or unset (off). */
 /** A comma-separated list of base64 raw Ed25519 public keys, as `srup keygen` prints them. */
 function publicKeys(env: Env, name: string): Uint8Array[] {
@@ -259,6 +269,7 @@ export function readConfig(env: Env = Deno.env.toObject()): ServiceConfig {
     databaseUrl,
     mqttUrl,
     mqttPort: port(env, "FLOTILLA_MQTT_PORT", 1883),
+    mqttProtocolVersion: protocolVersion(env, "FLOTILLA_MQTT_PROTOCOL_VERSION"),
     mqttCa,
     mqttCert,
     mqttKey,

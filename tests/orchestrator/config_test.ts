@@ -15,6 +15,8 @@ Deno.test("readConfig() fills in the defaults of deno task start", () => {
   assert.equal(config.logMqtt, false);
   assert.equal(config.artifactStore, "dir");
   assert.equal(config.artifactDir, join(resolve("./data"), "artifacts"));
+  assert.equal(config.mqttProtocolVersion, undefined);
+  assert.equal(readConfig({ FLOTILLA_MQTT_PROTOCOL_VERSION: "4" }).mqttProtocolVersion, 4);
 });
 
 Deno.test("readConfig() keeps artifacts in PostgreSQL by default there, in a directory if named", () => {
