@@ -210,15 +210,6 @@ export class DirArtifactStore implements ArtifactStore {
     }
   }
 
-  /** Removes a stored artifact's file. */
-  async remove(digest: string): Promise<void> {
-    if (!isDigest(digest)) return;
-    this.#cache.delete(digest);
-    await Deno.remove(join(this.#dir, digest)).catch((error) => {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    });
-  }
-
   /** The stored artifact with this digest, or undefined. */
   async get(digest: string): Promise<StoredArtifact | undefined> {
     if (!isDigest(digest)) return undefined;

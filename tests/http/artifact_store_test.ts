@@ -71,7 +71,18 @@ Deno.test("ArtifactStore.put() refuses an empty upload or the wrong digest, leav
     assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), []);
     const stored = await store.put(streamOf(bytes), 1000, { digest: actual });
     assert.equal(stored.digest, actual);
-    await store.remove(actual);
+    await Deno.remove(join(dir, actual));
+    // A file whose record cannot be written is removed: it would download while the API says 404.
+    await assert.rejects(
+      store.put(streamOf(bytes), 1000, {
+        digest: actual,
+        record: (put) => {
+          assert.equal(put.created, true);
+          return Promise.reject(new Error("database down"));
+        },
+      }),
+      /database down/,
+    );
     assert.equal(await store.get(actual), undefined);
     assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), []);
   } finally {
