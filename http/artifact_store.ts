@@ -103,7 +103,7 @@ export interface ArtifactCacheOptions {
 export class ArtifactCache {
   readonly #fileBytes: number;
   readonly #bytes: number;
-  readonly #cache = new Map<string, Uint8Array<ArrayBuffer>>();
+  readonly #cache = new Map<string, { artifact: StoredArtifact; bytes: Uint8Array<ArrayBuffer> }>();
   #cached = 0;
 
   constructor(options: ArtifactCacheOptions = {}) {
@@ -116,19 +116,19 @@ export class ArtifactCache {
     return size <= this.#fileBytes && size <= this.#bytes;
   }
 
-  /** The cached bytes of this digest, or undefined. */
-  get(digest: string): Uint8Array<ArrayBuffer> | undefined {
+  /** The cached artifact with this digest and its bytes, or undefined. */
+  get(digest: string): { artifact: StoredArtifact; bytes: Uint8Array<ArrayBuffer> } | undefined {
     return this.#cache.get(digest);
   }
 
-  /** Keeps `bytes`, evicting the oldest entries to make room. */
-  set(digest: string, bytes: Uint8Array<ArrayBuffer>): void {
-    for (const [old, data] of this.#cache) {
+  /** Keeps an artifact's bytes, evicting the oldest entries to make room. */
+  set(artifact: StoredArtifact, bytes: Uint8Array<ArrayBuffer>): void {
+    for (const [old, entry] of this.#cache) {
       if (this.#cached + bytes.length <= this.#bytes) break;
       this.#cache.delete(old);
-      this.#cached -= data.length;
+      this.#cached -= entry.bytes.length;
     }
-    this.#cache.set(digest, bytes);
+    this.#cache.set(artifact.digest, { artifact, bytes });
     this.#cached += bytes.length;
   }
 
@@ -137,7 +137,7 @@ export class ArtifactCache {
     const cached = this.#cache.get(digest);
     if (!cached) return;
     this.#cache.delete(digest);
-    this.#cached -= cached.length;
+    this.#cached -= cached.bytes.length;
   }
 }
 
@@ -214,8 +214,8 @@ export class DirArtifactStore implements ArtifactStore {
   async get(digest: string): Promise<StoredArtifact | undefined> {
     if (!isDigest(digest)) return undefined;
     const path = join(this.#dir, digest);
-    const bytes = this.#cache.get(digest);
-    if (bytes) return { digest, size: bytes.length, path };
+    const cached = this.#cache.get(digest);
+    if (cached) return cached.artifact;
     try {
       const info = await Deno.stat(path);
       return { digest, size: info.size, path };
@@ -231,7 +231,7 @@ export class DirArtifactStore implements ArtifactStore {
    */
   async bytes(artifact: StoredArtifact): Promise<Uint8Array<ArrayBuffer> | undefined> {
     const cached = this.#cache.get(artifact.digest);
-    if (cached) return cached;
+    if (cached) return cached.bytes;
     if (!("path" in artifact) || !this.#cache.fits(artifact.size)) return undefined;
     let bytes: Uint8Array<ArrayBuffer>;
     try {
@@ -241,7 +241,7 @@ export class DirArtifactStore implements ArtifactStore {
       throw error;
     }
     if (bytes.length !== artifact.size) return undefined;
-    this.#cache.set(artifact.digest, bytes);
+    this.#cache.set(artifact, bytes);
     return bytes;
   }
 

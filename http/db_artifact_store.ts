@@ -106,13 +106,16 @@ export class DbArtifactStore implements ArtifactStore {
   /** The stored artifact with this digest, or undefined. */
   async get(digest: string): Promise<StoredArtifact | undefined> {
     if (!isDigest(digest)) return undefined;
+    // Served from memory, a small artifact downloads even while the database is away.
+    const cached = this.#cache.get(digest);
+    if (cached) return cached.artifact;
     return await getStoredBlob(this.#db, digest) ?? await this.#fallback?.get(digest);
   }
 
   /** The whole content of a small artifact, from memory after the first read; else undefined. */
   async bytes(artifact: StoredArtifact): Promise<Uint8Array<ArrayBuffer> | undefined> {
     const cached = this.#cache.get(artifact.digest);
-    if (cached) return cached;
+    if (cached) return cached.bytes;
     if (!("blob" in artifact)) return await this.#fallback?.bytes(artifact);
     if (!this.#cache.fits(artifact.size)) return undefined;
     const bytes = new Uint8Array(artifact.size);
@@ -123,7 +126,7 @@ export class DbArtifactStore implements ArtifactStore {
       bytes.set(data, at);
       at += data.length;
     }
-    this.#cache.set(artifact.digest, bytes);
+    this.#cache.set(artifact, bytes);
     return bytes;
   }
 

@@ -158,6 +158,32 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    `DbArtifactStore serves a small artifact from memory once read, the database away${SKIPPED}`,
+  ignore: TEST_DATABASE_URL === undefined,
+  async fn() {
+    const target = await createTestDatabase(TEST_DATABASE_URL!);
+    const database = await openDatabase({ url: target.url });
+    let closed = false;
+    try {
+      const store = new DbArtifactStore(database.db);
+      const bytes = noise(64 * 1024, 9);
+      const { digest } = await store.put(streamOf(bytes), MiB, { record: recordIn(database) });
+      assert.deepEqual(await store.bytes((await store.get(digest))!), bytes);
+      await database.close();
+      closed = true;
+      const cached = await store.get(digest);
+      assert.ok(cached);
+      assert.deepEqual(await store.bytes(cached), bytes);
+      await assert.rejects(store.get(digest.replace(/.$/, (c) => c === "0" ? "1" : "0")));
+    } finally {
+      if (!closed) await database.close();
+      await target.drop();
+    }
+  },
+});
+
+Deno.test({
   name: `DbArtifactStore writes a 20 MiB upload a piece at a time as it arrives${SKIPPED}`,
   ignore: TEST_DATABASE_URL === undefined,
   async fn() {
