@@ -94,7 +94,8 @@ export const artifacts = pgTable("artifacts", {
   createdAt: createdAt(),
 }, () => [
   check("artifacts_digest_hex", sha256Hex("digest")),
-  check("artifacts_url_path_or_blob", sql.raw("num_nonnulls(url, path, blob) = 1")),
+  // Named before `blob` came: exactly one of the three.
+  check("artifacts_url_or_path", sql.raw("num_nonnulls(url, path, blob) = 1")),
   check("artifacts_size_positive", sql.raw("size >= 0")),
 ]);
 

@@ -8,4 +8,4 @@ CREATE TABLE "artifact_chunks" (
 --> statement-breakpoint
 ALTER TABLE "artifacts" DROP CONSTRAINT "artifacts_url_or_path";--> statement-breakpoint
 ALTER TABLE "artifacts" ADD COLUMN "blob" uuid;--> statement-breakpoint
-ALTER TABLE "artifacts" ADD CONSTRAINT "artifacts_url_path_or_blob" CHECK (num_nonnulls(url, path, blob) = 1);
+ALTER TABLE "artifacts" ADD CONSTRAINT "artifacts_url_or_path" CHECK (num_nonnulls(url, path, blob) = 1);

@@ -358,7 +358,7 @@ export function artifactsApp(deps: ArtifactDeps) {
         await deps.store.put(body, deps.maxBytes, { digest: labels.data.digest, record });
       } catch (error) {
         // The store kept nothing: nothing of a refused upload can be downloaded.
-        if (error === recordError || error instanceof ApiError || isUnavailable(error)) throw error;
+        if (error === recordError || error instanceof ApiError) throw error;
         if (error instanceof ArtifactTooLargeError) {
           throw new ApiError(413, "payload_too_large", error.message);
         }
@@ -374,6 +374,8 @@ export function artifactsApp(deps: ArtifactDeps) {
         if ((error as { code?: unknown }).code === "ENOSPC" || sqlState(error) === "53100") {
           throw new ApiError(507, "insufficient_storage", "Cannot store upload: the disk is full");
         }
+        // The database (FLOTILLA_ARTIFACT_STORE=db) is away: 503, as for any other call.
+        if (isUnavailable(error)) throw error;
         throw new ApiError(
           400,
           "invalid_request",

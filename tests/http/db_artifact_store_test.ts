@@ -306,6 +306,18 @@ Deno.test({
         assert.deepEqual(await counts(), { artifacts: 1, chunks: 4 });
       });
 
+      await t.step("a manifest that does not decode is refused and stores nothing", async () => {
+        const response = await fetch(`${one.apiUrl}/v1/artifacts?manifest=AAAA`, {
+          method: "POST",
+          headers: { ...auth, "content-type": "application/octet-stream" },
+          body: noise(2 * MiB, 10) as Uint8Array<ArrayBuffer>,
+        });
+        const body = await response.json();
+        assert.equal(response.status, 422, JSON.stringify(body));
+        assert.equal(body.error.code, "invalid_manifest");
+        assert.deepEqual(await counts(), { artifacts: 1, chunks: 4 });
+      });
+
       await t.step("an upload cut off midway leaves no artifact row and no piece", async () => {
         let sent = 0;
         let written = 0;
