@@ -1,6 +1,7 @@
 /** The orchestrator service: database, broker, MQTT link, engine, HTTP API, wired and started. */
 import { type ClusterView, createApp, type ReadyReport, readyResponse } from "../http/app.ts";
-import { ArtifactStore } from "../http/artifact_store.ts";
+import { type ArtifactStore, DirArtifactStore } from "../http/artifact_store.ts";
+import { DbArtifactStore } from "../http/db_artifact_store.ts";
 import { EventHub } from "../obs/event_hub.ts";
 import { MetricsRegistry } from "../obs/metrics.ts";
 import { streamedEvent } from "../http/routes/events.ts";
@@ -12,6 +13,7 @@ import {
   type Db,
   describeDatabaseError,
   findApiToken,
+  getServerState,
   GroupCommitWriter,
   isUnavailable,
   listApiTokens,
@@ -22,6 +24,7 @@ import {
   replaceApiToken,
   resetPresence,
   sequenceStore,
+  setServerState,
 } from "../db/mod.ts";
 import { createSequenceAllocator } from "../io/sequence.ts";
 import {
@@ -30,19 +33,25 @@ import {
   deviceOfClientId,
   PortInUseError,
   selectBroker,
-  serverIdFromPublicKey,
 } from "../mqtt/mod.ts";
 import { LatencyHistogram, type Logger, silentLogger } from "../obs/mod.ts";
 import { toBase64 } from "../srup/mod.ts";
 import type { Clock } from "../actors/mod.ts";
 import { wallClock } from "../io/clock.ts";
-import { artifactDir, ConfigError, type ServiceConfig } from "../orchestrator/config.ts";
+import { ConfigError, type ServiceConfig } from "../orchestrator/config.ts";
 import { type HeapUsage, v8HeapUsage } from "../orchestrator/heap_budget.ts";
 import { Orchestrator } from "../orchestrator/orchestrator.ts";
 import { Cluster } from "../orchestrator/cluster.ts";
 import { PolicyRegistry } from "../orchestrator/policy_registry.ts";
 import { StoredSequenceTracker } from "../orchestrator/sequence_tracker.ts";
-import { loadServerKey } from "../orchestrator/server_key.ts";
+import {
+  loadNextServerKey,
+  loadServerKey,
+  makeNextServerKey,
+  nextKeyPath,
+  type ServerKey,
+} from "../orchestrator/server_key.ts";
+import { ServerKeyRing } from "../orchestrator/key_ring.ts";
 
 /** A running service. */
 export interface Service {
@@ -84,6 +93,8 @@ export interface StartOptions {
 const ADMIN_FROM_ENV = "admin-env";
 // GET /v1/cluster lists the nodes heard from within this long (a stopped node drops off).
 const CLUSTER_NODES_WITHIN_MS = 60_000;
+// [SRUP-10] server_state key of the server id, stored when the first key rotation begins.
+const SERVER_ID_KEY = "server_id";
 // A waiting line is printed once the database or broker has not answered for this long.
 const WAIT_NOTICE_MS = 1_000;
 const DB_RETRY_MIN_MS = 250;
@@ -114,7 +125,8 @@ export async function startService(
   try {
     await Deno.mkdir(config.dataDir, { recursive: true });
     const key = await loadServerKey({ dataDir: config.dataDir, file: config.serverKeyFile });
-    const serverId = await serverIdFromPublicKey(key.publicKey);
+    const nextPath = nextKeyPath({ dataDir: config.dataDir, file: config.serverNextKeyFile });
+    const keys = new ServerKeyRing(key, await loadNextServerKey(nextPath));
 
     const starting: ReadyReport = { database: "waiting", mqtt: "waiting", recovery: "waiting" };
     let handler: (request: Request) => Response | Promise<Response> = (request) =>
@@ -129,6 +141,9 @@ export async function startService(
     starting.database = "ok";
     cleanup.push(() => database.close());
     const { db } = database;
+    // [SRUP-10] The id devices reply to is the first key's fingerprint, kept once a rotation
+    // began: devices keep their topic when the key changes.
+    const serverId = await getServerState(db, SERVER_ID_KEY) ?? key.fingerprint;
     const maintenance = new Maintenance(database, { log });
     maintenance.start();
     cleanup.push(() => maintenance.stop());
@@ -170,7 +185,10 @@ export async function startService(
       }
     }
 
-    const store = new ArtifactStore(artifactDir(config));
+    const files = new DirArtifactStore(config.artifactDir);
+    const store: ArtifactStore = config.artifactStore === "db"
+      ? new DbArtifactStore(db, { fallback: files })
+      : files;
     await store.init();
 
     // Presence is known only from the embedded broker's connection events; reset before it
@@ -214,6 +232,7 @@ export async function startService(
         // a durable member's share of RESPONSEs would wait for it while it is down.
         clientId: clustered ? `flotilla-${serverId}-${config.nodeId}` : `flotilla-${serverId}`,
         clean: clustered,
+        protocolVersion: config.mqttProtocolVersion,
         caFile: config.mqttCa,
         certFile: config.mqttCert,
         keyFile: config.mqttKey,
@@ -260,10 +279,12 @@ export async function startService(
       clock: options.clock,
       heap: options.heap,
       releaseKeys: config.releaseKeys,
+      keys,
     });
     cleanup.push(() => orchestrator.close());
     const link = await createServerLink(connection, {
       privateKey: key.privateKey,
+      signingKey: (id) => keys.signingKey(id),
       serverId,
       sequence,
       // Every node hears every RESPONSE and handles those of the rollouts it owns.
@@ -342,6 +363,19 @@ export async function startService(
       hub,
       metrics,
       server: { serverId, publicKey: toBase64(key.publicKey), mqttUrl: broker.url },
+      async nextKey(): Promise<ServerKey> {
+        // The server id is fixed before any device hears of another key.
+        await setServerState(db, SERVER_ID_KEY, serverId);
+        if (keys.next) return keys.next;
+        const next = await makeNextServerKey(nextPath);
+        keys.setNext(next);
+        log(
+          `server key: next key ${next.fingerprint} ${
+            next.created ? "made" : "read"
+          } at ${next.path}`,
+        );
+        return next;
+      },
       publicUrl: config.publicUrl ?? apiUrl,
       maxArtifactBytes: config.maxArtifactBytes,
       maxJsonBytes: config.maxJsonBytes,

@@ -54,6 +54,8 @@ export interface RolloutView {
   artifact: { digest: string; url: string; name: string | null; version: string | null } | null;
   /** The rollout this rollback undoes (`onAbort: rollback`), or null. */
   rollbackOf: string | null;
+  /** [SRUP-10] For rotate-key: the fingerprint of the key devices are moved to. */
+  serverKey: string | null;
   /** Cluster mode: the node whose lease drives it (null when none holds one, or one node on PGlite). */
   owner: string | null;
   /** The rollback rollouts made to undo this one, oldest first. */
@@ -120,6 +122,7 @@ export async function rolloutView(
       version: label?.version ?? null,
     },
     rollbackOf: row.rollbackOf,
+    serverKey: row.serverKey,
     owner: row.owner,
     rolledBackBy: await listRollbacksOf(db, row.id),
     devices: row.deviceCount,
