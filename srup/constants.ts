@@ -13,6 +13,10 @@ export const TYPE_RESPONSE = 0x02;
 export const TYPE_ACTIVATE = 0x03;
 /** [SRUP-9] Version 2 only: activate the previous version. */
 export const TYPE_ROLLBACK = 0x04;
+/** [SRUP-11] Device to server, version 2 only: replace the device's key. */
+export const TYPE_DEVICE_KEY = 0x06;
+/** [SRUP-12] Server to device, version 2 only: a release key set signed by the release keys. */
+export const TYPE_RELEASE_KEYS = 0x07;
 
 /** [SRUP-2.5] Hard limits checked before anything is allocated. */
 export const MAX_FRAME_BYTES = 4096;
@@ -23,6 +27,10 @@ export const MAX_URL_BYTES = 2048;
 export const MAX_DIGEST_BYTES = 64;
 /** [SRUP-2.5] [SRUP-7.1] A signed release manifest; the largest valid one is 778 bytes. */
 export const MAX_MANIFEST_BYTES = 1024;
+/** [SRUP-11.1] A DEVICE_KEY's new public key (32 bytes when valid). */
+export const MAX_KEY_BYTES = 64;
+/** [SRUP-12.1] A release key set document; the largest valid one is 1799 bytes. */
+export const MAX_KEY_SET_BYTES = 2048;
 
 /** [SRUP-2.3] Size of a field's length prefix (u16, big-endian). */
 export const FIELD_LENGTH_BYTES = 2;

@@ -44,3 +44,27 @@ export {
   signManifest,
   verifyManifest,
 } from "./manifest.ts";
+export {
+  deviceKeyProofInput,
+  type DeviceKeyFault,
+  type DeviceKeyRequest,
+  signDeviceKey,
+  verifyDeviceKey,
+} from "./device_key.ts";
+export {
+  advanceKeySet,
+  decodeKeySet,
+  encodeKeySetBody,
+  followKeySets,
+  KEY_SET_FORMAT,
+  type KeySet,
+  KeySetError,
+  type KeySetErrorCode,
+  type KeySetRefusal,
+  type KeySetStep,
+  MAX_KEY_SET_KEYS,
+  MAX_KEY_SET_SIGNATURES,
+  PROVISIONED_KEY_SET_VERSION,
+  type SignedKeySet,
+  signKeySet,
+} from "./key_set.ts";

@@ -46,8 +46,32 @@ export interface RollbackMessage extends MessageBase {
   digest: Uint8Array;
 }
 
+/** [SRUP-11] Device to server, version 2 only: from now on, trust `key` instead of the signer. */
+export interface DeviceKeyMessage extends MessageBase {
+  type: "device_key";
+  /** The new raw Ed25519 public key, 32 bytes. */
+  key: Uint8Array;
+  /** [SRUP-11.2] The new key's signature: proof that the device holds it. */
+  proof: Uint8Array;
+}
+
+/** [SRUP-12] Server to device, version 2 only: one release key set document ([SRUP-12.1]). */
+export interface ReleaseKeysMessage extends MessageBase {
+  type: "release_keys";
+  /** The device id: 16 bytes for a UUID. */
+  target: Uint8Array;
+  /** The key set document, as `srup release rotate` wrote it. */
+  keySet: Uint8Array;
+}
+
 /** Any SRUP message. */
-export type SrupMessage = InitiateMessage | ResponseMessage | ActivateMessage | RollbackMessage;
+export type SrupMessage =
+  | InitiateMessage
+  | ResponseMessage
+  | ActivateMessage
+  | RollbackMessage
+  | DeviceKeyMessage
+  | ReleaseKeysMessage;
 
 /** The `type` of a SRUP message. */
 export type MessageType = SrupMessage["type"];
