@@ -25,6 +25,8 @@ export interface AgentState {
   previous?: ArtifactRecord;
   /** Downloaded and verified, awaiting ACTIVATE. */
   staged?: ArtifactRecord;
+  /** [SRUP-12.3] Release keys learned from key set documents; absent: the provisioned ones. */
+  releaseKeySet?: { version: number; keys: string[] };
 }
 
 /** What `device status` shows. */
@@ -73,6 +75,7 @@ export function stateToJson(state: AgentState): string {
     current: state.current ?? null,
     previous: state.previous ?? null,
     staged: state.staged ?? null,
+    ...(state.releaseKeySet ? { releaseKeySet: state.releaseKeySet } : {}),
   });
 }
 
@@ -94,6 +97,13 @@ export function stateFromJson(text: string): AgentState {
   for (const name of ["current", "previous", "staged"] as const) {
     const value = record(json[name], name);
     if (value) state[name] = value;
+  }
+  const set = json.releaseKeySet;
+  if (set !== undefined) {
+    const valid = Number.isInteger(set?.version) && set.version >= 2 && Array.isArray(set.keys) &&
+      set.keys.length > 0 && set.keys.every((key: unknown) => isHex(key) && key.length === 64);
+    if (!valid) throw new TypeError('Invalid device state: "releaseKeySet" is malformed');
+    state.releaseKeySet = { version: set.version, keys: set.keys };
   }
   return state;
 }
