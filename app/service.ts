@@ -39,6 +39,7 @@ import { type HeapUsage, v8HeapUsage } from "../orchestrator/heap_budget.ts";
 import { Orchestrator } from "../orchestrator/orchestrator.ts";
 import { PolicyRegistry } from "../orchestrator/policy_registry.ts";
 import { StoredSequenceTracker } from "../orchestrator/sequence_tracker.ts";
+import { DeviceKeys } from "../orchestrator/device_keys.ts";
 import { loadServerKey } from "../orchestrator/server_key.ts";
 
 /** A running service. */
@@ -220,12 +221,20 @@ export async function startService(
       releaseKeys: config.releaseKeys,
     });
     cleanup.push(() => orchestrator.close());
+    const deviceKeys = new DeviceKeys({
+      db,
+      tracker,
+      current: (id) => orchestrator.deviceKey(id),
+      adopted: (id, key) => orchestrator.adoptKey(id, key),
+      log,
+    });
     const link = await createServerLink(connection, {
       privateKey: key.privateKey,
       serverId,
       sequence: createSequenceAllocator(sequenceStore(db)),
       deviceKey: (id) => orchestrator.deviceKey(id),
       onResponse: (id, message) => orchestrator.handleResponse(id, message),
+      onDeviceKey: (id, message) => deviceKeys.handle(id, message),
       tracker,
       // The engine's clock: the stall check compares its timeouts with the link's silence.
       clock: options.clock ?? wallClock,

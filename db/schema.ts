@@ -71,6 +71,30 @@ export const devices = pgTable("devices", {
   check("devices_previous_digest_hex", sha256Hex("previous_digest")),
 ]);
 
+/**
+ * [SRUP-11] Every key change of a device: the audit record, and the keys it may never return to.
+ * A key is retired once and adopted once per device, so the database itself refuses a downgrade.
+ */
+export const deviceKeyRotations = pgTable("device_key_rotations", {
+  id: bigint({ mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+  deviceId: uuid().notNull().references(() => devices.id, { onDelete: "cascade" }),
+  /** Base64 of the raw public keys before and after. */
+  oldKey: text().notNull(),
+  newKey: text().notNull(),
+  /** Lowercase hex SHA-256 of the raw keys, as the API shows them. */
+  oldFingerprint: text().notNull(),
+  newFingerprint: text().notNull(),
+  /** The DEVICE_KEY's sequence id. */
+  sequence: numeric({ precision: 20, scale: 0, mode: "bigint" }).notNull(),
+  at: timestamp({ withTimezone: true }).notNull().defaultNow(),
+}, (t) => [
+  uniqueIndex("device_key_rotations_old_key_idx").on(t.deviceId, t.oldKey),
+  uniqueIndex("device_key_rotations_new_key_idx").on(t.deviceId, t.newKey),
+  check("device_key_rotations_old_fingerprint_hex", sha256Hex("old_fingerprint")),
+  check("device_key_rotations_new_fingerprint_hex", sha256Hex("new_fingerprint")),
+  check("device_key_rotations_sequence_u64", sql.raw(`sequence between 0 and ${MAX_U64}`)),
+]);
+
 /** Artifacts: uploaded files kept locally, or files hosted elsewhere registered by URL. */
 export const artifacts = pgTable("artifacts", {
   /** Lowercase hex SHA-256 of the bytes. */

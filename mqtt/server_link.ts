@@ -3,6 +3,7 @@ import {
   type ActivateMessage,
   decodeMessage,
   defaultEd25519,
+  type DeviceKeyMessage,
   encodeMessage,
   type InitiateMessage,
   type ResponseMessage,
@@ -33,6 +34,20 @@ import {
 /** Receives every verified RESPONSE; errors it throws are logged, never propagated. */
 export type ResponseHandler = (deviceId: string, message: ResponseMessage) => void | Promise<void>;
 
+/**
+ * [SRUP-11] Decides a DEVICE_KEY: acknowledge (the new key is recorded durably, or was already),
+ * or drop it with a reason.
+ */
+export type DeviceKeyHandler = (
+  deviceId: string,
+  message: DeviceKeyMessage,
+) => Promise<DeviceKeyVerdict>;
+
+/** What a {@linkcode DeviceKeyHandler} decided. */
+export type DeviceKeyVerdict =
+  | { acknowledge: true }
+  | { acknowledge: false; reason: RejectReason; fields?: Record<string, unknown> };
+
 /** Options for {@linkcode createServerLink}. */
 export interface ServerLinkOptions {
   /** The server's Ed25519 private key (32-byte seed): signs every frame sent. */
@@ -42,6 +57,8 @@ export interface ServerLinkOptions {
   /** The public key of a device, or undefined for a device the server does not know. */
   deviceKey(deviceId: string): Promise<Uint8Array | undefined>;
   onResponse: ResponseHandler;
+  /** [SRUP-11] Takes DEVICE_KEYs; without one they are dropped as `unexpected_type`. */
+  onDeviceKey?: DeviceKeyHandler;
   /** Defaults to the first 16 hex characters of SHA-256 over the server's public key. */
   serverId?: string;
   /** Last sequence id accepted per device; in memory by default. */
@@ -259,6 +276,9 @@ export class ServerLink {
       this.reject(error.code, { device: deviceId, offset: error.offset });
       return;
     }
+    if (message.type === "device_key" && this.#options.onDeviceKey) {
+      return await this.#deviceKey(deviceId, message, this.#options.onDeviceKey);
+    }
     if (message.type !== "response") {
       this.reject("unexpected_type", { device: deviceId, type: message.type });
       return;
@@ -290,6 +310,27 @@ export class ServerLink {
         error: String(error),
       });
     }
+  }
+
+  /**
+   * [SRUP-11.3] Acknowledges a DEVICE_KEY the handler took with an ACTIVATE of its token; the
+   * handler has recorded the key before, so an acknowledged rotation is never lost.
+   */
+  async #deviceKey(
+    deviceId: string,
+    message: DeviceKeyMessage,
+    handler: DeviceKeyHandler,
+  ): Promise<void> {
+    const verdict = await handler(deviceId, message);
+    if (!verdict.acknowledge) {
+      this.reject(verdict.reason, { device: deviceId, type: "device_key", ...verdict.fields });
+      return;
+    }
+    this.#heard();
+    // Not awaited: this device's next frame need not wait for the broker's PUBACK.
+    this.sendActivate(deviceId, { token: message.token }).catch((error) => {
+      this.#logger.error("key.ack_failed", { device: deviceId, error: String(error) });
+    });
   }
 
   #heard(): void {

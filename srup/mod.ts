@@ -48,6 +48,7 @@ export {
   deviceKeyProofInput,
   type DeviceKeyFault,
   type DeviceKeyRequest,
+  keyFingerprint,
   signDeviceKey,
   verifyDeviceKey,
 } from "./device_key.ts";
