@@ -40,6 +40,7 @@ import { Orchestrator } from "../orchestrator/orchestrator.ts";
 import { PolicyRegistry } from "../orchestrator/policy_registry.ts";
 import { StoredSequenceTracker } from "../orchestrator/sequence_tracker.ts";
 import { DeviceKeys } from "../orchestrator/device_keys.ts";
+import { releaseKeyChain } from "../orchestrator/release_key_sets.ts";
 import { loadServerKey } from "../orchestrator/server_key.ts";
 
 /** A running service. */
@@ -107,6 +108,7 @@ export async function startService(
     await Deno.mkdir(config.dataDir, { recursive: true });
     const key = await loadServerKey({ dataDir: config.dataDir, file: config.serverKeyFile });
     const serverId = await serverIdFromPublicKey(key.publicKey);
+    const releaseKeySet = await releaseKeyChain(config);
 
     const starting: ReadyReport = { database: "waiting", mqtt: "waiting", recovery: "waiting" };
     let handler: (request: Request) => Response | Promise<Response> = (request) =>
@@ -218,7 +220,7 @@ export async function startService(
       log,
       clock: options.clock,
       heap: options.heap,
-      releaseKeys: config.releaseKeys,
+      releaseKeys: releaseKeySet.keys,
     });
     cleanup.push(() => orchestrator.close());
     const deviceKeys = new DeviceKeys({
@@ -236,6 +238,7 @@ export async function startService(
       onResponse: (id, message) => orchestrator.handleResponse(id, message),
       onDeviceKey: (id, message) => deviceKeys.handle(id, message),
       tracker,
+      releaseKeySets: config.releaseKeySets,
       // The engine's clock: the stall check compares its timeouts with the link's silence.
       clock: options.clock ?? wallClock,
       logger,
@@ -256,7 +259,13 @@ export async function startService(
       policies,
       hub,
       metrics,
-      server: { serverId, publicKey: toBase64(key.publicKey), mqttUrl: broker.url },
+      server: {
+        serverId,
+        publicKey: toBase64(key.publicKey),
+        mqttUrl: broker.url,
+        rootReleaseKeys: (config.releaseKeys ?? []).map(toBase64),
+        releaseKeySetVersion: releaseKeySet.version,
+      },
       publicUrl: config.publicUrl ?? apiUrl,
       maxArtifactBytes: config.maxArtifactBytes,
       maxJsonBytes: config.maxJsonBytes,

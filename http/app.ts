@@ -37,7 +37,15 @@ export interface AppDeps {
   hub: EventHub;
   metrics: MetricsRegistry;
   /** What a device needs to be provisioned. */
-  server: { serverId: string; publicKey: string; mqttUrl: string };
+  server: {
+    serverId: string;
+    publicKey: string;
+    mqttUrl: string;
+    /** [SRUP-12] FLOTILLA_RELEASE_KEYS (base64): what devices are provisioned with. */
+    rootReleaseKeys?: string[];
+    /** [SRUP-12] The version of the release key set in force: 1 without key sets. */
+    releaseKeySetVersion?: number;
+  };
   /** Base URL of this API as devices reach it, for artifact URLs. */
   publicUrl: string;
   /** Largest artifact upload; JSON bodies are capped at `maxJsonBytes`. */
@@ -110,7 +118,15 @@ export function createApp(deps: AppDeps) {
               mqtt: z.object({ url: z.string() }),
               releaseKeys: z.array(z.string()).openapi({
                 description:
-                  "[SRUP-7] Release public keys (base64) the server requires manifests to be signed by (FLOTILLA_RELEASE_KEYS): what a device is provisioned with (`device run --release-key`); empty when unset",
+                  "[SRUP-7] Release public keys (base64) the server requires manifests to be signed by: FLOTILLA_RELEASE_KEYS, or the keys of the last key set of FLOTILLA_RELEASE_KEY_SETS ([SRUP-12]); empty when unset",
+              }),
+              rootReleaseKeys: z.array(z.string()).openapi({
+                description:
+                  "[SRUP-12] FLOTILLA_RELEASE_KEYS (base64): what a device is provisioned with (`device run --release-key`); it learns later keys through the key sets",
+              }),
+              releaseKeySetVersion: z.number().int().openapi({
+                description:
+                  "[SRUP-12] The version of the release key set in force: 1 for FLOTILLA_RELEASE_KEYS, one more for each key set document",
               }),
             }),
             "The server's identity",
@@ -125,6 +141,8 @@ export function createApp(deps: AppDeps) {
           protocolVersion: PROTOCOL_VERSION,
           mqtt: { url: deps.server.mqttUrl },
           releaseKeys: deps.orchestrator.releaseKeys.map((key) => key.toBase64()),
+          rootReleaseKeys: deps.server.rootReleaseKeys ?? [],
+          releaseKeySetVersion: deps.server.releaseKeySetVersion ?? 1,
         }, 200),
     )
     .route("/devices", devicesApp(deps.db, deps.orchestrator, deps.presence))

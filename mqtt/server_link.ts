@@ -6,6 +6,8 @@ import {
   type DeviceKeyMessage,
   encodeMessage,
   type InitiateMessage,
+  newToken,
+  type ReleaseKeysMessage,
   type ResponseMessage,
   type RollbackMessage,
   signMessage,
@@ -61,6 +63,11 @@ export interface ServerLinkOptions {
   onDeviceKey?: DeviceKeyHandler;
   /** Defaults to the first 16 hex characters of SHA-256 over the server's public key. */
   serverId?: string;
+  /**
+   * [SRUP-12] Release key set documents, in chain order: each goes to a device in a RELEASE_KEYS
+   * just before every version 3 INITIATE, so a device that missed a rotation catches up first.
+   */
+  releaseKeySets?: readonly Uint8Array[];
   /** Last sequence id accepted per device; in memory by default. */
   tracker?: SequenceTracker;
   /** Use the `$share/flotilla/` subscription; defaults to true on MQTT 5 and false on 3.1.1. */
@@ -242,6 +249,7 @@ export class ServerLink {
     // Per device, ids are taken and frames handed to the client in one order, so a device never
     // sees a lower sequence id after a higher one.
     const queued = this.#outbound.run(deviceId, async () => {
+      if ("manifest" in fields) await this.#sendKeySets(deviceId, topic);
       const sequence = await this.#options.sequence.next();
       // [SRUP-2.1] Version 3 only for an INITIATE carrying a manifest: older agents keep getting 2.
       const version = "manifest" in fields ? 3 : 2;
@@ -253,6 +261,25 @@ export class ServerLink {
       await acked;
       return message;
     });
+  }
+
+  /** [SRUP-12.2] The key set chain, one RELEASE_KEYS each, ahead of a version 3 INITIATE. */
+  async #sendKeySets(deviceId: string, topic: string): Promise<void> {
+    for (const keySet of this.#options.releaseKeySets ?? []) {
+      const message = await signMessage<ReleaseKeysMessage>({
+        type: "release_keys",
+        version: 2,
+        sequence: await this.#options.sequence.next(),
+        target: uuidToBytes(deviceId),
+        token: newToken(),
+        keySet,
+        signature: new Uint8Array(),
+      }, this.#options.privateKey);
+      // Handed to the client before the INITIATE, so the broker delivers it first.
+      this.#connection.publish(topic, encodeMessage(message)).catch((error) => {
+        this.#logger.error("release_keys.failed", { device: deviceId, error: String(error) });
+      });
+    }
   }
 
   #receive(topic: string, payload: Uint8Array): void {

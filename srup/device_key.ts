@@ -46,13 +46,17 @@ export async function signDeviceKey(
   const key = await ed25519.getPublicKey(request.newPrivateKey);
   const unsigned = { key, sequence: request.sequence, token: request.token };
   const proof = await ed25519.sign(deviceKeyProofInput(oldKey, unsigned), request.newPrivateKey);
-  return await signMessage<DeviceKeyMessage>({
-    type: "device_key",
-    version: 2,
-    ...unsigned,
-    proof,
-    signature: new Uint8Array(),
-  }, request.oldPrivateKey, { backend: ed25519 });
+  return await signMessage<DeviceKeyMessage>(
+    {
+      type: "device_key",
+      version: 2,
+      ...unsigned,
+      proof,
+      signature: new Uint8Array(),
+    },
+    request.oldPrivateKey,
+    { backend: ed25519 },
+  );
 }
 
 /** Why {@linkcode verifyDeviceKey} refuses a DEVICE_KEY. */

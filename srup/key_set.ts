@@ -55,7 +55,9 @@ export class KeySetError extends Error {
 /** [SRUP-12.1] The document's body: every byte its signatures cover, after the domain prefix. */
 export function encodeKeySetBody(set: KeySet): Uint8Array {
   const { version, keys } = set;
-  if (!Number.isInteger(version) || version <= PROVISIONED_KEY_SET_VERSION || version > 0xffff_ffff) {
+  if (
+    !Number.isInteger(version) || version <= PROVISIONED_KEY_SET_VERSION || version > 0xffff_ffff
+  ) {
     throw new RangeError(`Cannot encode key set: version ${version} is not 2 to 4294967295`);
   }
   if (!Array.isArray(keys) || keys.length === 0 || keys.length > MAX_KEY_SET_KEYS) {

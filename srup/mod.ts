@@ -45,8 +45,8 @@ export {
   verifyManifest,
 } from "./manifest.ts";
 export {
-  deviceKeyProofInput,
   type DeviceKeyFault,
+  deviceKeyProofInput,
   type DeviceKeyRequest,
   keyFingerprint,
   signDeviceKey,
