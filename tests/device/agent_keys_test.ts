@@ -111,21 +111,29 @@ Deno.test("rotateKey(): the agent proposes a new key signed by the old one, swit
   let seed!: Uint8Array;
   let newPublic!: Uint8Array;
 
-  await t.step("the proposal is durable first, then sent, signed by the old key with a proof", async () => {
-    seed = await agent.rotateKey();
-    newPublic = await ed.getPublicKey(seed);
-    assert.deepEqual(await a.keys.loadNext(), seed);
-    const [proposal] = a.proposals();
-    assert.ok(proposal);
-    assert.deepEqual(proposal.key, newPublic);
-    assert.equal(await verifyDeviceKey(proposal, a.publicKey), null);
-  });
-  await t.step("until acknowledged, RESPONSEs stay signed by the old key (and the proposal goes again)", async () => {
-    await agent.handleFrame((await a.initiate({ url: "http://[::1", digest: new Uint8Array(32) })).frame);
-    const reply = a.responses().at(-1)!;
-    assert.ok(await verifyMessage(reply, a.publicKey));
-    assert.equal(a.proposals().length, 2, "re-proposed before answering");
-  });
+  await t.step(
+    "the proposal is durable first, then sent, signed by the old key with a proof",
+    async () => {
+      seed = await agent.rotateKey();
+      newPublic = await ed.getPublicKey(seed);
+      assert.deepEqual(await a.keys.loadNext(), seed);
+      const [proposal] = a.proposals();
+      assert.ok(proposal);
+      assert.deepEqual(proposal.key, newPublic);
+      assert.equal(await verifyDeviceKey(proposal, a.publicKey), null);
+    },
+  );
+  await t.step(
+    "until acknowledged, RESPONSEs stay signed by the old key (and the proposal goes again)",
+    async () => {
+      await agent.handleFrame(
+        (await a.initiate({ url: "http://[::1", digest: new Uint8Array(32) })).frame,
+      );
+      const reply = a.responses().at(-1)!;
+      assert.ok(await verifyMessage(reply, a.publicKey));
+      assert.equal(a.proposals().length, 2, "re-proposed before answering");
+    },
+  );
   await t.step("an ACTIVATE with a token the agent never proposed changes no key", async () => {
     await agent.handleFrame((await a.ack(newToken())).frame);
     assert.deepEqual(agent.pendingKey, seed);
@@ -143,16 +151,19 @@ Deno.test("rotateKey(): the agent proposes a new key signed by the old one, swit
     assert.equal(agent.rejections.get("bad_signature"), 1);
     assert.deepEqual(agent.pendingKey, seed);
   });
-  await t.step("the server's ACTIVATE of the proposal's token: key committed, RESPONSEs signed by the new key", async () => {
-    await agent.handleFrame((await a.ack(a.proposals()[0]!.token)).frame);
-    assert.equal(agent.pendingKey, undefined);
-    assert.deepEqual(a.keys.current, seed);
-    assert.equal(await a.keys.loadNext(), undefined);
-    await agent.handleFrame((await a.initiate({ url: "http://[::1" })).frame);
-    const reply = a.responses().at(-1)!;
-    assert.ok(await verifyMessage(reply, newPublic), "signed by the new key");
-    assert.ok(!await verifyMessage(reply, a.publicKey), "not by the old one");
-  });
+  await t.step(
+    "the server's ACTIVATE of the proposal's token: key committed, RESPONSEs signed by the new key",
+    async () => {
+      await agent.handleFrame((await a.ack(a.proposals()[0]!.token)).frame);
+      assert.equal(agent.pendingKey, undefined);
+      assert.deepEqual(a.keys.current, seed);
+      assert.equal(await a.keys.loadNext(), undefined);
+      await agent.handleFrame((await a.initiate({ url: "http://[::1" })).frame);
+      const reply = a.responses().at(-1)!;
+      assert.ok(await verifyMessage(reply, newPublic), "signed by the new key");
+      assert.ok(!await verifyMessage(reply, a.publicKey), "not by the old one");
+    },
+  );
 });
 
 Deno.test("an agent restarted with a proposal pending sends it again, and a replayed acknowledgment is refused", async () => {
@@ -204,16 +215,22 @@ Deno.test("RELEASE_KEYS: an agent trusts a release key only through a key set si
     return a.responses().at(-1)!.status;
   }
 
-  await t.step("before any key set, a manifest signed by the next key is refused (0xFB)", async () => {
-    assert.equal(await install(next), UPDATE_REFUSED_UNSIGNED);
-  });
-  await t.step("a key set the server made up (signed by its own key) is refused and counted", async () => {
-    const fake = await signKeySet({ version: 2, keys: [madeUpPub] }, [madeUp]);
-    await agent.handleFrame((await a.releaseKeys(fake)).frame);
-    assert.equal(agent.rejections.get("key_set_refused"), 1);
-    assert.equal((await a.store.load()).releaseKeySet, undefined);
-    assert.equal(await install(madeUp), UPDATE_REFUSED_UNSIGNED);
-  });
+  await t.step(
+    "before any key set, a manifest signed by the next key is refused (0xFB)",
+    async () => {
+      assert.equal(await install(next), UPDATE_REFUSED_UNSIGNED);
+    },
+  );
+  await t.step(
+    "a key set the server made up (signed by its own key) is refused and counted",
+    async () => {
+      const fake = await signKeySet({ version: 2, keys: [madeUpPub] }, [madeUp]);
+      await agent.handleFrame((await a.releaseKeys(fake)).frame);
+      assert.equal(agent.rejections.get("key_set_refused"), 1);
+      assert.equal((await a.store.load()).releaseKeySet, undefined);
+      assert.equal(await install(madeUp), UPDATE_REFUSED_UNSIGNED);
+    },
+  );
   const v2 = await signKeySet({ version: 2, keys: [nextPub] }, [root, next]);
   await t.step("the key set signed by the root key and the next: learned, persisted", async () => {
     await agent.handleFrame((await a.releaseKeys(v2)).frame);
@@ -223,13 +240,16 @@ Deno.test("RELEASE_KEYS: an agent trusts a release key only through a key set si
   await t.step("the root key is revoked by it: its releases are refused now (0xFB)", async () => {
     assert.equal(await install(root, 3), UPDATE_REFUSED_UNSIGNED);
   });
-  await t.step("the same key set again is stale: skipped, not counted; a restart keeps the set", async () => {
-    await agent.handleFrame((await a.releaseKeys(v2)).frame);
-    assert.equal(agent.rejections.get("key_set_refused"), 1);
-    const restarted = await a.make();
-    assert.deepEqual((await a.store.load()).releaseKeySet?.version, 2);
-    assert.ok(restarted);
-  });
+  await t.step(
+    "the same key set again is stale: skipped, not counted; a restart keeps the set",
+    async () => {
+      await agent.handleFrame((await a.releaseKeys(v2)).frame);
+      assert.equal(agent.rejections.get("key_set_refused"), 1);
+      const restarted = await a.make();
+      assert.deepEqual((await a.store.load()).releaseKeySet?.version, 2);
+      assert.ok(restarted);
+    },
+  );
   await t.step("a key set addressed to another device is dropped", async () => {
     const other = await signMessage<ReleaseKeysMessage>({
       type: "release_keys",

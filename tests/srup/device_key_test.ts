@@ -107,10 +107,13 @@ Deno.test("verifyDeviceKey() needs the old key's frame signature and the new key
     const resigned = await signMessage(swapped, k.oldPrivate);
     assert.equal(await verifyDeviceKey(resigned, k.oldPublic), "bad_key_proof");
   });
-  await t.step("the proof binds the sequence id: a proof moved to another frame fails", async () => {
-    const moved = await signMessage({ ...message, sequence: 99n }, k.oldPrivate);
-    assert.equal(await verifyDeviceKey(moved, k.oldPublic), "bad_key_proof");
-  });
+  await t.step(
+    "the proof binds the sequence id: a proof moved to another frame fails",
+    async () => {
+      const moved = await signMessage({ ...message, sequence: 99n }, k.oldPrivate);
+      assert.equal(await verifyDeviceKey(moved, k.oldPublic), "bad_key_proof");
+    },
+  );
   await t.step("a malformed key or proof is a failed verify, never a throw", async () => {
     const short = await signMessage({ ...message, key: new Uint8Array(3) }, k.oldPrivate);
     assert.equal(await verifyDeviceKey(short, k.oldPublic), "bad_key_proof");

@@ -104,11 +104,14 @@ Deno.test("advanceKeySet() follows only a document one version up, signed by a t
     const gap = await signKeySet({ version: 3, keys: [root.publicKey] }, [root.privateKey]);
     assert.deepEqual(await advanceKeySet(trusted, gap), { ok: false, reason: "version_gap" });
   });
-  await t.step("an old document again: stale (a rotation is never undone by a replay)", async () => {
-    const old = await signKeySet({ version: 2, keys: [root.publicKey] }, [root.privateKey]);
-    const at3 = { version: 3, keys: [next.publicKey] };
-    assert.deepEqual(await advanceKeySet(at3, old), { ok: false, reason: "stale" });
-  });
+  await t.step(
+    "an old document again: stale (a rotation is never undone by a replay)",
+    async () => {
+      const old = await signKeySet({ version: 2, keys: [root.publicKey] }, [root.privateKey]);
+      const at3 = { version: 3, keys: [next.publicKey] };
+      assert.deepEqual(await advanceKeySet(at3, old), { ok: false, reason: "stale" });
+    },
+  );
   await t.step("a flipped bit in a signature: not signed by a trusted key", async () => {
     const bytes = await signKeySet({ version: 2, keys: [next.publicKey] }, [
       root.privateKey,
