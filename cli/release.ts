@@ -29,9 +29,11 @@ export const HELP = `Usage: flotilla srup release <command>
 
 Commands:
   sign --key FILE --file FILE --name NAME --version VERSION --security-version N
-       [--hardware ID]... [--expires ISO-8601] [--out FILE]
+       [--hardware ID]... [--expires ISO-8601] [--rollback-range FROM-TO] [--out FILE]
                      Write the manifest of FILE signed by the release key (PKCS#8 PEM) to
-                     --out (default FILE.manifest); prints it as JSON
+                     --out (default FILE.manifest); prints it as JSON. --rollback-range makes it
+                     a signed rollback release: devices running a security version from FROM
+                     to TO install it though its own is lower ([SRUP-7.6])
   verify --pub FILE --manifest FILE [--file FILE]
                      Check the manifest's signature by the release public key (SPKI PEM),
                      its expiry, and that FILE has its digest and size; prints it as JSON.
@@ -60,6 +62,7 @@ async function sign(args: string[]): Promise<number> {
     "security-version": { type: "string" },
     hardware: { type: "string", multiple: true },
     expires: { type: "string" },
+    "rollback-range": { type: "string" },
     out: { type: "string" },
   });
   for (const name of ["key", "file", "name", "version", "security-version"] as const) {
@@ -77,6 +80,9 @@ async function sign(args: string[]): Promise<number> {
     );
   }
   const expiresAt = values.expires === undefined ? undefined : parseExpiry(values.expires);
+  const rollbackRange = values["rollback-range"] === undefined
+    ? undefined
+    : parseRange(values["rollback-range"]);
   const privateKey = privateKeyFromPem(await readText(values.key!, "--key"));
   const { digest, size } = await hashFile(values.file!);
   const manifest: ReleaseManifest = {
@@ -87,6 +93,7 @@ async function sign(args: string[]): Promise<number> {
     securityVersion,
     hardware: values.hardware ?? [],
     expiresAt,
+    rollbackRange,
   };
   let bytes: Uint8Array;
   try {
@@ -211,6 +218,18 @@ async function rotate(args: string[]): Promise<number> {
     out,
   });
   return 0;
+}
+
+function parseRange(text: string): { from: number; to: number } {
+  const match = /^(\d{1,10})-(\d{1,10})$/.exec(text);
+  const from = Number(match?.[1]);
+  const to = Number(match?.[2]);
+  if (!match || from > MAX_SECURITY_VERSION || to > MAX_SECURITY_VERSION || from > to) {
+    throw new UsageError(
+      `Invalid --rollback-range "${text}": expected FROM-TO, two security versions, low to high`,
+    );
+  }
+  return { from, to };
 }
 
 function parseExpiry(text: string): number {

@@ -34,6 +34,7 @@ export {
   decodeManifest,
   encodeManifestBody,
   MANIFEST_FORMAT,
+  MANIFEST_FORMAT_ROLLBACK,
   ManifestError,
   type ManifestErrorCode,
   MAX_MANIFEST_HARDWARE,

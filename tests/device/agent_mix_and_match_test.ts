@@ -47,25 +47,34 @@ Deno.test("mix-and-match: a server cannot pair one release's manifest with anoth
     return f.replies.at(-1)!.message.status;
   }
 
-  await t.step("A's manifest with B's digest: refused before anything is fetched (0xFB)", async () => {
-    assert.equal(await send(await sha256(B), manifestA), UPDATE_REFUSED_UNSIGNED);
-    assert.equal(served.calls.length, 0);
-  });
-  await t.step("A's manifest and digest, B's bytes at the URL: the download fails its digest (0xFF)", async () => {
-    serve = B;
-    assert.equal(await send(await sha256(A), manifestA), UPDATE_FAIL_DIGEST);
-    assert.equal(f.replies.length, 2);
-    assert.equal(agent.status().staged, null);
-  });
-  await t.step("A's file and signature spliced with B's version label: the signature fails (0xFB)", async () => {
-    // Same length labels, so the splice decodes: the version text of B inside A's manifest.
-    const spliced = manifestA.slice();
-    const a = decodeManifest(manifestA);
-    const offset = 53 + 1 + a.name.length + 1;
-    spliced.set(new TextEncoder().encode("2.0"), offset);
-    assert.equal(decodeManifest(spliced).version, "2.0");
-    assert.equal(await send(await sha256(A), spliced), UPDATE_REFUSED_UNSIGNED);
-  });
+  await t.step(
+    "A's manifest with B's digest: refused before anything is fetched (0xFB)",
+    async () => {
+      assert.equal(await send(await sha256(B), manifestA), UPDATE_REFUSED_UNSIGNED);
+      assert.equal(served.calls.length, 0);
+    },
+  );
+  await t.step(
+    "A's manifest and digest, B's bytes at the URL: the download fails its digest (0xFF)",
+    async () => {
+      serve = B;
+      assert.equal(await send(await sha256(A), manifestA), UPDATE_FAIL_DIGEST);
+      assert.equal(f.replies.length, 2);
+      assert.equal(agent.status().staged, null);
+    },
+  );
+  await t.step(
+    "A's file and signature spliced with B's version label: the signature fails (0xFB)",
+    async () => {
+      // Same length labels, so the splice decodes: the version text of B inside A's manifest.
+      const spliced = manifestA.slice();
+      const a = decodeManifest(manifestA);
+      const offset = 53 + 1 + a.name.length + 1;
+      spliced.set(new TextEncoder().encode("2.0"), offset);
+      assert.equal(decodeManifest(spliced).version, "2.0");
+      assert.equal(await send(await sha256(A), spliced), UPDATE_REFUSED_UNSIGNED);
+    },
+  );
   await t.step("A's body with B's signature: refused (0xFB)", async () => {
     const mixed = manifestA.slice();
     mixed.set(manifestB.subarray(manifestB.length - 64), mixed.length - 64);

@@ -68,7 +68,9 @@ Deno.test({
           "mqtt",
           "protocolVersion",
           "publicKey",
+          "releaseKeySetVersion",
           "releaseKeys",
+          "rootReleaseKeys",
           "serverId",
         ]);
         assert.equal(server.body.serverId, service.serverId);
