@@ -228,6 +228,7 @@ export async function startService(
       tracker,
       current: (id) => orchestrator.deviceKey(id),
       adopted: (id, key) => orchestrator.adoptKey(id, key),
+      announce: (event) => hub.publish(streamedEvent(event)),
       log,
     });
     const link = await createServerLink(connection, {

@@ -2,7 +2,7 @@
 import { and, asc, eq, sql } from "drizzle-orm";
 import type { Db } from "./open.ts";
 import { guard } from "./errors.ts";
-import { appendEvents } from "./events.ts";
+import { appendEvents, type Event } from "./events.ts";
 import { deviceKeyRotations, devices } from "./schema.ts";
 
 /** A device_key_rotations row. */
@@ -21,10 +21,10 @@ export interface NewKeyRotation {
 
 /**
  * Replaces a device's key, if it is still `oldKey`, with its rotation record, a
- * `device.key_rotated` event and the sequence id, in one transaction. False when the key was not
- * `oldKey` any more (someone moved first): nothing is written.
+ * `device.key_rotated` event and the sequence id, in one transaction; the event written. Null when
+ * the key was not `oldKey` any more (someone moved first): nothing is written.
  */
-export async function rotateDeviceKey(db: Db, rotation: NewKeyRotation): Promise<boolean> {
+export async function rotateDeviceKey(db: Db, rotation: NewKeyRotation): Promise<Event | null> {
   return await guard(
     db.transaction(async (tx) => {
       const changed = await tx.update(devices).set({
@@ -33,19 +33,22 @@ export async function rotateDeviceKey(db: Db, rotation: NewKeyRotation): Promise
           sql`greatest(${devices.lastSequence}, ${rotation.sequence.toString()}::numeric)`,
       }).where(and(eq(devices.id, rotation.deviceId), eq(devices.publicKey, rotation.oldKey)))
         .returning({ id: devices.id });
-      if (changed.length === 0) return false;
+      if (changed.length === 0) return null;
       await tx.insert(deviceKeyRotations).values(rotation);
-      await appendEvents(tx, [{
+      const event = {
+        rolloutId: null,
         deviceId: rotation.deviceId,
         type: "device.key_rotated",
+        actor: null,
         at: rotation.at,
         data: {
           oldFingerprint: rotation.oldFingerprint,
           newFingerprint: rotation.newFingerprint,
           sequence: rotation.sequence.toString(),
         },
-      }]);
-      return true;
+      };
+      const [id] = await appendEvents(tx, [event]);
+      return { ...event, id: id! };
     }),
     "Cannot rotate device key",
   );

@@ -1,5 +1,5 @@
 /** [SRUP-11] The server's side of a device key rotation: verify, refuse, record, acknowledge. */
-import { type Db, isRetiredKey, keyBefore, rotateDeviceKey } from "../db/mod.ts";
+import { type Db, type Event, isRetiredKey, keyBefore, rotateDeviceKey } from "../db/mod.ts";
 import type { DeviceKeyVerdict } from "../mqtt/mod.ts";
 import {
   type DeviceKeyMessage,
@@ -18,6 +18,8 @@ export interface DeviceKeysOptions {
   current(deviceId: string): Promise<Uint8Array | undefined>;
   /** Told of a new key once it is durable, so the next RESPONSE is verified with it. */
   adopted(deviceId: string, key: string): void;
+  /** Told of the committed `device.key_rotated` event, e.g. to stream it. */
+  announce?: (event: Event) => void;
   log?: (line: string) => void;
 }
 
@@ -57,10 +59,12 @@ export class DeviceKeys {
       sequence,
       at: new Date(),
     };
-    if (!await rotateDeviceKey(db, rotation)) return refuse("bad_signature", { stale: true });
+    const event = await rotateDeviceKey(db, rotation);
+    if (!event) return refuse("bad_signature", { stale: true });
     // The stored floor moved in the same transaction; this moves the one checked in memory.
     await tracker.advance(deviceId, sequence);
     this.#options.adopted(deviceId, newKey);
+    this.#options.announce?.(event);
     this.#options.log?.(
       `device ${deviceId}: key rotated from ${rotation.oldFingerprint.slice(0, 16)} to ${
         rotation.newFingerprint.slice(0, 16)

@@ -42,6 +42,8 @@ async function keyAgent(options: Partial<DeviceAgentOptions> = {}) {
   const store = new MemoryDeviceStore();
   const keys = new MemoryKeyStore();
   const sent: SrupMessage[] = [];
+  /** For each DEVICE_KEY, whether its key was already kept in the key store when it went out. */
+  const keptBeforeSent: boolean[] = [];
   let serverSequence = 0n;
   const served = fetchReturning(() => new Response(FIRMWARE));
   const make = () =>
@@ -54,9 +56,15 @@ async function keyAgent(options: Partial<DeviceAgentOptions> = {}) {
       fetch: served.fetch,
       clock: { now: () => NOW, setTimeout, clearTimeout },
       ...options,
-      publish(_topic, frame) {
-        sent.push(decodeMessage(frame));
-        return Promise.resolve();
+      async publish(_topic, frame) {
+        const message = decodeMessage(frame);
+        if (message.type === "device_key") {
+          const kept = await keys.loadNext();
+          keptBeforeSent.push(
+            kept !== undefined && toHex(await ed.getPublicKey(kept)) === toHex(message.key),
+          );
+        }
+        sent.push(message);
       },
     });
   async function server<T extends SrupMessage>(fields: Omit<T, "signature" | "version">) {
@@ -96,6 +104,7 @@ async function keyAgent(options: Partial<DeviceAgentOptions> = {}) {
     store,
     keys,
     sent,
+    keptBeforeSent,
     make,
     initiate,
     ack,
@@ -121,6 +130,8 @@ Deno.test("rotateKey(): the agent proposes a new key signed by the old one, swit
       assert.ok(proposal);
       assert.deepEqual(proposal.key, newPublic);
       assert.equal(await verifyDeviceKey(proposal, a.publicKey), null);
+      // The key is kept before the frame leaves: a crash right after sending cannot lose it.
+      assert.deepEqual(a.keptBeforeSent, [true]);
     },
   );
   await t.step(
@@ -245,9 +256,16 @@ Deno.test("RELEASE_KEYS: an agent trusts a release key only through a key set si
     async () => {
       await agent.handleFrame((await a.releaseKeys(v2)).frame);
       assert.equal(agent.rejections.get("key_set_refused"), 1);
-      const restarted = await a.make();
       assert.deepEqual((await a.store.load()).releaseKeySet?.version, 2);
-      assert.ok(restarted);
+      const restarted = await a.make();
+      const { frame } = await a.initiate({
+        version: 3,
+        digest,
+        manifest: await manifestBy(next, 3),
+        notAfter: BigInt(NOW + 60_000),
+      });
+      await restarted.handleFrame(frame);
+      assert.equal(a.responses().at(-1)!.status, UPDATE_SUCCESS, "the learned key still verifies");
     },
   );
   await t.step("a key set addressed to another device is dropped", async () => {

@@ -27,12 +27,14 @@ Deno.test("DeviceKeys: the server records a rotation, then refuses replay, stale
   const writer = new GroupCommitWriter(database.db, { onError: () => {} });
   const tracker = new StoredSequenceTracker(database.db, writer);
   const cache = new Map<string, string>();
+  const announced: string[] = [];
   const keys = new DeviceKeys({
     db: database.db,
     tracker,
     current: (id) =>
       Promise.resolve(cache.has(id) ? Uint8Array.fromBase64(cache.get(id)!) : undefined),
     adopted: (id, key) => void cache.set(id, key),
+    announce: (event) => void announced.push(`${event.id}:${event.type}`),
   });
   const id = crypto.randomUUID();
   const k1 = randomPrivateKey();
@@ -86,6 +88,8 @@ Deno.test("DeviceKeys: the server records a rotation, then refuses replay, stale
           sequence: "10",
         });
         assert.equal(await tracker.last(id), 10n);
+        // The committed event, with its id, for the live stream.
+        assert.deepEqual(announced, [`${audit!.id}:device.key_rotated`]);
       },
     );
     await t.step("the old key can rotate no more: bad_signature", async () => {
