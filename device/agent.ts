@@ -96,10 +96,8 @@ interface PendingKey {
 export async function createDeviceAgent(options: DeviceAgentOptions): Promise<DeviceAgent> {
   const serverId = options.serverId ?? await serverIdFromPublicKey(options.serverKey);
   const state = await options.store.load();
-  const agent = new DeviceAgent(options, serverId, state);
-  const next = await agent.keys.loadNext();
-  if (next) agent.pendingKey = next;
-  return agent;
+  const next = await (options.keys ?? new MemoryKeyStore()).loadNext();
+  return new DeviceAgent(options, serverId, state, next);
 }
 
 /** One device agent; see {@linkcode createDeviceAgent}. */
@@ -125,8 +123,13 @@ export class DeviceAgent {
   /** Frames dropped, by reason. */
   readonly rejections: RejectionCounter;
 
-  /** Use {@linkcode createDeviceAgent}, which loads the state. */
-  constructor(options: DeviceAgentOptions, serverId: string, state: AgentState) {
+  /** Use {@linkcode createDeviceAgent}, which loads the state and any proposed key (`next`). */
+  constructor(
+    options: DeviceAgentOptions,
+    serverId: string,
+    state: AgentState,
+    next?: Uint8Array,
+  ) {
     this.#options = options;
     this.deviceId = options.deviceId.toLowerCase();
     this.#target = uuidToBytes(this.deviceId);
@@ -139,16 +142,12 @@ export class DeviceAgent {
     this.rejections = options.rejections ?? new RejectionCounter();
     this.#privateKey = options.privateKey;
     this.keys = options.keys ?? new MemoryKeyStore();
+    this.#pending = next && { seed: next, tokens: [] };
   }
 
   /** The proposed key (32-byte seed) awaiting the server's acknowledgment, if any. */
   get pendingKey(): Uint8Array | undefined {
     return this.#pending?.seed;
-  }
-
-  /** Sets the proposed key loaded from the key store; sent by {@linkcode proposeKey}. */
-  set pendingKey(seed: Uint8Array | undefined) {
-    this.#pending = seed && { seed, tokens: [] };
   }
 
   /**
