@@ -56,6 +56,24 @@ function Tags({ tags }) {
   );
 }
 
+/** [SRUP-11] The device's key changes, oldest first, as GET /v1/devices/{id} gives them. */
+function KeyRotations({ rotations }) {
+  if (!rotations || rotations.length === 0) return html`<span class="muted">none</span>`;
+  return html`
+    <ol id="key-rotations">
+      ${rotations.map((r) =>
+        html`
+          <li>
+            ${when(r.at)}: <span class="mono">${r.oldFingerprint.slice(0, 16)}</span> →
+            <span class="mono">${r.newFingerprint.slice(0, 16)}</span>
+            <span class="muted">(sequence ${r.sequence})</span>
+          </li>
+        `
+      )}
+    </ol>
+  `;
+}
+
 /** A digest's artifact name and version, from the artifacts the page loaded. */
 function useArtifactNames() {
   const artifacts = useApi("/v1/artifacts?limit=1000");
@@ -342,6 +360,11 @@ export function DevicePage({ id }) {
         ],
         ["registered", when(d.createdAt)],
         ["public key", html`<span class="mono">${d.publicKey}</span>`],
+        [
+          "key fingerprint",
+          html`<span class="mono" id="key-fingerprint">${d.keyFingerprint}</span>`,
+        ],
+        ["key rotations", html`<${KeyRotations} rotations=${d.keyRotations} />`],
       ]} />
     </div>
     <${History} id=${d.id} byDigest=${artifacts.byDigest} />
