@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { connectMqtt, deviceTopic, serverTopic } from "../../mqtt/mod.ts";
-import { fileKeyStore, loadIdentity, readState, startDevice } from "../../device/mod.ts";
+import {
+  FileDeviceStore,
+  fileKeyStore,
+  loadIdentity,
+  readState,
+  startDevice,
+} from "../../device/mod.ts";
 import {
   decodeMessage,
   defaultEd25519,
@@ -152,6 +158,48 @@ Deno.test({
           assert.equal(rotations.length, 1);
           assert.equal(rotations[0]!.oldFingerprint, keyFingerprint(oldIdentity.publicKey));
           assert.equal(rotations[0]!.newFingerprint, keyFingerprint(newPublic));
+        },
+      );
+
+      await t.step(
+        "the crash window: the server recorded a rotation whose acknowledgment the device never heard; its next start mends it",
+        async () => {
+          const crashed = devices[1]!;
+          await crashed.running.close();
+          const before = await loadIdentity(crashed.dir);
+          // What the agent did before it died: the key kept, then the DEVICE_KEY sent.
+          const seed = randomPrivateKey();
+          await fileKeyStore(crashed.dir).saveNext(seed);
+          const sent = await signDeviceKey({
+            oldPrivateKey: before.privateKey,
+            newPrivateKey: seed,
+            sequence: await new FileDeviceStore(crashed.dir).nextSequence(),
+            token: newToken(),
+          });
+          await listener.publish(serverTopic(service.serverId, crashed.id), encodeMessage(sent));
+          const recorded = await until("the server to record the key", async () => {
+            const device = await api(service, "GET", `/v1/devices/${crashed.id}`);
+            return device.body.publicKey === sent.key.toBase64() ? device : undefined;
+          });
+          assert.equal((recorded.body.keyRotations as unknown[]).length, 1);
+          // Still the old key on the device: it never switched.
+          assert.deepEqual((await loadIdentity(crashed.dir)).publicKey, before.publicKey);
+          crashed.running = await startDevice({
+            dir: crashed.dir,
+            serverKey: fromBase64(service.publicKey),
+            broker: service.mqttUrl,
+            serverId: service.serverId,
+            releaseKeys: [rootPub],
+          });
+          // It proposes again, signed by the old key and naming the recorded one: acknowledged.
+          await until(
+            "the device to switch keys",
+            async () =>
+              (await fileKeyStore(crashed.dir).loadNext()) === undefined ? true : undefined,
+          );
+          assert.deepEqual((await loadIdentity(crashed.dir)).publicKey, sent.key);
+          const device = await api(service, "GET", `/v1/devices/${crashed.id}`);
+          assert.equal((device.body.keyRotations as unknown[]).length, 1, "recorded once");
         },
       );
 
