@@ -1,6 +1,7 @@
 /** The orchestrator service: database, broker, MQTT link, engine, HTTP API, wired and started. */
 import { createApp, type ReadyReport, readyResponse } from "../http/app.ts";
-import { ArtifactStore } from "../http/artifact_store.ts";
+import { type ArtifactStore, DirArtifactStore } from "../http/artifact_store.ts";
+import { DbArtifactStore } from "../http/db_artifact_store.ts";
 import { EventHub } from "../obs/event_hub.ts";
 import { MetricsRegistry } from "../obs/metrics.ts";
 import { streamedEvent } from "../http/routes/events.ts";
@@ -34,7 +35,7 @@ import { LatencyHistogram, type Logger, silentLogger } from "../obs/mod.ts";
 import { toBase64 } from "../srup/mod.ts";
 import type { Clock } from "../actors/mod.ts";
 import { wallClock } from "../io/clock.ts";
-import { artifactDir, ConfigError, type ServiceConfig } from "../orchestrator/config.ts";
+import { ConfigError, type ServiceConfig } from "../orchestrator/config.ts";
 import { type HeapUsage, v8HeapUsage } from "../orchestrator/heap_budget.ts";
 import { Orchestrator } from "../orchestrator/orchestrator.ts";
 import { PolicyRegistry } from "../orchestrator/policy_registry.ts";
@@ -158,7 +159,10 @@ export async function startService(
       }
     }
 
-    const store = new ArtifactStore(artifactDir(config));
+    const files = new DirArtifactStore(config.artifactDir);
+    const store: ArtifactStore = config.artifactStore === "db"
+      ? new DbArtifactStore(db, { fallback: files })
+      : files;
     await store.init();
 
     // Presence is known only from the embedded broker's connection events; reset before it
@@ -200,6 +204,7 @@ export async function startService(
       connection = await connectMqtt(broker.url, {
         clientId: `flotilla-${serverId}`,
         clean: false,
+        protocolVersion: config.mqttProtocolVersion,
         caFile: config.mqttCa,
         certFile: config.mqttCert,
         keyFile: config.mqttKey,

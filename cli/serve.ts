@@ -12,6 +12,7 @@ Runs the orchestrator. Settings come from the environment:
   DATABASE_URL           PostgreSQL instead of the embedded PGlite
   MQTT_URL               an external broker (mqtt:// or mqtts://) instead of the embedded one
   FLOTILLA_MQTT_PORT     port of the embedded broker                      default 1883
+  FLOTILLA_MQTT_PROTOCOL_VERSION   4 (3.1.1) or 5   default 5, or 4 when the broker refuses 5
   FLOTILLA_MQTT_CA, FLOTILLA_MQTT_CERT, FLOTILLA_MQTT_KEY   TLS files for MQTT_URL
   FLOTILLA_SERVER_KEY    PEM file of the server's Ed25519 key             default <data>/server.key
   FLOTILLA_RELEASE_KEYS  release public keys (base64, comma-separated): rollouts then need a
@@ -21,6 +22,9 @@ Runs the orchestrator. Settings come from the environment:
   FLOTILLA_PUBLIC_URL    base URL devices download artifacts from         default the API's URL
   FLOTILLA_TLS_CERT, FLOTILLA_TLS_KEY   HTTPS for the API and artifact downloads
   FLOTILLA_ADMIN_TOKEN   the admin token (otherwise one is made and printed on first start)
+  FLOTILLA_ARTIFACT_STORE  db (PostgreSQL, every node sees it) or dir (files)
+                         default dir; db with DATABASE_URL unless FLOTILLA_ARTIFACT_DIR is set
+  FLOTILLA_ARTIFACT_DIR  directory of uploaded files                      default <data>/artifacts
   FLOTILLA_MAX_ARTIFACT_BYTES, FLOTILLA_MAX_JSON_BYTES   body caps   default 1 GiB, 64 MiB
   FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS   408 for a body that sends nothing this long   default 30000
   FLOTILLA_LOG_MQTT=1    log MQTT events (frame.rejected, at most one a second per reason

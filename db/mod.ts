@@ -63,6 +63,14 @@ export {
   setArtifactManifest,
 } from "./artifacts.ts";
 export {
+  countChunks,
+  deleteChunks,
+  getStoredBlob,
+  readChunk,
+  type StoredBlob,
+  writeChunk,
+} from "./artifact_chunks.ts";
+export {
   countRolloutsByState,
   createRollout,
   getRollout,

@@ -4,6 +4,7 @@ import {
   bigint,
   boolean,
   check,
+  customType,
   index,
   integer,
   jsonb,
@@ -103,8 +104,10 @@ export const artifacts = pgTable("artifacts", {
   size: bigint({ mode: "number" }),
   /** Where devices fetch an external file; null for an uploaded one. */
   url: text(),
-  /** Storage path of an uploaded file; null for an external one. */
+  /** Storage path of an uploaded file in a directory; null for an external one or one in the database. */
   path: text(),
+  /** The artifact_chunks holding an upload stored in the database (FLOTILLA_ARTIFACT_STORE=db). */
+  blob: uuid(),
   contentType: text().notNull().default("application/octet-stream"),
   /** What operators call it, e.g. "sensor-firmware"; null for artifacts recorded before names. */
   name: text(),
@@ -115,8 +118,28 @@ export const artifacts = pgTable("artifacts", {
   createdAt: createdAt(),
 }, () => [
   check("artifacts_digest_hex", sha256Hex("digest")),
-  check("artifacts_url_or_path", sql.raw("(url is null) <> (path is null)")),
+  // Named before `blob` came: exactly one of the three.
+  check("artifacts_url_or_path", sql.raw("num_nonnulls(url, path, blob) = 1")),
   check("artifacts_size_positive", sql.raw("size >= 0")),
+]);
+
+const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({
+  dataType: () => "bytea",
+});
+
+/**
+ * The bytes of artifacts stored in the database, in pieces of about 1 MiB. Written in the
+ * transaction that records the artifact (whose `blob` names them), so no upload is half there; no
+ * foreign key, since the pieces are written before the digest, and so the row, is known.
+ */
+export const artifactChunks = pgTable("artifact_chunks", {
+  blob: uuid().notNull(),
+  /** Offset of the piece's first byte in the file. */
+  start: bigint({ mode: "number" }).notNull(),
+  data: bytea().notNull(),
+}, (t) => [
+  primaryKey({ columns: [t.blob, t.start] }),
+  check("artifact_chunks_start_positive", sql.raw("start >= 0")),
 ]);
 
 /** Rollouts of one artifact to a set of devices under a policy. */

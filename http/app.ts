@@ -4,7 +4,7 @@ import { bodyLimit } from "hono/body-limit";
 import type { Db, GroupCommitWriter } from "../db/mod.ts";
 import type { Orchestrator } from "../orchestrator/orchestrator.ts";
 import type { PolicyRegistry } from "../orchestrator/policy_registry.ts";
-import { ArtifactStore } from "./artifact_store.ts";
+import type { ArtifactStore } from "./artifact_store.ts";
 import { authenticate, TokenVerifier } from "./auth.ts";
 import { bodyIdleTimeout } from "./body_timeout.ts";
 import { dashboardApp } from "./dashboard/mod.ts";

@@ -1,14 +1,18 @@
-/** Artifacts on disk, named by their SHA-256: streamed in, hashed on the way, renamed into place. */
+/**
+ * Artifact stores: the interface, its errors, and artifacts on disk named by their SHA-256
+ * (streamed in, hashed on the way, renamed into place). http/db_artifact_store.ts keeps them in
+ * PostgreSQL instead.
+ */
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { basename, join } from "node:path";
+import type { Db } from "../db/mod.ts";
 import { exists, syncDirectory } from "../io/files.ts";
 
+/** Where a stored artifact's bytes are: a file in a directory, or pieces in the database. */
+export type ArtifactLocation = { path: string } | { blob: string };
+
 /** A stored artifact. */
-export interface StoredArtifact {
-  digest: string;
-  size: number;
-  path: string;
-}
+export type StoredArtifact = { digest: string; size: number } & ArtifactLocation;
 
 /** Thrown when an upload exceeds its size cap; the partial file is removed. */
 export class ArtifactTooLargeError extends Error {
@@ -41,40 +45,113 @@ export function isDigest(text: string): boolean {
   return DIGEST_PATTERN.test(text);
 }
 
-/** What {@linkcode ArtifactStore.put} returns: the artifact, and whether this put made its file. */
-export interface PutArtifact extends StoredArtifact {
-  /** False when a file with this digest was stored already. */
+/** What {@linkcode ArtifactStore.put} returns: the artifact, and whether this put stored its bytes. */
+export type PutArtifact = StoredArtifact & {
+  /** False when bytes with this digest were stored already. */
   created: boolean;
-}
+};
 
 /** Options for {@linkcode ArtifactStore.put}. */
 export interface PutOptions {
   /** The SHA-256 (lowercase hex) the bytes must have; others are refused. */
   digest?: string;
+  /**
+   * Records the artifact once its bytes are stored: in the same transaction (`tx`) for a store in
+   * the database. When it throws, the bytes this put stored are removed and the error passes on.
+   */
+  record?: (stored: PutArtifact, tx?: Db) => Promise<void>;
 }
 
-/** Options for {@linkcode ArtifactStore}. */
-export interface ArtifactStoreOptions {
+/** Uploaded artifacts, content-addressed: a directory ({@linkcode DirArtifactStore}) or the database. */
+export interface ArtifactStore {
+  /** Makes the store ready and clears what an earlier crash left behind. */
+  init(): Promise<void>;
+  /**
+   * Streams `body` in, hashing it; at most `maxBytes` are accepted. An upload that is refused
+   * (too large, empty, not the digest expected) or fails leaves nothing stored.
+   */
+  put(
+    body: ReadableStream<Uint8Array>,
+    maxBytes: number,
+    options?: PutOptions,
+  ): Promise<PutArtifact>;
+  /** The stored artifact with this digest, or undefined. */
+  get(digest: string): Promise<StoredArtifact | undefined>;
+  /** The whole content of a small artifact, from memory after the first read; else undefined. */
+  bytes(artifact: StoredArtifact): Promise<Uint8Array<ArrayBuffer> | undefined>;
+  /** `length` bytes of the artifact from offset `start`, read as they are sent. */
+  stream(
+    artifact: StoredArtifact,
+    start: number,
+    length: number,
+  ): Promise<ReadableStream<Uint8Array>>;
+}
+
+/** Options for the stores' memory cache of small artifacts. */
+export interface ArtifactCacheOptions {
   /** Files up to this size are kept in memory once read; default 1 MiB. */
   cacheFileBytes?: number;
   /** Bytes the memory cache holds in all, first cached first out; default 64 MiB. */
   cacheBytes?: number;
 }
 
-/** Content-addressed artifact files under one directory. */
-export class ArtifactStore {
-  readonly #dir: string;
-  readonly #cacheFileBytes: number;
-  readonly #cacheBytes: number;
-  // Content-addressed files never change, so a cached copy cannot go stale. A fleet fetches the
-  // same small file thousands of times a second; each from disk cost a stat, an open and a stream.
-  readonly #cache = new Map<string, Uint8Array<ArrayBuffer>>();
+/**
+ * Small artifacts kept in memory. Content-addressed bytes never change, so a cached copy cannot
+ * go stale, on this node or any other. A fleet fetches the same small file thousands of times a
+ * second; each from storage cost a stat, an open and a stream (or a query).
+ */
+export class ArtifactCache {
+  readonly #fileBytes: number;
+  readonly #bytes: number;
+  readonly #cache = new Map<string, { artifact: StoredArtifact; bytes: Uint8Array<ArrayBuffer> }>();
   #cached = 0;
+
+  constructor(options: ArtifactCacheOptions = {}) {
+    this.#fileBytes = options.cacheFileBytes ?? 1024 * 1024;
+    this.#bytes = options.cacheBytes ?? 64 * 1024 * 1024;
+  }
+
+  /** Whether an artifact of this size is kept once read. */
+  fits(size: number): boolean {
+    return size <= this.#fileBytes && size <= this.#bytes;
+  }
+
+  /** The cached artifact with this digest and its bytes, or undefined. */
+  get(digest: string): { artifact: StoredArtifact; bytes: Uint8Array<ArrayBuffer> } | undefined {
+    return this.#cache.get(digest);
+  }
+
+  /** Keeps an artifact's bytes, evicting the oldest entries to make room. */
+  set(artifact: StoredArtifact, bytes: Uint8Array<ArrayBuffer>): void {
+    for (const [old, entry] of this.#cache) {
+      if (this.#cached + bytes.length <= this.#bytes) break;
+      this.#cache.delete(old);
+      this.#cached -= entry.bytes.length;
+    }
+    this.#cache.set(artifact.digest, { artifact, bytes });
+    this.#cached += bytes.length;
+  }
+
+  /** Forgets this digest. */
+  delete(digest: string): void {
+    const cached = this.#cache.get(digest);
+    if (!cached) return;
+    this.#cache.delete(digest);
+    this.#cached -= cached.bytes.length;
+  }
+}
+
+/** Options for {@linkcode DirArtifactStore}. */
+export type ArtifactStoreOptions = ArtifactCacheOptions;
+
+/** Content-addressed artifact files under one directory. */
+export class DirArtifactStore implements ArtifactStore {
+  readonly #dir: string;
+  readonly #cache: ArtifactCache;
 
   constructor(dir: string, options: ArtifactStoreOptions = {}) {
     this.#dir = dir;
-    this.#cacheFileBytes = options.cacheFileBytes ?? 1024 * 1024;
-    this.#cacheBytes = options.cacheBytes ?? 64 * 1024 * 1024;
+    this.#cache = new ArtifactCache(options);
   }
 
   /** Creates the directory and removes temp files an earlier crash left behind. */
@@ -121,33 +198,24 @@ export class ArtifactStore {
       await Deno.rename(temp, path);
       if (created) placed = path;
       await syncDirectory(this.#dir);
-      return { digest, size, path, created };
+      const stored = { digest, size, path, created };
+      // A file without its record would download publicly while the API says 404.
+      await options.record?.(stored);
+      return stored;
     } catch (error) {
       if (!closed) file.close();
+      if (placed) this.#cache.delete(basename(placed));
       await Deno.remove(placed ?? temp).catch(() => {});
       throw error;
     }
-  }
-
-  /** Removes a stored artifact's file, as when its record could not be written. */
-  async remove(digest: string): Promise<void> {
-    if (!isDigest(digest)) return;
-    const cached = this.#cache.get(digest);
-    if (cached) {
-      this.#cache.delete(digest);
-      this.#cached -= cached.length;
-    }
-    await Deno.remove(join(this.#dir, digest)).catch((error) => {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    });
   }
 
   /** The stored artifact with this digest, or undefined. */
   async get(digest: string): Promise<StoredArtifact | undefined> {
     if (!isDigest(digest)) return undefined;
     const path = join(this.#dir, digest);
-    const bytes = this.#cache.get(digest);
-    if (bytes) return { digest, size: bytes.length, path };
+    const cached = this.#cache.get(digest);
+    if (cached) return cached.artifact;
     try {
       const info = await Deno.stat(path);
       return { digest, size: info.size, path };
@@ -159,12 +227,12 @@ export class ArtifactStore {
 
   /**
    * The whole content of a small artifact, from memory after the first read; undefined for one
-   * above the per-file cache size (stream it from `path`) or one not stored.
+   * above the per-file cache size (stream it) or one not stored.
    */
   async bytes(artifact: StoredArtifact): Promise<Uint8Array<ArrayBuffer> | undefined> {
     const cached = this.#cache.get(artifact.digest);
-    if (cached) return cached;
-    if (artifact.size > this.#cacheFileBytes || artifact.size > this.#cacheBytes) return undefined;
+    if (cached) return cached.bytes;
+    if (!("path" in artifact) || !this.#cache.fits(artifact.size)) return undefined;
     let bytes: Uint8Array<ArrayBuffer>;
     try {
       bytes = await Deno.readFile(artifact.path);
@@ -173,13 +241,30 @@ export class ArtifactStore {
       throw error;
     }
     if (bytes.length !== artifact.size) return undefined;
-    for (const [digest, old] of this.#cache) {
-      if (this.#cached + bytes.length <= this.#cacheBytes) break;
-      this.#cache.delete(digest);
-      this.#cached -= old.length;
-    }
-    this.#cache.set(artifact.digest, bytes);
-    this.#cached += bytes.length;
+    this.#cache.set(artifact, bytes);
     return bytes;
+  }
+
+  /** `length` bytes of the file from offset `start`, read as they are sent. */
+  async stream(
+    artifact: StoredArtifact,
+    start: number,
+    length: number,
+  ): Promise<ReadableStream<Uint8Array>> {
+    if (!("path" in artifact)) throw new TypeError(`Artifact "${artifact.digest}" is not a file`);
+    const file = await Deno.open(artifact.path, { read: true });
+    if (start > 0) await file.seek(start, Deno.SeekMode.Start);
+    let remaining = length;
+    return file.readable.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          if (remaining <= 0) return;
+          const part = chunk.length > remaining ? chunk.subarray(0, remaining) : chunk;
+          remaining -= part.length;
+          controller.enqueue(part);
+          if (remaining <= 0) controller.terminate();
+        },
+      }),
+    );
   }
 }

@@ -3,11 +3,19 @@ import mqtt, { type MqttClient } from "mqtt";
 import { Buffer } from "node:buffer";
 import { LatencyHistogram } from "../obs/latency.ts";
 import { type Logger, silentLogger } from "../obs/log.ts";
-import { backoffOf, mqttClientOptions, type MqttClientSettings } from "./options.ts";
+import {
+  backoffOf,
+  mqttClientOptions,
+  type MqttClientSettings,
+  parseBrokerUrl,
+} from "./options.ts";
 
 /** Options for {@linkcode connectMqtt}. */
 export interface MqttConnectOptions extends MqttClientSettings {
-  /** 5 or 4 (3.1.1); by default 5, falling back to 4 when the broker refuses it. */
+  /**
+   * 5 or 4 (3.1.1); by default 5, falling back to 4 when the broker refuses it or closes the
+   * connection without a CONNACK (RabbitMQ 3.x).
+   */
   protocolVersion?: 4 | 5;
   /** Publishes awaiting PUBACK before `publish()` rejects with OutboundQueueFullError. */
   maxPending?: number;
@@ -71,15 +79,20 @@ export async function connectMqtt(
     });
     const connection = new MqttConnection(client, { ...options, logger });
     if (options.onMessage) connection.onMessage(options.onMessage);
+    const detecting = version === 5 && options.protocolVersion === undefined;
     try {
-      await firstConnect(url, client, options);
+      await firstConnect(url, client, { ...options, detecting });
       return connection;
     } catch (error) {
-      if (
-        error instanceof ConnectionRefusedError && UNACCEPTABLE_PROTOCOL.has(error.code) &&
-        version === 5 && options.protocolVersion === undefined
-      ) {
-        logger.info("mqtt.protocol_fallback", { url: redact(url), from: 5, to: 4 });
+      const refused = error instanceof ConnectionRefusedError &&
+        UNACCEPTABLE_PROTOCOL.has(error.code);
+      if (detecting && (refused || error instanceof UnansweredConnectError)) {
+        logger.info("mqtt.protocol_fallback", {
+          url: redact(url),
+          from: 5,
+          to: 4,
+          reason: refused ? "refused" : "closed without CONNACK",
+        });
         version = 4;
         continue;
       }
@@ -88,8 +101,26 @@ export async function connectMqtt(
   }
 }
 
-function firstConnect(url: string, client: MqttClient, options: MqttConnectOptions): Promise<void> {
+/**
+ * The broker took the connection and closed it without a CONNACK. RabbitMQ 3.x's MQTT plugin
+ * answers an MQTT 5 CONNECT so, where a broker that speaks 5 would send a CONNACK, if a refusal.
+ */
+class UnansweredConnectError extends Error {
+  constructor(url: string) {
+    super(`Cannot connect to MQTT broker "${url}": it closed the connection without a CONNACK`);
+    this.name = "UnansweredConnectError";
+  }
+}
+
+function firstConnect(
+  url: string,
+  client: MqttClient,
+  options: MqttConnectOptions & { detecting: boolean },
+): Promise<void> {
   applyBackoff(client, options);
+  // For mqtts the broker has the CONNECT only once TLS is up: a failed handshake is no answer.
+  const reachedEvent = parseBrokerUrl(url).protocol === "mqtts:" ? "secureConnect" : "connect";
+  let reached = false;
   return new Promise((resolve, reject) => {
     if (options.signal?.aborted) {
       client.end(true);
@@ -99,7 +130,26 @@ function firstConnect(url: string, client: MqttClient, options: MqttConnectOptio
     function cleanup(): void {
       client.off("connect", onConnect);
       client.off("error", onError);
+      client.off("packetsend", onPacketSend);
+      client.off("close", onClose);
       options.signal?.removeEventListener("abort", onAbort);
+    }
+    function watchSocket(): void {
+      reached = false;
+      client.stream.once(reachedEvent, () => reached = true);
+    }
+    // Each attempt has a new socket, made just before its CONNECT is written; the first attempt's
+    // was made by mqtt.connect(), synchronously before this, so it cannot be up yet.
+    function onPacketSend(packet: { cmd: string }): void {
+      if (packet.cmd === "connect") watchSocket();
+    }
+    watchSocket();
+    function onClose(): void {
+      // A broker that is down never accepts the socket; one that is starting may close it once.
+      if (!options.detecting || !reached) return;
+      cleanup();
+      client.end(true);
+      reject(new UnansweredConnectError(redact(url)));
     }
     function onConnect(): void {
       cleanup();
@@ -121,6 +171,8 @@ function firstConnect(url: string, client: MqttClient, options: MqttConnectOptio
     }
     client.on("connect", onConnect);
     client.on("error", onError);
+    client.on("packetsend", onPacketSend);
+    client.on("close", onClose);
     options.signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
@@ -192,7 +244,13 @@ export class MqttConnection {
       // present after its own restart but has lost the shared subscriptions in it.
       for (const filter of this.#filters) this.#resubscribe(filter);
     });
-    client.on("offline", () => this.#logger.warn("mqtt.offline", { clientId }));
+    let connectedOnce = false;
+    client.on("connect", () => connectedOnce = true);
+    // Before the first CONNACK, connectMqtt is still trying (or about to fall back to 3.1.1).
+    client.on(
+      "offline",
+      () => this.#logger[connectedOnce ? "warn" : "info"]("mqtt.offline", { clientId }),
+    );
     client.on("connect", () => this.#status(true));
     client.on("close", () => this.#status(false));
     client.on("error", (error: Error & { code?: unknown }) => {

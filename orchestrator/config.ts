@@ -10,6 +10,8 @@ export interface ServiceConfig {
   /** External broker; unset means the embedded one on `mqttPort`. */
   mqttUrl?: string;
   mqttPort: number;
+  /** MQTT protocol level with MQTT_URL; unset: 5, falling back to 3.1.1 when the broker refuses 5. */
+  mqttProtocolVersion?: 4 | 5;
   mqttCa?: string;
   mqttCert?: string;
   mqttKey?: string;
@@ -23,6 +25,10 @@ export interface ServiceConfig {
   tlsCert?: string;
   tlsKey?: string;
   adminToken?: string;
+  /** Where uploads are kept: files in `artifactDir`, or PostgreSQL (`db`), which every node sees. */
+  artifactStore: ArtifactStoreKind;
+  /** The directory of uploaded files; with `db`, where files uploaded before the switch are read. */
+  artifactDir: string;
   maxArtifactBytes: number;
   maxJsonBytes: number;
   /** A request body that sends nothing for this long is cut off with 408. */
@@ -37,6 +43,11 @@ export interface ServiceConfig {
    */
   releaseKeySets?: Uint8Array[];
 }
+
+/** The artifact stores FLOTILLA_ARTIFACT_STORE names. */
+export const ARTIFACT_STORES = ["db", "dir"] as const;
+/** Where uploaded artifacts are kept. */
+export type ArtifactStoreKind = typeof ARTIFACT_STORES[number];
 
 /** A setting that cannot be used; one line naming the variable. */
 export class ConfigError extends Error {
@@ -176,6 +187,14 @@ function url(env: Env, name: string, protocols: string[], expected: string): str
   return text;
 }
 
+/** `4` (MQTT 3.1.1) or `5`; unset: undefined (5, falling back to 4). */
+function protocolVersion(env: Env, name: string): 4 | 5 | undefined {
+  const text = setting(env, name);
+  if (text === undefined) return undefined;
+  if (text === "4" || text === "5") return Number(text) as 4 | 5;
+  throw new ConfigError(`Invalid ${name}: "${text}" is not 4 (MQTT 3.1.1) or 5 (MQTT 5)`);
+}
+
 /** `1` (on), `0` or unset (off). */
 /** A comma-separated list of base64 raw Ed25519 public keys, as `srup keygen` prints them. */
 function publicKeys(env: Env, name: string): Uint8Array[] {
@@ -271,11 +290,13 @@ export function readConfig(env: Env = Deno.env.toObject()): ServiceConfig {
     );
   }
   const releaseKeys = publicKeys(env, "FLOTILLA_RELEASE_KEYS");
+  const dataDir = dataDirectory(env, "FLOTILLA_DATA_DIR", "./data");
   return {
-    dataDir: dataDirectory(env, "FLOTILLA_DATA_DIR", "./data"),
+    dataDir,
     databaseUrl,
     mqttUrl,
     mqttPort: port(env, "FLOTILLA_MQTT_PORT", 1883),
+    mqttProtocolVersion: protocolVersion(env, "FLOTILLA_MQTT_PROTOCOL_VERSION"),
     mqttCa,
     mqttCert,
     mqttKey,
@@ -288,6 +309,8 @@ export function readConfig(env: Env = Deno.env.toObject()): ServiceConfig {
     tlsCert,
     tlsKey,
     adminToken,
+    artifactStore: artifactStore(env, databaseUrl),
+    artifactDir: dataDirectory(env, "FLOTILLA_ARTIFACT_DIR", join(dataDir, "artifacts")),
     maxArtifactBytes: size(env, "FLOTILLA_MAX_ARTIFACT_BYTES", 1024 ** 3),
     maxJsonBytes: size(env, "FLOTILLA_MAX_JSON_BYTES", 64 * 1024 ** 2),
     uploadIdleTimeoutMs: milliseconds(env, "FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS", 30_000),
@@ -297,7 +320,25 @@ export function readConfig(env: Env = Deno.env.toObject()): ServiceConfig {
   };
 }
 
-/** Where uploaded artifacts live. */
-export function artifactDir(config: ServiceConfig): string {
-  return join(config.dataDir, "artifacts");
+/**
+ * FLOTILLA_ARTIFACT_STORE, `db` or `dir`. Default: `db` on PostgreSQL, so every node serves every
+ * upload, unless FLOTILLA_ARTIFACT_DIR names a (shared) directory; `dir` on the embedded PGlite.
+ */
+function artifactStore(env: Env, databaseUrl: string | undefined): ArtifactStoreKind {
+  const text = setting(env, "FLOTILLA_ARTIFACT_STORE");
+  if (text === undefined) {
+    return databaseUrl && setting(env, "FLOTILLA_ARTIFACT_DIR") === undefined ? "db" : "dir";
+  }
+  if (!(ARTIFACT_STORES as readonly string[]).includes(text)) {
+    throw new ConfigError(
+      `Invalid FLOTILLA_ARTIFACT_STORE: "${text}" is not db (PostgreSQL) or dir (a directory)`,
+    );
+  }
+  // PGlite runs one transaction at a time: an upload's would hold every other write until it ends.
+  if (text === "db" && databaseUrl === undefined) {
+    throw new ConfigError(
+      "Invalid FLOTILLA_ARTIFACT_STORE: db needs DATABASE_URL (PostgreSQL); the embedded database keeps artifacts in a directory (dir)",
+    );
+  }
+  return text as ArtifactStoreKind;
 }

@@ -6,17 +6,20 @@ import {
   artifactUses,
   type Db,
   getArtifact,
+  isUnavailable,
   listArtifacts,
   putArtifact,
   setArtifactManifest,
+  sqlState,
 } from "../../db/mod.ts";
 import { checkManifest, ManifestField, releaseJson, ReleaseSchema } from "../artifact_manifest.ts";
 import {
-  ArtifactStore,
+  type ArtifactStore,
   ArtifactTooLargeError,
   DigestMismatchError,
   EmptyArtifactError,
   isDigest,
+  type PutArtifact,
 } from "../artifact_store.ts";
 import { requireRole } from "../auth.ts";
 import { ApiError } from "../errors.ts";
@@ -120,7 +123,7 @@ function artifactJson(artifact: Artifact, publicUrl: string) {
     digest: artifact.digest,
     size: artifact.size,
     url: artifactUrl(artifact, publicUrl),
-    stored: artifact.path !== null,
+    stored: artifact.url === null,
     name: artifact.name,
     version: artifact.version,
     releaseNotes: artifact.releaseNotes,
@@ -171,9 +174,9 @@ export function artifactsApp(deps: ArtifactDeps) {
     },
   });
   /** The first record of a digest wins its labels, but a manifest given again replaces its own. */
-  async function withManifest(artifact: Artifact, manifest: string | undefined) {
+  async function withManifest(db: Db, artifact: Artifact, manifest: string | undefined) {
     if (manifest === undefined || artifact.manifest === manifest) return artifact;
-    return await setArtifactManifest(deps.db, artifact.digest, manifest) ?? artifact;
+    return await setArtifactManifest(db, artifact.digest, manifest) ?? artifact;
   }
   return app
     .openapi(
@@ -271,7 +274,10 @@ export function artifactsApp(deps: ArtifactDeps) {
         if (!artifact) throw new ApiError(404, "not_found", `No artifact "${digest}"`);
         const { manifest } = c.req.valid("json");
         await checkManifest(manifest, artifact, deps.releaseKeys);
-        return c.json(artifactJson(await withManifest(artifact, manifest), deps.publicUrl), 200);
+        return c.json(
+          artifactJson(await withManifest(deps.db, artifact, manifest), deps.publicUrl),
+          200,
+        );
       },
     )
     .post("/", requireRole("operator"), async (c) => {
@@ -301,11 +307,14 @@ export function artifactsApp(deps: ArtifactDeps) {
           releaseNotes: parsed.data.releaseNotes ?? null,
           manifest: manifest ?? null,
         });
-        return c.json(artifactJson(await withManifest(artifact, manifest), deps.publicUrl), 201);
+        return c.json(
+          artifactJson(await withManifest(deps.db, artifact, manifest), deps.publicUrl),
+          201,
+        );
       }
       const labels = UploadQuery.safeParse(c.req.query());
       if (!labels.success) throw invalidRequest("query", labels.error);
-      const { manifest } = labels.data;
+      const { manifest, name, version, releaseNotes } = labels.data;
       // Checked before the bytes are read when the digest is given; otherwise once they are.
       if (manifest !== undefined && labels.data.digest !== undefined) {
         await checkManifest(manifest, { digest: labels.data.digest, size: null }, deps.releaseKeys);
@@ -322,12 +331,34 @@ export function artifactsApp(deps: ArtifactDeps) {
       if (!body) {
         throw new ApiError(400, "invalid_request", "Empty body: send the artifact's bytes");
       }
-      let stored;
+      let artifact: Artifact | undefined;
+      // What recording threw passes on as it is: it is no fault of the upload's bytes.
+      let recordError: unknown;
+      async function record(stored: PutArtifact, tx: Db = deps.db): Promise<void> {
+        try {
+          if (manifest !== undefined) await checkManifest(manifest, stored, deps.releaseKeys);
+          const recorded = await putArtifact(tx, {
+            digest: stored.digest,
+            size: stored.size,
+            path: "path" in stored ? stored.path : null,
+            blob: "blob" in stored ? stored.blob : null,
+            contentType: type ?? "application/octet-stream",
+            name: name ?? null,
+            version: version ?? null,
+            releaseNotes: releaseNotes ?? null,
+            manifest: manifest ?? null,
+          });
+          artifact = await withManifest(tx, recorded, manifest);
+        } catch (error) {
+          recordError = error;
+          throw error;
+        }
+      }
       try {
-        stored = await deps.store.put(body, deps.maxBytes, { digest: labels.data.digest });
+        await deps.store.put(body, deps.maxBytes, { digest: labels.data.digest, record });
       } catch (error) {
-        // The store kept no file: nothing of a refused upload can be downloaded.
-        if (error instanceof ApiError) throw error;
+        // The store kept nothing: nothing of a refused upload can be downloaded.
+        if (error === recordError || error instanceof ApiError) throw error;
         if (error instanceof ArtifactTooLargeError) {
           throw new ApiError(413, "payload_too_large", error.message);
         }
@@ -340,35 +371,18 @@ export function artifactsApp(deps: ArtifactDeps) {
             details: { expected: error.expected, actual: error.actual },
           });
         }
-        if ((error as { code?: unknown }).code === "ENOSPC") {
+        if ((error as { code?: unknown }).code === "ENOSPC" || sqlState(error) === "53100") {
           throw new ApiError(507, "insufficient_storage", "Cannot store upload: the disk is full");
         }
+        // The database (FLOTILLA_ARTIFACT_STORE=db) is away: 503, as for any other call.
+        if (isUnavailable(error)) throw error;
         throw new ApiError(
           400,
           "invalid_request",
           `Cannot read upload: ${(error as Error).message}`,
         );
       }
-      let artifact;
-      try {
-        if (manifest !== undefined) await checkManifest(manifest, stored, deps.releaseKeys);
-        artifact = await putArtifact(deps.db, {
-          digest: stored.digest,
-          size: stored.size,
-          path: stored.path,
-          contentType: type ?? "application/octet-stream",
-          name: labels.data.name ?? null,
-          version: labels.data.version ?? null,
-          releaseNotes: labels.data.releaseNotes ?? null,
-          manifest: manifest ?? null,
-        });
-        artifact = await withManifest(artifact, manifest);
-      } catch (error) {
-        // A file without its record would download publicly while the API says 404.
-        if (stored.created) await deps.store.remove(stored.digest);
-        throw error;
-      }
-      return c.json(artifactJson(artifact, deps.publicUrl), 201);
+      return c.json(artifactJson(artifact!, deps.publicUrl), 201);
     });
 }
 
@@ -482,20 +496,7 @@ export function downloadsApp(store: ArtifactStore) {
     if (c.req.method === "HEAD") return c.body(null, status);
     const bytes = await store.bytes(artifact);
     if (bytes) return c.body(bytes.subarray(start, start + length), status);
-    const file = await Deno.open(artifact.path, { read: true });
-    if (start > 0) await file.seek(start, Deno.SeekMode.Start);
-    let remaining = length;
-    const body = file.readable.pipeThrough(
-      new TransformStream<Uint8Array, Uint8Array>({
-        transform(chunk, controller) {
-          if (remaining <= 0) return;
-          const part = chunk.length > remaining ? chunk.subarray(0, remaining) : chunk;
-          remaining -= part.length;
-          controller.enqueue(part);
-          if (remaining <= 0) controller.terminate();
-        },
-      }),
-    );
+    const body = await store.stream(artifact, start, length);
     return c.body(body, status);
   });
 }

@@ -375,6 +375,10 @@ export async function storageSuite(t: Deno.TestContext, database: Database): Pro
       putArtifact(db, { digest: digestOf("78"), url: "https://a.example/", path: "a" }),
       InvalidDataError,
     );
+    await assert.rejects(
+      putArtifact(db, { digest: digestOf("79"), path: "a", blob: crypto.randomUUID() }),
+      (error) => error instanceof InvalidDataError && error.constraint === "artifacts_url_or_path",
+    );
   });
 
   await t.step("listArtifacts() pages in digest order", async () => {

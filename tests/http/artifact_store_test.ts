@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
-  ArtifactStore,
   ArtifactTooLargeError,
   DigestMismatchError,
+  DirArtifactStore,
   EmptyArtifactError,
 } from "../../http/artifact_store.ts";
 import { downloadsApp } from "../../http/routes/artifacts.ts";
@@ -20,7 +20,7 @@ async function sha256Hex(bytes: Uint8Array): Promise<string> {
 Deno.test("ArtifactStore.put() streams to a file named by its SHA-256", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const store = new ArtifactStore(dir);
+    const store = new DirArtifactStore(dir);
     await store.init();
     const a = crypto.getRandomValues(new Uint8Array(40_000));
     const b = crypto.getRandomValues(new Uint8Array(25_000));
@@ -42,7 +42,7 @@ Deno.test("ArtifactStore.put() streams to a file named by its SHA-256", async ()
 Deno.test("ArtifactStore.put() rejects an upload over its cap and leaves no file behind", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const store = new ArtifactStore(dir);
+    const store = new DirArtifactStore(dir);
     await store.init();
     await assert.rejects(
       store.put(streamOf(new Uint8Array(600), new Uint8Array(600)), 1000),
@@ -57,7 +57,7 @@ Deno.test("ArtifactStore.put() rejects an upload over its cap and leaves no file
 Deno.test("ArtifactStore.put() refuses an empty upload or the wrong digest, leaving no file", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const store = new ArtifactStore(dir);
+    const store = new DirArtifactStore(dir);
     await store.init();
     await assert.rejects(store.put(streamOf(), 1000), EmptyArtifactError);
     const bytes = new Uint8Array([1, 2, 3]);
@@ -71,7 +71,18 @@ Deno.test("ArtifactStore.put() refuses an empty upload or the wrong digest, leav
     assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), []);
     const stored = await store.put(streamOf(bytes), 1000, { digest: actual });
     assert.equal(stored.digest, actual);
-    await store.remove(actual);
+    await Deno.remove(join(dir, actual));
+    // A file whose record cannot be written is removed: it would download while the API says 404.
+    await assert.rejects(
+      store.put(streamOf(bytes), 1000, {
+        digest: actual,
+        record: (put) => {
+          assert.equal(put.created, true);
+          return Promise.reject(new Error("database down"));
+        },
+      }),
+      /database down/,
+    );
     assert.equal(await store.get(actual), undefined);
     assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), []);
   } finally {
@@ -83,7 +94,7 @@ Deno.test("ArtifactStore.init() removes temp files a crash left behind", async (
   const dir = await Deno.makeTempDir();
   try {
     await Deno.writeFile(join(dir, ".upload-leftover"), new Uint8Array(3));
-    await new ArtifactStore(dir).init();
+    await new DirArtifactStore(dir).init();
     assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), []);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -93,7 +104,7 @@ Deno.test("ArtifactStore.init() removes temp files a crash left behind", async (
 Deno.test("ArtifactStore.bytes() keeps small files in memory, first cached first out", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const store = new ArtifactStore(dir, { cacheFileBytes: 1000, cacheBytes: 2500 });
+    const store = new DirArtifactStore(dir, { cacheFileBytes: 1000, cacheBytes: 2500 });
     await store.init();
     const put = (size: number) => {
       const bytes = crypto.getRandomValues(new Uint8Array(size));
@@ -104,7 +115,7 @@ Deno.test("ArtifactStore.bytes() keeps small files in memory, first cached first
     };
     const a = await put(800);
     assert.deepEqual(await store.bytes(a.stored), a.bytes);
-    await Deno.remove(a.stored.path);
+    await Deno.remove(join(dir, a.stored.digest));
     assert.deepEqual(await store.bytes(a.stored), a.bytes, "served from memory");
     assert.deepEqual(await store.get(a.stored.digest), a.stored);
 
@@ -125,7 +136,7 @@ Deno.test("ArtifactStore.bytes() keeps small files in memory, first cached first
 Deno.test("downloadsApp streams a file the memory cache does not hold, Range included", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const store = new ArtifactStore(dir, { cacheFileBytes: 0 });
+    const store = new DirArtifactStore(dir, { cacheFileBytes: 0 });
     await store.init();
     const bytes = new Uint8Array(200_000).map((_, i) => (i * 7919) % 251);
     const stored = await store.put(streamOf(bytes), 1_000_000);

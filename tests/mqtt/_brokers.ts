@@ -17,8 +17,13 @@ export interface BrokerCase {
 }
 
 const EXTERNAL = Deno.env.get("FLOTILLA_TEST_MQTT_URL");
+/** RabbitMQ's MQTT plugin (3.1.1 only; no shared subscriptions), which .ci/run enables. */
+export const RABBITMQ_MQTT_URL = Deno.env.get("FLOTILLA_TEST_RABBITMQ_MQTT_URL");
 
-/** The embedded broker on an ephemeral port, and the external one when `FLOTILLA_TEST_MQTT_URL` is set. */
+/**
+ * The embedded broker on an ephemeral port, the external one when `FLOTILLA_TEST_MQTT_URL` is set
+ * and RabbitMQ's MQTT plugin when `FLOTILLA_TEST_RABBITMQ_MQTT_URL` is.
+ */
 export const BROKERS: BrokerCase[] = [
   {
     name: "embedded aedes",
@@ -30,6 +35,14 @@ export const BROKERS: BrokerCase[] = [
       name: "external broker",
       protocolVersion: 5 as const,
       start: () => Promise.resolve({ url: EXTERNAL, close: () => Promise.resolve() }),
+    }]
+    : []),
+  ...(RABBITMQ_MQTT_URL
+    ? [{
+      name: "RabbitMQ MQTT plugin",
+      // It closes an MQTT 5 CONNECT without a CONNACK; flotilla falls back to 3.1.1.
+      protocolVersion: 4 as const,
+      start: () => Promise.resolve({ url: RABBITMQ_MQTT_URL, close: () => Promise.resolve() }),
     }]
     : []),
 ];

@@ -87,6 +87,90 @@ Deno.test("connectMqtt() falls back from MQTT 5 to 3.1.1 logging at info, never 
   }
 });
 
+/**
+ * A broker that speaks only 3.1.1 the way RabbitMQ 3.x's MQTT plugin does: it closes the socket on
+ * an MQTT 5 CONNECT without a CONNACK. Records the protocol level of every CONNECT.
+ */
+function closingOnMqtt5() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const levels: number[] = [];
+  const sockets = new Set<Deno.Conn>();
+  (async () => {
+    for await (const socket of listener) {
+      sockets.add(socket);
+      (async () => {
+        const buffer = new Uint8Array(4096);
+        const n = await socket.read(buffer).catch(() => null);
+        // Fixed header, remaining length (short here), "MQTT" with its length, then the level.
+        let at = 1;
+        while (n !== null && (buffer[at]! & 0x80) !== 0) at++;
+        const level = n === null ? 0 : buffer[at + 7]!;
+        levels.push(level);
+        if (level === 4) {
+          await socket.write(new Uint8Array([0x20, 0x02, 0x00, 0x00]));
+          while ((await socket.read(buffer).catch(() => null)) !== null) {
+            /* PINGREQ, DISCONNECT */
+          }
+        }
+        sockets.delete(socket);
+        socket.close();
+      })();
+    }
+  })().catch(() => {});
+  const { port } = listener.addr as Deno.NetAddr;
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    levels,
+    close() {
+      listener.close();
+      for (const socket of sockets) socket.close();
+    },
+  };
+}
+
+Deno.test("connectMqtt() falls back to 3.1.1 when the broker closes an MQTT 5 CONNECT unanswered", async () => {
+  const broker = closingOnMqtt5();
+  const lines: { level: string; event: string; reason?: string }[] = [];
+  try {
+    const connection = await within(
+      connectMqtt(broker.url, {
+        clean: true,
+        reconnectMinMs: 20,
+        logger: jsonLogger((line) => lines.push(JSON.parse(line))),
+      }),
+      "the 3.1.1 connection",
+    );
+    assert.equal(connection.protocolVersion, 4);
+    await connection.close();
+    assert.deepEqual(broker.levels, [5, 4]);
+    const fallback = lines.find((line) => line.event === "mqtt.protocol_fallback");
+    assert.equal(fallback?.reason, "closed without CONNACK");
+    assert.deepEqual(lines.filter((line) => line.level !== "info"), []);
+  } finally {
+    broker.close();
+  }
+});
+
+Deno.test("connectMqtt() with protocolVersion 5 forced keeps asking for 5 on such a broker", async () => {
+  const broker = closingOnMqtt5();
+  const stop = new AbortController();
+  try {
+    const pending = connectMqtt(broker.url, {
+      protocolVersion: 5,
+      clean: true,
+      reconnectMinMs: 20,
+      reconnectMaxMs: 40,
+      signal: stop.signal,
+    });
+    await waitUntil(() => broker.levels.length >= 3, "three CONNECTs");
+    stop.abort(new Error("gave up"));
+    await assert.rejects(pending, /gave up/);
+    assert.ok(broker.levels.every((level) => level === 5), String(broker.levels));
+  } finally {
+    broker.close();
+  }
+});
+
 Deno.test("connectMqtt() keeps retrying until the broker comes up, or until aborted", async (t) => {
   const probe = await startEmbeddedBroker({ port: 0 });
   const port = probe.port;
@@ -243,6 +327,38 @@ Deno.test({
     } finally {
       await Promise.all([listener.close(), sender.close()]);
       await mosquitto.close();
+    }
+  },
+});
+
+const MQTT5_URL = Deno.env.get("FLOTILLA_TEST_MQTT5_URL");
+
+Deno.test({
+  name:
+    `connectMqtt() speaks MQTT 5 to the private Mosquitto, whose shared subscriptions deal each message once${
+      MQTT5_URL ? "" : " (ignored: FLOTILLA_TEST_MQTT5_URL is unset)"
+    }`,
+  ignore: MQTT5_URL === undefined,
+  async fn() {
+    const group = `flotilla-test-${crypto.randomUUID()}`;
+    const topic = `flotilla/test/${group}`;
+    const members = await Promise.all(
+      [1, 2].map((n) => connectMqtt(MQTT5_URL!, { clientId: `${group}-${n}`, clean: true })),
+    );
+    const publisher = await connectMqtt(MQTT5_URL!, { clientId: `${group}-p`, clean: true });
+    try {
+      const received: string[] = [];
+      for (const member of members) {
+        assert.equal(member.protocolVersion, 5);
+        member.onMessage((_topic, payload) => received.push(new TextDecoder().decode(payload)));
+        await member.subscribe(`$share/${group}/${topic}/+`);
+      }
+      const sent = Array.from({ length: 10 }, (_, i) => `m${i}`);
+      for (const message of sent) await publisher.publish(`${topic}/x`, text.encode(message));
+      await waitUntil(() => received.length >= sent.length, "ten messages");
+      assert.deepEqual(received.toSorted(), sent.toSorted());
+    } finally {
+      await Promise.all([...members, publisher].map((c) => c.close()));
     }
   },
 });

@@ -13,6 +13,21 @@ Deno.test("readConfig() fills in the defaults of deno task start", () => {
   assert.equal(config.port, 8080);
   assert.equal(config.mqttPort, 1883);
   assert.equal(config.logMqtt, false);
+  assert.equal(config.artifactStore, "dir");
+  assert.equal(config.artifactDir, join(resolve("./data"), "artifacts"));
+  assert.equal(config.mqttProtocolVersion, undefined);
+  assert.equal(readConfig({ FLOTILLA_MQTT_PROTOCOL_VERSION: "4" }).mqttProtocolVersion, 4);
+});
+
+Deno.test("readConfig() keeps artifacts in PostgreSQL by default there, in a directory if named", () => {
+  const pg = { DATABASE_URL: "postgres://flotilla@db/flotilla" };
+  assert.equal(readConfig(pg).artifactStore, "db");
+  assert.equal(readConfig({ ...pg, FLOTILLA_ARTIFACT_STORE: "dir" }).artifactStore, "dir");
+  const shared = { ...pg, FLOTILLA_ARTIFACT_DIR: "/srv/flotilla-artifacts" };
+  assert.equal(readConfig(shared).artifactStore, "dir");
+  assert.equal(readConfig(shared).artifactDir, "/srv/flotilla-artifacts");
+  assert.equal(readConfig({ ...shared, FLOTILLA_ARTIFACT_STORE: "db" }).artifactStore, "db");
+  assert.equal(readConfig({ FLOTILLA_ARTIFACT_STORE: "dir" }).artifactStore, "dir");
 });
 
 Deno.test("readConfig() accepts addresses, URLs and files that are good", async () => {
@@ -139,6 +154,18 @@ Deno.test("readConfig() names the variable and its value for every bad setting",
       'Invalid FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS: "2147483648" is not a number of milliseconds (1 to 2147483647)',
     ],
     [{ FLOTILLA_LOG_MQTT: "yes" }, 'Invalid FLOTILLA_LOG_MQTT: "yes" is not 1 (on) or 0 (off)'],
+    [
+      { FLOTILLA_ARTIFACT_STORE: "s3" },
+      'Invalid FLOTILLA_ARTIFACT_STORE: "s3" is not db (PostgreSQL) or dir (a directory)',
+    ],
+    [
+      { FLOTILLA_ARTIFACT_STORE: "db" },
+      "Invalid FLOTILLA_ARTIFACT_STORE: db needs DATABASE_URL (PostgreSQL); the embedded database keeps artifacts in a directory (dir)",
+    ],
+    [
+      { FLOTILLA_ARTIFACT_DIR: file },
+      `Invalid FLOTILLA_ARTIFACT_DIR: "${file}" is not a directory`,
+    ],
   ];
   try {
     for (const [env, message] of cases) {

@@ -225,10 +225,11 @@ Deno.test({
           // The writer reports its latest failure: ECONNREFUSED once it retries against the stopped
           // server, but ECONNRESET (or PostgreSQL's 57P01 "terminating connection due to
           // administrator command") if this probe comes while the commit cut by the shutdown is the
-          // latest. Each names the lost connection; seen once under load: ECONNRESET.
+          // latest, or postgres.js's CONNECTION_CLOSED when the socket closed under a write. Each
+          // names the lost connection; seen under load: ECONNRESET and CONNECTION_CLOSED.
           assert.match(
             (await ready.json()).checks.database,
-            /ECONNREFUSED|ECONNRESET|terminating connection due to administrator command/,
+            /ECONNREFUSED|ECONNRESET|CONNECTION_CLOSED|terminating connection due to administrator command/,
           );
           const rollouts = await api(service, "GET", "/v1/rollouts");
           assert.equal(rollouts.status, 503);
