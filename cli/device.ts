@@ -14,6 +14,7 @@ import { jsonLogger } from "../obs/mod.ts";
 import {
   defaultEd25519,
   fromBase64,
+  fromHex,
   keyFingerprint,
   randomPrivateKey,
   toBase64,
@@ -27,11 +28,14 @@ Commands:
   provision --out DIR   Create the device id and Ed25519 key (DIR/device.key, mode 0600);
                         prints {"id","publicKey","frameVersion"}
   run --dir DIR --server-key BASE64 --broker URL [options]
-                        Connect, obey INITIATE and ACTIVATE signed by the server key; one agent
-                        per directory (a second one exits with an error)
+                        Connect, obey INITIATE and ACTIVATE signed by the server key (or the key a
+                        KEY_ROTATE made it trust since); one agent per directory (a second one
+                        exits with an error)
   status --dir DIR      Print the id, public key and its fingerprint, current and previous
-                        digests, any staged token, the running release's security version, any
-                        key awaiting the server's acknowledgment and the release key set version
+                        digests, any staged token, the running release's security version, the
+                        server key trusted since a key rotation (null: the one run with), any
+                        device key awaiting the server's acknowledgment and the release key set
+                        version
   rotate-key --dir DIR  Propose a new device key ([SRUP-11]): writes DIR/device.key.next (0600);
                         the next "device run" sends it signed by the current key and switches
                         once the server acknowledges. Run it while the agent is stopped
@@ -86,6 +90,8 @@ async function status(args: string[]): Promise<number> {
     keyFingerprint: keyFingerprint(publicKey),
     ...status,
     securityVersion,
+    // [SRUP-10] The server key trusted since a KEY_ROTATE; null: the one it was provisioned with.
+    serverKey: state.serverKey === undefined ? null : toBase64(fromHex(state.serverKey)),
     // [SRUP-11.3] Proposed and not yet acknowledged: RESPONSEs are still signed by publicKey.
     nextKeyFingerprint: nextKey ? keyFingerprint(nextKey) : null,
     releaseKeySetVersion: state.releaseKeySet?.version ?? 1,

@@ -42,6 +42,7 @@ export {
   type DeviceKeyHandler,
   type DeviceKeyVerdict,
   type InitiateFields,
+  type KeyRotateFields,
   type ResponseHandler,
   type RollbackFields,
   ServerLink,

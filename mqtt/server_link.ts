@@ -1,4 +1,4 @@
-/** The orchestrator's end of the wire: signed INITIATE/ACTIVATE/ROLLBACK out, verified RESPONSEs in. */
+/** The orchestrator's end of the wire: signed INITIATE/ACTIVATE/ROLLBACK/KEY_ROTATE out, verified RESPONSEs in. */
 import {
   type ActivateMessage,
   decodeMessage,
@@ -6,10 +6,12 @@ import {
   type DeviceKeyMessage,
   encodeMessage,
   type InitiateMessage,
+  type KeyRotateMessage,
   newToken,
   type ReleaseKeysMessage,
   type ResponseMessage,
   type RollbackMessage,
+  signKeyProof,
   signMessage,
   SrupDecodeError,
   statusName,
@@ -52,8 +54,10 @@ export type DeviceKeyVerdict =
 
 /** Options for {@linkcode createServerLink}. */
 export interface ServerLinkOptions {
-  /** The server's Ed25519 private key (32-byte seed): signs every frame sent. */
+  /** The server's Ed25519 private key (32-byte seed): signs every frame sent, unless `signingKey` says. */
   privateKey: Uint8Array;
+  /** [SRUP-10] The key that signs frames to a device (the one it trusts); default `privateKey`. */
+  signingKey?: (deviceId: string) => Uint8Array;
   /** The server's outgoing sequence ids; must be durable, or devices drop frames after a restart. */
   sequence: SequenceAllocator;
   /** The public key of a device, or undefined for a device the server does not know. */
@@ -100,6 +104,17 @@ export interface ActivateFields {
 export interface RollbackFields {
   token: Uint8Array;
   digest: Uint8Array;
+}
+
+/** [SRUP-10] The fields of a KEY_ROTATE the caller chooses: the new key, its seed (for the proof), the overlap. */
+export interface KeyRotateFields {
+  token: Uint8Array;
+  /** The new raw public key. */
+  key: Uint8Array;
+  /** The new key's seed: signs the proof, never sent. */
+  keyPrivate: Uint8Array;
+  /** Milliseconds the device still accepts the old key. */
+  overlap: number;
 }
 
 /** Subscribes to the response topic and returns the link; rejects when the broker refuses. */
@@ -225,6 +240,26 @@ export class ServerLink {
     });
   }
 
+  /**
+   * [SRUP-10] Signs (with the key the device trusts now) and publishes a KEY_ROTATE to `deviceId`,
+   * its proof made by the new key for this server's id; resolves with the sent message on PUBACK.
+   */
+  async sendKeyRotate(deviceId: string, fields: KeyRotateFields): Promise<KeyRotateMessage> {
+    const target = uuidToBytes(deviceId);
+    const proof = await signKeyProof(
+      { key: fields.key, serverId: this.serverId, target, token: fields.token },
+      fields.keyPrivate,
+    );
+    return await this.#send<KeyRotateMessage>(deviceId, {
+      type: "key_rotate",
+      token: fields.token,
+      target,
+      key: fields.key,
+      proof,
+      overlap: BigInt(fields.overlap),
+    });
+  }
+
   /** Stops delivering responses and writes any pending rejection summary; the connection stays open. */
   close(): void {
     this.#unsubscribe();
@@ -241,7 +276,7 @@ export class ServerLink {
     this.#rejectionLog.rejected(reason, fields);
   }
 
-  #send<T extends InitiateMessage | ActivateMessage | RollbackMessage>(
+  #send<T extends InitiateMessage | ActivateMessage | RollbackMessage | KeyRotateMessage>(
     deviceId: string,
     fields: Omit<T, "version" | "sequence" | "signature">,
   ): Promise<T> {
@@ -254,13 +289,18 @@ export class ServerLink {
       // [SRUP-2.1] Version 3 only for an INITIATE carrying a manifest: older agents keep getting 2.
       const version = "manifest" in fields ? 3 : 2;
       const unsigned = { ...fields, version, sequence, signature: new Uint8Array() } as T;
-      const message = await signMessage(unsigned, this.#options.privateKey);
+      const message = await signMessage(unsigned, this.#keyFor(deviceId));
       return { message, acked: this.#connection.publish(topic, encodeMessage(message)) };
     });
     return queued.then(async ({ message, acked }) => {
       await acked;
       return message;
     });
+  }
+
+  /** The key that signs frames to `deviceId`: the one it trusts ([SRUP-10]). */
+  #keyFor(deviceId: string): Uint8Array {
+    return this.#options.signingKey?.(deviceId) ?? this.#options.privateKey;
   }
 
   /** [SRUP-12.2] The key set chain, one RELEASE_KEYS each, ahead of a version 3 INITIATE. */
@@ -274,7 +314,7 @@ export class ServerLink {
         token: newToken(),
         keySet,
         signature: new Uint8Array(),
-      }, this.#options.privateKey);
+      }, this.#keyFor(deviceId));
       // Handed to the client before the INITIATE, so the broker delivers it first.
       this.#connection.publish(topic, encodeMessage(message)).catch((error) => {
         this.#logger.error("release_keys.failed", { device: deviceId, error: String(error) });

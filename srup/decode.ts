@@ -14,6 +14,7 @@ import {
   TYPE_ACTIVATE,
   TYPE_DEVICE_KEY,
   TYPE_INITIATE,
+  TYPE_KEY_ROTATE,
   TYPE_RELEASE_KEYS,
   TYPE_RESPONSE,
   TYPE_ROLLBACK,
@@ -29,6 +30,7 @@ import { allocBytes } from "./alloc.ts";
 /** [SRUP-2.2] Types that need a sequence id: in versions 1 and 3 they are `unknown_type`. */
 const VERSION_2_ONLY: ReadonlySet<number> = new Set([
   TYPE_ROLLBACK,
+  TYPE_KEY_ROTATE,
   TYPE_DEVICE_KEY,
   TYPE_RELEASE_KEYS,
 ]);
@@ -57,10 +59,12 @@ export function decodeMessage(bytes: Uint8Array): SrupMessage {
   const version = versionByte as 1 | 2 | 3;
   // [SRUP-2.2]
   const typeByte = reader.byte("type");
+  // ROLLBACK, KEY_ROTATE, DEVICE_KEY and RELEASE_KEYS must always carry a sequence id.
+  const versionTwoOnly = VERSION_2_ONLY.has(typeByte);
   const known = typeByte === TYPE_INITIATE || typeByte === TYPE_RESPONSE ||
-    typeByte === TYPE_ACTIVATE || (VERSION_2_ONLY.has(typeByte) && version === 2);
+    typeByte === TYPE_ACTIVATE || (versionTwoOnly && version === 2);
   if (!known) {
-    const where = VERSION_2_ONLY.has(typeByte) ? ` in version ${version}` : "";
+    const where = versionTwoOnly ? ` in version ${version}` : "";
     throw new SrupDecodeError(
       "unknown_type",
       1,
@@ -115,6 +119,14 @@ export function decodeMessage(bytes: Uint8Array): SrupMessage {
     const token = reader.field("token", MAX_TOKEN_BYTES);
     const keySet = reader.field("key set", MAX_KEY_SET_BYTES);
     message = { type: "release_keys", version, signature, target, token, keySet };
+  } else if (typeByte === TYPE_KEY_ROTATE) {
+    // [SRUP-10]
+    const target = reader.field("target", MAX_TARGET_BYTES);
+    const token = reader.field("token", MAX_TOKEN_BYTES);
+    const key = reader.field("key", MAX_KEY_BYTES);
+    const proof = reader.field("proof", MAX_SIGNATURE_BYTES);
+    const overlap = reader.u64("overlap");
+    message = { type: "key_rotate", version, signature, target, token, key, proof, overlap };
   } else {
     const token = reader.field("token", MAX_TOKEN_BYTES);
     message = { type: "activate", version, signature, token };

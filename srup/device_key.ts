@@ -1,5 +1,4 @@
 /** [SRUP-11] DEVICE_KEY: a device replaces its own key. No I/O. */
-import { sha256 } from "@noble/hashes/sha2";
 import { SEQUENCE_BYTES } from "./constants.ts";
 import { defaultEd25519, type Ed25519Backend } from "./ed25519.ts";
 import { signMessage, verifyMessage } from "./sign.ts";
@@ -76,9 +75,4 @@ export async function verifyDeviceKey(
   const input = deviceKeyProofInput(signer, message);
   if (!await ed25519.verify(message.proof, input, message.key)) return "bad_key_proof";
   return null;
-}
-
-/** [SRUP-11.4] A public key's fingerprint: lowercase hex SHA-256 of its 32 raw bytes. */
-export function keyFingerprint(publicKey: Uint8Array): string {
-  return sha256(publicKey).toHex();
 }

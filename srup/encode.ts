@@ -12,10 +12,12 @@ import {
   MAX_TOKEN_BYTES,
   MAX_URL_BYTES,
   NOT_AFTER_BYTES,
+  OVERLAP_BYTES,
   SEQUENCE_BYTES,
   TYPE_ACTIVATE,
   TYPE_DEVICE_KEY,
   TYPE_INITIATE,
+  TYPE_KEY_ROTATE,
   TYPE_RELEASE_KEYS,
   TYPE_RESPONSE,
   TYPE_ROLLBACK,
@@ -81,6 +83,22 @@ function encodeFrame(message: SrupMessage, withSignature: boolean): Uint8Array {
       size += fieldSize(message.target, "target", MAX_TARGET_BYTES) +
         fieldSize(message.digest, "digest", MAX_DIGEST_BYTES);
       break;
+    case "key_rotate":
+      // [SRUP-10] Only version 2, as for a ROLLBACK.
+      if (version !== 2) {
+        throw new RangeError(`Cannot encode message: KEY_ROTATE needs version 2, not ${version}`);
+      }
+      if (
+        typeof message.overlap !== "bigint" || message.overlap < 0n ||
+        message.overlap > MAX_SEQUENCE
+      ) {
+        throw new RangeError(`Cannot encode message: overlap ${message.overlap} is not a u64`);
+      }
+      typeByte = TYPE_KEY_ROTATE;
+      size += fieldSize(message.target, "target", MAX_TARGET_BYTES) +
+        fieldSize(message.key, "key", MAX_KEY_BYTES) +
+        fieldSize(message.proof, "proof", MAX_SIGNATURE_BYTES) + OVERLAP_BYTES;
+      break;
     case "device_key":
       // [SRUP-11] Only version 2: a key change without a sequence id could be replayed for ever.
       typeByte = versionTwo(TYPE_DEVICE_KEY, "DEVICE_KEY", version);
@@ -129,6 +147,12 @@ function encodeFrame(message: SrupMessage, withSignature: boolean): Uint8Array {
     offset = writeField(frame, offset, message.target);
     offset = writeField(frame, offset, message.token);
     writeField(frame, offset, message.digest);
+  } else if (message.type === "key_rotate") {
+    offset = writeField(frame, offset, message.target);
+    offset = writeField(frame, offset, message.token);
+    offset = writeField(frame, offset, message.key);
+    offset = writeField(frame, offset, message.proof);
+    new DataView(frame.buffer, frame.byteOffset, size).setBigUint64(offset, message.overlap);
   } else if (message.type === "device_key") {
     offset = writeField(frame, offset, message.token);
     offset = writeField(frame, offset, message.key);

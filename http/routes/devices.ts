@@ -47,7 +47,7 @@ const DeviceSchema = z.object({
   publicKey: z.string(),
   keyFingerprint: z.string().openapi({
     description:
-      "[SRUP-11.4] Lowercase hex SHA-256 of the device's current public key (its 32 raw bytes)",
+      "[SRUP-11.4] The fingerprint of the device's current public key: the first 16 hex characters of SHA-256 over its 32 raw bytes",
   }),
   tags: z.record(z.string(), z.string()),
   currentDigest: z.string().nullable(),
@@ -64,6 +64,10 @@ const DeviceSchema = z.object({
   frameVersion: z.number().int().nullable().openapi({
     description:
       "[SRUP-2.1] The highest SRUP frame version its agent speaks, as registered; null means 2. Version 3 devices get signed release manifests",
+  }),
+  serverKey: z.string().nullable().openapi({
+    description:
+      "[SRUP-10] Fingerprint of the server key the device confirmed trusting in a key rotation; null when it never confirmed one: it trusts the key it was provisioned with",
   }),
   createdAt: z.string(),
   rollout: z.object({ id: z.string(), state: z.string() }).nullable().optional(),
@@ -159,6 +163,7 @@ export function deviceJson(device: Device & { rollout?: { id: string; state: str
     online: device.online,
     lastSequence: device.lastSequence?.toString() ?? null,
     frameVersion: device.frameVersion,
+    serverKey: device.serverKey,
     createdAt: device.createdAt.toISOString(),
     ...(device.rollout === undefined ? {} : { rollout: device.rollout }),
   };

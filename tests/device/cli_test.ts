@@ -88,6 +88,7 @@ Deno.test("device provision writes a 0600 key and prints the id, public key and 
         previous: null,
         staged: null,
         securityVersion: 0,
+        serverKey: null,
         nextKeyFingerprint: null,
         releaseKeySetVersion: 1,
       });
@@ -281,6 +282,7 @@ Deno.test("device run survives SIGKILL mid-download and a restart, then updates 
         previous: null,
         staged: null,
         securityVersion: 0,
+        serverKey: null,
         nextKeyFingerprint: null,
         releaseKeySetVersion: 1,
       });

@@ -65,12 +65,16 @@ Deno.test({
         const server = await request(service, "GET", "/v1/server");
         assert.equal(server.status, 200);
         assert.deepEqual(Object.keys(server.body).sort(), [
+          "currentKey",
+          "keys",
           "mqtt",
+          "nextKey",
           "protocolVersion",
           "publicKey",
           "releaseKeySetVersion",
           "releaseKeys",
           "rootReleaseKeys",
+          "rotation",
           "serverId",
         ]);
         assert.equal(server.body.serverId, service.serverId);

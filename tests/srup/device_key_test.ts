@@ -4,14 +4,12 @@ import {
   defaultEd25519,
   type DeviceKeyMessage,
   encodeMessage,
-  keyFingerprint,
   newToken,
   randomPrivateKey,
   type ReleaseKeysMessage,
   signDeviceKey,
   signMessage,
   SrupDecodeError,
-  toHex,
   uuidToBytes,
   verifyDeviceKey,
 } from "../../srup/mod.ts";
@@ -118,13 +116,4 @@ Deno.test("verifyDeviceKey() needs the old key's frame signature and the new key
     const short = await signMessage({ ...message, key: new Uint8Array(3) }, k.oldPrivate);
     assert.equal(await verifyDeviceKey(short, k.oldPublic), "bad_key_proof");
   });
-});
-
-Deno.test("keyFingerprint() is the hex SHA-256 of the raw key", async () => {
-  const key = new Uint8Array(32);
-  const expected = new Uint8Array(
-    await crypto.subtle.digest("SHA-256", key),
-  );
-  assert.equal(keyFingerprint(key), toHex(expected));
-  assert.equal(keyFingerprint(key).length, 64);
 });

@@ -7,8 +7,8 @@ CREATE TABLE "device_key_rotations" (
 	"new_fingerprint" text NOT NULL,
 	"sequence" numeric(20, 0) NOT NULL,
 	"at" timestamp with time zone DEFAULT now() NOT NULL,
-	CONSTRAINT "device_key_rotations_old_fingerprint_hex" CHECK (old_fingerprint ~ '^[0-9a-f]{64}$'),
-	CONSTRAINT "device_key_rotations_new_fingerprint_hex" CHECK (new_fingerprint ~ '^[0-9a-f]{64}$'),
+	CONSTRAINT "device_key_rotations_old_fingerprint_hex" CHECK (old_fingerprint ~ '^[0-9a-f]{16}$'),
+	CONSTRAINT "device_key_rotations_new_fingerprint_hex" CHECK (new_fingerprint ~ '^[0-9a-f]{16}$'),
 	CONSTRAINT "device_key_rotations_sequence_u64" CHECK (sequence between 0 and 18446744073709551615)
 );
 --> statement-breakpoint
