@@ -76,9 +76,14 @@ export function messageToJson(message: SrupMessage): Record<string, unknown> {
     json.target = toHex(message.target);
     json.digest = toHex(message.digest);
   }
-  if (message.type === "device_key") {
+  if (message.type === "key_rotate") {
+    json.target = toHex(message.target);
+    json.overlap = message.overlap.toString();
+  }
+  if (message.type === "device_key" || message.type === "key_rotate") {
     json.key = toHex(message.key);
-    json.keyFingerprint = keyFingerprint(message.key);
+    // Untrusted bytes: a key of the wrong length gets no fingerprint, and no exception.
+    if (message.key.length === 32) json.keyFingerprint = keyFingerprint(message.key);
     json.proof = toHex(message.proof);
   }
   if (message.type === "release_keys") {

@@ -28,6 +28,15 @@ Deno.test("srup decode shows a DEVICE_KEY's new key, its fingerprint and its pro
   assert.equal(json.key, toHex(message.key));
   assert.equal(json.keyFingerprint, keyFingerprint(message.key));
   assert.equal(json.proof, toHex(message.proof));
+  // A key of the wrong length decodes (its length is only capped); it has no fingerprint.
+  const short = await flotilla([
+    "srup",
+    "decode",
+    "0206000000000000000500020102000201020003aabbcc0002dddd",
+  ]);
+  assert.equal(short.code, 0, short.stderr);
+  assert.equal(JSON.parse(short.stdout).key, "aabbcc");
+  assert.equal(JSON.parse(short.stdout).keyFingerprint, undefined);
 });
 
 Deno.test("srup release rotate signs the next key set; release verify --chain follows it", async (t) => {

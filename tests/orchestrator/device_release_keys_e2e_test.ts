@@ -76,7 +76,7 @@ async function until<T>(
 
 Deno.test({
   name:
-    "key rotation end to end: a device replaces its key, a release key is rotated, the server alone adds no release key",
+    "device and release key rotation end to end: a device replaces its key, a release key is rotated, the server alone adds no release key",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
