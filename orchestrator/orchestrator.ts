@@ -221,6 +221,8 @@ export class Orchestrator {
   /** [SRUP-11] A device's new key, once durable: its next RESPONSE is verified with it. */
   adoptKey(id: string, key: string): void {
     this.#keys.set(id, key);
+    // The other cluster nodes reload it from the database at their next RESPONSE from the device.
+    this.#cluster?.forgetEverywhere(id);
   }
 
   /**
