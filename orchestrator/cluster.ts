@@ -254,6 +254,9 @@ export class Cluster {
       const claimable = await listClaimable(this.#db, { node: this.node, ttlMs: this.ttlMs });
       for (const { id, owner } of claimable) {
         if (this.#closed) break;
+        // Its own lease that lapsed (the database was away): renewal keeps it if no other node
+        // took it; claiming it would restart a runner that is still driving it.
+        if (this.#held.has(id)) continue;
         const row = await this.claim(id);
         if (!row) {
           // Expired yet locked: its owner froze inside a transaction. Its sessions are ended (its
