@@ -7,6 +7,8 @@
  * DATABASE_URL (a PostgreSQL server) each size runs on a fresh database there instead of PGlite.
  * The orchestrator gets the V8 flags `deno task start` gives it, or FLOTILLA_BENCH_SERVE_V8_FLAGS
  * instead (empty for V8's defaults); the device workers in this process keep V8's defaults.
+ * FLOTILLA_BENCH_SERVE_CPU_PROF=DIR writes the orchestrator's CPU profile there (bench/cpu_profile.ts
+ * summarises it).
  */
 import { parse as parseYaml } from "yaml";
 import {
@@ -181,7 +183,11 @@ for (const devices of sizes) {
   const loadBefore = loadAverage();
   let orchestrator: BenchOrchestrator | undefined;
   try {
-    orchestrator = await startOrchestrator({ v8Flags: serveV8Flags, databaseUrl });
+    orchestrator = await startOrchestrator({
+      v8Flags: serveV8Flags,
+      databaseUrl,
+      cpuProfileDir: Deno.env.get("FLOTILLA_BENCH_SERVE_CPU_PROF") || undefined,
+    });
     const serve = orchestrator;
     // CPU is counted from the devices being connected (before the rollout is created) to the
     // rollout's last poll: registration and connecting are left out, as from the rollout time.

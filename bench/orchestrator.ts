@@ -13,6 +13,8 @@ export interface OrchestratorOptions {
   databaseUrl?: string;
   /** An external broker (`MQTT_URL`); unset runs the embedded one on an ephemeral port. */
   mqttUrl?: string;
+  /** Writes a V8 CPU profile of the serve process here when it exits (`--cpu-prof`). */
+  cpuProfileDir?: string;
 }
 
 /** A running orchestrator. */
@@ -78,6 +80,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<B
       "run",
       "--allow-all",
       ...(options.v8Flags ? [`--v8-flags=${options.v8Flags}`] : []),
+      ...(options.cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`] : []),
       new URL("../main.ts", import.meta.url).pathname,
       "serve",
     ],
