@@ -228,6 +228,11 @@ for (const devices of sizes) {
       orchestratorPeakRssMB: mb(memory.peak),
       orchestratorRssAtEndMB: mb(memory.rss),
       ratioToCeiling: round(summary.devicesPerSecond / ceiling.devicesPerSecond),
+      // The ceiling from CPU time rather than wall time: steadier when other processes share the
+      // cores, as the rollout's wall time is not.
+      ratioToCpuCeiling: round(
+        summary.devicesPerSecond / ((1000 / ceiling.cpuMsPerDevice) * cores),
+      ),
       orchestratorCpuMsPerDevice: round(serveMsPerDevice),
       serverEd25519CpuMsPerDevice: round(server.cpuMsPerDevice),
       orchestratorCpuOverEd25519: round(serveMsPerDevice / server.cpuMsPerDevice, 2),
