@@ -18,8 +18,13 @@ import { type BenchOrchestrator, startOrchestrator, startTaskV8Flags } from "./o
 import { cpuMs, freePort, loadAverage, mb, memory } from "./proc.ts";
 
 const KEY_DIR = ".sim-cache/sim-keys";
-// Sockets a process keeps besides its MQTT connections (stdio, listeners, PGlite's files, HTTP).
-const FD_HEADROOM = 100;
+// Files the broker's process keeps besides its MQTT connections: the orchestrator with PGlite held
+// about 140 at 19,860 connections (PGlite's relation files, stdio, listeners) and then accepted no
+// more; during the rollout the downloads' HTTP connections (kept alive) added about 840 more at
+// 500 in flight (bench/connections.yaml), and one file too many ends the orchestrator.
+const FD_HEADROOM = 1500;
+// A broker out of files leaves connections queued, never refused: fail instead of waiting forever.
+const CONNECT_TIMEOUT_MS = 600_000;
 const REGISTER_BATCH = 5000;
 
 /** What a device process is told on its stdin: a slice of the fleet. */
@@ -250,7 +255,16 @@ async function runOnce(broker: "embedded" | "mosquitto", devices: number, mosqui
         name: `process-${p}`,
       }));
     }
-    const ready = await Promise.all(processes.map((p) => p.ready));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const ready = await Promise.race([
+      Promise.all(processes.map((p) => p.ready)),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          const files = Array.from(Deno.readDirSync(`/proc/${brokerPid}/fd`)).length;
+          reject(new Error(`Devices not all connected in 600 s; the broker holds ${files} files`));
+        }, CONNECT_TIMEOUT_MS);
+      }),
+    ]).finally(() => clearTimeout(timer));
     const connectFrom = Math.min(...ready.map((r) => r.connecting.from));
     const connectTo = Math.max(...ready.map((r) => r.connecting.to));
     const brokerConnected = memory(brokerPid);
@@ -259,8 +273,10 @@ async function runOnce(broker: "embedded" | "mosquitto", devices: number, mosqui
       `  ${broker}: ${devices} connections in ${((connectTo - connectFrom) / 1000).toFixed(1)} s`,
     );
 
-    // A full rollout over every connection: the 4 stages of bench/e2e.yaml.
-    const policy = parseYaml(await Deno.readTextFile(new URL("./e2e.yaml", import.meta.url)));
+    // A full rollout over every connection: the 4 stages of bench/connections.yaml.
+    const policy = parseYaml(
+      await Deno.readTextFile(new URL("./connections.yaml", import.meta.url)),
+    );
     const firmware = crypto.getRandomValues(new Uint8Array(4096));
     const upload = await fetch(`${orchestrator.url}/v1/artifacts`, {
       method: "POST",

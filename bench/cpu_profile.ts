@@ -19,7 +19,10 @@ interface Profile {
 
 /** Where a frame's code comes from: an npm package, flotilla's own folder, or V8's bookkeeping. */
 function owner(url: string, name: string): string {
-  if (!url) return name.startsWith("(") ? name : "(native)";
+  if (url.startsWith("wasm://")) return "@electric-sql+pglite (WASM)";
+  // Deno's WebCrypto runs Ed25519 on the calling thread: native frames named sign and verify.
+  if (!url && (name === "sign" || name === "verify")) return "Ed25519 (WebCrypto sign, verify)";
+  if (!url) return name.startsWith("(") ? name : "(native, other)";
   const npm = /node_modules\/\.deno\/([^/]+)\//.exec(url) ??
     /npm\/[^/]+\/([^/]+\/[^/]+)\//.exec(url);
   if (npm) return npm[1]!.replace(/@\d[^/]*$/, "");
