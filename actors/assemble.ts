@@ -38,8 +38,8 @@ export interface RolloutEngineOptions {
   /** Restore this rollout instead of starting afresh (from the engine's `snapshot()`). */
   snapshot?: RolloutSnapshot;
   /**
-   * `rollback`: the `initiate` port sends a ROLLBACK, and a device's 0x10 to it activates it at
-   * once (no ACTIVATE); default `update`.
+   * `rollback` or `rotate-key`: the `initiate` port sends a ROLLBACK or a KEY_ROTATE, and a
+   * device's 0x10 to it activates it at once (no ACTIVATE); default `update`.
    */
   action?: RolloutAction;
   /**
@@ -127,7 +127,7 @@ export function assemble(options: RolloutEngineOptions, hooks: EngineHooks): Ass
     },
     guards: {
       activateNow: ({ context }) => hooks.activatesNow(flights.get(context.id)!.index),
-      rollback: () => options.action === "rollback",
+      single: () => (options.action ?? "update") !== "update",
     },
   });
   const flights = new Flights(logic, {

@@ -2,8 +2,9 @@
  * One device in a rollout: idle → initiated → received → activating → activated, with retrying,
  * timed_out, failed and cancelled. The machine holds no timers and does no I/O: the engine sends
  * `device.timeout` when a deadline passes, and the sends are the injected `sendInitiate` and
- * `sendActivate` actions. In a rollback rollout `sendInitiate` sends a ROLLBACK ([SRUP-9]), whose
- * one RESPONSE settles the device: initiated → activated on 0x10, failed on anything else.
+ * `sendActivate` actions. In a rollback or key rotation `sendInitiate` sends a ROLLBACK ([SRUP-9])
+ * or a KEY_ROTATE ([SRUP-10]), whose one RESPONSE settles the device: initiated → activated on
+ * 0x10, failed on anything else.
  */
 import { and, assign, setup } from "xstate";
 import {
@@ -109,8 +110,8 @@ export const deviceMachine = setup({
   guards: {
     /** Whether to ACTIVATE right after the 0x00; the engine provides it (immediate activation). */
     activateNow: () => false,
-    /** Whether this is a rollback rollout; the engine provides it. */
-    rollback: () => false,
+    /** Whether one frame and its RESPONSE settle a device (rollback, rotate-key); the engine provides it. */
+    single: () => false,
     status: ({ event }, params: { is: number }) =>
       event.type === "device.response" && event.status === params.is,
     transient: ({ event }) => event.type === "device.response" && TRANSIENT.has(event.status),
@@ -153,12 +154,13 @@ export const deviceMachine = setup({
       entry: [report("initiated"), "sendInitiate"],
       on: {
         "device.response": [
-          // [SRUP-9] A ROLLBACK's one answer: 0x10, or a refusal no retry changes (0x1E, 0x1F).
+          // [SRUP-9] [SRUP-10] A ROLLBACK's or KEY_ROTATE's one answer: 0x10, or a refusal no
+          // retry changes (0x1E, 0x1F, 0xFA).
           {
-            guard: and(["rollback", { type: "status", params: { is: ACTIVATE_SUCCESS } }]),
+            guard: and(["single", { type: "status", params: { is: ACTIVATE_SUCCESS } }]),
             target: "activated",
           },
-          { guard: "rollback", target: "failed" },
+          { guard: "single", target: "failed" },
           {
             guard: { type: "status", params: { is: UPDATE_SUCCESS } },
             target: "received",

@@ -23,9 +23,10 @@ export const DEVICE_STATES = [
 
 /**
  * What a rollout does to its devices: `update` installs an artifact (INITIATE, then ACTIVATE);
- * `rollback` sends each a ROLLBACK ([SRUP-9]) to activate its previous version again.
+ * `rollback` sends each a ROLLBACK ([SRUP-9]) to activate its previous version again; `rotate-key`
+ * sends each a KEY_ROTATE ([SRUP-10]) to trust the server's next key.
  */
-export const ROLLOUT_ACTIONS = ["update", "rollback"] as const;
+export const ROLLOUT_ACTIONS = ["update", "rollback", "rotate-key"] as const;
 
 /** A rollout's action. */
 export type RolloutAction = typeof ROLLOUT_ACTIONS[number];

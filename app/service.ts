@@ -13,6 +13,7 @@ import {
   type Db,
   describeDatabaseError,
   findApiToken,
+  getServerState,
   GroupCommitWriter,
   isUnavailable,
   listApiTokens,
@@ -21,6 +22,7 @@ import {
   replaceApiToken,
   resetPresence,
   sequenceStore,
+  setServerState,
 } from "../db/mod.ts";
 import { createSequenceAllocator } from "../io/sequence.ts";
 import {
@@ -29,7 +31,6 @@ import {
   deviceOfClientId,
   PortInUseError,
   selectBroker,
-  serverIdFromPublicKey,
 } from "../mqtt/mod.ts";
 import { LatencyHistogram, type Logger, silentLogger } from "../obs/mod.ts";
 import { toBase64 } from "../srup/mod.ts";
@@ -40,7 +41,14 @@ import { type HeapUsage, v8HeapUsage } from "../orchestrator/heap_budget.ts";
 import { Orchestrator } from "../orchestrator/orchestrator.ts";
 import { PolicyRegistry } from "../orchestrator/policy_registry.ts";
 import { StoredSequenceTracker } from "../orchestrator/sequence_tracker.ts";
-import { loadServerKey } from "../orchestrator/server_key.ts";
+import {
+  loadNextServerKey,
+  loadServerKey,
+  makeNextServerKey,
+  nextKeyPath,
+  type ServerKey,
+} from "../orchestrator/server_key.ts";
+import { ServerKeyRing } from "../orchestrator/key_ring.ts";
 
 /** A running service. */
 export interface Service {
@@ -76,6 +84,8 @@ export interface StartOptions {
 }
 
 const ADMIN_FROM_ENV = "admin-env";
+// [SRUP-10] server_state key of the server id, stored when the first key rotation begins.
+const SERVER_ID_KEY = "server_id";
 // A waiting line is printed once the database or broker has not answered for this long.
 const WAIT_NOTICE_MS = 1_000;
 const DB_RETRY_MIN_MS = 250;
@@ -106,7 +116,8 @@ export async function startService(
   try {
     await Deno.mkdir(config.dataDir, { recursive: true });
     const key = await loadServerKey({ dataDir: config.dataDir, file: config.serverKeyFile });
-    const serverId = await serverIdFromPublicKey(key.publicKey);
+    const nextPath = nextKeyPath({ dataDir: config.dataDir, file: config.serverNextKeyFile });
+    const keys = new ServerKeyRing(key, await loadNextServerKey(nextPath));
 
     const starting: ReadyReport = { database: "waiting", mqtt: "waiting", recovery: "waiting" };
     let handler: (request: Request) => Response | Promise<Response> = (request) =>
@@ -121,6 +132,9 @@ export async function startService(
     starting.database = "ok";
     cleanup.push(() => database.close());
     const { db } = database;
+    // [SRUP-10] The id devices reply to is the first key's fingerprint, kept once a rotation
+    // began: devices keep their topic when the key changes.
+    const serverId = await getServerState(db, SERVER_ID_KEY) ?? key.fingerprint;
     const maintenance = new Maintenance(database, { log });
     maintenance.start();
     cleanup.push(() => maintenance.stop());
@@ -223,10 +237,12 @@ export async function startService(
       clock: options.clock,
       heap: options.heap,
       releaseKeys: config.releaseKeys,
+      keys,
     });
     cleanup.push(() => orchestrator.close());
     const link = await createServerLink(connection, {
       privateKey: key.privateKey,
+      signingKey: (id) => keys.signingKey(id),
       serverId,
       sequence: createSequenceAllocator(sequenceStore(db)),
       deviceKey: (id) => orchestrator.deviceKey(id),
@@ -253,6 +269,19 @@ export async function startService(
       hub,
       metrics,
       server: { serverId, publicKey: toBase64(key.publicKey), mqttUrl: broker.url },
+      async nextKey(): Promise<ServerKey> {
+        // The server id is fixed before any device hears of another key.
+        await setServerState(db, SERVER_ID_KEY, serverId);
+        if (keys.next) return keys.next;
+        const next = await makeNextServerKey(nextPath);
+        keys.setNext(next);
+        log(
+          `server key: next key ${next.fingerprint} ${
+            next.created ? "made" : "read"
+          } at ${next.path}`,
+        );
+        return next;
+      },
       publicUrl: config.publicUrl ?? apiUrl,
       maxArtifactBytes: config.maxArtifactBytes,
       maxJsonBytes: config.maxJsonBytes,

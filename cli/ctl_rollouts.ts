@@ -57,6 +57,8 @@ export function showRollout(value: unknown): string {
     }, ${r.devices} devices`,
     r.artifact
       ? `  artifact ${(r.artifact as Row).digest}`
+      : r.action === "rotate-key"
+      ? `  rotate-key each device to trust server key ${r.serverKey}`
       : "  rollback each device back to its previous version",
     `  policy   ${(r.policy as Row).name} (sha256 ${short((r.policy as Row).sha256)})`,
     `  counts   ${text(r.counts)}`,
@@ -131,7 +133,8 @@ async function readPolicyFile(path: string): Promise<Record<string, unknown>> {
 const FINAL_EVENTS: ReadonlySet<string> = new Set(Object.values(FINAL_EVENT_TYPE));
 
 /** The options that choose a policy and the devices, shared by `rollout create` and `preview`. */
-const POLICY_AND_TARGETS = {
+/** The options that choose a policy and targets. */
+export const POLICY_AND_TARGETS = {
   policy: { type: "string" },
   "policy-file": { type: "string" },
   all: { type: "boolean" },
@@ -139,7 +142,8 @@ const POLICY_AND_TARGETS = {
   tag: { type: "string", multiple: true },
 } as const;
 
-function targetsOf(
+/** The targets `--all`, `--ids` or `--tag` name; exactly one of them. */
+export function targetsOf(
   input: CtlInput,
 ): { all: true } | { ids: string[] } | { tags: Record<string, string> } {
   const ids = str(input, "ids");
@@ -151,7 +155,8 @@ function targetsOf(
   return { tags: tagged };
 }
 
-async function policyOf(input: CtlInput): Promise<string | Record<string, unknown>> {
+/** The policy `--policy` or `--policy-file` names; exactly one of them. */
+export async function policyOf(input: CtlInput): Promise<string | Record<string, unknown>> {
   const name = str(input, "policy");
   const file = str(input, "policy-file");
   if ((name === undefined) === (file === undefined)) {

@@ -1,7 +1,8 @@
 /** `ctl server`, `health`, `me`, `states`, `policy ...` and `token ...`: the service and access to it. */
 import { answer, reach } from "./api.ts";
 import { UsageError } from "./args.ts";
-import { type CtlCommand, need, type Row, showPage } from "./ctl_command.ts";
+import { type CtlCommand, need, type Row, showPage, str } from "./ctl_command.ts";
+import { POLICY_AND_TARGETS, policyOf, showRollout, targetsOf } from "./ctl_rollouts.ts";
 import { short, table, text } from "./ctl_format.ts";
 
 /** What the service is and who the caller is. */
@@ -9,8 +10,61 @@ export const SERVICE_COMMANDS: CtlCommand[] = [
   {
     name: "server",
     usage: "",
-    summary: "what a device needs to be provisioned",
+    summary: "what a device needs to be provisioned, and which server key each device trusts",
     run: (api) => answer(api, api.client.v1.server.$get()),
+    show(value) {
+      const server = value as Row & { currentKey: Row; nextKey: Row | null; keys: Row[] };
+      const rotation = server.rotation as Row | null;
+      return [
+        `server ${server.serverId}, MQTT ${(server.mqtt as Row).url}`,
+        `public key ${server.publicKey}`,
+        `current key ${server.currentKey.fingerprint}, next key ${
+          server.nextKey?.fingerprint ?? "none"
+        }${rotation ? `, rotation ${rotation.rollout} ${rotation.state}` : ""}`,
+        table(server.keys, [
+          ["KEY", (k) => k.fingerprint],
+          ["ROLE", (k) => k.role],
+          ["DEVICES", (k) => k.devices],
+        ]),
+      ].join("\n");
+    },
+  },
+  {
+    name: "server rotate-key",
+    usage:
+      "[--policy NAME | --policy-file FILE] [--all | --ids ID,ID,... | --tag key=value ...]\n" +
+      "                 [--name N] [--description D] [--start-at 2026-12-06T02:00:00Z]",
+    summary:
+      "rotate the server key: a rollout sending each device the next key (made if none); run it again to catch up devices left on the old key",
+    options: {
+      ...POLICY_AND_TARGETS,
+      name: { type: "string" },
+      description: { type: "string" },
+      "start-at": { type: "string" },
+    },
+    async run(api, input) {
+      const chosen = input.values.all || str(input, "ids") !== undefined ||
+        (input.values.tag as string[] | undefined)?.length;
+      const policy = str(input, "policy") === undefined && str(input, "policy-file") === undefined
+        ? undefined
+        : await policyOf(input);
+      const words = Object.fromEntries(
+        (["name", "description", "start-at"] as const)
+          .map((key) => [key === "start-at" ? "startAt" : key, str(input, key)])
+          .filter(([, value]) => value !== undefined),
+      );
+      return await answer(
+        api,
+        api.client.v1.server["rotate-key"].$post({
+          json: {
+            ...(policy === undefined ? {} : { policy }),
+            ...(chosen ? { targets: targetsOf(input) } : {}),
+            ...words,
+          },
+        }),
+      );
+    },
+    show: showRollout,
   },
   {
     name: "health",

@@ -10,7 +10,7 @@ import {
 } from "../device/mod.ts";
 import { isServerId, parseBrokerUrl } from "../mqtt/mod.ts";
 import { jsonLogger } from "../obs/mod.ts";
-import { fromBase64, toBase64 } from "../srup/mod.ts";
+import { fromBase64, fromHex, toBase64 } from "../srup/mod.ts";
 import { dispatch, parse, printJson, UsageError } from "./args.ts";
 
 export const HELP = `Usage: flotilla device <command>
@@ -19,10 +19,12 @@ Commands:
   provision --out DIR   Create the device id and Ed25519 key (DIR/device.key, mode 0600);
                         prints {"id","publicKey","frameVersion"}
   run --dir DIR --server-key BASE64 --broker URL [options]
-                        Connect, obey INITIATE and ACTIVATE signed by the server key; one agent
-                        per directory (a second one exits with an error)
+                        Connect, obey INITIATE and ACTIVATE signed by the server key (or the key a
+                        KEY_ROTATE made it trust since); one agent per directory (a second one
+                        exits with an error)
   status --dir DIR      Print the id, public key, current and previous digests, any staged
-                        token and the running release's security version
+                        token, the running release's security version and the server key
+                        trusted since a key rotation (null: the one run with)
 
 Options of run:
   --server-id HEX       Server id in the response topic (default: first 16 hex characters
@@ -61,7 +63,9 @@ async function status(args: string[]): Promise<number> {
   const { id: _, ...status } = deviceStatus(id, state);
   // [SRUP-7.4] The floor a new release must reach: 0 for a release installed without a manifest.
   const securityVersion = state.current?.securityVersion ?? 0;
-  printJson({ id, publicKey: toBase64(publicKey), ...status, securityVersion });
+  // [SRUP-10] The server key trusted since a KEY_ROTATE; null: the one it was provisioned with.
+  const serverKey = state.serverKey === undefined ? null : toBase64(fromHex(state.serverKey));
+  printJson({ id, publicKey: toBase64(publicKey), ...status, securityVersion, serverKey });
   return 0;
 }
 

@@ -15,6 +15,7 @@ Runs the orchestrator. Settings come from the environment:
   FLOTILLA_MQTT_PROTOCOL_VERSION   4 (3.1.1) or 5   default 5, or 4 when the broker refuses 5
   FLOTILLA_MQTT_CA, FLOTILLA_MQTT_CERT, FLOTILLA_MQTT_KEY   TLS files for MQTT_URL
   FLOTILLA_SERVER_KEY    PEM file of the server's Ed25519 key             default <data>/server.key
+  FLOTILLA_SERVER_NEXT_KEY   its next key, made by ctl server rotate-key  default <data>/server-next.key
   FLOTILLA_RELEASE_KEYS  release public keys (base64, comma-separated): rollouts then need a
                          signed manifest unless the policy says allowUnsigned (default none)
   FLOTILLA_POLICY_DIR    policy directory                                 default ./policies

@@ -24,6 +24,8 @@ export type WriteOp =
   | { kind: "rollout"; id: string; patch: RolloutPatch }
   /** A confirmed activation: the device's current digest becomes `digest`. */
   | { kind: "activation"; deviceId: string; digest: string; rolloutId?: string }
+  /** [SRUP-10] A confirmed KEY_ROTATE: the device trusts the server key with this fingerprint. */
+  | { kind: "server_key"; deviceId: string; fingerprint: string; rolloutId?: string }
   /** Heard from, or connected to (online true) or gone from (false) the broker. */
   | { kind: "seen"; deviceId: string; at: Date; online?: boolean }
   /** A sequence id accepted from a device (replay protection); only the highest is kept. */
@@ -284,6 +286,7 @@ function rolloutOf(op: WriteOp): string | null {
     case "rollout":
       return op.id;
     case "activation":
+    case "server_key":
       return op.rolloutId ?? null;
     case "seen":
     case "sequence":
@@ -348,6 +351,9 @@ async function applyWrites(tx: Db, ops: readonly WriteOp[]): Promise<Event[]> {
         break;
       case "activation":
         deviceUpdates.push({ id: op.deviceId, digest: op.digest });
+        break;
+      case "server_key":
+        deviceUpdates.push({ id: op.deviceId, serverKey: op.fingerprint });
         break;
       case "sequence":
         deviceUpdates.push({ id: op.deviceId, sequence: op.sequence });

@@ -233,6 +233,48 @@ export async function loadPublicKeys(
     ));
 }
 
+/** [SRUP-10] The fingerprint of the server key each of these devices confirmed, for those that did. */
+export async function loadServerKeys(
+  db: Db,
+  ids: readonly string[],
+): Promise<Map<string, string>> {
+  return await loadByIds(ids, (chunk) =>
+    guard(
+      db.select({ id: devices.id, value: devices.serverKey }).from(devices)
+        .where(inArray(devices.id, chunk)),
+      "Cannot load server keys",
+    ));
+}
+
+/** [SRUP-10] Registered devices per server key fingerprint (null: none confirmed, the current key). */
+export async function countByServerKey(db: Db): Promise<Map<string | null, number>> {
+  const rows = await guard(
+    db.select({ key: devices.serverKey, n: sql<number>`count(*)::int` }).from(devices)
+      .groupBy(devices.serverKey),
+    "Cannot count devices by server key",
+  );
+  return new Map(rows.map((row) => [row.key, Number(row.n)]));
+}
+
+/** [SRUP-10] How many of these devices do not yet trust the server key `fingerprint`. */
+export async function countNotOnKey(
+  db: Db,
+  ids: readonly string[],
+  fingerprint: string,
+): Promise<number> {
+  if (ids.length === 0) return 0;
+  const [row] = await guard(
+    db.select({ n: sql<number>`count(*)::int` }).from(devices)
+      .where(
+        sql`${devices.id} = any(${
+          uuidArray(ids, "Cannot count devices")
+        }::uuid[]) and ${devices.serverKey} is distinct from ${fingerprint}`,
+      ),
+    "Cannot count devices",
+  );
+  return Number(row?.n ?? 0);
+}
+
 /** [SRUP-2.1] The frame version registered for each of these devices that has one. */
 export async function loadFrameVersions(
   db: Db,
@@ -295,6 +337,8 @@ export interface DeviceUpdate {
   digest?: string;
   /** Connected to (true) or gone from (false) the broker; the latest update wins. */
   online?: boolean;
+  /** [SRUP-10] The fingerprint of the server key it confirmed trusting; the latest wins. */
+  serverKey?: string;
 }
 
 // Keeps the id array and the JSON of one statement small enough to plan and parse quickly.
@@ -308,7 +352,14 @@ const UPDATE_CHUNK = 5000;
 export async function updateDevices(db: Db, updates: readonly DeviceUpdate[]): Promise<void> {
   const merged = new Map<
     string,
-    { at?: string; seq?: string | null; reset?: boolean; digest?: string; online?: boolean }
+    {
+      at?: string;
+      seq?: string | null;
+      reset?: boolean;
+      digest?: string;
+      online?: boolean;
+      serverKey?: string;
+    }
   >();
   for (const update of updates) {
     const entry = merged.get(update.id) ?? {};
@@ -327,6 +378,7 @@ export async function updateDevices(db: Db, updates: readonly DeviceUpdate[]): P
     }
     if (update.digest !== undefined) entry.digest = update.digest;
     if (update.online !== undefined) entry.online = update.online;
+    if (update.serverKey !== undefined) entry.serverKey = update.serverKey;
     merged.set(update.id, entry);
   }
   const ids = [...merged.keys()];
@@ -338,6 +390,7 @@ export async function updateDevices(db: Db, updates: readonly DeviceUpdate[]): P
         update ${devices} d set
           last_seen_at = greatest(d.last_seen_at, (j.v -> d.id::text ->> 'at')::timestamptz),
           online = coalesce((j.v -> d.id::text ->> 'online')::boolean, d.online),
+          server_key = coalesce(j.v -> d.id::text ->> 'serverKey', d.server_key),
           last_sequence = case when (j.v -> d.id::text ->> 'reset')::boolean
             then (j.v -> d.id::text ->> 'seq')::numeric
             else greatest(d.last_sequence, (j.v -> d.id::text ->> 'seq')::numeric) end,

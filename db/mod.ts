@@ -20,6 +20,8 @@ export {
 export { uuidv7 } from "./ids.ts";
 export { type Page, pageLimit } from "./page.ts";
 export {
+  countByServerKey,
+  countNotOnKey,
   countRegistered,
   countWithPrevious,
   deleteDevice,
@@ -32,6 +34,7 @@ export {
   loadFrameVersions,
   loadPublicKeys,
   loadSequences,
+  loadServerKeys,
   loadTagValues,
   type NewDevice,
   registerDevice,

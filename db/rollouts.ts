@@ -32,6 +32,8 @@ export interface NewRollout {
   action?: RolloutAction;
   /** The rollout a rollback undoes. */
   rollbackOf?: string | null;
+  /** [SRUP-10] For `rotate-key`: the fingerprint of the key devices are moved to. */
+  serverKey?: string | null;
   artifactDigest: string | null;
   artifactUrl: string | null;
   policy: Record<string, unknown>;
@@ -73,7 +75,8 @@ const ANALYZE_AFTER = 1000;
 /**
  * Creates a rollout and one rollout_devices row per device (`pending`, or `skipped` for a device
  * whose current digest is already the artifact's; in a rollback, `pending` with the device's
- * previous digest to go back to, or `skipped` when none is recorded), and records
+ * previous digest to go back to, or `skipped` when none is recorded; in a key rotation, `skipped`
+ * for a device that already trusts the key), and records
  * `registerArtifact` if given, in one transaction: on any error nothing is written. An InvalidDataError names a device listed twice or not registered; a
  * ConflictError one that an active rollout already drives.
  */
@@ -126,6 +129,14 @@ export async function createRollout(db: Db, rollout: NewRollout): Promise<Rollou
           select ${id}::uuid, t.id::uuid, t.n - 1,
             case when d.previous_digest is null then ${SKIPPED} else ${PENDING} end,
             d.previous_digest
+          from json_array_elements_text(${ids}::json) with ordinality as t(id, n)
+          join ${devices} d on d.id = t.id::uuid`);
+      } else if (rollout.action === "rotate-key") {
+        // [SRUP-10] A device that already trusts the key is skipped: nothing to rotate.
+        await tx.execute(sql`
+          insert into rollout_devices (rollout_id, device_id, position, state)
+          select ${id}::uuid, t.id::uuid, t.n - 1,
+            case when d.server_key = ${rollout.serverKey} then ${SKIPPED} else ${PENDING} end
           from json_array_elements_text(${ids}::json) with ordinality as t(id, n)
           join ${devices} d on d.id = t.id::uuid`);
       } else {

@@ -63,8 +63,14 @@ export const devices = pgTable("devices", {
   lastSequence: numeric({ precision: 20, scale: 0, mode: "bigint" }),
   /** [SRUP-2.1] Highest frame version its agent speaks, as registered; null: 2. */
   frameVersion: integer(),
+  /**
+   * [SRUP-10] Fingerprint of the server key the device confirmed trusting (a KEY_ROTATE's 0x10);
+   * null until it confirms one: the server's current key, as provisioned.
+   */
+  serverKey: text(),
   createdAt: createdAt(),
 }, (t) => [
+  check("devices_server_key_fingerprint", sql.raw("server_key ~ '^[0-9a-f]{16}$'")),
   check("devices_frame_version_known", sql.raw("frame_version between 1 and 3")),
   index("devices_tags_idx").using("gin", t.tags.op("jsonb_path_ops")),
   check("devices_last_sequence_u64", sql.raw(`last_sequence between 0 and ${MAX_U64}`)),
@@ -129,11 +135,16 @@ export const rollouts = pgTable("rollouts", {
   createdBy: text(),
   state: text().$type<RolloutState>().notNull().default("running"),
   stage: integer().notNull().default(0),
-  /** `update` installs the artifact; `rollback` sends each device back to its previous version. */
+  /**
+   * `update` installs the artifact; `rollback` sends each device back to its previous version;
+   * `rotate-key` has each device trust the server's next key.
+   */
   action: text().$type<RolloutAction>().notNull().default("update"),
   /** The rollout a rollback undoes (`onAbort: rollback`); null for an operator's own rollback. */
   rollbackOf: uuid(),
-  /** Null for a rollback: each device goes back to its own previous digest (rollout_devices). */
+  /** [SRUP-10] For `rotate-key`: the fingerprint of the key the devices are moved to; else null. */
+  serverKey: text(),
+  /** Null unless an update: a rollback sends each device to its own previous digest (rollout_devices). */
   artifactDigest: text(),
   artifactUrl: text(),
   /** The full parsed policy, so a later edit of the file does not change a running rollout. */
@@ -165,10 +176,14 @@ export const rollouts = pgTable("rollouts", {
   check(
     "rollouts_artifact_unless_rollback",
     sql.raw(
-      "(action = 'rollback') = (artifact_digest is null) and (artifact_digest is null) = (artifact_url is null)",
+      "(action <> 'update') = (artifact_digest is null) and (artifact_digest is null) = (artifact_url is null)",
     ),
   ),
   check("rollouts_digest_hex", sha256Hex("artifact_digest")),
+  check(
+    "rollouts_server_key_if_rotate",
+    sql.raw("(action = 'rotate-key') = (server_key is not null) and server_key ~ '^[0-9a-f]{16}$'"),
+  ),
   check("rollouts_policy_sha256_hex", sha256Hex("policy_sha256")),
   check("rollouts_stage_nonnegative", sql.raw("stage >= 0")),
   check("rollouts_joined_within_devices", sql.raw("joined between 0 and device_count")),

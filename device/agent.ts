@@ -6,7 +6,9 @@ import {
   decodeMessage,
   encodeMessage,
   equalBytes,
+  fromHex,
   type InitiateMessage,
+  type KeyRotateMessage,
   type ResponseMessage,
   ROLLBACK_UNAVAILABLE,
   type RollbackMessage,
@@ -21,6 +23,7 @@ import {
   UPDATE_REFUSED_ROLLBACK,
   UPDATE_SUCCESS,
   uuidToBytes,
+  verifyKeyProof,
   verifyMessage,
 } from "../srup/mod.ts";
 import { type Logger, silentLogger } from "../obs/log.ts";
@@ -36,7 +39,7 @@ import {
   freeSlot,
 } from "./state.ts";
 import type { DeviceStore } from "./store.ts";
-import { checkRelease } from "./release_check.ts";
+import { checkRelease, CLOCK_FLOOR_MS } from "./release_check.ts";
 
 /** Sends a frame to the broker; resolves once it is handed over (or acknowledged). */
 export type PublishFrame = (topic: string, frame: Uint8Array) => Promise<void>;
@@ -76,6 +79,10 @@ export interface DeviceAgentOptions {
 // A thousand tokens is about 80 KB; version 2 sequence ids refuse older replays anyway.
 const DEFAULT_TOKEN_HISTORY = 1000;
 
+// [SRUP-10.2] The longest overlap a KEY_ROTATE can ask for: an old key is retired for a reason, and
+// a signed but absurd overlap must not keep it alive for years.
+const MAX_KEY_OVERLAP_MS = 30 * 24 * 3_600_000;
+
 /** Loads the agent's state from its store; the agent then handles frames given to handleFrame. */
 export async function createDeviceAgent(options: DeviceAgentOptions): Promise<DeviceAgent> {
   const serverId = options.serverId ?? await serverIdFromPublicKey(options.serverKey);
@@ -90,6 +97,7 @@ export class DeviceAgent {
   readonly #sender: string;
   readonly #limits: FetchLimits;
   readonly #logger: Logger;
+  readonly #serverId: string;
   #state: AgentState;
   #tail: Promise<void> = Promise.resolve();
   /** The device id. */
@@ -110,6 +118,7 @@ export class DeviceAgent {
     this.#limits = { ...DEFAULT_FETCH_LIMITS, ...options.limits };
     this.#logger = options.logger ?? silentLogger;
     this.#state = state;
+    this.#serverId = serverId;
     this.topic = deviceTopic(this.deviceId);
     this.replyTopic = serverTopic(serverId, this.deviceId);
     this.rejections = options.rejections ?? new RejectionCounter();
@@ -135,6 +144,12 @@ export class DeviceAgent {
     return deviceStatus(this.deviceId, this.#state);
   }
 
+  /** [SRUP-10] The server key this device trusts now: the provisioned one until a KEY_ROTATE. */
+  serverKey(): Uint8Array {
+    const { serverKey } = this.#state;
+    return serverKey === undefined ? this.#options.serverKey : fromHex(serverKey);
+  }
+
   async #handle(frame: Uint8Array): Promise<void> {
     let message: SrupMessage;
     try {
@@ -144,8 +159,9 @@ export class DeviceAgent {
       return this.#reject(error.code, { offset: error.offset });
     }
     if (message.type === "response") return this.#reject("unexpected_type", { type: "response" });
+    if (message.type === "key_rotate") return await this.#keyRotate(message);
     // [SRUP-5.1] Verified before any replay counter moves: a forged frame must not lock anyone out.
-    if (!await verifyMessage(message, this.#options.serverKey)) {
+    if (!await this.#verified(message)) {
       return this.#reject("bad_signature", { type: message.type });
     }
     if (message.type === "initiate") return await this.#initiate(message);
@@ -154,12 +170,99 @@ export class DeviceAgent {
   }
 
   /**
-   * Admits an INITIATE or a ROLLBACK: addressed to this device, a token never seen, a sequence id
-   * above the last. Records them as seen before anything is fetched or changed, so a replay is
-   * refused even after a kill; a staged update is given up (a new INITIATE overwrites its slot).
-   * Returns the token in hex, or null when the frame was rejected.
+   * [SRUP-10.2] Whether the trusted key signed the frame, or, during an overlap, the old key. The
+   * first frame under the new key ends the overlap: the server signs this device's frames with
+   * the new key from its confirmation on, so an old-key frame after that is stale or forged.
    */
-  async #admit(message: InitiateMessage | RollbackMessage): Promise<string | null> {
+  async #verified(message: SrupMessage): Promise<boolean> {
+    const { oldServerKey, oldKeyUntil } = this.#state;
+    if (await verifyMessage(message, this.serverKey())) {
+      if (oldKeyUntil !== undefined) {
+        const closed: AgentState = { ...this.#state, oldKeyUntil: undefined };
+        await this.#options.store.save(closed);
+        this.#state = closed;
+        this.#logger.info("server_key.overlap_closed", {
+          device: this.deviceId,
+          reason: "new_key",
+        });
+      }
+      return true;
+    }
+    if (oldServerKey === undefined || oldKeyUntil === undefined) return false;
+    if (oldKeyUntil !== null && this.#now() >= oldKeyUntil) return false;
+    return await verifyMessage(message, fromHex(oldServerKey));
+  }
+
+  /**
+   * [SRUP-10] Trusts the server's new key: the frame signed by the key trusted now, the new key's
+   * proof bound to this server, device and token. A KEY_ROTATE naming the key already trusted
+   * confirms again and changes nothing; one signed by the old key is obeyed only then (a retry
+   * whose 0x10 was lost), and moves no counter.
+   */
+  async #keyRotate(message: KeyRotateMessage): Promise<void> {
+    const current = this.serverKey();
+    const { oldServerKey } = this.#state;
+    const token = toHex(message.token);
+    const key = toHex(message.key);
+    const byCurrent = await verifyMessage(message, current);
+    const byOld = !byCurrent && oldServerKey !== undefined && key === toHex(current) &&
+      await verifyMessage(message, fromHex(oldServerKey));
+    if (!byCurrent && !byOld) return this.#reject("bad_signature", { type: message.type, token });
+    if (!equalBytes(message.target, this.#target)) {
+      return this.#reject("wrong_target", { token, target: toHex(message.target) });
+    }
+    // [SRUP-10.1] The new key signed its own introduction: the server holds its private key.
+    if (!await verifyKeyProof(message, this.#serverId)) {
+      return this.#reject("bad_key_proof", { token, key });
+    }
+    if (byOld) {
+      if (this.#state.tokens.includes(token)) return this.#reject("token_reused", { token });
+      this.#logger.info("server_key.already_trusted", { device: this.deviceId, token, key });
+      return await this.#reply(message, ACTIVATE_SUCCESS);
+    }
+    // A key changes nothing installed: a staged update stays staged.
+    const staged = this.#state.staged;
+    if (key === toHex(current)) {
+      if (await this.#admit(message, (state) => ({ ...state, staged })) === null) return;
+      this.#logger.info("server_key.already_trusted", { device: this.deviceId, token, key });
+      return await this.#reply(message, ACTIVATE_SUCCESS);
+    }
+    const overlap = Math.min(Number(message.overlap), MAX_KEY_OVERLAP_MS);
+    const now = this.#now();
+    const clockTrusted = (this.#options.trustClock ?? true) && now >= CLOCK_FLOOR_MS;
+    const admitted = await this.#admit(message, (state) => ({
+      ...state,
+      staged,
+      serverKey: key,
+      oldServerKey: toHex(current),
+      // An untrusted clock cannot time the overlap: it lasts until the first new-key frame.
+      oldKeyUntil: overlap === 0 ? undefined : clockTrusted ? now + overlap : null,
+    }));
+    if (admitted === null) return;
+    this.#logger.info("server_key.rotated", {
+      device: this.deviceId,
+      token,
+      key,
+      overlapMs: overlap,
+    });
+    await this.#reply(message, ACTIVATE_SUCCESS);
+  }
+
+  #now(): number {
+    return (this.#options.clock ?? wallClock).now();
+  }
+
+  /**
+   * Admits an INITIATE, a ROLLBACK or a KEY_ROTATE: addressed to this device, a token never seen,
+   * a sequence id above the last. Records them as seen (with `change` made to the state) before
+   * anything is fetched or changed, so a replay is refused even after a kill; a staged update is
+   * given up (a new INITIATE overwrites its slot). Returns the token in hex, or null when the frame
+   * was rejected.
+   */
+  async #admit(
+    message: InitiateMessage | RollbackMessage | KeyRotateMessage,
+    change: (state: AgentState) => AgentState = (state) => state,
+  ): Promise<string | null> {
     const token = toHex(message.token);
     if (!equalBytes(message.target, this.#target)) {
       this.#reject("wrong_target", { token, target: toHex(message.target) });
@@ -173,7 +276,7 @@ export class DeviceAgent {
       this.#reject("replay", { token, sequence: message.sequence });
       return null;
     }
-    const accepted = this.#accepted(message, token);
+    const accepted = change(this.#accepted(message, token));
     await this.#options.store.save(accepted);
     this.#state = accepted;
     return token;

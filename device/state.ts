@@ -25,6 +25,15 @@ export interface AgentState {
   previous?: ArtifactRecord;
   /** Downloaded and verified, awaiting ACTIVATE. */
   staged?: ArtifactRecord;
+  /** [SRUP-10] Hex of the server key trusted now; absent: the key it was provisioned with. */
+  serverKey?: string;
+  /** [SRUP-10] Hex of the server key `serverKey` replaced: it confirms a retried KEY_ROTATE. */
+  oldServerKey?: string;
+  /**
+   * [SRUP-10.2] While the old key still signs frames as well: until this device-clock time (ms),
+   * or null until the first frame under the new key; absent: the old key signs nothing more.
+   */
+  oldKeyUntil?: number | null;
 }
 
 /** What `device status` shows. */
@@ -73,6 +82,12 @@ export function stateToJson(state: AgentState): string {
     current: state.current ?? null,
     previous: state.previous ?? null,
     staged: state.staged ?? null,
+    ...(state.serverKey === undefined ? {} : {
+      serverKey: state.serverKey,
+      oldServerKey: state.oldServerKey ?? null,
+      // Absent once the overlap is over; null: until the first frame under the new key.
+      ...(state.oldKeyUntil === undefined ? {} : { oldKeyUntil: state.oldKeyUntil }),
+    }),
   });
 }
 
@@ -95,7 +110,24 @@ export function stateFromJson(text: string): AgentState {
     const value = record(json[name], name);
     if (value) state[name] = value;
   }
+  if (json.serverKey !== undefined) Object.assign(state, serverKeys(json));
   return state;
+}
+
+/** [SRUP-10] The server key fields of a saved state, checked. */
+function serverKeys(json: Record<string, unknown>): Partial<AgentState> {
+  const { serverKey, oldServerKey, oldKeyUntil } = json;
+  const key = (value: unknown) => isHex(value) && value.length === 64;
+  if (!key(serverKey) || (oldServerKey !== null && !key(oldServerKey))) {
+    throw new TypeError("Invalid device state: server keys must be 32-byte hex");
+  }
+  if (oldKeyUntil !== undefined && oldKeyUntil !== null && !Number.isSafeInteger(oldKeyUntil)) {
+    throw new TypeError(`Invalid device state: oldKeyUntil is "${oldKeyUntil}"`);
+  }
+  const out: Partial<AgentState> = { serverKey: serverKey as string };
+  if (oldServerKey !== null) out.oldServerKey = oldServerKey as string;
+  if (oldKeyUntil !== undefined) out.oldKeyUntil = oldKeyUntil as number | null;
+  return out;
 }
 
 function record(value: unknown, name: string): ArtifactRecord | undefined {

@@ -1,5 +1,5 @@
 /** The Hono app: health, metrics, OpenAPI, artifact downloads, and the authenticated /v1 API. */
-import { createRoute, z } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import type { Db, GroupCommitWriter } from "../db/mod.ts";
 import type { Orchestrator } from "../orchestrator/orchestrator.ts";
@@ -13,7 +13,7 @@ import { ApiError, errorResponse, handleError } from "./errors.ts";
 import type { EventHub } from "../obs/event_hub.ts";
 import type { MetricsRegistry } from "../obs/metrics.ts";
 import { methodGuard } from "./methods.ts";
-import { AUTH_ERRORS, jsonResponse, newApp, TAGS, withServiceStatuses } from "./openapi.ts";
+import { jsonResponse, newApp, TAGS, withServiceStatuses } from "./openapi.ts";
 import { healthApp, type ReadyReport } from "./routes/health.ts";
 import { artifactsApp, downloadsApp, mediaType } from "./routes/artifacts.ts";
 import { devicesApp } from "./routes/devices.ts";
@@ -24,6 +24,8 @@ import { rolloutPreviewApp } from "./routes/rollout_preview.ts";
 import { historyApp } from "./routes/history.ts";
 import { meApp } from "./routes/me.ts";
 import { tokensApp } from "./routes/tokens.ts";
+import { serverApp } from "./routes/server.ts";
+import type { ServerKey } from "../orchestrator/server_key.ts";
 
 export { type ReadyReport, readyResponse } from "./routes/health.ts";
 
@@ -38,6 +40,8 @@ export interface AppDeps {
   metrics: MetricsRegistry;
   /** What a device needs to be provisioned. */
   server: { serverId: string; publicKey: string; mqttUrl: string };
+  /** [SRUP-10] The server's next key, made now if there is none; absent, no key rotates. */
+  nextKey?: () => Promise<ServerKey>;
   /** Base URL of this API as devices reach it, for artifact URLs. */
   publicUrl: string;
   /** Largest artifact upload; JSON bodies are capped at `maxJsonBytes`. */
@@ -51,8 +55,7 @@ export interface AppDeps {
   ready(): ReadyReport | Promise<ReadyReport>;
 }
 
-/** The highest SRUP frame version flotilla speaks ([SRUP-2.1] version 3, to devices registered so). */
-export const PROTOCOL_VERSION = 3;
+export { PROTOCOL_VERSION } from "./routes/server.ts";
 
 /** Builds the app; `AppType` of the result types `hc` clients. */
 export function createApp(deps: AppDeps) {
@@ -92,41 +95,7 @@ export function createApp(deps: AppDeps) {
     return await jsonLimit(c, next);
   });
   const api = v1
-    .openapi(
-      createRoute({
-        method: "get",
-        path: "/server",
-        operationId: "getServer",
-        tags: ["server"],
-        summary: "What a device needs to be provisioned",
-        description:
-          "The server's id, its Ed25519 public key, the SRUP protocol version and the MQTT broker's URL: what `device provision` writes into a device's configuration.",
-        responses: {
-          200: jsonResponse(
-            z.object({
-              serverId: z.string(),
-              publicKey: z.string(),
-              protocolVersion: z.number(),
-              mqtt: z.object({ url: z.string() }),
-              releaseKeys: z.array(z.string()).openapi({
-                description:
-                  "[SRUP-7] Release public keys (base64) the server requires manifests to be signed by (FLOTILLA_RELEASE_KEYS): what a device is provisioned with (`device run --release-key`); empty when unset",
-              }),
-            }),
-            "The server's identity",
-          ),
-          ...AUTH_ERRORS,
-        },
-      }),
-      (c) =>
-        c.json({
-          serverId: deps.server.serverId,
-          publicKey: deps.server.publicKey,
-          protocolVersion: PROTOCOL_VERSION,
-          mqtt: { url: deps.server.mqttUrl },
-          releaseKeys: deps.orchestrator.releaseKeys.map((key) => key.toBase64()),
-        }, 200),
-    )
+    .route("/server", serverApp(deps))
     .route("/devices", devicesApp(deps.db, deps.orchestrator, deps.presence))
     .route(
       "/artifacts",

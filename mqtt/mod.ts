@@ -40,6 +40,7 @@ export {
   type ActivateFields,
   createServerLink,
   type InitiateFields,
+  type KeyRotateFields,
   type ResponseHandler,
   type RollbackFields,
   ServerLink,

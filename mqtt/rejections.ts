@@ -9,6 +9,8 @@ export type RejectReason =
   /** No public key is known for the sending device. */
   | "unknown_device"
   | "bad_signature"
+  /** [SRUP-10.1] A KEY_ROTATE whose new key's proof does not verify. */
+  | "bad_key_proof"
   /** [SRUP-5] A version 2 sequence id not above the last one accepted from that sender. */
   | "replay"
   /** [SRUP-5] An INITIATE whose token was seen before. */

@@ -1,12 +1,14 @@
-/** The orchestrator's end of the wire: signed INITIATE/ACTIVATE/ROLLBACK out, verified RESPONSEs in. */
+/** The orchestrator's end of the wire: signed INITIATE/ACTIVATE/ROLLBACK/KEY_ROTATE out, verified RESPONSEs in. */
 import {
   type ActivateMessage,
   decodeMessage,
   defaultEd25519,
   encodeMessage,
   type InitiateMessage,
+  type KeyRotateMessage,
   type ResponseMessage,
   type RollbackMessage,
+  signKeyProof,
   signMessage,
   SrupDecodeError,
   statusName,
@@ -35,8 +37,10 @@ export type ResponseHandler = (deviceId: string, message: ResponseMessage) => vo
 
 /** Options for {@linkcode createServerLink}. */
 export interface ServerLinkOptions {
-  /** The server's Ed25519 private key (32-byte seed): signs every frame sent. */
+  /** The server's Ed25519 private key (32-byte seed): signs every frame sent, unless `signingKey` says. */
   privateKey: Uint8Array;
+  /** [SRUP-10] The key that signs frames to a device (the one it trusts); default `privateKey`. */
+  signingKey?: (deviceId: string) => Uint8Array;
   /** The server's outgoing sequence ids; must be durable, or devices drop frames after a restart. */
   sequence: SequenceAllocator;
   /** The public key of a device, or undefined for a device the server does not know. */
@@ -76,6 +80,17 @@ export interface ActivateFields {
 export interface RollbackFields {
   token: Uint8Array;
   digest: Uint8Array;
+}
+
+/** [SRUP-10] The fields of a KEY_ROTATE the caller chooses: the new key, its seed (for the proof), the overlap. */
+export interface KeyRotateFields {
+  token: Uint8Array;
+  /** The new raw public key. */
+  key: Uint8Array;
+  /** The new key's seed: signs the proof, never sent. */
+  keyPrivate: Uint8Array;
+  /** Milliseconds the device still accepts the old key. */
+  overlap: number;
 }
 
 /** Subscribes to the response topic and returns the link; rejects when the broker refuses. */
@@ -201,6 +216,26 @@ export class ServerLink {
     });
   }
 
+  /**
+   * [SRUP-10] Signs (with the key the device trusts now) and publishes a KEY_ROTATE to `deviceId`,
+   * its proof made by the new key for this server's id; resolves with the sent message on PUBACK.
+   */
+  async sendKeyRotate(deviceId: string, fields: KeyRotateFields): Promise<KeyRotateMessage> {
+    const target = uuidToBytes(deviceId);
+    const proof = await signKeyProof(
+      { key: fields.key, serverId: this.serverId, target, token: fields.token },
+      fields.keyPrivate,
+    );
+    return await this.#send<KeyRotateMessage>(deviceId, {
+      type: "key_rotate",
+      token: fields.token,
+      target,
+      key: fields.key,
+      proof,
+      overlap: BigInt(fields.overlap),
+    });
+  }
+
   /** Stops delivering responses and writes any pending rejection summary; the connection stays open. */
   close(): void {
     this.#unsubscribe();
@@ -217,7 +252,7 @@ export class ServerLink {
     this.#rejectionLog.rejected(reason, fields);
   }
 
-  #send<T extends InitiateMessage | ActivateMessage | RollbackMessage>(
+  #send<T extends InitiateMessage | ActivateMessage | RollbackMessage | KeyRotateMessage>(
     deviceId: string,
     fields: Omit<T, "version" | "sequence" | "signature">,
   ): Promise<T> {
@@ -229,7 +264,8 @@ export class ServerLink {
       // [SRUP-2.1] Version 3 only for an INITIATE carrying a manifest: older agents keep getting 2.
       const version = "manifest" in fields ? 3 : 2;
       const unsigned = { ...fields, version, sequence, signature: new Uint8Array() } as T;
-      const message = await signMessage(unsigned, this.#options.privateKey);
+      const key = this.#options.signingKey?.(deviceId) ?? this.#options.privateKey;
+      const message = await signMessage(unsigned, key);
       return { message, acked: this.#connection.publish(topic, encodeMessage(message)) };
     });
     return queued.then(async ({ message, acked }) => {

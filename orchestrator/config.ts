@@ -17,6 +17,11 @@ export interface ServiceConfig {
   mqttKey?: string;
   /** PEM file of the server's Ed25519 key; unset means `<dataDir>/server.key`, made on first start. */
   serverKeyFile?: string;
+  /**
+   * [SRUP-10] PEM file of the server's next key, read at start if it exists and written by the
+   * first key rotation if not; unset means `<dataDir>/server-next.key`.
+   */
+  serverNextKeyFile?: string;
   policyDir: string;
   host: string;
   port: number;
@@ -274,6 +279,7 @@ export function readConfig(env: Env = Deno.env.toObject()): ServiceConfig {
     mqttCert,
     mqttKey,
     serverKeyFile: pemFile(env, "FLOTILLA_SERVER_KEY", "private key"),
+    serverNextKeyFile: setting(env, "FLOTILLA_SERVER_NEXT_KEY"),
     policyDir: directory(env, "FLOTILLA_POLICY_DIR", "./policies"),
     host: host(env, "FLOTILLA_HOST", "127.0.0.1"),
     port: port(env, "PORT", 8080),

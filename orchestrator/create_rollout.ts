@@ -5,11 +5,13 @@
 import {
   artifactUrl,
   ConflictError,
+  countNotOnKey,
   countRegistered,
   countWithPrevious,
   type Db,
   getArtifact,
   InvalidDataError,
+  listActiveRollouts,
   type Rollout,
   selectDeviceIds,
 } from "../db/mod.ts";
@@ -27,6 +29,7 @@ import {
 import { InsufficientHeapError } from "./heap_budget.ts";
 import type { Orchestrator } from "./orchestrator.ts";
 import type { PolicyRegistry } from "./policy_registry.ts";
+import type { ServerKey } from "./server_key.ts";
 import { describeUnmatched, type WindowGroups, windowGroupsOf } from "./window_groups.ts";
 
 /** Why a rollout was refused; the API answers each with its own status. */
@@ -39,6 +42,8 @@ export type RolloutRefusal =
   | "invalid_targets"
   | "devices_busy"
   | "nothing_to_roll_back"
+  | "nothing_to_rotate"
+  | "rotation_running"
   | "insufficient_memory"
   | "invalid_start_at"
   | "start_in_past"
@@ -93,6 +98,11 @@ export interface CreateRolloutDeps {
   policies: PolicyRegistry;
   /** Base URL devices fetch stored artifacts from. */
   publicUrl: string;
+  /**
+   * [SRUP-10] The server's next key for a key rotation: the one it has, or one read or made now
+   * (and taken into the orchestrator's key ring); absent, no key rotation can be created.
+   */
+  nextKey?: () => Promise<ServerKey>;
 }
 
 /** Creates and starts a rollout; RolloutRefusedError when it cannot be created as asked. */
@@ -102,6 +112,7 @@ export async function startRollout(
 ): Promise<Rollout> {
   const { db, orchestrator } = deps;
   const action = input.action ?? "update";
+  if (action === "rotate-key") await refuseRunningRotation(db);
   const loaded = resolvePolicy(deps.policies, input.policy);
   const startAt = resolveStartAt(input.startAt ?? loaded.policy.startAt, orchestrator.now());
   if (loaded.policy.dynamic && "ids" in input.targets) {
@@ -110,7 +121,7 @@ export async function startRollout(
       'A dynamic policy needs "tags" or "all" targets: "ids" name a fixed set of devices, which no device can come to match',
     );
   }
-  const artifact = action === "rollback" ? null : await resolveArtifact(deps, input.artifact);
+  const artifact = action === "update" ? await resolveArtifact(deps, input.artifact) : null;
   const releaseKeys = orchestrator.releaseKeys;
   // A rollback installs nothing new: each device goes back to a version it already ran.
   if (artifact && releaseKeys.length > 0 && !loaded.policy.allowUnsigned) {
@@ -135,6 +146,7 @@ export async function startRollout(
       `None of the ${deviceIds.length} targeted device(s) has a previous version recorded`,
     );
   }
+  const serverKey = action === "rotate-key" ? await rotationKey(deps, deviceIds) : undefined;
   const windows = await windowGroupsOf(db, loaded.policy, deviceIds);
   if (windows && windows.unmatched.size > 0) {
     // A device with no window would never be updated: refused now rather than waiting forever.
@@ -153,6 +165,7 @@ export async function startRollout(
     return await orchestrator.create({
       artifact,
       action,
+      serverKey,
       loaded,
       targets: targets as Record<string, unknown>,
       deviceIds,
@@ -174,6 +187,36 @@ export async function startRollout(
     }
     throw error;
   }
+}
+
+/** [SRUP-10] 409 while a key rotation is scheduled, running or paused: one key moves at a time. */
+async function refuseRunningRotation(db: Db): Promise<void> {
+  const running = (await listActiveRollouts(db)).find((row) => row.action === "rotate-key");
+  if (running) {
+    throw new RolloutRefusedError(
+      "rotation_running",
+      `Key rotation "${running.id}" is ${running.state}: cancel it or let it finish first`,
+      { details: { rollout: running.id, state: running.state } },
+    );
+  }
+}
+
+/**
+ * [SRUP-10] The fingerprint of the key a rotation moves these devices to: the next key, made now
+ * if there is none yet; refused when every one of them trusts it already.
+ */
+async function rotationKey(deps: CreateRolloutDeps, deviceIds: readonly string[]): Promise<string> {
+  if (!deps.nextKey) {
+    throw new TypeError("Cannot rotate the server key: no key store is configured");
+  }
+  const known = deps.orchestrator.keys?.next;
+  if (known && await countNotOnKey(deps.db, deviceIds, known.fingerprint) === 0) {
+    throw new RolloutRefusedError(
+      "nothing_to_rotate",
+      `All ${deviceIds.length} targeted device(s) trust the next server key "${known.fingerprint}" already; to rotate again, make it the current key first (docs/operations.md, "Rotating the server key")`,
+    );
+  }
+  return (await deps.nextKey()).fingerprint;
 }
 
 /** What a rollout would be, computed without creating it. */

@@ -20,6 +20,7 @@ import {
   listRolloutDeviceIds,
   loadFrameVersions,
   loadPublicKeys,
+  loadServerKeys,
   loadStartedRolloutDevices,
   moveRollout,
   type Rollout,
@@ -28,7 +29,8 @@ import {
 import type { ServerLink } from "../mqtt/mod.ts";
 import { type LoadedPolicy, type Policy, windowGrouper } from "../policies/mod.ts";
 import { newToken, type ResponseMessage, toHex } from "../srup/mod.ts";
-import { RolloutRunner } from "./rollout_runner.ts";
+import { type KeyRotation, RolloutRunner } from "./rollout_runner.ts";
+import type { ServerKeyRing } from "./key_ring.ts";
 import type { StoredSequenceTracker } from "./sequence_tracker.ts";
 import { wallClock } from "../io/clock.ts";
 import { checkHeapRoom, type HeapUsage, v8HeapUsage } from "./heap_budget.ts";
@@ -53,6 +55,8 @@ export interface OrchestratorOptions {
    * manifests are not required (but still sent to devices that speak frame version 3).
    */
   releaseKeys?: readonly Uint8Array[];
+  /** [SRUP-10] The server's keys and which one each device trusts; without it no key rotates. */
+  keys?: ServerKeyRing;
 }
 
 /** A new rollout, its devices already resolved. */
@@ -66,6 +70,8 @@ export interface RolloutRequest {
   action?: RolloutAction;
   /** The rollout a rollback undoes. */
   rollbackOf?: string | null;
+  /** [SRUP-10] For `rotate-key`: the fingerprint of the next key, which devices are moved to. */
+  serverKey?: string;
   loaded: LoadedPolicy;
   /** The selector as the operator wrote it. */
   targets: Record<string, unknown>;
@@ -147,6 +153,8 @@ export class Orchestrator {
   readonly #frameVersions = new Map<string, number>();
   /** [SRUP-7] Release public keys; see {@linkcode OrchestratorOptions.releaseKeys}. */
   readonly releaseKeys: readonly Uint8Array[];
+  /** [SRUP-10] The server's keys; see {@linkcode OrchestratorOptions.keys}. */
+  readonly keys: ServerKeyRing | undefined;
   #link: ServerLink | undefined;
   /** RESPONSEs that arrived before recovery finished, replayed once it has. */
   #early: [string, ResponseMessage][] | null = [];
@@ -162,6 +170,7 @@ export class Orchestrator {
     this.#token = options.token ?? newToken;
     this.#maxEarly = options.maxEarlyResponses ?? MAX_EARLY_RESPONSES;
     this.releaseKeys = options.releaseKeys ?? [];
+    this.keys = options.keys;
   }
 
   /** RESPONSEs dropped because the recovery buffer was full. */
@@ -228,6 +237,7 @@ export class Orchestrator {
   forgetDevice(id: string): void {
     this.#keys.delete(id);
     this.#frameVersions.delete(id);
+    this.keys?.forget(id);
     this.#tracker.forget(id);
   }
 
@@ -283,7 +293,7 @@ export class Orchestrator {
     const startAt = request.startAt ?? null;
     const scheduled = startAt !== null && startAt > this.#clock.now();
     const action = request.action ?? "update";
-    const artifact = action === "rollback" ? null : request.artifact;
+    const artifact = action === "update" ? request.artifact : null;
     if (action === "update" && !artifact) throw new TypeError("Cannot create rollout: no artifact");
     const row = await createRollout(this.#db, {
       state: scheduled ? "scheduled" : undefined,
@@ -293,6 +303,7 @@ export class Orchestrator {
       createdBy: request.actor,
       action,
       rollbackOf: request.rollbackOf ?? null,
+      serverKey: action === "rotate-key" ? request.serverKey ?? null : null,
       artifactDigest: artifact?.digest ?? null,
       artifactUrl: artifact?.url ?? null,
       policy: policy as unknown as Record<string, unknown>,
@@ -330,6 +341,13 @@ export class Orchestrator {
           // A rollback skips the devices with no previous version recorded: none to go back to.
           ...(action === "rollback" && skipped.length > 0
             ? { skippedReason: "no_previous_version" }
+            : {}),
+          // A key rotation skips the devices that trust the key already.
+          ...(action === "rotate-key"
+            ? {
+              serverKey: row.serverKey,
+              ...(skipped.length > 0 ? { skippedReason: "key_trusted" } : {}),
+            }
             : {}),
           startAt: row.startAt?.toISOString() ?? null,
           dynamic: policy.dynamic ?? false,
@@ -481,6 +499,10 @@ export class Orchestrator {
     for (const [id, version] of await loadFrameVersions(this.#db, deviceIds)) {
       this.#frameVersions.set(id, version);
     }
+    if (this.keys?.next) {
+      const trusted = await loadServerKeys(this.#db, deviceIds);
+      for (const id of deviceIds) this.keys.trust(id, trusted.get(id));
+    }
   }
 
   /** [SRUP-7] The artifact's signed manifest, if it has one: INITIATE version 3 carries it. */
@@ -526,7 +548,7 @@ export class Orchestrator {
       entry.timer = this.#clock.setTimeout(arm, Math.min(wait, MAX_TIMER_MS));
     };
     this.#scheduled.set(row.id, entry);
-    if ((row.policy as Policy).dynamic && row.action !== "rollback") {
+    if ((row.policy as Policy).dynamic && row.action === "update") {
       this.#dynamic.set(row.id, row.targets);
     }
     arm();
@@ -650,8 +672,9 @@ export class Orchestrator {
 
   #run(row: Rollout, start: RunStart): void {
     const { deviceIds, policy, link, snapshot } = start;
-    // A rollback's devices each go back to their own previous version: none joins one.
-    if (policy.dynamic && row.action !== "rollback") this.#dynamic.set(row.id, row.targets);
+    // A rollback's devices each go back to their own previous version: none joins one (nor a key
+    // rotation: a device registered later is caught up by the next one).
+    if (policy.dynamic && row.action === "update") this.#dynamic.set(row.id, row.targets);
     const runner = new RolloutRunner({
       id: row.id,
       policy,
@@ -661,6 +684,8 @@ export class Orchestrator {
         ? null
         : { url: row.artifactUrl, digest: row.artifactDigest, manifest: start.manifest },
       rollback: start.rollback,
+      keyRotation: row.action === "rotate-key" ? this.#keyRotation(row, policy) : undefined,
+      onKeyConfirmed: (device, fingerprint) => this.keys?.trust(device, fingerprint),
       frameVersion: (id) => this.#frameVersions.get(id) ?? 2,
       writer: this.#writer,
       link,
@@ -684,12 +709,31 @@ export class Orchestrator {
     runner.start();
   }
 
+  /** [SRUP-10] What a key rotation sends: the next key, which must be the one it was created for. */
+  #keyRotation(row: Rollout, policy: Policy): KeyRotation {
+    const next = this.keys?.next;
+    if (!next || next.fingerprint !== row.serverKey) {
+      throw new Error(
+        `Cannot run key rotation: its key "${row.serverKey}" is not this server's next key (${
+          next ? `"${next.fingerprint}"` : "none"
+        })`,
+      );
+    }
+    return {
+      publicKey: next.publicKey,
+      privateKey: next.privateKey,
+      fingerprint: next.fingerprint,
+      overlap: policy.keyOverlap ?? 0,
+    };
+  }
+
   /**
    * `onAbort: rollback`: once a halted rollout's writes have landed (so each device's digests are
    * what it confirmed), the devices it activated are rolled back.
    */
   async #onHalted(row: Rollout, runner: RolloutRunner): Promise<void> {
-    if (row.action === "rollback") return;
+    // Only an update installed anything to undo.
+    if (row.action !== "update") return;
     await runner.written();
     await this.#rollBack(row, runner.engine.devicesIn("activated"));
   }

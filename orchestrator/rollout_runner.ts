@@ -44,6 +44,13 @@ export interface RolloutRunnerOptions {
    * ROLLBACK names and what a device's 0x10 records as its current version.
    */
   rollback?: readonly (string | null)[];
+  /**
+   * [SRUP-10] A key rotation: the next key each device is sent in a KEY_ROTATE, and the overlap;
+   * a device's 0x10 records it as trusting that key.
+   */
+  keyRotation?: KeyRotation;
+  /** [SRUP-10] Told when a device confirms the rotation, before its row is written. */
+  onKeyConfirmed?: (device: string, fingerprint: string) => void;
   /** [SRUP-2.1] The frame version a device speaks; default 2 for all. */
   frameVersion?: (device: string) => number;
   writer: GroupCommitWriter;
@@ -60,6 +67,15 @@ export interface RolloutRunnerOptions {
   /** Told once when the rollout reaches a final state. */
   onFinished?: (runner: RolloutRunner) => void;
   log?: (line: string) => void;
+}
+
+/** [SRUP-10] What a key rotation sends: the next key (its seed signs the proof) and the overlap. */
+export interface KeyRotation {
+  publicKey: Uint8Array;
+  privateKey: Uint8Array;
+  fingerprint: string;
+  /** Milliseconds devices still accept the old key (the policy's keyOverlap; 0 by default). */
+  overlap: number;
 }
 
 const DIGEST_BYTES = 32;
@@ -93,6 +109,8 @@ export class RolloutRunner {
   /** A rollback's 32-byte digests, packed by position; null for an update. */
   readonly #rollback: Uint8Array | null;
   readonly #manifest: Uint8Array | undefined;
+  readonly #keyRotation: KeyRotation | undefined;
+  readonly #onKeyConfirmed?: (device: string, fingerprint: string) => void;
   readonly #frameVersion: (device: string) => number;
   readonly #onFinished?: (runner: RolloutRunner) => void;
   readonly #log: (line: string) => void;
@@ -121,9 +139,11 @@ export class RolloutRunner {
     this.#manifest = options.artifact?.manifest;
     this.#frameVersion = options.frameVersion ?? (() => 2);
     this.#rollback = options.rollback ? packDigests(options.rollback) : null;
-    if (!options.artifact && !this.#rollback) {
+    this.#keyRotation = options.keyRotation;
+    this.#onKeyConfirmed = options.onKeyConfirmed;
+    if (!options.artifact && !this.#rollback && !this.#keyRotation) {
       throw new TypeError(
-        `Cannot run rollout "${options.id}": no artifact and no rollback digests`,
+        `Cannot run rollout "${options.id}": no artifact, no rollback digests and no key rotation`,
       );
     }
     this.#onFinished = options.onFinished;
@@ -143,7 +163,7 @@ export class RolloutRunner {
       snapshot: options.snapshot,
       token: options.token,
       skip: options.skip,
-      action: this.#rollback ? "rollback" : "update",
+      action: this.#keyRotation ? "rotate-key" : this.#rollback ? "rollback" : "update",
       windowGroups: options.windowGroups,
       ports: {
         initiate: (device, token, attempt) => this.#send(device, token, "initiate", attempt),
@@ -256,7 +276,14 @@ export class RolloutRunner {
         async () => {
           if (this.#stopped || !this.engine.shouldSend(device, copy)) return;
           try {
-            if (kind === "initiate" && this.#rollback) {
+            if (kind === "initiate" && this.#keyRotation) {
+              await this.#link.sendKeyRotate(device, {
+                token: copy,
+                key: this.#keyRotation.publicKey,
+                keyPrivate: this.#keyRotation.privateKey,
+                overlap: this.#keyRotation.overlap,
+              });
+            } else if (kind === "initiate" && this.#rollback) {
               await this.#link.sendRollback(device, {
                 token: copy,
                 digest: this.#rollbackOf(device),
@@ -312,7 +339,12 @@ export class RolloutRunner {
         at: new Date(at),
       },
     });
-    if (device?.type === "device.activated") {
+    if (device?.type === "device.activated" && this.#keyRotation) {
+      // [SRUP-10] Signed with the new key from now on: the device said it trusts it.
+      const { fingerprint } = this.#keyRotation;
+      this.#onKeyConfirmed?.(device.device, fingerprint);
+      this.#write({ kind: "server_key", deviceId: device.device, fingerprint, rolloutId: this.id });
+    } else if (device?.type === "device.activated") {
       this.#write({
         kind: "activation",
         deviceId: device.device,
@@ -339,7 +371,8 @@ export class RolloutRunner {
   }
 
   #frameName(kind: "initiate" | "activate"): string {
-    return kind === "initiate" && this.#rollback ? "ROLLBACK" : kind.toUpperCase();
+    if (kind === "activate") return "ACTIVATE";
+    return this.#keyRotation ? "KEY_ROTATE" : this.#rollback ? "ROLLBACK" : "INITIATE";
   }
 
   /** Resolves once every write queued so far has landed (or failed). */

@@ -54,6 +54,8 @@ export interface RolloutView {
   artifact: { digest: string; url: string; name: string | null; version: string | null } | null;
   /** The rollout this rollback undoes (`onAbort: rollback`), or null. */
   rollbackOf: string | null;
+  /** [SRUP-10] For rotate-key: the fingerprint of the key devices are moved to. */
+  serverKey: string | null;
   /** The rollback rollouts made to undo this one, oldest first. */
   rolledBackBy: string[];
   createdAt: string;
@@ -118,6 +120,7 @@ export async function rolloutView(
       version: label?.version ?? null,
     },
     rollbackOf: row.rollbackOf,
+    serverKey: row.serverKey,
     rolledBackBy: await listRollbacksOf(db, row.id),
     devices: row.deviceCount,
     joined: row.joined,

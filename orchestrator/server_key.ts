@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { exists, writeFileAtomic } from "../io/files.ts";
 import {
   defaultEd25519,
+  keyFingerprint,
   privateKeyFromPem,
   privateKeyToPem,
   randomPrivateKey,
@@ -12,8 +13,10 @@ import {
 export interface ServerKey {
   privateKey: Uint8Array;
   publicKey: Uint8Array;
+  /** [SRUP-10] The first 16 hex characters of SHA-256 over the public key. */
+  fingerprint: string;
   path: string;
-  /** True when this start generated it. */
+  /** True when this call generated it. */
   created: boolean;
 }
 
@@ -22,30 +25,45 @@ export async function loadServerKey(
   options: { dataDir: string; file?: string },
 ): Promise<ServerKey> {
   const path = options.file ?? join(options.dataDir, "server.key");
-  let created = false;
+  if (options.file || await exists(path)) return await readKey(path);
+  return await createKey(path);
+}
+
+/** [SRUP-10] Where the next key lives: `file` when given, else `<dataDir>/server-next.key`. */
+export function nextKeyPath(options: { dataDir: string; file?: string }): string {
+  return options.file ?? join(options.dataDir, "server-next.key");
+}
+
+/** [SRUP-10] The next key at `path`, or undefined while there is none. */
+export async function loadNextServerKey(path: string): Promise<ServerKey | undefined> {
+  return await exists(path) ? await readKey(path) : undefined;
+}
+
+/** [SRUP-10] The next key at `path`: read if an operator put one there, else generated (0600). */
+export async function makeNextServerKey(path: string): Promise<ServerKey> {
+  return await loadNextServerKey(path) ?? await createKey(path);
+}
+
+async function readKey(path: string): Promise<ServerKey> {
   let privateKey: Uint8Array;
-  if (options.file || await exists(path)) {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(path);
-    } catch (error) {
-      throw new Error(`Cannot read server key "${path}": ${(error as Error).message}`, {
-        cause: error,
-      });
-    }
-    try {
-      privateKey = privateKeyFromPem(text);
-    } catch (error) {
-      throw new Error(`Cannot read server key "${path}": ${(error as Error).message}`, {
-        cause: error,
-      });
-    }
-  } else {
-    privateKey = randomPrivateKey();
-    await Deno.mkdir(options.dataDir, { recursive: true });
-    await writeFileAtomic(path, privateKeyToPem(privateKey), { mode: 0o600 });
-    created = true;
+  try {
+    privateKey = privateKeyFromPem(await Deno.readTextFile(path));
+  } catch (error) {
+    throw new Error(`Cannot read server key "${path}": ${(error as Error).message}`, {
+      cause: error,
+    });
   }
+  return await keyPair(privateKey, path, false);
+}
+
+async function createKey(path: string): Promise<ServerKey> {
+  const privateKey = randomPrivateKey();
+  await Deno.mkdir(join(path, ".."), { recursive: true });
+  await writeFileAtomic(path, privateKeyToPem(privateKey), { mode: 0o600 });
+  return await keyPair(privateKey, path, true);
+}
+
+async function keyPair(privateKey: Uint8Array, path: string, created: boolean): Promise<ServerKey> {
   const publicKey = await (await defaultEd25519()).getPublicKey(privateKey);
-  return { privateKey, publicKey, path, created };
+  return { privateKey, publicKey, fingerprint: keyFingerprint(publicKey), path, created };
 }

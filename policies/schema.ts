@@ -147,6 +147,9 @@ export const policySchema = z.strictObject({
   // [SRUP-7] Off unless written: an orchestrator holding release keys then refuses to roll out an
   // artifact without a valid manifest. For development only.
   allowUnsigned: z.boolean().optional(),
+  // [SRUP-10.2] In a key rotation, how long a device still accepts the old server key as well;
+  // absent: 0, the old key is refused from the device's 0x10 on. Devices cap it at 30 days.
+  keyOverlap: duration.optional(),
   windows: windowsSchema.optional(),
 });
 

@@ -13,6 +13,8 @@ export const TYPE_RESPONSE = 0x02;
 export const TYPE_ACTIVATE = 0x03;
 /** [SRUP-9] Version 2 only: activate the previous version. */
 export const TYPE_ROLLBACK = 0x04;
+/** [SRUP-10] Version 2 only: trust a new server key, proven by its own signature. */
+export const TYPE_KEY_ROTATE = 0x05;
 
 /** [SRUP-2.5] Hard limits checked before anything is allocated. */
 export const MAX_FRAME_BYTES = 4096;
@@ -26,10 +28,15 @@ export const MAX_MANIFEST_BYTES = 1024;
 
 /** [SRUP-2.3] Size of a field's length prefix (u16, big-endian). */
 export const FIELD_LENGTH_BYTES = 2;
+/** [SRUP-2.5] [SRUP-10] A KEY_ROTATE's new public key; an Ed25519 key is 32. */
+export const MAX_KEY_BYTES = 64;
+
 /** [SRUP-2.1] Size of the version 2 sequence id (u64, big-endian). */
 export const SEQUENCE_BYTES = 8;
 /** [SRUP-2.4] Size of a version 3 INITIATE's not-after time (u64 Unix milliseconds). */
 export const NOT_AFTER_BYTES = 8;
+/** [SRUP-10] Size of a KEY_ROTATE's overlap (u64 milliseconds). */
+export const OVERLAP_BYTES = 8;
 /** Largest sequence id a version 2 frame can carry. */
 export const MAX_SEQUENCE = 0xffff_ffff_ffff_ffffn;
 

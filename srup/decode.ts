@@ -3,6 +3,7 @@ import {
   FIELD_LENGTH_BYTES,
   MAX_DIGEST_BYTES,
   MAX_FRAME_BYTES,
+  MAX_KEY_BYTES,
   MAX_MANIFEST_BYTES,
   MAX_SIGNATURE_BYTES,
   MAX_TARGET_BYTES,
@@ -11,6 +12,7 @@ import {
   SEQUENCE_BYTES,
   TYPE_ACTIVATE,
   TYPE_INITIATE,
+  TYPE_KEY_ROTATE,
   TYPE_RESPONSE,
   TYPE_ROLLBACK,
   VERSION_1,
@@ -46,10 +48,12 @@ export function decodeMessage(bytes: Uint8Array): SrupMessage {
   const version = versionByte as 1 | 2 | 3;
   // [SRUP-2.2]
   const typeByte = reader.byte("type");
+  // ROLLBACK and KEY_ROTATE exist in version 2 only: they must always carry a sequence id.
+  const versionTwoOnly = typeByte === TYPE_ROLLBACK || typeByte === TYPE_KEY_ROTATE;
   const known = typeByte === TYPE_INITIATE || typeByte === TYPE_RESPONSE ||
-    typeByte === TYPE_ACTIVATE || (typeByte === TYPE_ROLLBACK && version === 2);
+    typeByte === TYPE_ACTIVATE || (versionTwoOnly && version === 2);
   if (!known) {
-    const where = typeByte === TYPE_ROLLBACK ? ` in version ${version}` : "";
+    const where = versionTwoOnly ? ` in version ${version}` : "";
     throw new SrupDecodeError(
       "unknown_type",
       1,
@@ -92,6 +96,14 @@ export function decodeMessage(bytes: Uint8Array): SrupMessage {
     const token = reader.field("token", MAX_TOKEN_BYTES);
     const digest = reader.field("digest", MAX_DIGEST_BYTES);
     message = { type: "rollback", version, signature, target, token, digest };
+  } else if (typeByte === TYPE_KEY_ROTATE) {
+    // [SRUP-10]
+    const target = reader.field("target", MAX_TARGET_BYTES);
+    const token = reader.field("token", MAX_TOKEN_BYTES);
+    const key = reader.field("key", MAX_KEY_BYTES);
+    const proof = reader.field("proof", MAX_SIGNATURE_BYTES);
+    const overlap = reader.u64("overlap");
+    message = { type: "key_rotate", version, signature, target, token, key, proof, overlap };
   } else {
     const token = reader.field("token", MAX_TOKEN_BYTES);
     message = { type: "activate", version, signature, token };

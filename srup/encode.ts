@@ -3,6 +3,7 @@ import {
   FIELD_LENGTH_BYTES,
   MAX_DIGEST_BYTES,
   MAX_FRAME_BYTES,
+  MAX_KEY_BYTES,
   MAX_MANIFEST_BYTES,
   MAX_SEQUENCE,
   MAX_SIGNATURE_BYTES,
@@ -10,9 +11,11 @@ import {
   MAX_TOKEN_BYTES,
   MAX_URL_BYTES,
   NOT_AFTER_BYTES,
+  OVERLAP_BYTES,
   SEQUENCE_BYTES,
   TYPE_ACTIVATE,
   TYPE_INITIATE,
+  TYPE_KEY_ROTATE,
   TYPE_RESPONSE,
   TYPE_ROLLBACK,
 } from "./constants.ts";
@@ -77,6 +80,22 @@ function encodeFrame(message: SrupMessage, withSignature: boolean): Uint8Array {
       size += fieldSize(message.target, "target", MAX_TARGET_BYTES) +
         fieldSize(message.digest, "digest", MAX_DIGEST_BYTES);
       break;
+    case "key_rotate":
+      // [SRUP-10] Only version 2, as for a ROLLBACK.
+      if (version !== 2) {
+        throw new RangeError(`Cannot encode message: KEY_ROTATE needs version 2, not ${version}`);
+      }
+      if (
+        typeof message.overlap !== "bigint" || message.overlap < 0n ||
+        message.overlap > MAX_SEQUENCE
+      ) {
+        throw new RangeError(`Cannot encode message: overlap ${message.overlap} is not a u64`);
+      }
+      typeByte = TYPE_KEY_ROTATE;
+      size += fieldSize(message.target, "target", MAX_TARGET_BYTES) +
+        fieldSize(message.key, "key", MAX_KEY_BYTES) +
+        fieldSize(message.proof, "proof", MAX_SIGNATURE_BYTES) + OVERLAP_BYTES;
+      break;
     default:
       throw new TypeError(
         `Cannot encode message: type "${String((message as { type: unknown }).type)}" is unknown`,
@@ -114,6 +133,12 @@ function encodeFrame(message: SrupMessage, withSignature: boolean): Uint8Array {
     offset = writeField(frame, offset, message.target);
     offset = writeField(frame, offset, message.token);
     writeField(frame, offset, message.digest);
+  } else if (message.type === "key_rotate") {
+    offset = writeField(frame, offset, message.target);
+    offset = writeField(frame, offset, message.token);
+    offset = writeField(frame, offset, message.key);
+    offset = writeField(frame, offset, message.proof);
+    new DataView(frame.buffer, frame.byteOffset, size).setBigUint64(offset, message.overlap);
   } else {
     offset = writeField(frame, offset, message.token);
     if (message.type === "response") frame[offset] = message.status;

@@ -31,6 +31,14 @@ export {
   uuidToBytes,
 } from "./bytes.ts";
 export {
+  KEY_PROOF_CONTEXT,
+  keyFingerprint,
+  type KeyProofFields,
+  keyProofInput,
+  signKeyProof,
+  verifyKeyProof,
+} from "./key_rotate.ts";
+export {
   decodeManifest,
   encodeManifestBody,
   MANIFEST_FORMAT,

@@ -26,7 +26,7 @@ export interface InitiateMessage extends MessageBase {
   notAfter?: bigint;
 }
 
-/** Device to server: the outcome of an INITIATE, an ACTIVATE or a ROLLBACK. */
+/** Device to server: the outcome of an INITIATE, an ACTIVATE, a ROLLBACK or a KEY_ROTATE. */
 export interface ResponseMessage extends MessageBase {
   type: "response";
   status: number;
@@ -46,8 +46,29 @@ export interface RollbackMessage extends MessageBase {
   digest: Uint8Array;
 }
 
+/**
+ * [SRUP-10] Server to device, version 2 only: trust `key` as the server's key from now on. Signed
+ * by the key the device trusts now; `proof` is the new key's own signature ([SRUP-10.1]).
+ */
+export interface KeyRotateMessage extends MessageBase {
+  type: "key_rotate";
+  /** The device id: 16 bytes for a UUID. */
+  target: Uint8Array;
+  /** The server's new raw Ed25519 public key, 32 bytes. */
+  key: Uint8Array;
+  /** The new key's signature over its proof input ([SRUP-10.1]), 64 bytes. */
+  proof: Uint8Array;
+  /** Milliseconds the device keeps accepting the old key as well; 0 switches at once. */
+  overlap: bigint;
+}
+
 /** Any SRUP message. */
-export type SrupMessage = InitiateMessage | ResponseMessage | ActivateMessage | RollbackMessage;
+export type SrupMessage =
+  | InitiateMessage
+  | ResponseMessage
+  | ActivateMessage
+  | RollbackMessage
+  | KeyRotateMessage;
 
 /** The `type` of a SRUP message. */
 export type MessageType = SrupMessage["type"];

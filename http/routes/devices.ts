@@ -58,6 +58,10 @@ const DeviceSchema = z.object({
     description:
       "[SRUP-2.1] The highest SRUP frame version its agent speaks, as registered; null means 2. Version 3 devices get signed release manifests",
   }),
+  serverKey: z.string().nullable().openapi({
+    description:
+      "[SRUP-10] Fingerprint of the server key the device confirmed trusting in a key rotation; null when it never confirmed one: it trusts the key it was provisioned with",
+  }),
   createdAt: z.string(),
   rollout: z.object({ id: z.string(), state: z.string() }).nullable().optional(),
 }).openapi("Device");
@@ -142,6 +146,7 @@ export function deviceJson(device: Device & { rollout?: { id: string; state: str
     online: device.online,
     lastSequence: device.lastSequence?.toString() ?? null,
     frameVersion: device.frameVersion,
+    serverKey: device.serverKey,
     createdAt: device.createdAt.toISOString(),
     ...(device.rollout === undefined ? {} : { rollout: device.rollout }),
   };

@@ -55,19 +55,21 @@ export interface RolloutDeps {
 const MAX_TARGET_IDS = 1_000_000;
 const EXAMPLE_DIGEST = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
-const PolicyField = z.union([
+/** A loaded policy's name or an inline policy, as every new rollout names it. */
+export const PolicyField = z.union([
   z.string().min(1).max(128).openapi({ description: "A loaded policy's name" }),
   InlinePolicy,
 ]).openapi({ description: "A loaded policy's name, or an inline policy object" });
 
-const TargetsField = z.union([
+/** Which devices a new rollout targets. */
+export const TargetsField = z.union([
   z.object({ all: z.literal(true) }).strict(),
   z.object({ ids: z.array(z.uuid()).min(1).max(MAX_TARGET_IDS) }).strict(),
   z.object({ tags: Tags }).strict(),
 ]);
 
 /** What every new rollout names: the policy, the targets, and optional words. */
-const RolloutFields = {
+export const RolloutFields = {
   policy: PolicyField,
   targets: TargetsField,
   name: plainText("name", 128).min(1).optional(),
@@ -143,7 +145,8 @@ const StageSchema = z.object({
   skipped: z.number(),
 });
 
-const RolloutSchema = z.object({
+/** A rollout as the API shows it. */
+export const RolloutSchema = z.object({
   id: z.string(),
   name: z.string().nullable(),
   description: z.string().nullable(),
@@ -204,7 +207,11 @@ const RolloutSchema = z.object({
   policy: z.object({ name: z.string(), sha256: z.string(), commit: z.string().nullable() }),
   action: z.enum(ROLLOUT_ACTIONS).openapi({
     description:
-      "update installs the artifact; rollback sends devices back to their previous version",
+      "update installs the artifact; rollback sends devices back to their previous version; rotate-key has devices trust the server's next key (POST /v1/server/rotate-key)",
+  }),
+  serverKey: z.string().nullable().openapi({
+    description:
+      "For rotate-key: the fingerprint of the server key devices are moved to; null otherwise",
   }),
   artifact: z.object({
     digest: z.string(),
@@ -271,7 +278,8 @@ function commandRoute<C extends RolloutCommand>(command: C) {
   });
 }
 
-const REFUSAL_STATUS: Record<RolloutRefusal, ContentfulStatusCode> = {
+/** The status each refusal is answered with. */
+export const REFUSAL_STATUS: Record<RolloutRefusal, ContentfulStatusCode> = {
   unknown_policy: 422,
   invalid_policy: 400,
   inconsistent_policy: 422,
@@ -280,6 +288,8 @@ const REFUSAL_STATUS: Record<RolloutRefusal, ContentfulStatusCode> = {
   invalid_targets: 422,
   devices_busy: 409,
   nothing_to_roll_back: 422,
+  nothing_to_rotate: 422,
+  rotation_running: 409,
   insufficient_memory: 503,
   invalid_start_at: 422,
   start_in_past: 422,

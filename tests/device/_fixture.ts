@@ -6,10 +6,13 @@ import {
   defaultEd25519,
   encodeMessage,
   type InitiateMessage,
+  keyFingerprint,
+  type KeyRotateMessage,
   newToken,
   randomPrivateKey,
   type ResponseMessage,
   type RollbackMessage,
+  signKeyProof,
   signMessage,
   uuidToBytes,
   verifyMessage,
@@ -88,7 +91,11 @@ export async function agentFixture(options: FixtureOptions = {}) {
   }
 
   /** A signed ACTIVATE frame for `token`. */
-  async function activate(token: Uint8Array, fields: Partial<ActivateMessage> = {}) {
+  async function activate(
+    token: Uint8Array,
+    fields: Partial<ActivateMessage> = {},
+    signer: Uint8Array = TEST_PRIVATE_KEY,
+  ) {
     const message = await signMessage<ActivateMessage>({
       type: "activate",
       version: 2,
@@ -96,7 +103,38 @@ export async function agentFixture(options: FixtureOptions = {}) {
       token,
       signature: new Uint8Array(),
       ...fields,
-    }, TEST_PRIVATE_KEY);
+    }, signer);
+    return { message, frame: encodeMessage(message) };
+  }
+
+  /**
+   * [SRUP-10] A KEY_ROTATE to `next` (its proof made with `next.privateKey` for the fixture's
+   * server id), signed by `signer`.
+   */
+  async function keyRotate(
+    next: { privateKey: Uint8Array; publicKey: Uint8Array },
+    fields: Partial<KeyRotateMessage> = {},
+    signer: Uint8Array = TEST_PRIVATE_KEY,
+  ) {
+    const target = fields.target ?? uuidToBytes(deviceId);
+    const token = fields.token ?? newToken();
+    const key = fields.key ?? next.publicKey;
+    const proof = await signKeyProof(
+      { key, serverId: keyFingerprint(TEST_PUBLIC_KEY), target, token },
+      next.privateKey,
+    );
+    const message = await signMessage<KeyRotateMessage>({
+      type: "key_rotate",
+      version: 2,
+      sequence: ++serverSequence,
+      target,
+      token,
+      key,
+      proof,
+      overlap: 0n,
+      signature: new Uint8Array(),
+      ...fields,
+    }, signer);
     return { message, frame: encodeMessage(message) };
   }
 
@@ -119,7 +157,18 @@ export async function agentFixture(options: FixtureOptions = {}) {
     return { message, frame: encodeMessage(message) };
   }
 
-  return { deviceId, publicKey, store, clock, replies, make, initiate, activate, rollback };
+  return {
+    deviceId,
+    publicKey,
+    store,
+    clock,
+    replies,
+    make,
+    initiate,
+    activate,
+    rollback,
+    keyRotate,
+  };
 }
 
 /** SHA-256 of `bytes`. */

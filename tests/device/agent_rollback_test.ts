@@ -158,7 +158,7 @@ Deno.test("an agent drops forged, misaddressed, replayed and reused ROLLBACKs wi
 Deno.test("an agent drops a message type it does not know without moving its replay counter", async (t) => {
   const { f, agent, store, one } = await updatedTwice();
   const floor = (await store.load()).sequences.values().next().value!;
-  // A frame of a type this agent does not know (0x05), with the largest sequence id.
+  // A frame of a type this agent does not know (0x7F; 0x05 is KEY_ROTATE), with the largest sequence id.
   const known = encodeMessage(
     await signMessage({
       type: "activate",
@@ -169,9 +169,9 @@ Deno.test("an agent drops a message type it does not know without moving its rep
     }, randomPrivateKey()),
   );
   const unknown = known.slice();
-  unknown[1] = 0x05;
+  unknown[1] = 0x7f;
 
-  await t.step("type 0x05: unknown_type, nothing recorded", async () => {
+  await t.step("type 0x7F: unknown_type, nothing recorded", async () => {
     await agent.handleFrame(unknown);
     assert.equal(agent.rejections.get("unknown_type"), 1);
     assert.equal((await store.load()).sequences.values().next().value, floor);

@@ -86,6 +86,7 @@ Deno.test("device provision writes a 0600 key and prints the id, public key and 
         previous: null,
         staged: null,
         securityVersion: 0,
+        serverKey: null,
       });
     });
     await t.step("a second provision refuses to replace the key: exit 1, one line", async () => {
@@ -276,6 +277,7 @@ Deno.test("device run survives SIGKILL mid-download and a restart, then updates 
         previous: null,
         staged: null,
         securityVersion: 0,
+        serverKey: null,
       });
       assert.deepEqual(await Deno.readFile(join(h.dir, "current")), FIRMWARE);
     });

@@ -65,10 +65,14 @@ Deno.test({
         const server = await request(service, "GET", "/v1/server");
         assert.equal(server.status, 200);
         assert.deepEqual(Object.keys(server.body).sort(), [
+          "currentKey",
+          "keys",
           "mqtt",
+          "nextKey",
           "protocolVersion",
           "publicKey",
           "releaseKeys",
+          "rotation",
           "serverId",
         ]);
         assert.equal(server.body.serverId, service.serverId);

@@ -20,6 +20,7 @@ import {
   type ResponseMessage,
   signMessage,
   uuidToBytes,
+  verifyKeyProof,
   verifyMessage,
 } from "../../srup/mod.ts";
 import { BROKERS, recordingLogger, waitUntil } from "./_brokers.ts";
@@ -183,7 +184,7 @@ for (const broker of BROKERS) {
       });
       await t.step("a message type the server does not know", async () => {
         const frame = await response(s.deviceKey, { sequence: huge });
-        frame[1] = 0x05;
+        frame[1] = 0x7f;
         await expectRejected(frame, "unknown_type");
       });
       await t.step("a ROLLBACK, which only servers send", async () => {
@@ -250,6 +251,51 @@ for (const broker of BROKERS) {
         assert.equal(message.version, 2);
         assert.ok(await verifyMessage(message, serverPublic));
       }
+    } finally {
+      await teardown(s.serverConnection, s.device);
+      await server.close();
+    }
+  });
+}
+
+for (const broker of BROKERS.slice(0, 1)) {
+  Deno.test(`ServerLink signs each device's frames with the key it trusts, and a KEY_ROTATE with the new key's proof (${broker.name})`, async () => {
+    const server = await broker.start();
+    const nextKey = randomPrivateKey();
+    const nextPublic = await (await defaultEd25519()).getPublicKey(nextKey);
+    const onNext = new Set<string>();
+    // The setup makes the current key: it is known once setup returns.
+    const signing: { current: Uint8Array } = { current: new Uint8Array() };
+    const s = await setup(server.url, {
+      signingKey: (id) => onNext.has(id) ? nextKey : signing.current,
+    });
+    signing.current = s.serverKey;
+    const frames: Uint8Array[] = [];
+    s.device.onMessage((_topic, payload) => frames.push(payload.slice()));
+    await s.device.subscribe(`SRUP/${s.deviceId}`);
+    try {
+      const serverPublic = await (await defaultEd25519()).getPublicKey(s.serverKey);
+      const sent = await s.link.sendKeyRotate(s.deviceId, {
+        token: newToken(),
+        key: nextPublic,
+        keyPrivate: nextKey,
+        overlap: 60_000,
+      });
+      assert.equal(sent.version, 2);
+      onNext.add(s.deviceId);
+      await s.link.sendActivate(s.deviceId, { token: newToken() });
+      await waitUntil(() => frames.length === 2, "the two frames");
+      const rotate = decodeMessage(frames[0]!);
+      assert.ok(rotate.type === "key_rotate");
+      assert.deepEqual(rotate.key, nextPublic);
+      assert.equal(rotate.overlap, 60_000n);
+      assert.deepEqual(rotate.target, uuidToBytes(s.deviceId));
+      assert.ok(await verifyMessage(rotate, serverPublic));
+      assert.ok(await verifyKeyProof(rotate, s.link.serverId));
+      // Once the device trusts the next key, the next key signs its frames.
+      const activate = decodeMessage(frames[1]!);
+      assert.ok(await verifyMessage(activate, nextPublic));
+      assert.equal(await verifyMessage(activate, serverPublic), false);
     } finally {
       await teardown(s.serverConnection, s.device);
       await server.close();

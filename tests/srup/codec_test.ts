@@ -297,6 +297,15 @@ const arbitraryMessage: fc.Arbitrary<SrupMessage> = fc.oneof(
     target: bytes(64),
     digest: bytes(64),
   }),
+  fc.record({
+    type: fc.constant("key_rotate" as const),
+    ...header,
+    version: fc.constant(2 as const),
+    target: bytes(64),
+    key: bytes(64),
+    proof: bytes(512),
+    overlap: fc.bigInt({ min: 0n, max: MAX_SEQUENCE }),
+  }),
 ).map((generated) => {
   // fast-check builds null-prototype records; messages from decodeMessage() are plain objects.
   const message = { ...generated };

@@ -54,6 +54,17 @@ const SEEDS: SrupMessage[] = [
     token: new Uint8Array(16).fill(7),
     digest: new Uint8Array(32).fill(8),
   },
+  {
+    type: "key_rotate",
+    version: 2,
+    sequence: 10n,
+    signature: new Uint8Array(64).fill(6),
+    target: uuidToBytes("6f1c2f4e-8a3b-4c7d-9e2f-0a1b2c3d4e5f"),
+    token: new Uint8Array(16).fill(7),
+    key: new Uint8Array(32).fill(8),
+    proof: new Uint8Array(64).fill(9),
+    overlap: 60_000n,
+  },
 ].map((message) => message as SrupMessage);
 
 /** Mutates a valid frame the ways a broken or hostile sender would. */

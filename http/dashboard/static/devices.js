@@ -63,9 +63,41 @@ function useArtifactNames() {
   return { items, byDigest: new Map(items.map((a) => [a.digest, a])) };
 }
 
+/** [SRUP-10] A server key by its fingerprint and role (null: never rotated, the current key). */
+function ServerKey({ fingerprint, server }) {
+  const fp = fingerprint ?? server?.currentKey.fingerprint;
+  if (!fp) return html`<span class="muted">…</span>`;
+  const role = server?.keys.find((k) => k.fingerprint === fp)?.role ?? "unknown";
+  return html`
+    <span class="mono" title=${fp}>${fp.slice(0, 8)}</span> <span
+      class=${role === "unknown" ? "error" : "muted"}>${role}</span>
+  `;
+}
+
+/** [SRUP-10] The server's keys, the devices on each, and the key rotation under way. */
+function ServerKeys({ server }) {
+  if (!server) return null;
+  return html`<p id="server-keys" class="small">
+    Server key: current <span class="mono">${server.currentKey.fingerprint}</span>${
+    server.nextKey ? html`, next <span class="mono">${server.nextKey.fingerprint}</span>` : null
+  }. Devices per key: ${
+    server.keys.map((k, i) =>
+      html`${i ? ", " : ""}<span class="mono">${
+        k.fingerprint.slice(0, 8)
+      }</span> ${k.role} ${k.devices}`
+    )
+  }${
+    server.rotation
+      ? html`; rotation <a href=${`#/rollouts/${server.rotation.rollout}`}>${server.rotation.state}</a>`
+      : null
+  }.
+  </p>`;
+}
+
 export function DevicesPage() {
   const { states } = useSession();
   const artifacts = useArtifactNames();
+  const server = useApi("/v1/server", POLL_MS).data;
   const [filters, setFilters] = useState({
     q: "",
     tag: "",
@@ -142,6 +174,7 @@ export function DevicesPage() {
           ? html`<p class="error" role="alert">Search takes the start of a device id (hex digits and dashes).</p>`
           : null}
         <${ErrorBanner} error=${pages.error} />
+        <${ServerKeys} server=${server} />
         <table id="devices">
       <caption class="sr-only">Devices matching the filters</caption>
       <thead>
@@ -152,6 +185,7 @@ export function DevicesPage() {
           <th scope="col">Latest rollout</th>
           <th scope="col">Connection</th>
           <th scope="col">Last seen</th>
+          <th scope="col">Server key</th>
         </tr>
       </thead>
       <tbody>
@@ -175,6 +209,9 @@ export function DevicesPage() {
                     <${Presence} online=${d.online} />
                   </td>
                   <td title=${when(d.lastSeenAt)}>${ago(d.lastSeenAt)}</td>
+                  <td>
+                    <${ServerKey} fingerprint=${d.serverKey} server=${server} />
+                  </td>
                 </tr>
               `
             )}
@@ -239,9 +276,13 @@ function History({ id, byDigest }) {
                         <td>${item.attempt}</td>
                         <td>${statusText(item.lastStatus)}</td>
                         <td>
-                          ${item.rolloutAction === "rollback" ? "rollback to " : null}
-                          <${ArtifactLabel} artifact=${byDigest.get(item.artifactDigest)}
-                            digest=${item.artifactDigest} />
+                          ${item.rolloutAction === "rotate-key" ? "server key rotation" : html`
+                            ${item.rolloutAction === "rollback" ? "rollback to " : null}
+                                                          <${ArtifactLabel} artifact=${byDigest.get(
+                                                            item.artifactDigest,
+                                                          )}
+                              digest=${item.artifactDigest} />
+                          `}
                         </td>
                         <td>${when(item.updatedAt)}</td>
                       </tr>
@@ -304,6 +345,7 @@ function SequenceReset({ device, onDone }) {
 
 export function DevicePage({ id }) {
   const device = useApi(`/v1/devices/${encodeURIComponent(id)}`, POLL_MS);
+  const server = useApi("/v1/server").data;
   const artifacts = useArtifactNames();
   const operator = useRole("operator");
   const d = device.data;
@@ -342,6 +384,10 @@ export function DevicePage({ id }) {
         ],
         ["registered", when(d.createdAt)],
         ["public key", html`<span class="mono">${d.publicKey}</span>`],
+        [
+          "server key",
+          html`<span id="server-key"><${ServerKey} fingerprint=${d.serverKey} server=${server} /></span>`,
+        ],
       ]} />
     </div>
     <${History} id=${d.id} byDigest=${artifacts.byDigest} />

@@ -409,6 +409,15 @@ export function RolloutPage({ id }) {
             ],
             ["url", html`<span class="mono">${r.artifact.url}</span>`],
           ]
+          : r.action === "rotate-key"
+          ? [[
+            "action",
+            html`
+              <span
+                id="rotate-key">key rotation: each device trusts server key <span class="mono">${r
+                  .serverKey}</span></span>
+            `,
+          ]]
           : [[
             "action",
             html`<span id="rollback">rollback: each device goes back to its previous version</span>`,

@@ -70,6 +70,8 @@ export function RolloutsPage() {
                   <td>
                     ${r.action === "rollback"
                       ? html`<span class="rollback" title="Each device goes back to its previous version">rollback</span>`
+                      : r.action === "rotate-key"
+                      ? html`<span class="rollback" title=${`Each device trusts server key ${r.serverKey}`}>key rotation</span>`
                       : html`<${ArtifactLabel} artifact=${r.artifact} />`}
                   </td>
                   <td>${r.policy.name}</td>
