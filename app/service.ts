@@ -49,6 +49,8 @@ import {
   type ServerKey,
 } from "../orchestrator/server_key.ts";
 import { ServerKeyRing } from "../orchestrator/key_ring.ts";
+import { DeviceKeys } from "../orchestrator/device_keys.ts";
+import { releaseKeyChain } from "../orchestrator/release_key_sets.ts";
 
 /** A running service. */
 export interface Service {
@@ -116,6 +118,7 @@ export async function startService(
   try {
     await Deno.mkdir(config.dataDir, { recursive: true });
     const key = await loadServerKey({ dataDir: config.dataDir, file: config.serverKeyFile });
+    const releaseKeySet = await releaseKeyChain(config);
     const nextPath = nextKeyPath({ dataDir: config.dataDir, file: config.serverNextKeyFile });
     const keys = new ServerKeyRing(key, await loadNextServerKey(nextPath));
 
@@ -236,10 +239,18 @@ export async function startService(
       log,
       clock: options.clock,
       heap: options.heap,
-      releaseKeys: config.releaseKeys,
+      releaseKeys: releaseKeySet.keys,
       keys,
     });
     cleanup.push(() => orchestrator.close());
+    const deviceKeys = new DeviceKeys({
+      db,
+      tracker,
+      current: (id) => orchestrator.deviceKey(id),
+      adopted: (id, key) => orchestrator.adoptKey(id, key),
+      announce: (event) => hub.publish(streamedEvent(event)),
+      log,
+    });
     const link = await createServerLink(connection, {
       privateKey: key.privateKey,
       signingKey: (id) => keys.signingKey(id),
@@ -247,7 +258,9 @@ export async function startService(
       sequence: createSequenceAllocator(sequenceStore(db)),
       deviceKey: (id) => orchestrator.deviceKey(id),
       onResponse: (id, message) => orchestrator.handleResponse(id, message),
+      onDeviceKey: (id, message) => deviceKeys.handle(id, message),
       tracker,
+      releaseKeySets: config.releaseKeySets,
       // The engine's clock: the stall check compares its timeouts with the link's silence.
       clock: options.clock ?? wallClock,
       logger,
@@ -268,7 +281,13 @@ export async function startService(
       policies,
       hub,
       metrics,
-      server: { serverId, publicKey: toBase64(key.publicKey), mqttUrl: broker.url },
+      server: {
+        serverId,
+        publicKey: toBase64(key.publicKey),
+        mqttUrl: broker.url,
+        rootReleaseKeys: (config.releaseKeys ?? []).map(toBase64),
+        releaseKeySetVersion: releaseKeySet.version,
+      },
       async nextKey(): Promise<ServerKey> {
         // The server id is fixed before any device hears of another key.
         await setServerState(db, SERVER_ID_KEY, serverId);

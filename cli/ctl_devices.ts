@@ -32,6 +32,14 @@ export const HISTORY_COLUMNS: Column<Row>[] = [
   ["UPDATED", (h) => h.updatedAt],
 ];
 
+/** [SRUP-11] A device's key changes, oldest first. */
+const KEY_ROTATION_COLUMNS: Column<Row>[] = [
+  ["AT", (r) => r.at],
+  ["OLD KEY", (r) => short(r.oldFingerprint)],
+  ["NEW KEY", (r) => short(r.newFingerprint)],
+  ["SEQUENCE", (r) => r.sequence],
+];
+
 const U64_MAX = (1n << 64n) - 1n;
 
 /** `--floor N`: a decimal u64, sent as a string (a JSON number cannot hold every u64). */
@@ -167,13 +175,17 @@ export const DEVICE_COMMANDS: CtlCommand[] = [
   {
     name: "device get",
     usage: "ID",
-    summary: "a device and its rollout history",
+    summary: "a device, its rollout history and its key rotations",
     positionals: ["ID"],
     run: (api, input) =>
       answer(api, api.client.v1.devices[":id"].$get({ param: { id: input.positionals[0]! } })),
     show(value) {
-      const { history, ...device } = value as Row & { history: Row[] };
-      return `${record(device)}\n\nhistory:\n${table(history, HISTORY_COLUMNS)}`;
+      const { history, keyRotations, ...device } = value as Row & {
+        history: Row[];
+        keyRotations: Row[];
+      };
+      return `${record(device)}\n\nhistory:\n${table(history, HISTORY_COLUMNS)}` +
+        `\n\nkey rotations:\n${table(keyRotations ?? [], KEY_ROTATION_COLUMNS)}`;
     },
   },
   {

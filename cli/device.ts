@@ -3,6 +3,7 @@ import {
   DEFAULT_FETCH_LIMITS,
   deviceStatus,
   emptyState,
+  fileKeyStore,
   loadIdentity,
   provisionDevice,
   readState,
@@ -10,7 +11,15 @@ import {
 } from "../device/mod.ts";
 import { isServerId, parseBrokerUrl } from "../mqtt/mod.ts";
 import { jsonLogger } from "../obs/mod.ts";
-import { fromBase64, fromHex, toBase64 } from "../srup/mod.ts";
+import {
+  defaultEd25519,
+  fromBase64,
+  fromHex,
+  keyFingerprint,
+  randomPrivateKey,
+  toBase64,
+} from "../srup/mod.ts";
+import { lockDeviceDir } from "../device/dir_lock.ts";
 import { dispatch, parse, printJson, UsageError } from "./args.ts";
 
 export const HELP = `Usage: flotilla device <command>
@@ -22,9 +31,14 @@ Commands:
                         Connect, obey INITIATE and ACTIVATE signed by the server key (or the key a
                         KEY_ROTATE made it trust since); one agent per directory (a second one
                         exits with an error)
-  status --dir DIR      Print the id, public key, current and previous digests, any staged
-                        token, the running release's security version and the server key
-                        trusted since a key rotation (null: the one run with)
+  status --dir DIR      Print the id, public key and its fingerprint, current and previous
+                        digests, any staged token, the running release's security version, the
+                        server key trusted since a key rotation (null: the one run with), any
+                        device key awaiting the server's acknowledgment and the release key set
+                        version
+  rotate-key --dir DIR  Propose a new device key ([SRUP-11]): writes DIR/device.key.next (0600);
+                        the next "device run" sends it signed by the current key and switches
+                        once the server acknowledges. Run it while the agent is stopped
 
 Options of run:
   --server-id HEX       Server id in the response topic (default: first 16 hex characters
@@ -43,7 +57,12 @@ Options of run:
 
 /** Runs `device` with its arguments; returns the exit code. */
 export function run(args: string[]): Promise<number> {
-  return dispatch("device", HELP, { provision, run: runAgent, status }, args);
+  return dispatch("device", HELP, {
+    provision,
+    run: runAgent,
+    status,
+    "rotate-key": rotateKey,
+  }, args);
 }
 
 async function provision(args: string[]): Promise<number> {
@@ -63,9 +82,48 @@ async function status(args: string[]): Promise<number> {
   const { id: _, ...status } = deviceStatus(id, state);
   // [SRUP-7.4] The floor a new release must reach: 0 for a release installed without a manifest.
   const securityVersion = state.current?.securityVersion ?? 0;
-  // [SRUP-10] The server key trusted since a KEY_ROTATE; null: the one it was provisioned with.
-  const serverKey = state.serverKey === undefined ? null : toBase64(fromHex(state.serverKey));
-  printJson({ id, publicKey: toBase64(publicKey), ...status, securityVersion, serverKey });
+  const next = await fileKeyStore(values.dir).loadNext();
+  const nextKey = next && await (await defaultEd25519()).getPublicKey(next);
+  printJson({
+    id,
+    publicKey: toBase64(publicKey),
+    keyFingerprint: keyFingerprint(publicKey),
+    ...status,
+    securityVersion,
+    // [SRUP-10] The server key trusted since a KEY_ROTATE; null: the one it was provisioned with.
+    serverKey: state.serverKey === undefined ? null : toBase64(fromHex(state.serverKey)),
+    // [SRUP-11.3] Proposed and not yet acknowledged: RESPONSEs are still signed by publicKey.
+    nextKeyFingerprint: nextKey ? keyFingerprint(nextKey) : null,
+    releaseKeySetVersion: state.releaseKeySet?.version ?? 1,
+  });
+  return 0;
+}
+
+async function rotateKey(args: string[]): Promise<number> {
+  const { values } = parse(args, { dir: { type: "string" } });
+  if (!values.dir) throw new UsageError("device rotate-key needs --dir DIR");
+  const { id, publicKey } = await loadIdentity(values.dir);
+  // The running agent holds the lock: it reads a proposal only when it starts.
+  const lock = await lockDeviceDir(values.dir);
+  try {
+    const keys = fileKeyStore(values.dir);
+    if (await keys.loadNext()) {
+      throw new Error(
+        `Cannot rotate key: a proposed key waits for the server in "${values.dir}/device.key.next"; run the agent to send it`,
+      );
+    }
+    const seed = randomPrivateKey();
+    await keys.saveNext(seed);
+    const next = await (await defaultEd25519()).getPublicKey(seed);
+    printJson({
+      id,
+      keyFingerprint: keyFingerprint(publicKey),
+      nextPublicKey: toBase64(next),
+      nextKeyFingerprint: keyFingerprint(next),
+    });
+  } finally {
+    lock.release();
+  }
   return 0;
 }
 

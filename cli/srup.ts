@@ -3,6 +3,7 @@ import { join } from "node:path";
 import {
   decodeMessage,
   defaultEd25519,
+  keyFingerprint,
   privateKeyToPem,
   publicKeyToPem,
   randomPrivateKey,
@@ -23,9 +24,9 @@ Commands:
   keygen --out DIR [--force]
                      Write DIR/ed25519.key (PKCS#8, mode 0600) and DIR/ed25519.pub (SPKI);
                      refuses to replace an existing key unless --force
-  release sign|verify
-                     Sign a release manifest with an offline release key, or check one
-                     ("srup release help" for the options)`;
+  release sign|verify|rotate
+                     Sign a release manifest with an offline release key, check one, or sign
+                     the key set that rotates release keys ("srup release help" for the options)`;
 
 /** Runs `srup` with its arguments; returns the exit code. */
 export function run(args: string[]): Promise<number> {
@@ -70,6 +71,24 @@ export function messageToJson(message: SrupMessage): Record<string, unknown> {
   if (message.type === "response") {
     json.status = message.status;
     json.statusName = statusName(message.status);
+  }
+  if (message.type === "rollback") {
+    json.target = toHex(message.target);
+    json.digest = toHex(message.digest);
+  }
+  if (message.type === "key_rotate") {
+    json.target = toHex(message.target);
+    json.overlap = message.overlap.toString();
+  }
+  if (message.type === "device_key" || message.type === "key_rotate") {
+    json.key = toHex(message.key);
+    // Untrusted bytes: a key of the wrong length gets no fingerprint, and no exception.
+    if (message.key.length === 32) json.keyFingerprint = keyFingerprint(message.key);
+    json.proof = toHex(message.proof);
+  }
+  if (message.type === "release_keys") {
+    json.target = toHex(message.target);
+    json.keySet = toHex(message.keySet);
   }
   return json;
 }

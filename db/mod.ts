@@ -45,6 +45,14 @@ export {
   updateDevices,
 } from "./devices.ts";
 export {
+  isRetiredKey,
+  keyBefore,
+  type KeyRotation,
+  listKeyRotations,
+  type NewKeyRotation,
+  rotateDeviceKey,
+} from "./device_keys.ts";
+export {
   type Artifact,
   artifactLabels,
   artifactUrl,

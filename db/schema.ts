@@ -45,6 +45,7 @@ export const MAX_U64 = (1n << 64n) - 1n;
 
 const createdAt = () => timestamp({ withTimezone: true }).notNull().defaultNow();
 const sha256Hex = (column: string) => sql.raw(`${column} ~ '^[0-9a-f]{64}$'`);
+const fingerprintHex = (column: string) => sql.raw(`${column} ~ '^[0-9a-f]{16}$'`);
 const oneOf = (column: string, words: readonly string[]) =>
   sql.raw(`${column} in (${words.map((word) => `'${word}'`).join(", ")})`);
 
@@ -76,6 +77,30 @@ export const devices = pgTable("devices", {
   check("devices_last_sequence_u64", sql.raw(`last_sequence between 0 and ${MAX_U64}`)),
   check("devices_current_digest_hex", sha256Hex("current_digest")),
   check("devices_previous_digest_hex", sha256Hex("previous_digest")),
+]);
+
+/**
+ * [SRUP-11] Every key change of a device: the audit record, and the keys it may never return to.
+ * A key is retired once and adopted once per device, so the database itself refuses a downgrade.
+ */
+export const deviceKeyRotations = pgTable("device_key_rotations", {
+  id: bigint({ mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+  deviceId: uuid().notNull().references(() => devices.id, { onDelete: "cascade" }),
+  /** Base64 of the raw public keys before and after. */
+  oldKey: text().notNull(),
+  newKey: text().notNull(),
+  /** The keys' fingerprints, as the API shows them: the first 16 hex characters of SHA-256. */
+  oldFingerprint: text().notNull(),
+  newFingerprint: text().notNull(),
+  /** The DEVICE_KEY's sequence id. */
+  sequence: numeric({ precision: 20, scale: 0, mode: "bigint" }).notNull(),
+  at: timestamp({ withTimezone: true }).notNull().defaultNow(),
+}, (t) => [
+  uniqueIndex("device_key_rotations_old_key_idx").on(t.deviceId, t.oldKey),
+  uniqueIndex("device_key_rotations_new_key_idx").on(t.deviceId, t.newKey),
+  check("device_key_rotations_old_fingerprint_hex", fingerprintHex("old_fingerprint")),
+  check("device_key_rotations_new_fingerprint_hex", fingerprintHex("new_fingerprint")),
+  check("device_key_rotations_sequence_u64", sql.raw(`sequence between 0 and ${MAX_U64}`)),
 ]);
 
 /** Artifacts: uploaded files kept locally, or files hosted elsewhere registered by URL. */

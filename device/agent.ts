@@ -9,9 +9,13 @@ import {
   fromHex,
   type InitiateMessage,
   type KeyRotateMessage,
+  newToken,
+  randomPrivateKey,
+  type ReleaseKeysMessage,
   type ResponseMessage,
   ROLLBACK_UNAVAILABLE,
   type RollbackMessage,
+  signDeviceKey,
   type SignedManifest,
   signMessage,
   SrupDecodeError,
@@ -40,6 +44,8 @@ import {
 } from "./state.ts";
 import type { DeviceStore } from "./store.ts";
 import { checkRelease, CLOCK_FLOOR_MS } from "./release_check.ts";
+import { type DeviceKeyStore, MemoryKeyStore } from "./key_store.ts";
+import { applyKeySet, trustedReleaseKeys } from "./release_keys.ts";
 
 /** Sends a frame to the broker; resolves once it is handed over (or acknowledged). */
 export type PublishFrame = (topic: string, frame: Uint8Array) => Promise<void>;
@@ -71,6 +77,8 @@ export interface DeviceAgentOptions {
   limits?: Partial<FetchLimits>;
   /** INITIATE tokens remembered to refuse a reuse; the sequence check covers what falls out. */
   tokenHistory?: number;
+  /** [SRUP-11.3] Where a proposed key waits for the server's acknowledgment; in memory by default. */
+  keys?: DeviceKeyStore;
   /** Counts dropped frames by reason; pass one to share it across agents. */
   rejections?: RejectionCounter;
   logger?: Logger;
@@ -78,6 +86,14 @@ export interface DeviceAgentOptions {
 
 // A thousand tokens is about 80 KB; version 2 sequence ids refuse older replays anyway.
 const DEFAULT_TOKEN_HISTORY = 1000;
+// Tokens of DEVICE_KEY proposals still answerable: each resend has its own.
+const PROPOSAL_TOKENS = 16;
+
+/** [SRUP-11.3] A key proposed to the server and the tokens of the DEVICE_KEYs that carried it. */
+interface PendingKey {
+  seed: Uint8Array;
+  tokens: string[];
+}
 
 // [SRUP-10.2] The longest overlap a KEY_ROTATE can ask for: an old key is retired for a reason, and
 // a signed but absurd overlap must not keep it alive for years.
@@ -87,7 +103,8 @@ const MAX_KEY_OVERLAP_MS = 30 * 24 * 3_600_000;
 export async function createDeviceAgent(options: DeviceAgentOptions): Promise<DeviceAgent> {
   const serverId = options.serverId ?? await serverIdFromPublicKey(options.serverKey);
   const state = await options.store.load();
-  return new DeviceAgent(options, serverId, state);
+  const next = await (options.keys ?? new MemoryKeyStore()).loadNext();
+  return new DeviceAgent(options, serverId, state, next);
 }
 
 /** One device agent; see {@linkcode createDeviceAgent}. */
@@ -100,6 +117,11 @@ export class DeviceAgent {
   readonly #serverId: string;
   #state: AgentState;
   #tail: Promise<void> = Promise.resolve();
+  /** The key RESPONSEs are signed with; changes when the server acknowledges a new one. */
+  #privateKey: Uint8Array;
+  #pending: PendingKey | undefined;
+  /** Where a proposed key is kept until acknowledged. */
+  readonly keys: DeviceKeyStore;
   /** The device id. */
   readonly deviceId: string;
   /** Where the server's frames arrive: `SRUP/<device-id>`. */
@@ -109,8 +131,13 @@ export class DeviceAgent {
   /** Frames dropped, by reason. */
   readonly rejections: RejectionCounter;
 
-  /** Use {@linkcode createDeviceAgent}, which loads the state. */
-  constructor(options: DeviceAgentOptions, serverId: string, state: AgentState) {
+  /** Use {@linkcode createDeviceAgent}, which loads the state and any proposed key (`next`). */
+  constructor(
+    options: DeviceAgentOptions,
+    serverId: string,
+    state: AgentState,
+    next?: Uint8Array,
+  ) {
     this.#options = options;
     this.deviceId = options.deviceId.toLowerCase();
     this.#target = uuidToBytes(this.deviceId);
@@ -122,6 +149,40 @@ export class DeviceAgent {
     this.topic = deviceTopic(this.deviceId);
     this.replyTopic = serverTopic(serverId, this.deviceId);
     this.rejections = options.rejections ?? new RejectionCounter();
+    this.#privateKey = options.privateKey;
+    this.keys = options.keys ?? new MemoryKeyStore();
+    this.#pending = next && { seed: next, tokens: [] };
+  }
+
+  /** The proposed key (32-byte seed) awaiting the server's acknowledgment, if any. */
+  get pendingKey(): Uint8Array | undefined {
+    return this.#pending?.seed;
+  }
+
+  /**
+   * [SRUP-11.3] Starts a key rotation: keeps `seed` (a fresh one by default) as the proposed key,
+   * durably, then sends it in a DEVICE_KEY signed by the current key. RESPONSEs stay signed by the
+   * current key until the server acknowledges; resolves with the proposed key's seed.
+   */
+  rotateKey(seed: Uint8Array = randomPrivateKey()): Promise<Uint8Array> {
+    return this.#serially(async () => {
+      await this.keys.saveNext(seed);
+      this.#pending = { seed, tokens: [] };
+      await this.#propose();
+      return seed;
+    });
+  }
+
+  /** [SRUP-11.3] Sends the proposed key again, if one waits for acknowledgment (at start). */
+  proposeKey(): Promise<void> {
+    return this.#serially(() => this.#propose());
+  }
+
+  /** Runs `task` after the frames and tasks before it, like a frame. */
+  #serially<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(task);
+    this.#tail = run.then(() => {}, () => {});
+    return run;
   }
 
   /** Handles one frame from the device topic, after those before it; never rejects. */
@@ -158,12 +219,20 @@ export class DeviceAgent {
       if (!(error instanceof SrupDecodeError)) throw error;
       return this.#reject(error.code, { offset: error.offset });
     }
-    if (message.type === "response") return this.#reject("unexpected_type", { type: "response" });
+    if (message.type === "response" || message.type === "device_key") {
+      return this.#reject("unexpected_type", { type: message.type });
+    }
     if (message.type === "key_rotate") return await this.#keyRotate(message);
     // [SRUP-5.1] Verified before any replay counter moves: a forged frame must not lock anyone out.
     if (!await this.#verified(message)) {
       return this.#reject("bad_signature", { type: message.type });
     }
+    if (message.type === "release_keys") return await this.#releaseKeys(message);
+    if (message.type === "activate" && this.#pending?.tokens.includes(toHex(message.token))) {
+      return await this.#keyAcknowledged(message);
+    }
+    // [SRUP-11.3] An acknowledgment may have been lost: the proposal goes again before any answer.
+    if (this.#pending) await this.#propose();
     if (message.type === "initiate") return await this.#initiate(message);
     if (message.type === "rollback") return await this.#rollback(message);
     return await this.#activate(message);
@@ -288,7 +357,7 @@ export class DeviceAgent {
     this.#logger.info("initiate.accepted", { device: this.deviceId, token, url: message.url });
     const running = this.#state.current;
     const check = await checkRelease(message, {
-      releaseKeys: this.#options.releaseKeys ?? [],
+      releaseKeys: trustedReleaseKeys(this.#state, this.#options.releaseKeys ?? []),
       hardware: this.#options.hardware,
       trustClock: this.#options.trustClock ?? true,
       now: (this.#options.clock ?? wallClock).now(),
@@ -526,7 +595,7 @@ export class DeviceAgent {
       status,
       signature: new Uint8Array(),
     };
-    const response = await signMessage(unsigned, this.#options.privateKey);
+    const response = await signMessage(unsigned, this.#privateKey);
     const fields = {
       device: this.deviceId,
       token: toHex(request.token),
@@ -537,6 +606,74 @@ export class DeviceAgent {
       this.#logger.info("response.sent", fields);
     } catch (error) {
       this.#logger.error("response.failed", { ...fields, error: String(error) });
+    }
+  }
+
+  /** [SRUP-11] Sends the proposed key in a DEVICE_KEY signed by the current one. */
+  async #propose(): Promise<void> {
+    const pending = this.#pending;
+    if (!pending) return;
+    const token = newToken();
+    const message = await signDeviceKey({
+      oldPrivateKey: this.#privateKey,
+      newPrivateKey: pending.seed,
+      sequence: await this.#options.store.nextSequence(),
+      token,
+    });
+    pending.tokens = [...pending.tokens, toHex(token)].slice(-PROPOSAL_TOKENS);
+    const fields = { device: this.deviceId, token: toHex(token), sequence: message.sequence };
+    try {
+      await this.#options.publish(this.replyTopic, encodeMessage(message));
+      this.#logger.info("key.proposed", fields);
+    } catch (error) {
+      this.#logger.error("key.propose_failed", { ...fields, error: String(error) });
+    }
+  }
+
+  /**
+   * [SRUP-11.3] The server's ACTIVATE of a proposal's token: it recorded the new key, so the
+   * device switches to it, durably first, and signs every RESPONSE with it from now on.
+   */
+  async #keyAcknowledged(message: ActivateMessage): Promise<void> {
+    const token = toHex(message.token);
+    if (!this.#sequenceAbove(message)) {
+      return this.#reject("replay", { token, sequence: message.sequence });
+    }
+    const seed = this.#pending!.seed;
+    await this.keys.commitNext(seed);
+    this.#privateKey = seed;
+    this.#pending = undefined;
+    const next = this.#accepted(message);
+    await this.#options.store.save(next);
+    this.#state = next;
+    this.#logger.info("key.rotated", { device: this.deviceId, token });
+  }
+
+  /** [SRUP-12.3] Learns the release key set a RELEASE_KEYS carries, if it follows the trusted one. */
+  async #releaseKeys(message: ReleaseKeysMessage): Promise<void> {
+    const token = toHex(message.token);
+    if (!equalBytes(message.target, this.#target)) {
+      return this.#reject("wrong_target", { token, target: toHex(message.target) });
+    }
+    if (!this.#sequenceAbove(message)) {
+      return this.#reject("replay", { token, sequence: message.sequence });
+    }
+    const outcome = await applyKeySet(this.#state, this.#options.releaseKeys ?? [], message.keySet);
+    if (!outcome.ok && outcome.reason !== "stale") {
+      return this.#reject("key_set_refused", { token, why: outcome.reason });
+    }
+    const next = {
+      ...this.#accepted(message),
+      ...(outcome.ok ? { releaseKeySet: outcome.set } : {}),
+    };
+    await this.#options.store.save(next);
+    this.#state = next;
+    if (outcome.ok) {
+      this.#logger.info("release_keys.trusted", {
+        device: this.deviceId,
+        version: outcome.set.version,
+        keys: outcome.set.keys.length,
+      });
     }
   }
 

@@ -1,6 +1,7 @@
 /** A device's id and Ed25519 key, made once by `device provision`. */
 import { join } from "node:path";
-import { exists, writeFileAtomic } from "../io/files.ts";
+import { exists, syncDirectory, writeFileAtomic } from "../io/files.ts";
+import type { DeviceKeyStore } from "./key_store.ts";
 import {
   defaultEd25519,
   isUuid,
@@ -9,8 +10,12 @@ import {
   randomPrivateKey,
 } from "../srup/mod.ts";
 
-/** File names of the identity inside the device directory. */
-export const IDENTITY_FILES = { id: "device.json", key: "device.key" } as const;
+/** File names of the identity inside the device directory; `next` is a proposed key ([SRUP-11.3]). */
+export const IDENTITY_FILES = {
+  id: "device.json",
+  key: "device.key",
+  next: "device.key.next",
+} as const;
 
 /** Who a device is. */
 export interface DeviceIdentity {
@@ -70,4 +75,33 @@ export async function readId(dir: string): Promise<string> {
     throw new TypeError(`Cannot read device id "${path}": "${id}" is not a UUID`);
   }
   return id.toLowerCase();
+}
+
+/**
+ * [SRUP-11.3] The proposed key in `dir/device.key.next` (PKCS#8, 0600); committing renames it
+ * over `device.key`, so a kill leaves the old key or the new one, never neither.
+ */
+export function fileKeyStore(dir: string): DeviceKeyStore {
+  const nextPath = join(dir, IDENTITY_FILES.next);
+  return {
+    async loadNext() {
+      let pem: string;
+      try {
+        pem = await Deno.readTextFile(nextPath);
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) return undefined;
+        throw error;
+      }
+      return privateKeyFromPem(pem);
+    },
+    async saveNext(seed) {
+      await writeFileAtomic(nextPath, privateKeyToPem(seed), { mode: 0o600 });
+    },
+    async commitNext(seed) {
+      // Written again first: the rename then moves exactly this key, even if the file changed.
+      await writeFileAtomic(nextPath, privateKeyToPem(seed), { mode: 0o600 });
+      await Deno.rename(nextPath, join(dir, IDENTITY_FILES.key));
+      await syncDirectory(dir);
+    },
+  };
 }

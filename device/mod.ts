@@ -31,8 +31,11 @@ export {
   freeSlot,
   SLOT_COUNT,
 } from "./state.ts";
+export { type DeviceKeyStore, MemoryKeyStore } from "./key_store.ts";
+export { applyKeySet, type KeySetOutcome, trustedReleaseKeys } from "./release_keys.ts";
 export {
   type DeviceIdentity,
+  fileKeyStore,
   IDENTITY_FILES,
   loadIdentity,
   provisionDevice,

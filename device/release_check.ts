@@ -75,8 +75,12 @@ export async function checkRelease(
   ) {
     return refuse(UPDATE_REFUSED_HARDWARE, "hardware_incompatible");
   }
-  // [SRUP-7.4] Anti-rollback: an equal security version is allowed, a lower one never.
-  if (manifest.securityVersion < policy.runningSecurityVersion) {
+  // [SRUP-7.4] Anti-rollback: an equal security version is allowed, a lower one only by a signed
+  // rollback release whose range holds the running one ([SRUP-7.6]).
+  const running = policy.runningSecurityVersion;
+  const range = manifest.rollbackRange;
+  const allowed = range !== undefined && running >= range.from && running <= range.to;
+  if (manifest.securityVersion < running && !allowed) {
     return refuse(UPDATE_REFUSED_ROLLBACK, "security_version_downgrade");
   }
   return { ok: true, manifest };

@@ -6,7 +6,7 @@ import { type Logger, silentLogger } from "../obs/log.ts";
 import { createDeviceAgent, type DeviceAgent, type DeviceAgentOptions } from "./agent.ts";
 import { lockDeviceDir } from "./dir_lock.ts";
 import { FileDeviceStore } from "./file_store.ts";
-import { type DeviceIdentity, loadIdentity } from "./identity.ts";
+import { type DeviceIdentity, fileKeyStore, loadIdentity } from "./identity.ts";
 
 /** Options for {@linkcode startDevice}. */
 export interface StartDeviceOptions
@@ -77,6 +77,7 @@ async function connectDevice(
     deviceId: identity.id,
     privateKey: identity.privateKey,
     store: new FileDeviceStore(options.dir),
+    keys: fileKeyStore(options.dir),
     publish: async (topic, frame) => await (await connected).publish(topic, frame),
     logger,
   });
@@ -98,6 +99,8 @@ async function connectDevice(
     throw error;
   }
   logger.info("device.started", { device: identity.id, topic: agent.topic });
+  // [SRUP-11.3] A key proposed before a stop (or a crash) and never acknowledged goes again.
+  if (agent.pendingKey) await agent.proposeKey();
   return {
     agent,
     connection,

@@ -34,6 +34,8 @@ export interface AgentState {
    * or null until the first frame under the new key; absent: the old key signs nothing more.
    */
   oldKeyUntil?: number | null;
+  /** [SRUP-12.3] Release keys learned from key set documents; absent: the provisioned ones. */
+  releaseKeySet?: { version: number; keys: string[] };
 }
 
 /** What `device status` shows. */
@@ -88,6 +90,7 @@ export function stateToJson(state: AgentState): string {
       // Absent once the overlap is over; null: until the first frame under the new key.
       ...(state.oldKeyUntil === undefined ? {} : { oldKeyUntil: state.oldKeyUntil }),
     }),
+    ...(state.releaseKeySet ? { releaseKeySet: state.releaseKeySet } : {}),
   });
 }
 
@@ -111,6 +114,13 @@ export function stateFromJson(text: string): AgentState {
     if (value) state[name] = value;
   }
   if (json.serverKey !== undefined) Object.assign(state, serverKeys(json));
+  const set = json.releaseKeySet;
+  if (set !== undefined) {
+    const valid = Number.isInteger(set?.version) && set.version >= 2 && Array.isArray(set.keys) &&
+      set.keys.length > 0 && set.keys.every((key: unknown) => isHex(key) && key.length === 64);
+    if (!valid) throw new TypeError('Invalid device state: "releaseKeySet" is malformed');
+    state.releaseKeySet = { version: set.version, keys: set.keys };
+  }
   return state;
 }
 

@@ -24,7 +24,7 @@ import { rolloutPreviewApp } from "./routes/rollout_preview.ts";
 import { historyApp } from "./routes/history.ts";
 import { meApp } from "./routes/me.ts";
 import { tokensApp } from "./routes/tokens.ts";
-import { serverApp } from "./routes/server.ts";
+import { serverApp, type ServerDeps } from "./routes/server.ts";
 import type { ServerKey } from "../orchestrator/server_key.ts";
 
 export { type ReadyReport, readyResponse } from "./routes/health.ts";
@@ -39,7 +39,7 @@ export interface AppDeps {
   hub: EventHub;
   metrics: MetricsRegistry;
   /** What a device needs to be provisioned. */
-  server: { serverId: string; publicKey: string; mqttUrl: string };
+  server: ServerDeps["server"];
   /** [SRUP-10] The server's next key, made now if there is none; absent, no key rotates. */
   nextKey?: () => Promise<ServerKey>;
   /** Base URL of this API as devices reach it, for artifact URLs. */

@@ -29,6 +29,10 @@ export const ReleaseSchema = z.object({
   size: z.number().int(),
   hardware: z.array(z.string()),
   expiresAt: z.string().nullable(),
+  rollbackRange: z.object({ from: z.number().int(), to: z.number().int() }).nullable().openapi({
+    description:
+      "[SRUP-7.6] A signed rollback release: it installs on devices running a security version in this range (inclusive), though its own is lower; null for an ordinary release",
+  }),
   manifest: z.string().openapi({ description: "Base64 of the signed manifest" }),
 }).openapi("Release");
 
@@ -61,7 +65,9 @@ export async function checkManifest(
     throw invalid(`it names size ${manifest.size}, not ${artifact.size}`);
   }
   if (releaseKeys.length > 0 && !await verifyManifest(manifest, releaseKeys)) {
-    throw invalid("no configured release key (FLOTILLA_RELEASE_KEYS) signed it");
+    throw invalid(
+      "no configured release key (FLOTILLA_RELEASE_KEYS, or the last of FLOTILLA_RELEASE_KEY_SETS) signed it",
+    );
   }
   return base64;
 }
@@ -81,6 +87,8 @@ export interface ManifestJson {
   hardware: string[];
   /** ISO 8601, or null for none. */
   expiresAt: string | null;
+  /** [SRUP-7.6] The running security versions a rollback release installs on; null for none. */
+  rollbackRange: { from: number; to: number } | null;
 }
 
 /** The JSON form of a manifest. */
@@ -93,5 +101,6 @@ export function manifestToJson(manifest: SignedManifest): ManifestJson {
     size: manifest.size,
     hardware: manifest.hardware,
     expiresAt: manifest.expiresAt === undefined ? null : new Date(manifest.expiresAt).toISOString(),
+    rollbackRange: manifest.rollbackRange ?? null,
   };
 }

@@ -39,6 +39,8 @@ export {
 export {
   type ActivateFields,
   createServerLink,
+  type DeviceKeyHandler,
+  type DeviceKeyVerdict,
   type InitiateFields,
   type KeyRotateFields,
   type ResponseHandler,

@@ -23,7 +23,13 @@ export type RejectReason =
    * At a device, an ACTIVATE whose token is neither staged nor active; at the server, a verified
    * RESPONSE whose token no running rollout issued to that device (it is ignored).
    */
-  | "unknown_token";
+  | "unknown_token"
+  /** [SRUP-11] A DEVICE_KEY whose new key did not sign its proof. */
+  | "bad_key_proof"
+  /** [SRUP-11.4] A DEVICE_KEY naming the device's current key or one it used before. */
+  | "key_reused"
+  /** [SRUP-12.3] A key set that does not follow the trusted one (not signed by it, a gap). */
+  | "key_set_refused";
 
 /** Counts of rejected frames by reason; one instance may be shared by many receivers. */
 export class RejectionCounter {

@@ -3,9 +3,12 @@ import {
   type ActivateMessage,
   decodeMessage,
   defaultEd25519,
+  type DeviceKeyMessage,
   encodeMessage,
   type InitiateMessage,
   type KeyRotateMessage,
+  newToken,
+  type ReleaseKeysMessage,
   type ResponseMessage,
   type RollbackMessage,
   signKeyProof,
@@ -35,6 +38,20 @@ import {
 /** Receives every verified RESPONSE; errors it throws are logged, never propagated. */
 export type ResponseHandler = (deviceId: string, message: ResponseMessage) => void | Promise<void>;
 
+/**
+ * [SRUP-11] Decides a DEVICE_KEY: acknowledge (the new key is recorded durably, or was already),
+ * or drop it with a reason.
+ */
+export type DeviceKeyHandler = (
+  deviceId: string,
+  message: DeviceKeyMessage,
+) => Promise<DeviceKeyVerdict>;
+
+/** What a {@linkcode DeviceKeyHandler} decided. */
+export type DeviceKeyVerdict =
+  | { acknowledge: true }
+  | { acknowledge: false; reason: RejectReason; fields?: Record<string, unknown> };
+
 /** Options for {@linkcode createServerLink}. */
 export interface ServerLinkOptions {
   /** The server's Ed25519 private key (32-byte seed): signs every frame sent, unless `signingKey` says. */
@@ -46,8 +63,15 @@ export interface ServerLinkOptions {
   /** The public key of a device, or undefined for a device the server does not know. */
   deviceKey(deviceId: string): Promise<Uint8Array | undefined>;
   onResponse: ResponseHandler;
+  /** [SRUP-11] Takes DEVICE_KEYs; without one they are dropped as `unexpected_type`. */
+  onDeviceKey?: DeviceKeyHandler;
   /** Defaults to the first 16 hex characters of SHA-256 over the server's public key. */
   serverId?: string;
+  /**
+   * [SRUP-12] Release key set documents, in chain order: each goes to a device in a RELEASE_KEYS
+   * just before every version 3 INITIATE, so a device that missed a rotation catches up first.
+   */
+  releaseKeySets?: readonly Uint8Array[];
   /** Last sequence id accepted per device; in memory by default. */
   tracker?: SequenceTracker;
   /** Use the `$share/flotilla/` subscription; defaults to true on MQTT 5 and false on 3.1.1. */
@@ -260,18 +284,42 @@ export class ServerLink {
     // Per device, ids are taken and frames handed to the client in one order, so a device never
     // sees a lower sequence id after a higher one.
     const queued = this.#outbound.run(deviceId, async () => {
+      if ("manifest" in fields) await this.#sendKeySets(deviceId, topic);
       const sequence = await this.#options.sequence.next();
       // [SRUP-2.1] Version 3 only for an INITIATE carrying a manifest: older agents keep getting 2.
       const version = "manifest" in fields ? 3 : 2;
       const unsigned = { ...fields, version, sequence, signature: new Uint8Array() } as T;
-      const key = this.#options.signingKey?.(deviceId) ?? this.#options.privateKey;
-      const message = await signMessage(unsigned, key);
+      const message = await signMessage(unsigned, this.#keyFor(deviceId));
       return { message, acked: this.#connection.publish(topic, encodeMessage(message)) };
     });
     return queued.then(async ({ message, acked }) => {
       await acked;
       return message;
     });
+  }
+
+  /** The key that signs frames to `deviceId`: the one it trusts ([SRUP-10]). */
+  #keyFor(deviceId: string): Uint8Array {
+    return this.#options.signingKey?.(deviceId) ?? this.#options.privateKey;
+  }
+
+  /** [SRUP-12.2] The key set chain, one RELEASE_KEYS each, ahead of a version 3 INITIATE. */
+  async #sendKeySets(deviceId: string, topic: string): Promise<void> {
+    for (const keySet of this.#options.releaseKeySets ?? []) {
+      const message = await signMessage<ReleaseKeysMessage>({
+        type: "release_keys",
+        version: 2,
+        sequence: await this.#options.sequence.next(),
+        target: uuidToBytes(deviceId),
+        token: newToken(),
+        keySet,
+        signature: new Uint8Array(),
+      }, this.#keyFor(deviceId));
+      // Handed to the client before the INITIATE, so the broker delivers it first.
+      this.#connection.publish(topic, encodeMessage(message)).catch((error) => {
+        this.#logger.error("release_keys.failed", { device: deviceId, error: String(error) });
+      });
+    }
   }
 
   #receive(topic: string, payload: Uint8Array): void {
@@ -294,6 +342,9 @@ export class ServerLink {
       if (!(error instanceof SrupDecodeError)) throw error;
       this.reject(error.code, { device: deviceId, offset: error.offset });
       return;
+    }
+    if (message.type === "device_key" && this.#options.onDeviceKey) {
+      return await this.#deviceKey(deviceId, message, this.#options.onDeviceKey);
     }
     if (message.type !== "response") {
       this.reject("unexpected_type", { device: deviceId, type: message.type });
@@ -326,6 +377,27 @@ export class ServerLink {
         error: String(error),
       });
     }
+  }
+
+  /**
+   * [SRUP-11.3] Acknowledges a DEVICE_KEY the handler took with an ACTIVATE of its token; the
+   * handler has recorded the key before, so an acknowledged rotation is never lost.
+   */
+  async #deviceKey(
+    deviceId: string,
+    message: DeviceKeyMessage,
+    handler: DeviceKeyHandler,
+  ): Promise<void> {
+    const verdict = await handler(deviceId, message);
+    if (!verdict.acknowledge) {
+      this.reject(verdict.reason, { device: deviceId, type: "device_key", ...verdict.fields });
+      return;
+    }
+    this.#heard();
+    // Not awaited: this device's next frame need not wait for the broker's PUBACK.
+    this.sendActivate(deviceId, { token: message.token }).catch((error) => {
+      this.#logger.error("key.ack_failed", { device: deviceId, error: String(error) });
+    });
   }
 
   #heard(): void {

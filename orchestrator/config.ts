@@ -42,6 +42,11 @@ export interface ServiceConfig {
   logMqtt?: boolean;
   /** [SRUP-7] Release public keys (FLOTILLA_RELEASE_KEYS); with any, rollouts need a manifest. */
   releaseKeys?: Uint8Array[];
+  /**
+   * [SRUP-12] Key set documents (FLOTILLA_RELEASE_KEY_SETS), in chain order from the release keys:
+   * the last one's keys are those enforced, and each version 3 INITIATE is preceded by the chain.
+   */
+  releaseKeySets?: Uint8Array[];
 }
 
 /** The artifact stores FLOTILLA_ARTIFACT_STORE names. */
@@ -217,6 +222,27 @@ function publicKeys(env: Env, name: string): Uint8Array[] {
   });
 }
 
+/** A comma-separated list of key set document files; their chain is checked at start. */
+function keySetFiles(env: Env, name: string, releaseKeys: Uint8Array[]): Uint8Array[] {
+  const text = setting(env, name);
+  if (text === undefined) return [];
+  if (releaseKeys.length === 0) {
+    throw new ConfigError(
+      `Invalid ${name}: key sets follow from FLOTILLA_RELEASE_KEYS, which is not set`,
+    );
+  }
+  return text.split(",").map((item) => {
+    const path = item.trim();
+    try {
+      return Deno.readFileSync(path);
+    } catch (error) {
+      throw new ConfigError(
+        `Invalid ${name}: "${path}" cannot be read: ${(error as Error).message}`,
+      );
+    }
+  });
+}
+
 function flag(env: Env, name: string): boolean {
   const text = setting(env, name);
   if (text === undefined || text === "0") return false;
@@ -268,6 +294,7 @@ export function readConfig(env: Env = Deno.env.toObject()): ServiceConfig {
       }" must be mqtts:// when FLOTILLA_MQTT_CA, _CERT or _KEY is set`,
     );
   }
+  const releaseKeys = publicKeys(env, "FLOTILLA_RELEASE_KEYS");
   const dataDir = dataDirectory(env, "FLOTILLA_DATA_DIR", "./data");
   return {
     dataDir,
@@ -294,7 +321,8 @@ export function readConfig(env: Env = Deno.env.toObject()): ServiceConfig {
     maxJsonBytes: size(env, "FLOTILLA_MAX_JSON_BYTES", 64 * 1024 ** 2),
     uploadIdleTimeoutMs: milliseconds(env, "FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS", 30_000),
     logMqtt: flag(env, "FLOTILLA_LOG_MQTT"),
-    releaseKeys: publicKeys(env, "FLOTILLA_RELEASE_KEYS"),
+    releaseKeys,
+    releaseKeySets: keySetFiles(env, "FLOTILLA_RELEASE_KEY_SETS", releaseKeys),
   };
 }
 

@@ -204,6 +204,11 @@ export class Orchestrator {
     return Uint8Array.fromBase64(key);
   }
 
+  /** [SRUP-11] A device's new key, once durable: its next RESPONSE is verified with it. */
+  adoptKey(id: string, key: string): void {
+    this.#keys.set(id, key);
+  }
+
   /**
    * An operator's reset of a device's sequence floor (null: none), recorded as a
    * `device.sequence_reset` event; resolves once durable and in force, with the floor replaced.

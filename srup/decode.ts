@@ -4,6 +4,7 @@ import {
   MAX_DIGEST_BYTES,
   MAX_FRAME_BYTES,
   MAX_KEY_BYTES,
+  MAX_KEY_SET_BYTES,
   MAX_MANIFEST_BYTES,
   MAX_SIGNATURE_BYTES,
   MAX_TARGET_BYTES,
@@ -11,8 +12,10 @@ import {
   MAX_URL_BYTES,
   SEQUENCE_BYTES,
   TYPE_ACTIVATE,
+  TYPE_DEVICE_KEY,
   TYPE_INITIATE,
   TYPE_KEY_ROTATE,
+  TYPE_RELEASE_KEYS,
   TYPE_RESPONSE,
   TYPE_ROLLBACK,
   VERSION_1,
@@ -23,6 +26,14 @@ import { SrupDecodeError } from "./errors.ts";
 import { isKnownStatus } from "./status.ts";
 import type { SrupMessage } from "./types.ts";
 import { allocBytes } from "./alloc.ts";
+
+/** [SRUP-2.2] Types that need a sequence id: in versions 1 and 3 they are `unknown_type`. */
+const VERSION_2_ONLY: ReadonlySet<number> = new Set([
+  TYPE_ROLLBACK,
+  TYPE_KEY_ROTATE,
+  TYPE_DEVICE_KEY,
+  TYPE_RELEASE_KEYS,
+]);
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
@@ -48,8 +59,8 @@ export function decodeMessage(bytes: Uint8Array): SrupMessage {
   const version = versionByte as 1 | 2 | 3;
   // [SRUP-2.2]
   const typeByte = reader.byte("type");
-  // ROLLBACK and KEY_ROTATE exist in version 2 only: they must always carry a sequence id.
-  const versionTwoOnly = typeByte === TYPE_ROLLBACK || typeByte === TYPE_KEY_ROTATE;
+  // ROLLBACK, KEY_ROTATE, DEVICE_KEY and RELEASE_KEYS must always carry a sequence id.
+  const versionTwoOnly = VERSION_2_ONLY.has(typeByte);
   const known = typeByte === TYPE_INITIATE || typeByte === TYPE_RESPONSE ||
     typeByte === TYPE_ACTIVATE || (versionTwoOnly && version === 2);
   if (!known) {
@@ -96,6 +107,18 @@ export function decodeMessage(bytes: Uint8Array): SrupMessage {
     const token = reader.field("token", MAX_TOKEN_BYTES);
     const digest = reader.field("digest", MAX_DIGEST_BYTES);
     message = { type: "rollback", version, signature, target, token, digest };
+  } else if (typeByte === TYPE_DEVICE_KEY) {
+    // [SRUP-11.1]
+    const token = reader.field("token", MAX_TOKEN_BYTES);
+    const key = reader.field("key", MAX_KEY_BYTES);
+    const proof = reader.field("proof", MAX_SIGNATURE_BYTES);
+    message = { type: "device_key", version, signature, token, key, proof };
+  } else if (typeByte === TYPE_RELEASE_KEYS) {
+    // [SRUP-12.2] The key set is opaque here: the device decodes and verifies it ([SRUP-12.3]).
+    const target = reader.field("target", MAX_TARGET_BYTES);
+    const token = reader.field("token", MAX_TOKEN_BYTES);
+    const keySet = reader.field("key set", MAX_KEY_SET_BYTES);
+    message = { type: "release_keys", version, signature, target, token, keySet };
   } else if (typeByte === TYPE_KEY_ROTATE) {
     // [SRUP-10]
     const target = reader.field("target", MAX_TARGET_BYTES);

@@ -4,6 +4,7 @@ import {
   MAX_DIGEST_BYTES,
   MAX_FRAME_BYTES,
   MAX_KEY_BYTES,
+  MAX_KEY_SET_BYTES,
   MAX_MANIFEST_BYTES,
   MAX_SEQUENCE,
   MAX_SIGNATURE_BYTES,
@@ -14,8 +15,10 @@ import {
   OVERLAP_BYTES,
   SEQUENCE_BYTES,
   TYPE_ACTIVATE,
+  TYPE_DEVICE_KEY,
   TYPE_INITIATE,
   TYPE_KEY_ROTATE,
+  TYPE_RELEASE_KEYS,
   TYPE_RESPONSE,
   TYPE_ROLLBACK,
 } from "./constants.ts";
@@ -96,6 +99,17 @@ function encodeFrame(message: SrupMessage, withSignature: boolean): Uint8Array {
         fieldSize(message.key, "key", MAX_KEY_BYTES) +
         fieldSize(message.proof, "proof", MAX_SIGNATURE_BYTES) + OVERLAP_BYTES;
       break;
+    case "device_key":
+      // [SRUP-11] Only version 2: a key change without a sequence id could be replayed for ever.
+      typeByte = versionTwo(TYPE_DEVICE_KEY, "DEVICE_KEY", version);
+      size += fieldSize(message.key, "key", MAX_KEY_BYTES) +
+        fieldSize(message.proof, "proof", MAX_SIGNATURE_BYTES);
+      break;
+    case "release_keys":
+      typeByte = versionTwo(TYPE_RELEASE_KEYS, "RELEASE_KEYS", version);
+      size += fieldSize(message.target, "target", MAX_TARGET_BYTES) +
+        fieldSize(message.keySet, "key set", MAX_KEY_SET_BYTES);
+      break;
     default:
       throw new TypeError(
         `Cannot encode message: type "${String((message as { type: unknown }).type)}" is unknown`,
@@ -139,11 +153,27 @@ function encodeFrame(message: SrupMessage, withSignature: boolean): Uint8Array {
     offset = writeField(frame, offset, message.key);
     offset = writeField(frame, offset, message.proof);
     new DataView(frame.buffer, frame.byteOffset, size).setBigUint64(offset, message.overlap);
+  } else if (message.type === "device_key") {
+    offset = writeField(frame, offset, message.token);
+    offset = writeField(frame, offset, message.key);
+    writeField(frame, offset, message.proof);
+  } else if (message.type === "release_keys") {
+    offset = writeField(frame, offset, message.target);
+    offset = writeField(frame, offset, message.token);
+    writeField(frame, offset, message.keySet);
   } else {
     offset = writeField(frame, offset, message.token);
     if (message.type === "response") frame[offset] = message.status;
   }
   return frame;
+}
+
+/** The type byte of a version 2 only message; a RangeError in any other version. */
+function versionTwo(typeByte: number, name: string, version: number): number {
+  if (version !== 2) {
+    throw new RangeError(`Cannot encode message: ${name} needs version 2, not ${version}`);
+  }
+  return typeByte;
 }
 
 function writeField(frame: Uint8Array, offset: number, value: Uint8Array): number {

@@ -4,6 +4,8 @@ import { defaultEd25519, type Ed25519Backend } from "./ed25519.ts";
 
 /** [SRUP-7.1] Byte 0 of a manifest. */
 export const MANIFEST_FORMAT = 0x01;
+/** [SRUP-7.6] Byte 0 of a signed rollback release: format 1 and a rollback range. */
+export const MANIFEST_FORMAT_ROLLBACK = 0x02;
 /** [SRUP-7.1] Longest name, version or hardware id, in bytes. */
 export const MAX_MANIFEST_TEXT = 64;
 /** [SRUP-7.1] Most hardware ids in one manifest. */
@@ -31,6 +33,11 @@ export interface ReleaseManifest {
   hardware: string[];
   /** Unix milliseconds (whole seconds) after which the release must not be installed. */
   expiresAt?: number;
+  /**
+   * [SRUP-7.6] A signed rollback release: it installs on a device running a security version from
+   * `from` to `to` (inclusive), though its own is lower. Absent for an ordinary release.
+   */
+  rollbackRange?: { from: number; to: number };
 }
 
 /** A decoded manifest with its signature and its encoded bytes. */
@@ -94,10 +101,12 @@ export function encodeManifestBody(manifest: ReleaseManifest): Uint8Array {
       `Cannot encode manifest: expiry ${expiresAt} is not a whole second after 1970`,
     );
   }
-  const size = 1 + 32 + 8 + 4 + 8 + 1 + texts.reduce((sum, text) => sum + 1 + text.length, 0);
+  const range = checkRollbackRange(manifest);
+  const size = 1 + 32 + 8 + 4 + 8 + 1 + texts.reduce((sum, text) => sum + 1 + text.length, 0) +
+    (range ? 8 : 0);
   const body = new Uint8Array(size);
   const view = new DataView(body.buffer);
-  body[0] = MANIFEST_FORMAT;
+  body[0] = range ? MANIFEST_FORMAT_ROLLBACK : MANIFEST_FORMAT;
   body.set(manifest.digest, 1);
   view.setBigUint64(33, BigInt(manifest.size));
   view.setUint32(41, securityVersion);
@@ -109,7 +118,30 @@ export function encodeManifestBody(manifest: ReleaseManifest): Uint8Array {
     for (let c = 0; c < text.length; c++) body[offset++] = text.charCodeAt(c);
   }
   if (texts.length === 2) body[offset++] = 0;
+  if (range) {
+    view.setUint32(offset, range.from);
+    view.setUint32(offset + 4, range.to);
+  }
   return body;
+}
+
+/** [SRUP-7.6] The rollback range, checked: u32 bounds, from <= to, above the own version. */
+function checkRollbackRange(manifest: ReleaseManifest): ReleaseManifest["rollbackRange"] {
+  const range = manifest.rollbackRange;
+  if (range === undefined) return undefined;
+  const u32 = (n: number) => Number.isInteger(n) && n >= 0 && n <= MAX_SECURITY_VERSION;
+  if (!u32(range.from) || !u32(range.to) || range.from > range.to) {
+    throw new RangeError(
+      `Cannot encode manifest: rollback range ${range.from}-${range.to} is not two u32, low to high`,
+    );
+  }
+  // A range at or below the release's own security version allows nothing anti-rollback refuses.
+  if (range.from <= manifest.securityVersion) {
+    throw new RangeError(
+      `Cannot encode manifest: rollback range ${range.from}-${range.to} must start above security version ${manifest.securityVersion}`,
+    );
+  }
+  return range;
 }
 
 function checkHardware(hardware: string[]): string[] {
@@ -144,7 +176,8 @@ export function decodeManifest(bytes: Uint8Array): SignedManifest {
     if (offset + count > bytes.length) throw new ManifestError("truncated", `ends inside ${what}`);
   };
   need(0, 53, "the fixed fields");
-  if (bytes[0] !== MANIFEST_FORMAT) {
+  const format = bytes[0];
+  if (format !== MANIFEST_FORMAT && format !== MANIFEST_FORMAT_ROLLBACK) {
     throw new ManifestError("unknown_format", `format 0x${bytes[0]!.toString(16)} is unknown`);
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -186,6 +219,18 @@ export function decodeManifest(bytes: Uint8Array): SignedManifest {
   }
   const hardware: string[] = [];
   for (let i = 0; i < count; i++) hardware.push(text("hardware"));
+  let rollbackRange: ReleaseManifest["rollbackRange"];
+  if (format === MANIFEST_FORMAT_ROLLBACK) {
+    need(offset, 8, "the rollback range");
+    rollbackRange = { from: view.getUint32(offset), to: view.getUint32(offset + 4) };
+    offset += 8;
+    if (rollbackRange.from > rollbackRange.to) {
+      throw new ManifestError(
+        "invalid_field",
+        `rollback range ${rollbackRange.from}-${rollbackRange.to} runs backwards`,
+      );
+    }
+  }
   need(offset, SIGNATURE_BYTES, "the signature");
   if (offset + SIGNATURE_BYTES !== bytes.length) {
     throw new ManifestError(
@@ -204,6 +249,7 @@ export function decodeManifest(bytes: Uint8Array): SignedManifest {
     bytes: bytes.slice(),
   };
   if (expires > 0n) manifest.expiresAt = Number(expires) * 1000;
+  if (rollbackRange) manifest.rollbackRange = rollbackRange;
   return manifest;
 }
 

@@ -42,6 +42,7 @@ export {
   decodeManifest,
   encodeManifestBody,
   MANIFEST_FORMAT,
+  MANIFEST_FORMAT_ROLLBACK,
   ManifestError,
   type ManifestErrorCode,
   MAX_MANIFEST_HARDWARE,
@@ -52,3 +53,27 @@ export {
   signManifest,
   verifyManifest,
 } from "./manifest.ts";
+export {
+  type DeviceKeyFault,
+  deviceKeyProofInput,
+  type DeviceKeyRequest,
+  signDeviceKey,
+  verifyDeviceKey,
+} from "./device_key.ts";
+export {
+  advanceKeySet,
+  decodeKeySet,
+  encodeKeySetBody,
+  followKeySets,
+  KEY_SET_FORMAT,
+  type KeySet,
+  KeySetError,
+  type KeySetErrorCode,
+  type KeySetRefusal,
+  type KeySetStep,
+  MAX_KEY_SET_KEYS,
+  MAX_KEY_SET_SIGNATURES,
+  PROVISIONED_KEY_SET_VERSION,
+  type SignedKeySet,
+  signKeySet,
+} from "./key_set.ts";

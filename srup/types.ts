@@ -46,6 +46,24 @@ export interface RollbackMessage extends MessageBase {
   digest: Uint8Array;
 }
 
+/** [SRUP-11] Device to server, version 2 only: from now on, trust `key` instead of the signer. */
+export interface DeviceKeyMessage extends MessageBase {
+  type: "device_key";
+  /** The new raw Ed25519 public key, 32 bytes. */
+  key: Uint8Array;
+  /** [SRUP-11.2] The new key's signature: proof that the device holds it. */
+  proof: Uint8Array;
+}
+
+/** [SRUP-12] Server to device, version 2 only: one release key set document ([SRUP-12.1]). */
+export interface ReleaseKeysMessage extends MessageBase {
+  type: "release_keys";
+  /** The device id: 16 bytes for a UUID. */
+  target: Uint8Array;
+  /** The key set document, as `srup release rotate` wrote it. */
+  keySet: Uint8Array;
+}
+
 /**
  * [SRUP-10] Server to device, version 2 only: trust `key` as the server's key from now on. Signed
  * by the key the device trusts now; `proof` is the new key's own signature ([SRUP-10.1]).
@@ -68,7 +86,9 @@ export type SrupMessage =
   | ResponseMessage
   | ActivateMessage
   | RollbackMessage
-  | KeyRotateMessage;
+  | KeyRotateMessage
+  | DeviceKeyMessage
+  | ReleaseKeysMessage;
 
 /** The `type` of a SRUP message. */
 export type MessageType = SrupMessage["type"];

@@ -7,13 +7,16 @@ import {
   deviceRolloutHistory,
   type DeviceRolloutHistoryItem,
   getDevice,
+  type KeyRotation,
   listDevices,
+  listKeyRotations,
   MAX_U64,
   registerDevice,
   registerDevices,
   setDeviceTags,
 } from "../../db/mod.ts";
 import { ROLLOUT_ACTIONS } from "../../actors/mod.ts";
+import { keyFingerprint } from "../../srup/mod.ts";
 import type { Orchestrator } from "../../orchestrator/orchestrator.ts";
 import { requireRole } from "../auth.ts";
 import { ApiError, orConflict } from "../errors.ts";
@@ -42,6 +45,10 @@ const PublicKey = z.string().regex(
 const DeviceSchema = z.object({
   id: z.uuid(),
   publicKey: z.string(),
+  keyFingerprint: z.string().openapi({
+    description:
+      "[SRUP-11.4] The fingerprint of the device's current public key: the first 16 hex characters of SHA-256 over its 32 raw bytes",
+  }),
   tags: z.record(z.string(), z.string()),
   currentDigest: z.string().nullable(),
   previousDigest: z.string().nullable(),
@@ -103,6 +110,15 @@ const NewDeviceSchema = z.object({
   }),
 }).strict().openapi("NewDevice");
 
+/** [SRUP-11] One key change of a device, from its audit record. */
+const KeyRotationSchema = z.object({
+  oldFingerprint: z.string(),
+  newFingerprint: z.string(),
+  /** A decimal string: a u64 does not fit a JSON number. */
+  sequence: z.string(),
+  at: z.string(),
+}).openapi("KeyRotation");
+
 /** A device's part in one rollout. */
 export const HistorySchema = z.object({
   rolloutId: z.string(),
@@ -139,6 +155,7 @@ export function deviceJson(device: Device & { rollout?: { id: string; state: str
   return {
     id: device.id,
     publicKey: device.publicKey,
+    keyFingerprint: keyFingerprint(Uint8Array.fromBase64(device.publicKey)),
     tags: device.tags,
     currentDigest: device.currentDigest,
     previousDigest: device.previousDigest,
@@ -149,6 +166,15 @@ export function deviceJson(device: Device & { rollout?: { id: string; state: str
     serverKey: device.serverKey,
     createdAt: device.createdAt.toISOString(),
     ...(device.rollout === undefined ? {} : { rollout: device.rollout }),
+  };
+}
+
+function keyRotationJson(rotation: KeyRotation) {
+  return {
+    oldFingerprint: rotation.oldFingerprint,
+    newFingerprint: rotation.newFingerprint,
+    sequence: rotation.sequence.toString(),
+    at: rotation.at.toISOString(),
   };
 }
 
@@ -316,7 +342,13 @@ export function devicesApp(
         request: { params: IdParam },
         responses: {
           200: jsonResponse(
-            DeviceSchema.extend({ history: z.array(HistorySchema) }),
+            DeviceSchema.extend({
+              history: z.array(HistorySchema),
+              keyRotations: z.array(KeyRotationSchema).openapi({
+                description:
+                  "[SRUP-11] The device's key changes, oldest first: fingerprints before and after, the DEVICE_KEY's sequence id and when the server recorded it",
+              }),
+            }),
             "The device",
           ),
           ...AUTH_ERRORS,
@@ -331,6 +363,7 @@ export function devicesApp(
         return c.json({
           ...deviceJson(device),
           history: history.map(historyJson),
+          keyRotations: (await listKeyRotations(db, id)).map(keyRotationJson),
         }, 200);
       },
     )

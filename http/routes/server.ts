@@ -29,7 +29,15 @@ export interface ServerDeps {
   policies: PolicyRegistry;
   publicUrl: string;
   /** What a device needs to be provisioned. */
-  server: { serverId: string; publicKey: string; mqttUrl: string };
+  server: {
+    serverId: string;
+    publicKey: string;
+    mqttUrl: string;
+    /** [SRUP-12] FLOTILLA_RELEASE_KEYS (base64): what devices are provisioned with. */
+    rootReleaseKeys?: string[];
+    /** [SRUP-12] The version of the release key set in force: 1 without key sets. */
+    releaseKeySetVersion?: number;
+  };
   /** [SRUP-10] The next key, made now if there is none; absent, no key rotates (409). */
   nextKey?: () => Promise<ServerKey>;
 }
@@ -53,7 +61,15 @@ const ServerSchema = z.object({
   mqtt: z.object({ url: z.string() }),
   releaseKeys: z.array(z.string()).openapi({
     description:
-      "[SRUP-7] Release public keys (base64) the server requires manifests to be signed by (FLOTILLA_RELEASE_KEYS): what a device is provisioned with (`device run --release-key`); empty when unset",
+      "[SRUP-7] Release public keys (base64) the server requires manifests to be signed by: FLOTILLA_RELEASE_KEYS, or the keys of the last key set of FLOTILLA_RELEASE_KEY_SETS ([SRUP-12]); empty when unset",
+  }),
+  rootReleaseKeys: z.array(z.string()).openapi({
+    description:
+      "[SRUP-12] FLOTILLA_RELEASE_KEYS (base64): what a device is provisioned with (`device run --release-key`); it learns later keys through the key sets",
+  }),
+  releaseKeySetVersion: z.number().int().openapi({
+    description:
+      "[SRUP-12] The version of the release key set in force: 1 for FLOTILLA_RELEASE_KEYS, one more for each key set document",
   }),
   currentKey: KeySchema.openapi({
     description:
@@ -142,6 +158,8 @@ export function serverApp(deps: ServerDeps) {
           protocolVersion: PROTOCOL_VERSION,
           mqtt: { url: deps.server.mqttUrl },
           releaseKeys: orchestrator.releaseKeys.map((k) => k.toBase64()),
+          rootReleaseKeys: deps.server.rootReleaseKeys ?? [],
+          releaseKeySetVersion: deps.server.releaseKeySetVersion ?? 1,
           currentKey: keys
             ? key(keys.current)
             : { fingerprint: current, publicKey: deps.server.publicKey },

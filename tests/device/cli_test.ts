@@ -4,6 +4,7 @@ import { startEmbeddedBroker } from "../../mqtt/mod.ts";
 import {
   ACTIVATE_SUCCESS,
   fromBase64,
+  keyFingerprint,
   nativeEd25519,
   newToken,
   privateKeyFromPem,
@@ -82,11 +83,14 @@ Deno.test("device provision writes a 0600 key and prints the id, public key and 
       assert.deepEqual(JSON.parse(status.stdout), {
         id: printed.id,
         publicKey: printed.publicKey,
+        keyFingerprint: keyFingerprint(fromBase64(printed.publicKey)),
         current: null,
         previous: null,
         staged: null,
         securityVersion: 0,
         serverKey: null,
+        nextKeyFingerprint: null,
+        releaseKeySetVersion: 1,
       });
     });
     await t.step("a second provision refuses to replace the key: exit 1, one line", async () => {
@@ -273,11 +277,14 @@ Deno.test("device run survives SIGKILL mid-download and a restart, then updates 
       assert.deepEqual(status, {
         id: h.id,
         publicKey: toBase64(h.publicKey),
+        keyFingerprint: keyFingerprint(h.publicKey),
         current: toHex(digest),
         previous: null,
         staged: null,
         securityVersion: 0,
         serverKey: null,
+        nextKeyFingerprint: null,
+        releaseKeySetVersion: 1,
       });
       assert.deepEqual(await Deno.readFile(join(h.dir, "current")), FIRMWARE);
     });

@@ -71,7 +71,9 @@ Deno.test({
           "nextKey",
           "protocolVersion",
           "publicKey",
+          "releaseKeySetVersion",
           "releaseKeys",
+          "rootReleaseKeys",
           "rotation",
           "serverId",
         ]);

@@ -464,6 +464,8 @@ Deno.test({
           const shown = await api(service, "GET", `/v1/devices/${deviceId}`);
           assert.match(String(shown.body.lastSequence), /^\d+$/);
           assert.equal(await page.textContent("#last-sequence"), shown.body.lastSequence);
+          // [SRUP-11] Its key, as the API fingerprints it; no rotation yet.
+          assert.equal(await page.textContent("#key-fingerprint"), shown.body.keyFingerprint);
           page.once("dialog", (dialog) => dialog.dismiss());
           await page.click("#reset-sequence");
           assert.equal(await page.textContent("#last-sequence"), shown.body.lastSequence);

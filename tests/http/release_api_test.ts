@@ -119,6 +119,7 @@ Deno.test({
             size: 2048,
             hardware: ["rpi4"],
             expiresAt: null,
+            rollbackRange: null,
             manifest,
           });
           const got = await request(service, "GET", `/v1/artifacts/${digest}`);

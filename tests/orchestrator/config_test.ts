@@ -195,3 +195,32 @@ Deno.test("readConfig() reads FLOTILLA_RELEASE_KEYS; a bad one is one line namin
   );
   assert.deepEqual(readConfig({}).releaseKeys, []);
 });
+
+Deno.test("readConfig() reads FLOTILLA_RELEASE_KEY_SETS as files; one line for each bad setting", async () => {
+  const key = new Uint8Array(32).fill(3).toBase64();
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/v2.keyset`;
+    await Deno.writeFile(path, new Uint8Array([1, 2, 3]));
+    assert.throws(
+      () => readConfig({ FLOTILLA_RELEASE_KEY_SETS: path }),
+      /^ConfigError: Invalid FLOTILLA_RELEASE_KEY_SETS: key sets follow from FLOTILLA_RELEASE_KEYS, which is not set$/,
+    );
+    assert.throws(
+      () =>
+        readConfig({
+          FLOTILLA_RELEASE_KEYS: key,
+          FLOTILLA_RELEASE_KEY_SETS: `${path}, ${dir}/missing`,
+        }),
+      /^ConfigError: Invalid FLOTILLA_RELEASE_KEY_SETS: ".*\/missing" cannot be read: /,
+    );
+    // Read here; whether they chain is checked at start (releaseKeyChain).
+    assert.deepEqual(
+      readConfig({ FLOTILLA_RELEASE_KEYS: key, FLOTILLA_RELEASE_KEY_SETS: path }).releaseKeySets,
+      [new Uint8Array([1, 2, 3])],
+    );
+    assert.deepEqual(readConfig({}).releaseKeySets, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -113,7 +113,8 @@ Deno.test("decodeManifest() rejects malformed bytes with a stable code", async (
   await t.step("trailing bytes, unknown format, too large", () => {
     assert.equal(code(new Uint8Array([...bytes, 0])), "trailing_bytes");
     const format = bytes.slice();
-    format[0] = 2;
+    // Format 2 is a signed rollback release ([SRUP-7.6]); 3 is the first unknown one.
+    format[0] = 3;
     assert.equal(code(format), "unknown_format");
     assert.equal(code(new Uint8Array(MAX_MANIFEST_BYTES + 1)), "too_large");
   });

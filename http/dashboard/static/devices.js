@@ -56,6 +56,24 @@ function Tags({ tags }) {
   );
 }
 
+/** [SRUP-11] The device's key changes, oldest first, as GET /v1/devices/{id} gives them. */
+function KeyRotations({ rotations }) {
+  if (!rotations || rotations.length === 0) return html`<span class="muted">none</span>`;
+  return html`
+    <ol id="key-rotations">
+      ${rotations.map((r) =>
+        html`
+          <li>
+            ${when(r.at)}: <span class="mono">${r.oldFingerprint}</span> →
+            <span class="mono">${r.newFingerprint}</span>
+            <span class="muted">(sequence ${r.sequence})</span>
+          </li>
+        `
+      )}
+    </ol>
+  `;
+}
+
 /** A digest's artifact name and version, from the artifacts the page loaded. */
 function useArtifactNames() {
   const artifacts = useApi("/v1/artifacts?limit=1000");
@@ -388,6 +406,11 @@ export function DevicePage({ id }) {
           "server key",
           html`<span id="server-key"><${ServerKey} fingerprint=${d.serverKey} server=${server} /></span>`,
         ],
+        [
+          "device key fingerprint",
+          html`<span class="mono" id="key-fingerprint">${d.keyFingerprint}</span>`,
+        ],
+        ["device key rotations", html`<${KeyRotations} rotations=${d.keyRotations} />`],
       ]} />
     </div>
     <${History} id=${d.id} byDigest=${artifacts.byDigest} />
