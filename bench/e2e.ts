@@ -1,32 +1,40 @@
 /**
  * End-to-end benchmark: full 4-stage rollouts (bench/e2e.yaml, no bake) over 1k, 10k and 100k live
- * simulated devices, with the orchestrator (`main.ts serve`) in its own process so its peak RSS
- * (VmHWM) is its own, and devices in workers of this process. Also times the crypto ceiling: the
- * Ed25519 work one device costs both sides, raw, on every core. Sizes: FLOTILLA_BENCH_E2E=1000,10000.
+ * simulated devices, with the orchestrator (`main.ts serve`) in its own process so its CPU time and
+ * peak RSS (VmHWM) are its own, and devices in workers of this process. Also times the crypto
+ * ceiling (the Ed25519 work one device costs both sides, raw, on every core) and the server's own
+ * Ed25519 work per device on its code path. Sizes: FLOTILLA_BENCH_E2E=1000,10000. With
+ * DATABASE_URL (a PostgreSQL server) each size runs on a fresh database there instead of PGlite.
  * The orchestrator gets the V8 flags `deno task start` gives it, or FLOTILLA_BENCH_SERVE_V8_FLAGS
  * instead (empty for V8's defaults); the device workers in this process keep V8's defaults.
+ * FLOTILLA_BENCH_SERVE_CPU_PROF=DIR writes the orchestrator's CPU profile there (bench/cpu_profile.ts
+ * summarises it).
  */
 import { parse as parseYaml } from "yaml";
-import { newToken, randomPrivateKey, signMessage, verifyMessage } from "../srup/mod.ts";
+import {
+  ACTIVATE_SUCCESS,
+  newToken,
+  randomPrivateKey,
+  signMessage,
+  UPDATE_SUCCESS,
+  verifyMessage,
+} from "../srup/mod.ts";
 import { defaultEd25519, type SrupMessage } from "../srup/mod.ts";
-import { NO_FAULTS, runLive } from "../sim/mod.ts";
+import { loadSimKeys, NO_FAULTS, runLive } from "../sim/mod.ts";
+import { type BenchOrchestrator, startOrchestrator, startTaskV8Flags } from "./orchestrator.ts";
+import { cpuMs, loadAverage, mb } from "./proc.ts";
 
 const sizes = (Deno.env.get("FLOTILLA_BENCH_E2E") ?? "1000,10000,100000").split(",").map(Number);
 const policy = parseYaml(await Deno.readTextFile(new URL("./e2e.yaml", import.meta.url)));
 const cores = navigator.hardwareConcurrency;
 const serveV8Flags = Deno.env.get("FLOTILLA_BENCH_SERVE_V8_FLAGS") ?? startTaskV8Flags();
-
-/** The `--v8-flags` value of deno.json's start task, so the benchmark runs what operators run. */
-function startTaskV8Flags(): string {
-  const config = JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url)));
-  const flag = (config.tasks.start as string).split(/\s+/).find((arg) =>
-    arg.startsWith("--v8-flags=")
-  );
-  return flag?.slice("--v8-flags=".length) ?? "";
-}
+const databaseUrl = Deno.env.get("DATABASE_URL") || undefined;
+const KEY_DIR = ".sim-cache/sim-keys";
 
 /** Devices per second the Ed25519 work alone allows: 4 signs and 4 verifies per device. */
-async function cryptoCeiling(): Promise<{ msPerDevice: number; devicesPerSecond: number }> {
+async function cryptoCeiling(): Promise<
+  { msPerDevice: number; devicesPerSecond: number; cpuMsPerDevice: number }
+> {
   const serverKey = randomPrivateKey();
   const deviceKey = randomPrivateKey();
   const ed = await defaultEd25519();
@@ -64,129 +72,203 @@ async function cryptoCeiling(): Promise<{ msPerDevice: number; devicesPerSecond:
   }
   for (let i = 0; i < 200; i++) await oneDevice();
   const n = 2000;
+  const cpu = cpuMs("self");
   const started = performance.now();
   for (let i = 0; i < n; i++) await oneDevice();
   const msPerDevice = (performance.now() - started) / n;
-  return { msPerDevice, devicesPerSecond: Math.round((1000 / msPerDevice) * cores) };
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-async function startOrchestrator() {
-  const dataDir = await Deno.makeTempDir({ prefix: "flotilla-bench-" });
-  const token = `bench-${crypto.randomUUID()}`;
-  const port = freePort();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-all",
-      ...(serveV8Flags ? [`--v8-flags=${serveV8Flags}`] : []),
-      new URL("../main.ts", import.meta.url).pathname,
-      "serve",
-    ],
-    env: {
-      FLOTILLA_DATA_DIR: dataDir,
-      FLOTILLA_ADMIN_TOKEN: token,
-      PORT: String(port),
-      FLOTILLA_MQTT_PORT: String(freePort()),
-    },
-    stdout: "null",
-    // Kept, so a run that dies says why (bench/out/serve-<n>.log).
-    stderr: "piped",
-  }).spawn();
-  await Deno.mkdir(new URL("./out/", import.meta.url), { recursive: true });
-  const log = await Deno.open(new URL(`./out/serve-${port}.log`, import.meta.url), {
-    write: true,
-    create: true,
-    truncate: true,
-  });
-  child.stderr.pipeTo(log.writable).catch(() => {});
-  const url = `http://127.0.0.1:${port}`;
-  const until = Date.now() + 60_000;
-  for (;;) {
-    try {
-      const response = await fetch(`${url}/v1/server`, {
-        headers: { authorization: `Bearer ${token}` },
-      });
-      await response.body?.cancel();
-      if (response.ok) break;
-    } catch {
-      // Not listening yet.
-    }
-    if (Date.now() > until) throw new Error("The orchestrator did not start within 60 s");
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  // CPU time too: on a loaded machine the wall time counts other processes' turns.
+  const cpuMsPerDevice = (cpuMs("self") - cpu) / n;
   return {
-    url,
-    token,
-    /** Peak resident set size of the orchestrator process, in bytes. */
-    async peakRss(): Promise<number> {
-      const status = await Deno.readTextFile(`/proc/${child.pid}/status`);
-      return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
-    },
-    async stop() {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Already gone: its status and log say how.
-      }
-      const status = await child.status;
-      if (status.code !== 0) {
-        console.error(`orchestrator exited with ${status.code} (log: bench/out/serve-${port}.log)`);
-      }
-      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
-    },
+    msPerDevice,
+    devicesPerSecond: Math.round((1000 / msPerDevice) * cores),
+    cpuMsPerDevice,
   };
+}
+
+/** One device as the server's side of the Ed25519 benchmark sees it. */
+interface ServedDevice {
+  token: Uint8Array;
+  target: Uint8Array;
+  publicKey: Uint8Array;
+  /** Its RESPONSE 0x00 and 0x10, signed. */
+  received: SrupMessage;
+  activated: SrupMessage;
+}
+
+/**
+ * The server's own Ed25519 work per device, on its code path (signMessage and verifyMessage with
+ * their key caches): sign INITIATE, verify RESPONSE 0x00, sign ACTIVATE, verify RESPONSE 0x10.
+ * Devices take turns over more keys than the 16,384-key cache holds, so each device's public key
+ * is imported once, as at fleet scale. The devices' signatures are made beforehand, untimed.
+ */
+async function serverEd25519(): Promise<{ msPerDevice: number; cpuMsPerDevice: number }> {
+  const warm = 2_000;
+  const timed = 18_000;
+  const keys = await loadSimKeys(KEY_DIR, warm + timed);
+  const serverKey = randomPrivateKey();
+  const digest = crypto.getRandomValues(new Uint8Array(32));
+  const url = "http://127.0.0.1:8080/v1/artifacts/" + "ab".repeat(32) + "/content";
+  const devices: ServedDevice[] = [];
+  for (let i = 0; i < warm + timed; i++) {
+    const seed = keys.seeds.subarray(i * 32, i * 32 + 32);
+    const token = newToken();
+    const reply = (sequence: bigint, status: number) =>
+      signMessage(
+        { type: "response", version: 2, sequence, token, status, signature: new Uint8Array() },
+        seed,
+      );
+    devices.push({
+      token,
+      target: crypto.getRandomValues(new Uint8Array(16)),
+      publicKey: keys.publicKeys.slice(i * 32, i * 32 + 32),
+      received: await reply(1n, UPDATE_SUCCESS),
+      activated: await reply(2n, ACTIVATE_SUCCESS),
+    });
+  }
+  async function serve(device: ServedDevice, sequence: bigint) {
+    const { token } = device;
+    await signMessage({
+      type: "initiate",
+      version: 2,
+      sequence,
+      target: device.target,
+      token,
+      url,
+      digest,
+      signature: new Uint8Array(),
+    }, serverKey);
+    if (!await verifyMessage(device.received, device.publicKey)) throw new Error("Verify failed");
+    await signMessage(
+      { type: "activate", version: 2, sequence: sequence + 1n, token, signature: new Uint8Array() },
+      serverKey,
+    );
+    if (!await verifyMessage(device.activated, device.publicKey)) throw new Error("Verify failed");
+  }
+  // The last devices first, so the timed ones start outside the key cache.
+  for (let i = warm + timed - 1; i >= timed; i--) await serve(devices[i]!, 1n);
+  const cpu = cpuMs("self");
+  const started = performance.now();
+  for (let i = 0; i < timed; i++) await serve(devices[i]!, 1n);
+  return {
+    msPerDevice: (performance.now() - started) / timed,
+    cpuMsPerDevice: (cpuMs("self") - cpu) / timed,
+  };
+}
+
+/** Sums what `after` adds to `before`, backend by backend (a backend new since counts whole). */
+function cpuSince(before: Map<number, number>, after: Map<number, number>): number {
+  let total = 0;
+  for (const [pid, ms] of after) total += ms - (before.get(pid) ?? 0);
+  return total;
+}
+
+function round(value: number, digits = 3): number {
+  const scale = 10 ** digits;
+  return Math.round(value * scale) / scale;
 }
 
 const ceiling = await cryptoCeiling();
 console.log(
   `crypto ceiling: ${ceiling.msPerDevice.toFixed(3)} ms of Ed25519 per device on one core ` +
-    `(4 signs, 4 verifies), ${ceiling.devicesPerSecond} devices/s on ${cores} cores`,
+    `(4 signs, 4 verifies), ${ceiling.devicesPerSecond} devices/s on ${cores} cores ` +
+    `(${ceiling.cpuMsPerDevice.toFixed(3)} ms of CPU per device)`,
+);
+const server = await serverEd25519();
+console.log(
+  `server's own Ed25519 work: ${server.cpuMsPerDevice.toFixed(3)} ms of CPU per device ` +
+    `(${server.msPerDevice.toFixed(3)} ms of wall time; 2 signs, 2 verifies, 1 key import)`,
 );
 const rows = [];
 for (const devices of sizes) {
-  const orchestrator = await startOrchestrator();
+  const loadBefore = loadAverage();
+  let orchestrator: BenchOrchestrator | undefined;
   try {
+    orchestrator = await startOrchestrator({
+      v8Flags: serveV8Flags,
+      databaseUrl,
+      cpuProfileDir: Deno.env.get("FLOTILLA_BENCH_SERVE_CPU_PROF") || undefined,
+    });
+    const serve = orchestrator;
+    // CPU is counted from the devices being connected (before the rollout is created) to the
+    // rollout's last poll: registration and connecting are left out, as from the rollout time.
+    let from = { serve: 0, devices: 0 };
+    let to = { serve: 0, devices: 0 };
+    let databaseFrom = Promise.resolve(new Map<number, number>());
     const summary = await runLive({
       policy,
       devices,
       seed: 1,
       faults: NO_FAULTS,
-      api: { url: orchestrator.url, token: orchestrator.token },
-      onStep: (line) => console.error(`  ${devices}: ${line}`),
+      keyDir: KEY_DIR,
+      api: { url: serve.url, token: serve.token },
+      onStep(line) {
+        console.error(`  ${devices}: ${line}`);
+        if (/ workers connected /.test(line)) {
+          from = { serve: serve.cpuMs(), devices: cpuMs("self") };
+          databaseFrom = serve.databaseCpuMs();
+        }
+      },
+      onProgress() {
+        to = { serve: serve.cpuMs(), devices: cpuMs("self") };
+      },
     });
-    const rss = await orchestrator.peakRss();
+    const databaseMs = cpuSince(await databaseFrom, await serve.databaseCpuMs());
+    const memory = serve.memory();
+    const activated = Math.max(1, summary.activated);
+    const serveMsPerDevice = (to.serve - from.serve) / activated;
     const row = {
       devices,
+      database: databaseUrl ? "postgresql" : "pglite",
       state: summary.state,
       activated: summary.activated,
       rolloutSeconds: summary.rolloutSeconds,
       devicesPerSecond: summary.devicesPerSecond,
       p50Ms: summary.latencyMs.p50,
       p99Ms: summary.latencyMs.p99,
-      orchestratorPeakRssMB: Math.round(rss / 1024 / 1024),
-      ratioToCeiling: Math.round((summary.devicesPerSecond / ceiling.devicesPerSecond) * 1000) /
-        1000,
+      orchestratorPeakRssMB: mb(memory.peak),
+      orchestratorRssAtEndMB: mb(memory.rss),
+      ratioToCeiling: round(summary.devicesPerSecond / ceiling.devicesPerSecond),
+      // The ceiling from CPU time rather than wall time: steadier when other processes share the
+      // cores, as the rollout's wall time is not.
+      ratioToCpuCeiling: round(
+        summary.devicesPerSecond / ((1000 / ceiling.cpuMsPerDevice) * cores),
+      ),
+      orchestratorCpuMsPerDevice: round(serveMsPerDevice),
+      serverEd25519CpuMsPerDevice: round(server.cpuMsPerDevice),
+      orchestratorCpuOverEd25519: round(serveMsPerDevice / server.cpuMsPerDevice, 2),
+      devicesCpuMsPerDevice: round((to.devices - from.devices) / activated),
+      databaseCpuMsPerDevice: databaseUrl ? round(databaseMs / activated) : null,
       registerSeconds: summary.registerSeconds,
       connectSeconds: summary.connectSeconds,
       connection: summary.connection,
       serveV8Flags,
+      loadAverage: { before: loadBefore, after: loadAverage() },
+    };
+    rows.push(row);
+    console.log(JSON.stringify(row));
+  } catch (error) {
+    // A refused size (a rollout that does not fit, say) is a row too: what the API answered.
+    const row = {
+      devices,
+      database: databaseUrl ? "postgresql" : "pglite",
+      state: "error",
+      error: (error as Error).message,
+      orchestratorPeakRssMB: orchestrator ? mb(orchestrator.memory().peak) : null,
+      serveV8Flags,
+      loadAverage: { before: loadBefore, after: loadAverage() },
     };
     rows.push(row);
     console.log(JSON.stringify(row));
   } finally {
-    await orchestrator.stop();
+    await orchestrator?.stop();
   }
 }
 await Deno.mkdir(new URL("./out", import.meta.url), { recursive: true });
 await Deno.writeTextFile(
   new URL("./out/e2e.json", import.meta.url),
-  JSON.stringify({ at: new Date().toISOString(), cores, ceiling, rows }, null, 2) + "\n",
+  JSON.stringify({ at: new Date().toISOString(), cores, ceiling, server, rows }, null, 2) + "\n",
 );
-console.table(rows);
+console.table(rows.map(({ loadAverage, serveV8Flags: _, ...row }) => ({
+  ...row,
+  load: loadAverage.before.join(" "),
+})));

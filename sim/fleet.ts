@@ -79,6 +79,8 @@ const SUBSCRIBE_BATCH = 500;
 
 /** A running fleet; see {@linkcode startFleet}. */
 export interface Fleet {
+  /** When connecting began and ended (epoch ms), after the agents were made. */
+  readonly connecting: { from: number; to: number };
   results(): FleetResults;
   close(): Promise<void>;
 }
@@ -219,6 +221,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     byTopic.set(device.agent.topic, device);
   }
 
+  const connectFrom = Date.now();
   try {
     if (options.gateway) {
       gateway = await connectMqtt(options.mqttUrl, {
@@ -248,7 +251,10 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     throw error;
   }
 
+  const connecting = { from: connectFrom, to: Date.now() };
+
   return {
+    connecting,
     results() {
       const rejected: Record<string, number> = {};
       for (const device of devices) {

@@ -14,6 +14,7 @@ Deno.test({
       onPresence: (clientId, up) => up ? online.add(clientId) : online.delete(clientId),
     });
     const ids = [crypto.randomUUID(), crypto.randomUUID()];
+    const before = Date.now();
     const fleet = await startFleet({
       ids,
       seeds: crypto.getRandomValues(new Uint8Array(64)),
@@ -32,6 +33,10 @@ Deno.test({
     });
     try {
       assert.deepEqual([...online].sort(), ids.map(deviceClientId).sort());
+      // The connecting span (bench/connections.ts reads it) lies within startFleet's own call.
+      assert.ok(before <= fleet.connecting.from);
+      assert.ok(fleet.connecting.from <= fleet.connecting.to);
+      assert.ok(fleet.connecting.to <= Date.now());
     } finally {
       await fleet.close();
       await broker.close();
