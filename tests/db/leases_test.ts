@@ -196,6 +196,9 @@ Deno.test({
 Deno.test({
   name: "endStuckSessions() ends a node's session that sits inside a transaction, and no other",
   ignore: TEST_DATABASE_URL === undefined,
+  // The ended session's client is not ended again: postgres.js would write to its closed socket.
+  sanitizeOps: false,
+  sanitizeResources: false,
   async fn() {
     const target = await createTestDatabase(TEST_DATABASE_URL!);
     const database = await openDatabase({ url: target.url });
@@ -223,7 +226,6 @@ Deno.test({
       await other`rollback`;
       other.release();
     } finally {
-      await frozen.end({ timeout: 1 });
       await bystander.end({ timeout: 1 });
       await database.close();
       await target.drop();
