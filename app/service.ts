@@ -7,6 +7,7 @@ import { MetricsRegistry } from "../obs/metrics.ts";
 import { streamedEvent } from "../http/routes/events.ts";
 import { sql } from "drizzle-orm";
 import {
+  ConflictError,
   countRolloutsByState,
   createApiToken,
   type Database,
@@ -573,9 +574,11 @@ function hostForUrl(host: string): string {
 
 /**
  * Makes sure an admin can log in: FLOTILLA_ADMIN_TOKEN, or a token made on the first start. A
- * variable naming a revoked token is said so, not revived: whoever revoked it meant it.
+ * variable naming a revoked token is said so, not revived: whoever revoked it meant it. Nodes of a
+ * cluster start together on one database with the same settings: the node that loses the race to
+ * record the token (or to make the first one) finds it made, rather than failing to start.
  */
-async function bootstrapAdmin(
+export async function bootstrapAdmin(
   db: Db,
   fromEnv: string | undefined,
   log: (line: string) => void,
@@ -596,12 +599,25 @@ async function bootstrapAdmin(
     }
     if (existing) return undefined;
     // The variable changed: the token it named before stops working.
-    await replaceApiToken(db, { name: ADMIN_FROM_ENV, role: "admin", plaintext: fromEnv });
+    try {
+      await replaceApiToken(db, { name: ADMIN_FROM_ENV, role: "admin", plaintext: fromEnv });
+    } catch (error) {
+      // Another node recorded the same token first: it logs in as it should.
+      if (!(error instanceof ConflictError)) throw error;
+      const made = await findApiToken(db, fromEnv);
+      if (made?.role !== "admin") throw error;
+    }
     return undefined;
   }
   const live = (await listApiTokens(db)).filter((token) => !token.revokedAt);
   if (live.length > 0) return undefined;
-  return (await createApiToken(db, { name: "admin", role: "admin" })).plaintext;
+  try {
+    return (await createApiToken(db, { name: "admin", role: "admin" })).plaintext;
+  } catch (error) {
+    // Another node made the first admin token at the same moment and printed it.
+    if (error instanceof ConflictError) return undefined;
+    throw error;
+  }
 }
 
 function registerMetrics(
