@@ -1,5 +1,6 @@
 /** The embedded MQTT broker: aedes in-process, listening on loopback. */
 import { Aedes } from "aedes";
+import { Buffer } from "node:buffer";
 import { Duplex } from "node:stream";
 
 /** The broker's port when none is configured: MQTT's registered port. */
@@ -128,16 +129,75 @@ export async function startEmbeddedBroker(
   };
 }
 
+/**
+ * Bytes read from a connection at a time. MQTT packets are small; a read that is pending holds its
+ * buffer, so with thousands of idle devices this is most of a connection's memory (web streams
+ * read 64 KiB at a time).
+ */
+const READ_BUFFER_BYTES = 4096;
+
 /** A Deno connection as the node stream aedes reads and writes. */
 function toDuplex(conn: Deno.Conn): Duplex {
-  // Deno's web streams and @types/node's are the same classes at run time, not in type-checking.
-  const stream = Duplex.fromWeb({
-    readable: conn.readable as unknown as Parameters<typeof Duplex.fromWeb>[0]["readable"],
-    writable: conn.writable as unknown as Parameters<typeof Duplex.fromWeb>[0]["writable"],
-  });
+  const stream = new ConnStream(conn);
   stream.on("error", () => {});
-  stream.once("close", () => closeQuietly(conn));
   return stream;
+}
+
+class ConnStream extends Duplex {
+  #conn: Deno.Conn;
+  #reading = false;
+  #buffer = new Uint8Array(READ_BUFFER_BYTES);
+
+  constructor(conn: Deno.Conn) {
+    super();
+    this.#conn = conn;
+  }
+
+  override _read(): void {
+    if (this.#reading) return;
+    this.#reading = true;
+    this.#readLoop();
+  }
+
+  async #readLoop(): Promise<void> {
+    try {
+      while (!this.destroyed) {
+        const n = await this.#conn.read(this.#buffer);
+        if (n === null) {
+          this.push(null);
+          return;
+        }
+        if (!this.push(Buffer.from(this.#buffer.subarray(0, n)))) {
+          this.#reading = false;
+          return;
+        }
+      }
+    } catch (error) {
+      this.destroy(error as Error);
+    }
+  }
+
+  override _write(
+    chunk: Uint8Array,
+    _encoding: string,
+    callback: (error?: Error | null) => void,
+  ): void {
+    writeAll(this.#conn, chunk).then(() => callback(), callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    (this.#conn as Deno.TcpConn).closeWrite().then(() => callback(), () => callback());
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    closeQuietly(this.#conn);
+    callback(error);
+  }
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) written += await conn.write(bytes.subarray(written));
 }
 
 function closeQuietly(conn: Deno.Conn) {
