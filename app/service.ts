@@ -1,5 +1,5 @@
 /** The orchestrator service: database, broker, MQTT link, engine, HTTP API, wired and started. */
-import { createApp, type ReadyReport, readyResponse } from "../http/app.ts";
+import { type ClusterView, createApp, type ReadyReport, readyResponse } from "../http/app.ts";
 import { type ArtifactStore, DirArtifactStore } from "../http/artifact_store.ts";
 import { DbArtifactStore } from "../http/db_artifact_store.ts";
 import { EventHub } from "../obs/event_hub.ts";
@@ -17,7 +17,9 @@ import {
   GroupCommitWriter,
   isUnavailable,
   listApiTokens,
+  listNodes,
   Maintenance,
+  nodeApplicationName,
   openDatabase,
   replaceApiToken,
   resetPresence,
@@ -39,6 +41,7 @@ import { wallClock } from "../io/clock.ts";
 import { ConfigError, type ServiceConfig } from "../orchestrator/config.ts";
 import { type HeapUsage, v8HeapUsage } from "../orchestrator/heap_budget.ts";
 import { Orchestrator } from "../orchestrator/orchestrator.ts";
+import { Cluster } from "../orchestrator/cluster.ts";
 import { PolicyRegistry } from "../orchestrator/policy_registry.ts";
 import { StoredSequenceTracker } from "../orchestrator/sequence_tracker.ts";
 import {
@@ -67,7 +70,11 @@ export interface Service {
   orchestrator: Orchestrator;
   /** The HTTP app, for in-process requests (`app.request()`). */
   app: ReturnType<typeof createApp>;
-  /** Shuts down gracefully; idempotent. */
+  /** This node's id (FLOTILLA_NODE_ID). */
+  nodeId: string;
+  /** Cluster mode (PostgreSQL): leases, fencing and takeover; undefined on embedded PGlite. */
+  cluster?: Cluster;
+  /** Shuts down gracefully (releasing its leases); idempotent. */
   close(): Promise<void>;
 }
 
@@ -86,6 +93,8 @@ export interface StartOptions {
 }
 
 const ADMIN_FROM_ENV = "admin-env";
+// GET /v1/cluster lists the nodes heard from within this long (a stopped node drops off).
+const CLUSTER_NODES_WITHIN_MS = 60_000;
 // [SRUP-10] server_state key of the server id, stored when the first key rotation begins.
 const SERVER_ID_KEY = "server_id";
 // A waiting line is printed once the database or broker has not answered for this long.
@@ -146,11 +155,17 @@ export async function startService(
     const hub = new EventHub();
     cleanup.push(() => hub.closeAll());
     const dbLatency = new LatencyHistogram();
+    // On PostgreSQL a node is one of a cluster (maybe of one): see docs/cluster.md.
+    const clustered = config.databaseUrl !== undefined;
+    let cluster: Cluster | undefined;
     const writer = new GroupCommitWriter(db, {
       onCommit: (info) => dbLatency.observe(info.ms),
       onEvents: (events) => {
         for (const event of events) hub.publish(streamedEvent(event));
+        // The other nodes' streams show them too (docs/cluster.md).
+        cluster?.announce(events.map((event) => event.id));
       },
+      onFenced: (rolloutId, fence) => cluster?.fenced(rolloutId, fence.epoch),
       onError: (error, size, retryInMs) =>
         log(
           retryInMs === undefined
@@ -218,8 +233,10 @@ export async function startService(
     let connection;
     try {
       connection = await connectMqtt(broker.url, {
-        clientId: `flotilla-${serverId}`,
-        clean: false,
+        // Every node signs as the one server, but each is its own client with a clean session:
+        // a durable member's share of RESPONSEs would wait for it while it is down.
+        clientId: clustered ? `flotilla-${serverId}-${config.nodeId}` : `flotilla-${serverId}`,
+        clean: clustered,
         protocolVersion: config.mqttProtocolVersion,
         caFile: config.mqttCa,
         certFile: config.mqttCert,
@@ -234,7 +251,32 @@ export async function startService(
     cleanup.push(() => connection.close());
 
     const tracker = new StoredSequenceTracker(db, writer);
+    const ids = sequenceStore(db);
+    // A cluster's nodes share one mark: each reservation is one atomic statement.
+    const sequence = createSequenceAllocator(
+      clustered ? { load: ids.load, persist: ids.persist, reserve: ids.reserve } : ids,
+    );
+    if (clustered) {
+      cluster = new Cluster({
+        db,
+        node: config.nodeId,
+        ttlMs: config.leaseTtlMs,
+        sequence,
+        log,
+        listenUrl: config.databaseUrl,
+        onEvents: (events) => {
+          for (const event of events) hub.publish(streamedEvent(event));
+        },
+      });
+      const own = cluster;
+      // Runs after the orchestrator stopped its runners: their last writes land, then the leases go.
+      cleanup.push(async () => {
+        await writer.flush();
+        await own.close(true);
+      });
+    }
     const orchestrator = new Orchestrator({
+      cluster,
       db,
       writer,
       tracker,
@@ -257,7 +299,9 @@ export async function startService(
       privateKey: key.privateKey,
       signingKey: (id) => keys.signingKey(id),
       serverId,
-      sequence: createSequenceAllocator(sequenceStore(db)),
+      sequence,
+      // Every node hears every RESPONSE and handles those of the rollouts it owns.
+      shared: clustered ? false : undefined,
       deviceKey: (id) => orchestrator.deviceKey(id),
       onResponse: (id, message) => orchestrator.handleResponse(id, message),
       onDeviceKey: (id, message) => deviceKeys.handle(id, message),
@@ -270,10 +314,32 @@ export async function startService(
     cleanup.push(() => link.close());
     orchestrator.attach(link);
     const resumed = await orchestrator.recover();
+    if (cluster) {
+      await cluster.start({
+        restore: (row) => orchestrator.restore(row),
+        lost: (id) => orchestrator.lost(id),
+        // Applied here, never forwarded on: the sender looked up this node as the owner.
+        command: (id, command, actor) =>
+          orchestrator.command(id, command, actor, { forward: false }),
+        forget: (device) => orchestrator.forgetDevice(device, false),
+      });
+      const own = cluster;
+      // Stops claiming first on shutdown, so nothing is taken over while runners stop.
+      cleanup.push(() => own.close(false));
+    }
     starting.recovery = "ok";
 
     const metrics = new MetricsRegistry();
-    registerMetrics(metrics, { db, orchestrator, link, connection, dbLatency, writer, hub });
+    registerMetrics(metrics, {
+      db,
+      orchestrator,
+      link,
+      connection,
+      dbLatency,
+      writer,
+      hub,
+      cluster,
+    });
     metrics.collect(
       "flotilla_accept_errors_total",
       "counter",
@@ -283,6 +349,34 @@ export async function startService(
         acceptErrors.counts.http,
       ]],
     );
+    const startedAt = new Date().toISOString();
+    const clusterView = async (): Promise<ClusterView> => {
+      if (!cluster) {
+        return {
+          node: config.nodeId,
+          mode: "single",
+          leaseTtlMs: null,
+          nodes: [{
+            id: config.nodeId,
+            startedAt,
+            heartbeatAt: new Date().toISOString(),
+            rollouts: orchestrator.activeRollouts(),
+          }],
+        };
+      }
+      const nodes = await listNodes(db, CLUSTER_NODES_WITHIN_MS);
+      return {
+        node: config.nodeId,
+        mode: "cluster",
+        leaseTtlMs: config.leaseTtlMs,
+        nodes: nodes.map((node) => ({
+          id: node.id,
+          startedAt: node.startedAt.toISOString(),
+          heartbeatAt: node.heartbeatAt.toISOString(),
+          rollouts: node.rollouts,
+        })),
+      };
+    };
 
     const app = createApp({
       db,
@@ -317,6 +411,7 @@ export async function startService(
       maxJsonBytes: config.maxJsonBytes,
       uploadIdleTimeoutMs: config.uploadIdleTimeoutMs,
       presence: config.mqttUrl ? undefined : (deviceId) => connected.has(deviceId),
+      cluster: clusterView,
       ready: async () => ({
         database: writer.unavailable ?? await pingDatabase(db),
         mqtt: connection.connected ? "ok" : `disconnected from broker at ${brokerUrl}`,
@@ -343,6 +438,8 @@ export async function startService(
       policies,
       orchestrator,
       app,
+      nodeId: config.nodeId,
+      cluster,
       close,
     };
   } catch (error) {
@@ -490,7 +587,13 @@ async function openWithRetry(
   for (;;) {
     options.signal?.throwIfAborted();
     try {
-      return await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+      return await openDatabase({
+        url: config.databaseUrl,
+        dataDir: config.dataDir,
+        // A node frozen mid-commit must not keep a rollout's row locked past its lease.
+        idleInTransactionMs: config.databaseUrl ? config.leaseTtlMs : undefined,
+        applicationName: config.databaseUrl ? nodeApplicationName(config.nodeId) : undefined,
+      });
     } catch (error) {
       if (!isUnavailable(error)) throw error;
       const cause = describeDatabaseError(error);
@@ -596,6 +699,7 @@ function registerMetrics(
     db: Parameters<typeof countRolloutsByState>[0];
     orchestrator: Orchestrator;
     link: {
+      withheld: number;
       rejections: { toJSON(): Record<string, number | undefined> };
       stalled: boolean;
       silentTimeouts: number;
@@ -604,8 +708,48 @@ function registerMetrics(
     dbLatency: LatencyHistogram;
     writer: GroupCommitWriter;
     hub: EventHub;
+    cluster: Cluster | undefined;
   },
 ): void {
+  const { cluster } = parts;
+  if (cluster) {
+    metrics.collect(
+      "flotilla_cluster_leases",
+      "gauge",
+      "Rollout leases this node holds",
+      () => [[{ node: cluster.node }, cluster.leases]],
+    );
+    metrics.collect(
+      "flotilla_cluster_takeovers_total",
+      "counter",
+      "Rollouts this node claimed after another node's lease expired",
+      () => [[{ node: cluster.node }, cluster.takeovers]],
+    );
+    metrics.collect(
+      "flotilla_cluster_leases_lost_total",
+      "counter",
+      "Leases this node found taken over by another node (it stopped driving those rollouts)",
+      () => [[{ node: cluster.node }, cluster.lostLeases]],
+    );
+    metrics.collect(
+      "flotilla_cluster_fenced_writes_total",
+      "counter",
+      "State writes refused because this node no longer held the rollout's lease at their epoch",
+      () => [[{ node: cluster.node }, parts.writer.fencedWrites]],
+    );
+    metrics.collect(
+      "flotilla_cluster_frames_withheld_total",
+      "counter",
+      "Frames not published because the rollout's lease may have lapsed by this node's clock",
+      () => [[{ node: cluster.node }, parts.link.withheld]],
+    );
+    metrics.collect(
+      "flotilla_cluster_responses_ignored_total",
+      "counter",
+      "RESPONSEs for devices of rollouts another node owns (every node hears every RESPONSE)",
+      () => [[{ node: cluster.node }, parts.orchestrator.ignoredResponses]],
+    );
+  }
   metrics.collect(
     "flotilla_rollouts",
     "gauge",

@@ -1,4 +1,4 @@
-/** `ctl server`, `health`, `me`, `states`, `policy ...` and `token ...`: the service and access to it. */
+/** `ctl server`, `health`, `cluster`, `me`, `states`, `policy ...` and `token ...`: the service and access to it. */
 import { answer, reach } from "./api.ts";
 import { UsageError } from "./args.ts";
 import { type CtlCommand, need, type Row, showPage, str } from "./ctl_command.ts";
@@ -78,6 +78,27 @@ export const SERVICE_COMMANDS: CtlCommand[] = [
         throw new Error(`The orchestrator is not ready: ${response.status} ${ready}`);
       }
       return { live, ready: JSON.parse(ready) };
+    },
+  },
+  {
+    name: "cluster",
+    usage: "",
+    summary: "the nodes sharing the database: heartbeats and the rollouts each owns",
+    run: (api) => answer(api, api.client.v1.cluster.$get()),
+    show(value) {
+      const v = value as { node: string; mode: string; leaseTtlMs: number | null; nodes: Row[] };
+      const head = `node ${v.node} (${v.mode}${
+        v.leaseTtlMs === null ? "" : `, lease ${v.leaseTtlMs} ms`
+      })`;
+      return `${head}
+${
+        table(v.nodes, [
+          ["NODE", (n) => n.id],
+          ["STARTED", (n) => n.startedAt],
+          ["HEARTBEAT", (n) => n.heartbeatAt],
+          ["ROLLOUTS", (n) => n.rollouts],
+        ])
+      }`;
     },
   },
   {

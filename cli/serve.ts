@@ -28,6 +28,8 @@ Runs the orchestrator. Settings come from the environment:
   FLOTILLA_ARTIFACT_DIR  directory of uploaded files                      default <data>/artifacts
   FLOTILLA_MAX_ARTIFACT_BYTES, FLOTILLA_MAX_JSON_BYTES   body caps   default 1 GiB, 64 MiB
   FLOTILLA_UPLOAD_IDLE_TIMEOUT_MS   408 for a body that sends nothing this long   default 30000
+  FLOTILLA_NODE_ID       this node's id in a cluster (needs DATABASE_URL)  default n1
+  FLOTILLA_LEASE_TTL_MS  how long a node's rollout lease lasts unrenewed   default 10000
   FLOTILLA_LOG_MQTT=1    log MQTT events (frame.rejected, at most one a second per reason
                          and a summary; reconnects) as JSON lines`;
 
@@ -57,6 +59,9 @@ export async function run(args: string[]): Promise<number> {
     `  data       ${service.dataDir}`,
     `  database   ${service.database}`,
     `  server id  ${service.serverId}`,
+    `  node       ${service.nodeId}${
+      service.cluster ? `  (cluster: lease ${service.cluster.ttlMs} ms)` : "  (single node)"
+    }`,
     `  public key ${service.publicKey}`,
     `  policies   ${
       service.policies.list().map((p) => p.policy.name).join(", ") ||

@@ -14,6 +14,7 @@ import { appendEvents, type Event, type NewEvent } from "./events.ts";
 import { type DeviceUpdate, updateDevices } from "./devices.ts";
 import { type RolloutPatch, updateRollout } from "./rollouts.ts";
 import { type RolloutDeviceRow, upsertRolloutDevices } from "./rollout_devices.ts";
+import { type Fence, holdsFence } from "./leases.ts";
 
 /** One write the engine queues. */
 export type WriteOp =
@@ -58,6 +59,11 @@ export interface GroupCommitOptions {
   closeGraceMs?: number;
   /** Told of each committed batch, for metrics. */
   onCommit?: (info: CommitInfo) => void;
+  /**
+   * Told when a rollout's writes were refused because `fence` no longer owns it (another node
+   * claimed it): the caller stops driving that rollout at once.
+   */
+  onFenced?: (rolloutId: string, fence: Fence, writes: number) => void;
   /** Told of each committed batch's events with their ids, in order, e.g. to stream them. */
   onEvents?: (events: Event[]) => void;
   /**
@@ -69,6 +75,8 @@ export interface GroupCommitOptions {
 
 interface Entry {
   op: WriteOp;
+  /** The lease this write is conditional on (cluster mode); none for a write of no rollout. */
+  fence?: Fence;
   resolve: () => void;
   reject: (error: unknown) => void;
   settled: Promise<unknown>;
@@ -79,6 +87,18 @@ interface Outcome {
   committed: Entry[];
   refused: [Entry[], unknown][];
   events: Event[];
+  /** Groups refused by their fence: the rollout lost to another node. */
+  fenced: Entry[][];
+}
+
+/** A write refused because its node no longer holds the rollout's lease at that epoch. */
+export class FencedWriteError extends Error {
+  constructor(rolloutId: string, fence: Fence) {
+    super(
+      `Cannot write rollout "${rolloutId}": node "${fence.node}" no longer holds its lease at epoch ${fence.epoch}`,
+    );
+    this.name = "FencedWriteError";
+  }
 }
 
 /** Queues writes and commits them in batches; see the module comment. */
@@ -91,6 +111,8 @@ export class GroupCommitWriter {
   #closeGraceMs: number;
   #onCommit?: (info: CommitInfo) => void;
   #onEvents?: (events: Event[]) => void;
+  #onFenced?: (rolloutId: string, fence: Fence, writes: number) => void;
+  #fencedWrites = 0;
   #onError: (error: unknown, size: number, retryInMs: number | undefined) => void;
   #queue: Entry[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -123,7 +145,13 @@ export class GroupCommitWriter {
     }
     this.#onCommit = options.onCommit;
     this.#onEvents = options.onEvents;
+    this.#onFenced = options.onFenced;
     this.#onError = options.onError ?? logFailure;
+  }
+
+  /** Writes refused by their fence since the writer started: a lost lease's stale writes. */
+  get fencedWrites(): number {
+    return this.#fencedWrites;
   }
 
   /** Writes waiting for a batch, not counting one being committed. */
@@ -146,7 +174,7 @@ export class GroupCommitWriter {
    * (or the writer closed while the database was unavailable). Handle the rejection even when not
    * awaiting: an unhandled one ends the process.
    */
-  enqueue(op: WriteOp): Promise<void> {
+  enqueue(op: WriteOp, options: { fence?: Fence } = {}): Promise<void> {
     if (this.#closed) {
       return Promise.reject(new Error("Cannot enqueue write: the writer is closed"));
     }
@@ -155,7 +183,13 @@ export class GroupCommitWriter {
       op = { kind: "event", event: { ...op.event, at: new Date() } };
     }
     const { promise, resolve, reject } = Promise.withResolvers<void>();
-    this.#queue.push({ op, resolve, reject, settled: promise.catch(() => {}) });
+    this.#queue.push({
+      op,
+      fence: options.fence,
+      resolve,
+      reject,
+      settled: promise.catch(() => {}),
+    });
     // While a batch waits for its retry, new writes queue behind it.
     if (this.#retryTimer !== undefined) return promise;
     if (this.#queue.length >= this.#maxOps) this.#start();
@@ -237,6 +271,14 @@ export class GroupCommitWriter {
       this.#onError(error, entries.length, undefined);
       for (const entry of entries) entry.reject(error);
     }
+    for (const entries of outcome.fenced) {
+      const { fence } = entries[0]!;
+      const rolloutId = rolloutOf(entries[0]!.op)!;
+      const error = new FencedWriteError(rolloutId, fence!);
+      this.#fencedWrites += entries.length;
+      for (const entry of entries) entry.reject(error);
+      this.#onFenced?.(rolloutId, fence!, entries.length);
+    }
     if (outcome.events.length > 0) {
       try {
         this.#onEvents?.(outcome.events);
@@ -304,16 +346,31 @@ async function applyBatch(tx: Db, batch: Entry[]): Promise<Outcome> {
   const groups = new Map<string, Entry[]>();
   const shared: Entry[] = [];
   for (const entry of batch) {
-    const key = rolloutOf(entry.op);
+    const rollout = rolloutOf(entry.op);
+    // A rollout's fenced and unfenced writes (an operator's event) are apart: one may be refused.
+    const key = rollout === null ? null : `${rollout}/${entry.fence?.epoch ?? ""}`;
     const group = key === null ? shared : groups.get(key);
     if (group) group.push(entry);
     else groups.set(key!, [entry]);
   }
+  const outcome: Outcome = { committed: [], refused: [], events: [], fenced: [] };
+  // Each fenced group first locks its rollout's row at its epoch (see holdsFence); a group whose
+  // fence fails writes nothing, and the check itself changed nothing, so no savepoint is needed.
+  for (const [key, entries] of groups) {
+    const { fence } = entries[0]!;
+    if (fence && !await holdsFence(tx, rolloutOf(entries[0]!.op)!, fence)) {
+      outcome.fenced.push(entries);
+      groups.delete(key);
+    }
+  }
   // One rollout (the common case): nothing to isolate it from, so no savepoint to pay for.
   if (groups.size <= 1) {
-    return { committed: batch, refused: [], events: await applyWrites(tx, batch.map((e) => e.op)) };
+    const refused = new Set(outcome.fenced.flat());
+    const rest = refused.size === 0 ? batch : batch.filter((entry) => !refused.has(entry));
+    outcome.events = await applyWrites(tx, rest.map((e) => e.op));
+    outcome.committed = rest;
+    return outcome;
   }
-  const outcome: Outcome = { committed: [], refused: [], events: [] };
   for (const entries of groups.values()) {
     try {
       const events = await tx.transaction((savepoint) =>

@@ -101,6 +101,8 @@ const UNAVAILABLE_CODES = new Set([
   "CONNECTION_ENDED",
   "CONNECTION_DESTROYED",
   "CONNECT_TIMEOUT",
+  // idle_in_transaction_session_timeout ended the session (a node frozen mid-commit): retried.
+  "25P03",
 ]);
 
 /**

@@ -1,5 +1,5 @@
 /** Events: the audit log of every transition and operator action, read back for SSE catch-up. */
-import { and, asc, desc, eq, gt, lt, type SQL, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, lt, type SQL, sql } from "drizzle-orm";
 import type { Db } from "./open.ts";
 import { guard } from "./errors.ts";
 import { type Page, pageLimit, rowsOf } from "./page.ts";
@@ -98,4 +98,13 @@ export async function listEventHistory(
   );
   const items = rows.slice(0, limit);
   return { items, nextCursor: rows.length > limit ? items.at(-1)!.id : null };
+}
+
+/** The events with these ids, in id order (those that exist). */
+export async function loadEvents(db: Db, ids: readonly number[]): Promise<Event[]> {
+  if (ids.length === 0) return [];
+  return await guard(
+    db.select().from(events).where(inArray(events.id, [...ids])).orderBy(asc(events.id)),
+    "Cannot load events",
+  );
 }

@@ -114,7 +114,8 @@ export {
   type ListEventsOptions,
   type NewEvent,
 } from "./events.ts";
-export { type EventHistoryOptions, listEventHistory } from "./events.ts";
+export { type EventHistoryOptions, listEventHistory, loadEvents } from "./events.ts";
+export { listenChannel, MAX_NOTIFY_BYTES, type NotifyChannel } from "./notify.ts";
 export {
   type ApiToken,
   createApiToken,
@@ -139,7 +140,24 @@ export {
 } from "./server_state.ts";
 export {
   type CommitInfo,
+  FencedWriteError,
   type GroupCommitOptions,
   GroupCommitWriter,
   type WriteOp,
 } from "./batcher.ts";
+export {
+  type Claimable,
+  type ClaimOptions,
+  claimRollout,
+  type ClusterNode,
+  endStuckSessions,
+  type Fence,
+  heartbeat,
+  type HeldLease,
+  holdsFence,
+  listClaimable,
+  listNodes,
+  nodeApplicationName,
+  releaseLeases,
+  renewLeases,
+} from "./leases.ts";

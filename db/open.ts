@@ -23,6 +23,13 @@ export interface OpenDatabaseOptions {
   memory?: boolean;
   /** Connections in the PostgreSQL pool. */
   maxConnections?: number;
+  /**
+   * PostgreSQL ends a session whose transaction sits idle this long, releasing its locks: a
+   * cluster node frozen mid-commit then holds no rollout row past its lease. Default: none.
+   */
+  idleInTransactionMs?: number;
+  /** PostgreSQL's application_name for the connections, as pg_stat_activity shows them. */
+  applicationName?: string;
 }
 
 /** An open database with its migrations applied. */
@@ -33,6 +40,9 @@ export interface Database {
   readonly location: string;
   close(): Promise<void>;
 }
+
+// Any constant (not the rollout-creation one): the key of the lock that serializes migrations.
+const MIGRATE_LOCK = 0x666c6d67;
 
 const MIGRATIONS = fileURLToPath(new URL("./migrations", import.meta.url));
 
@@ -98,10 +108,29 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     connect_timeout: 5,
     // Migrations re-run "create schema if not exists" and the like; those notices are noise.
     onnotice: () => {},
+    connection: {
+      ...(options.applicationName === undefined
+        ? {}
+        : { application_name: options.applicationName }),
+      ...(options.idleInTransactionMs === undefined ? {} : {
+        idle_in_transaction_session_timeout: Math.round(options.idleInTransactionMs),
+      }),
+    },
   });
   const db = drizzlePostgres({ client, schema, casing: "snake_case" });
   try {
-    await migratePostgres(db, { migrationsFolder: MIGRATIONS });
+    // Cluster nodes starting together migrate one at a time: a session lock on one connection.
+    const session = await client.reserve();
+    try {
+      await session`select pg_advisory_lock(${MIGRATE_LOCK})`;
+      try {
+        await migratePostgres(db, { migrationsFolder: MIGRATIONS });
+      } finally {
+        await session`select pg_advisory_unlock(${MIGRATE_LOCK})`;
+      }
+    } finally {
+      session.release();
+    }
   } catch (error) {
     await client.end({ timeout: 1 });
     throw new Error(`Cannot open database "${location}": ${messageOf(error)}`, { cause: error });

@@ -50,6 +50,8 @@ export interface NewRollout {
   snapshot?: unknown;
   /** An artifact to record in the same transaction, so a refused rollout leaves none behind. */
   registerArtifact?: NewArtifact;
+  /** Cluster mode: the node that creates it holds its first lease (epoch 1) for `ttlMs`. */
+  lease?: { node: string; ttlMs: number };
 }
 
 /** Fields of a rollout the engine and operators change. */
@@ -87,7 +89,14 @@ export async function createRollout(db: Db, rollout: NewRollout): Promise<Rollou
     if (seen.has(id)) throw new InvalidDataError(`${context}: device "${id}" is listed twice`);
     seen.add(id);
   }
-  const { deviceIds, registerArtifact, ...fields } = rollout;
+  const { deviceIds, registerArtifact, lease, ...fields } = rollout;
+  const owned = lease
+    ? {
+      owner: lease.node,
+      leaseEpoch: 1,
+      leaseExpiresAt: sql`now() + ${Math.round(lease.ttlMs)} * interval '1 millisecond'`,
+    }
+    : {};
   const id = rollout.id ?? uuidv7();
   // One JSON parameter instead of one per device: 100,000 targets stay a single statement.
   const ids = JSON.stringify(deviceIds);
@@ -96,7 +105,7 @@ export async function createRollout(db: Db, rollout: NewRollout): Promise<Rollou
       // Creations are serialized, so two at once cannot both take the same idle device.
       await tx.execute(sql`select pg_advisory_xact_lock(${CREATE_LOCK})`);
       const [row] = await tx.insert(rollouts)
-        .values({ ...fields, id, deviceCount: deviceIds.length })
+        .values({ ...fields, ...owned, id, deviceCount: deviceIds.length })
         .returning();
       const missing = await tx.execute<{ id: string }>(sql`
         select t.id from json_array_elements_text(${ids}::json) as t(id)

@@ -191,6 +191,12 @@ export const rollouts = pgTable("rollouts", {
   haltDevice: uuid(),
   /** The engine's rollout-level state, for crash recovery. */
   snapshot: jsonb().$type<unknown>(),
+  /** The cluster node whose lease drives it (PostgreSQL only); null when no node holds one. */
+  owner: text(),
+  /** Grows on every claim: the owner's state writes are conditional on it (fencing). */
+  leaseEpoch: bigint({ mode: "number" }).notNull().default(0),
+  /** When the owner's lease ends, by the database's clock; a node may claim it after. */
+  leaseExpiresAt: timestamp({ withTimezone: true }),
   createdAt: createdAt(),
   updatedAt: createdAt(),
 }, (t) => [
@@ -277,6 +283,15 @@ export const apiTokens = pgTable("api_tokens", {
   check("api_tokens_role_known", oneOf("role", TOKEN_ROLES)),
   check("api_tokens_hash_hex", sha256Hex("hash")),
 ]);
+
+/** The cluster's nodes: each heartbeats while it runs (PostgreSQL only). */
+export const nodes = pgTable("nodes", {
+  /** FLOTILLA_NODE_ID. */
+  id: text().primaryKey(),
+  /** When this node id last started, by the database's clock. */
+  startedAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+  heartbeatAt: timestamp({ withTimezone: true }).notNull().defaultNow(),
+});
 
 /** Small server-wide values, such as the sequence high-water mark. */
 export const serverState = pgTable("server_state", {

@@ -28,6 +28,8 @@ export interface SequenceStore {
   load(): Promise<bigint>;
   /** Durably records that ids up to `reservedUpTo` are reserved; never moves back. */
   persist(reservedUpTo: bigint): Promise<void>;
+  /** Raises the mark by `block` in one statement and returns the new mark (cluster nodes). */
+  reserve(block: bigint): Promise<bigint>;
 }
 
 /** Options for {@linkcode sequenceStore}. */
@@ -40,6 +42,22 @@ export interface SequenceStoreOptions {
 export function sequenceStore(db: Db, options: SequenceStoreOptions = {}): SequenceStore {
   const key = options.key ?? "server_sequence";
   return {
+    async reserve(block) {
+      // One statement: concurrent nodes' reservations serialize on the row, none overlaps another.
+      const rows = await guard(
+        db.insert(serverState).values({ key, value: block.toString() })
+          .onConflictDoUpdate({
+            target: serverState.key,
+            set: {
+              value: sql`(${serverState.value}::numeric + ${block.toString()}::numeric)::text`,
+              updatedAt: sql`now()`,
+            },
+          })
+          .returning({ value: serverState.value }),
+        "Cannot reserve sequence ids",
+      );
+      return BigInt(rows[0]!.value);
+    },
     async load() {
       const value = await getServerState(db, key);
       return value === undefined ? 0n : BigInt(value);

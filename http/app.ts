@@ -23,11 +23,13 @@ import { rolloutsApp } from "./routes/rollouts.ts";
 import { rolloutPreviewApp } from "./routes/rollout_preview.ts";
 import { historyApp } from "./routes/history.ts";
 import { meApp } from "./routes/me.ts";
+import { clusterApp, type ClusterView } from "./routes/cluster.ts";
 import { tokensApp } from "./routes/tokens.ts";
 import { serverApp, type ServerDeps } from "./routes/server.ts";
 import type { ServerKey } from "../orchestrator/server_key.ts";
 
 export { type ReadyReport, readyResponse } from "./routes/health.ts";
+export type { ClusterNodeView, ClusterView } from "./routes/cluster.ts";
 
 /** Everything the app serves from. */
 export interface AppDeps {
@@ -51,6 +53,8 @@ export interface AppDeps {
   uploadIdleTimeoutMs: number;
   /** Whether a device (lower-case id) is connected, when the broker can tell: the embedded one. */
   presence?: (deviceId: string) => boolean;
+  /** GET /v1/cluster: the nodes sharing the database (one on PGlite). */
+  cluster(): Promise<ClusterView>;
   /** Whether the service is ready (database usable, MQTT connected, rollouts recovered). */
   ready(): ReadyReport | Promise<ReadyReport>;
 }
@@ -113,7 +117,8 @@ export function createApp(deps: AppDeps) {
     .route("/tokens", tokensApp(deps.db, verifier))
     .route("/events", eventsApp(deps.db, deps.hub))
     .route("/", historyApp(deps.db))
-    .route("/", meApp());
+    .route("/", meApp())
+    .route("/", clusterApp(deps.cluster));
 
   const root = newApp();
   const routes = () => app.routes;

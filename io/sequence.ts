@@ -12,12 +12,23 @@ export interface SequenceAllocatorOptions {
   persist(reservedUpTo: bigint): Promise<void>;
   /** Ids reserved per durable write; a crash skips at most this many. */
   block?: bigint;
+  /**
+   * Atomically raises the stored mark by `block` and returns the new mark: several processes
+   * sharing one mark (cluster nodes) each get blocks no other one gets. When given, `load` and
+   * `persist` are not used.
+   */
+  reserve?: (block: bigint) => Promise<bigint>;
 }
 
 /** Hands out strictly increasing ids. */
 export interface SequenceAllocator {
   /** The next id; never repeats one handed out before, even after a crash. */
   next(): Promise<bigint>;
+  /**
+   * Drops what is left of the current block and reserves a new one: every id handed out after
+   * this resolves is above every id any process reserved before it was called (cluster takeover).
+   */
+  fresh?(): Promise<void>;
 }
 
 // A thousand ids per write keeps disk writes rare without wasting much of a u64 after a crash.
@@ -32,7 +43,20 @@ export function createSequenceAllocator(options: SequenceAllocatorOptions): Sequ
   // One chain so concurrent callers never interleave a load or a reservation.
   let chain: Promise<unknown> = Promise.resolve();
 
+  async function reserveBlock(): Promise<void> {
+    const upTo = await options.reserve!(block);
+    if (upTo > MAX_SEQUENCE) throw new RangeError("Cannot allocate sequence id: ids exhausted");
+    if (upTo < block) throw new RangeError(`Invalid reserved sequence: ${upTo}`);
+    last = upTo - block;
+    reserved = upTo;
+  }
+
   async function allocate(): Promise<bigint> {
+    if (options.reserve) {
+      if (last === undefined || last === reserved) await reserveBlock();
+      last! += 1n;
+      return last!;
+    }
     if (last === undefined) {
       reserved = await options.load();
       if (reserved < 0n || reserved > MAX_SEQUENCE) {
@@ -55,6 +79,15 @@ export function createSequenceAllocator(options: SequenceAllocatorOptions): Sequ
       const id = chain.then(allocate);
       chain = id.catch(() => {});
       return id;
+    },
+    fresh(): Promise<void> {
+      const done = chain.then(() => {
+        if (options.reserve) return reserveBlock();
+        // One process: the next id persists a new block, above every id handed out so far.
+        if (last !== undefined) last = reserved;
+      });
+      chain = done.catch(() => {});
+      return done;
     },
   };
 }

@@ -45,8 +45,10 @@ export {
   type KeyRotateFields,
   type ResponseHandler,
   type RollbackFields,
+  type SendOptions,
   ServerLink,
   type ServerLinkOptions,
+  WithheldSendError,
 } from "./server_link.ts";
 export { MemorySequenceTracker, type SequenceTracker } from "./sequence_tracker.ts";
 export { RejectionCounter, type RejectReason } from "./rejections.ts";

@@ -106,6 +106,24 @@ export interface RollbackFields {
   digest: Uint8Array;
 }
 
+/** Options of one send. */
+export interface SendOptions {
+  /**
+   * Checked last, after the id is taken and the frame signed, right before it is handed to the
+   * client: false withholds the frame (a cluster node whose lease may have lapsed). Rejects then
+   * with a {@linkcode WithheldSendError}.
+   */
+  mayPublish?: () => boolean;
+}
+
+/** A frame not published because its sender's `mayPublish` said no. */
+export class WithheldSendError extends Error {
+  constructor(deviceId: string) {
+    super(`Cannot send to "${deviceId}": the frame was withheld (lease not held)`);
+    this.name = "WithheldSendError";
+  }
+}
+
 /** [SRUP-10] The fields of a KEY_ROTATE the caller chooses: the new key, its seed (for the proof), the overlap. */
 export interface KeyRotateFields {
   token: Uint8Array;
@@ -157,6 +175,7 @@ export class ServerLink {
   /** The stall under way: since when, and how many devices timed out in it. */
   #stall: { since: number; timeouts: number } | undefined;
   #stalls = 0;
+  #withheld = 0;
   #silentTimeouts = 0;
 
   /** Use {@linkcode createServerLink}, which also subscribes. */
@@ -181,6 +200,11 @@ export class ServerLink {
   /** Whether devices are timing out while the broker is up and no RESPONSE arrives at all. */
   get stalled(): boolean {
     return this.#stall !== undefined;
+  }
+
+  /** Frames withheld by their sender's `mayPublish` (a lease that may have lapsed). */
+  get withheld(): number {
+    return this.#withheld;
   }
 
   /** Stalls so far; see {@linkcode timedOut}. */
@@ -219,32 +243,48 @@ export class ServerLink {
   }
 
   /** Signs and publishes an INITIATE to `deviceId`; resolves with the sent message on PUBACK. */
-  sendInitiate(deviceId: string, fields: InitiateFields): Promise<InitiateMessage> {
+  sendInitiate(
+    deviceId: string,
+    fields: InitiateFields,
+    options?: SendOptions,
+  ): Promise<InitiateMessage> {
     const target = uuidToBytes(deviceId);
-    return this.#send(deviceId, { type: "initiate", ...pick(fields), target });
+    return this.#send(deviceId, { type: "initiate", ...pick(fields), target }, options);
   }
 
   /** Signs and publishes an ACTIVATE to `deviceId`; resolves with the sent message on PUBACK. */
-  sendActivate(deviceId: string, fields: ActivateFields): Promise<ActivateMessage> {
-    return this.#send(deviceId, { type: "activate", token: fields.token });
+  sendActivate(
+    deviceId: string,
+    fields: ActivateFields,
+    options?: SendOptions,
+  ): Promise<ActivateMessage> {
+    return this.#send(deviceId, { type: "activate", token: fields.token }, options);
   }
 
   /** [SRUP-9] Signs and publishes a ROLLBACK to `deviceId`; resolves with the sent message on PUBACK. */
-  sendRollback(deviceId: string, fields: RollbackFields): Promise<RollbackMessage> {
+  sendRollback(
+    deviceId: string,
+    fields: RollbackFields,
+    options?: SendOptions,
+  ): Promise<RollbackMessage> {
     const target = uuidToBytes(deviceId);
     return this.#send(deviceId, {
       type: "rollback",
       token: fields.token,
       digest: fields.digest,
       target,
-    });
+    }, options);
   }
 
   /**
    * [SRUP-10] Signs (with the key the device trusts now) and publishes a KEY_ROTATE to `deviceId`,
    * its proof made by the new key for this server's id; resolves with the sent message on PUBACK.
    */
-  async sendKeyRotate(deviceId: string, fields: KeyRotateFields): Promise<KeyRotateMessage> {
+  async sendKeyRotate(
+    deviceId: string,
+    fields: KeyRotateFields,
+    options?: SendOptions,
+  ): Promise<KeyRotateMessage> {
     const target = uuidToBytes(deviceId);
     const proof = await signKeyProof(
       { key: fields.key, serverId: this.serverId, target, token: fields.token },
@@ -257,7 +297,7 @@ export class ServerLink {
       key: fields.key,
       proof,
       overlap: BigInt(fields.overlap),
-    });
+    }, options);
   }
 
   /** Stops delivering responses and writes any pending rejection summary; the connection stays open. */
@@ -279,6 +319,7 @@ export class ServerLink {
   #send<T extends InitiateMessage | ActivateMessage | RollbackMessage | KeyRotateMessage>(
     deviceId: string,
     fields: Omit<T, "version" | "sequence" | "signature">,
+    options: SendOptions = {},
   ): Promise<T> {
     const topic = deviceTopic(deviceId);
     // Per device, ids are taken and frames handed to the client in one order, so a device never
@@ -290,6 +331,10 @@ export class ServerLink {
       const version = "manifest" in fields ? 3 : 2;
       const unsigned = { ...fields, version, sequence, signature: new Uint8Array() } as T;
       const message = await signMessage(unsigned, this.#keyFor(deviceId));
+      if (options.mayPublish && !options.mayPublish()) {
+        this.#withheld++;
+        throw new WithheldSendError(deviceId);
+      }
       return { message, acked: this.#connection.publish(topic, encodeMessage(message)) };
     });
     return queued.then(async ({ message, acked }) => {

@@ -47,7 +47,21 @@ export interface ServiceConfig {
    * the last one's keys are those enforced, and each version 3 INITIATE is preceded by the chain.
    */
   releaseKeySets?: Uint8Array[];
+  /** This node's id in a cluster (FLOTILLA_NODE_ID); default "n1". */
+  nodeId: string;
+  /** How long a rollout lease lasts without renewal (FLOTILLA_LEASE_TTL_MS); default 10 s. */
+  leaseTtlMs: number;
 }
+
+/** The node id of a node started without FLOTILLA_NODE_ID: a one-node cluster. */
+export const DEFAULT_NODE_ID = "n1";
+
+// Ids go into MQTT client ids and logs: short, printable, no separators of either.
+const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
+
+// Below this a lease cannot be renewed reliably (renewal every third, a database round trip).
+const MIN_LEASE_TTL_MS = 300;
+const MAX_LEASE_TTL_MS = 3_600_000;
 
 /** The artifact stores FLOTILLA_ARTIFACT_STORE names. */
 export const ARTIFACT_STORES = ["db", "dir"] as const;
@@ -192,6 +206,32 @@ function url(env: Env, name: string, protocols: string[], expected: string): str
   return text;
 }
 
+/** A node id: letters, digits, `_` and `-`, at most 32, starting with a letter or digit. */
+function nodeId(env: Env, name: string): string {
+  const text = setting(env, name);
+  if (text === undefined) return DEFAULT_NODE_ID;
+  if (!NODE_ID.test(text)) {
+    throw new ConfigError(
+      `Invalid ${name}: "${
+        text.slice(0, 64)
+      }" is not a node id (1 to 32 letters, digits, "_" or "-", starting with a letter or digit)`,
+    );
+  }
+  return text;
+}
+
+function leaseTtl(env: Env, name: string): number {
+  const text = setting(env, name);
+  if (text === undefined) return 10_000;
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < MIN_LEASE_TTL_MS || value > MAX_LEASE_TTL_MS) {
+    throw new ConfigError(
+      `Invalid ${name}: "${text}" is not a number of milliseconds (${MIN_LEASE_TTL_MS} to ${MAX_LEASE_TTL_MS})`,
+    );
+  }
+  return value;
+}
+
 /** `4` (MQTT 3.1.1) or `5`; unset: undefined (5, falling back to 4). */
 function protocolVersion(env: Env, name: string): 4 | 5 | undefined {
   const text = setting(env, name);
@@ -296,7 +336,15 @@ export function readConfig(env: Env = Deno.env.toObject()): ServiceConfig {
   }
   const releaseKeys = publicKeys(env, "FLOTILLA_RELEASE_KEYS");
   const dataDir = dataDirectory(env, "FLOTILLA_DATA_DIR", "./data");
+  const node = nodeId(env, "FLOTILLA_NODE_ID");
+  if (setting(env, "FLOTILLA_NODE_ID") !== undefined && databaseUrl === undefined) {
+    throw new ConfigError(
+      "Invalid FLOTILLA_NODE_ID: a cluster shares one PostgreSQL, so it needs DATABASE_URL (embedded PGlite is a single node)",
+    );
+  }
   return {
+    nodeId: node,
+    leaseTtlMs: leaseTtl(env, "FLOTILLA_LEASE_TTL_MS"),
     dataDir,
     databaseUrl,
     mqttUrl,

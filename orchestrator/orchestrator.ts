@@ -1,16 +1,19 @@
 /** Every live rollout of this service: creation, operator commands, RESPONSE routing, recovery. */
 import {
   type Clock,
+  isFinal,
   type RolloutAction,
   RolloutCommandError,
   type RolloutSnapshot,
   snapshotFromRows,
 } from "../actors/mod.ts";
 import {
+  ACTIVE_ROLLOUT_STATES,
   createRollout,
   type Db,
   describeDatabaseError,
   getArtifact,
+  getRollout,
   type GroupCommitWriter,
   joinRollout,
   leaveRollout,
@@ -31,6 +34,7 @@ import { type LoadedPolicy, type Policy, windowGrouper } from "../policies/mod.t
 import { newToken, type ResponseMessage, toHex } from "../srup/mod.ts";
 import { type KeyRotation, RolloutRunner } from "./rollout_runner.ts";
 import type { ServerKeyRing } from "./key_ring.ts";
+import { type Cluster, OwnerUnavailableError } from "./cluster.ts";
 import type { StoredSequenceTracker } from "./sequence_tracker.ts";
 import { wallClock } from "../io/clock.ts";
 import { checkHeapRoom, type HeapUsage, v8HeapUsage } from "./heap_budget.ts";
@@ -57,6 +61,8 @@ export interface OrchestratorOptions {
   releaseKeys?: readonly Uint8Array[];
   /** [SRUP-10] The server's keys and which one each device trusts; without it no key rotates. */
   keys?: ServerKeyRing;
+  /** Cluster mode (PostgreSQL): this node drives only the rollouts whose lease it holds. */
+  cluster?: Cluster;
 }
 
 /** A new rollout, its devices already resolved. */
@@ -159,6 +165,8 @@ export class Orchestrator {
   /** RESPONSEs that arrived before recovery finished, replayed once it has. */
   #early: [string, ResponseMessage][] | null = [];
   #earlyDropped = 0;
+  readonly #cluster: Cluster | undefined;
+  #ignored = 0;
 
   constructor(options: OrchestratorOptions) {
     this.#db = options.db;
@@ -171,6 +179,12 @@ export class Orchestrator {
     this.#maxEarly = options.maxEarlyResponses ?? MAX_EARLY_RESPONSES;
     this.releaseKeys = options.releaseKeys ?? [];
     this.keys = options.keys;
+    this.#cluster = options.cluster;
+  }
+
+  /** Cluster mode: RESPONSEs for devices no rollout of this node drives (another node's). */
+  get ignoredResponses(): number {
+    return this.#ignored;
   }
 
   /** RESPONSEs dropped because the recovery buffer was full. */
@@ -207,6 +221,8 @@ export class Orchestrator {
   /** [SRUP-11] A device's new key, once durable: its next RESPONSE is verified with it. */
   adoptKey(id: string, key: string): void {
     this.#keys.set(id, key);
+    // The other cluster nodes reload it from the database at their next RESPONSE from the device.
+    this.#cluster?.forgetEverywhere(id);
   }
 
   /**
@@ -230,6 +246,8 @@ export class Orchestrator {
         floor: floor?.toString() ?? null,
       },
     }));
+    // Every node checks this device's RESPONSEs: the others reload its floor.
+    this.#cluster?.forgetEverywhere(deviceId);
     this.#log(
       `device ${deviceId}: sequence floor reset from ${previous ?? "none"} to ${
         floor ?? "none"
@@ -238,12 +256,16 @@ export class Orchestrator {
     return previous;
   }
 
-  /** Forgets a removed device's cached key and sequence id. */
-  forgetDevice(id: string): void {
+  /**
+   * Forgets a removed device's cached key and sequence id, on every node of a cluster unless
+   * `everywhere` is false (another node said so).
+   */
+  forgetDevice(id: string, everywhere = true): void {
     this.#keys.delete(id);
     this.#frameVersions.delete(id);
     this.keys?.forget(id);
     this.#tracker.forget(id);
+    if (everywhere) this.#cluster?.forgetEverywhere(id);
   }
 
   /** Routes a verified RESPONSE to the rollout driving that device. */
@@ -260,6 +282,13 @@ export class Orchestrator {
     }
     this.#writer.enqueue({ kind: "seen", deviceId, at: new Date() }).catch(() => {});
     const runner = this.#byDevice.get(deviceId);
+    if (this.#cluster && (!runner || isFinal(runner.engine.state))) {
+      // Every node hears every RESPONSE; the node that owns the device's rollout handles it (a
+      // rollout that finished here may still take a late confirmation).
+      if (runner?.response(deviceId, message.token, message.status)) return;
+      this.#ignored++;
+      return;
+    }
     if (!runner?.response(deviceId, message.token, message.status)) {
       // Signed by the device, yet for a token no rollout issued it: counted, and logged in brief.
       this.#link?.reject("unknown_token", {
@@ -274,6 +303,13 @@ export class Orchestrator {
   /** The live runner of a rollout, or undefined once it is gone from memory. */
   runner(id: string): RolloutRunner | undefined {
     return this.#runners.get(id);
+  }
+
+  /** Rollouts this process drives or has scheduled, not yet final. */
+  activeRollouts(): number {
+    let n = this.#scheduled.size;
+    for (const runner of this.#runners.values()) if (!isFinal(runner.engine.state)) n++;
+    return n;
   }
 
   /** Devices by state, summed over the rollouts running in this process. */
@@ -300,7 +336,10 @@ export class Orchestrator {
     const action = request.action ?? "update";
     const artifact = action === "update" ? request.artifact : null;
     if (action === "update" && !artifact) throw new TypeError("Cannot create rollout: no artifact");
+    const cluster = this.#cluster;
+    const leaseAskedAt = cluster?.mark() ?? 0;
     const row = await createRollout(this.#db, {
+      lease: cluster ? { node: cluster.node, ttlMs: cluster.ttlMs } : undefined,
       state: scheduled ? "scheduled" : undefined,
       startAt: scheduled ? new Date(startAt) : null,
       name: request.name ?? null,
@@ -321,6 +360,11 @@ export class Orchestrator {
         ? { digest: artifact.digest, url: artifact.url }
         : undefined,
     });
+    if (cluster) {
+      cluster.adopt(row.id, row.leaseEpoch, leaseAskedAt);
+      // Its devices may have had frames from another node's ids: ours come from a newer block.
+      await cluster.fresh();
+    }
     const skipped = scheduled ? [] : await this.#skipped(row.id);
     const rollback = action === "rollback" && !scheduled
       ? await listRollbackDigests(this.#db, row.id)
@@ -379,81 +423,71 @@ export class Orchestrator {
     return row;
   }
 
-  /** Applies an operator command; RolloutCommandError when it does not apply now. */
-  async command(id: string, command: RolloutCommand, actor: string): Promise<boolean> {
+  /**
+   * Applies an operator command; RolloutCommandError when it does not apply now. In cluster mode a
+   * rollout another node owns gets it forwarded there (unless `forward` is false: a command that
+   * was forwarded here), and OwnerUnavailableError when that node does not answer.
+   */
+  async command(
+    id: string,
+    command: RolloutCommand,
+    actor: string,
+    options: { forward?: boolean } = {},
+  ): Promise<boolean> {
     if (this.#scheduled.has(id)) {
       // Only cancel applies before the start: there is nothing to pause, resume or promote yet.
       if (command !== "cancel") throw new RolloutCommandError("scheduled", command, "scheduled");
       if (await this.#serially(() => this.#cancelScheduled(id, actor))) return true;
     }
     const runner = this.#runners.get(id);
-    if (!runner) return false;
+    if (!runner) {
+      const cluster = this.#cluster;
+      if (!cluster || options.forward === false || cluster.owns(id)) return false;
+      return await this.#forward(cluster, id, command, actor);
+    }
     runner.command(command);
     await this.#writer.enqueue({
       kind: "event",
       event: { rolloutId: id, type: `operator.${command}`, actor, data: {} },
     });
+    // The rollout's new state is durable too before the caller hears back: another node's reader
+    // of the row (cluster mode) sees what the command did.
+    await runner.written();
     return true;
   }
 
-  /** Resumes every unfinished rollout from the database; returns how many. */
+  /** Sends a command to the node that owns the rollout (cluster mode); see `command()`. */
+  async #forward(
+    cluster: Cluster,
+    id: string,
+    command: RolloutCommand,
+    actor: string,
+  ): Promise<boolean> {
+    const row = await getRollout(this.#db, id);
+    if (!row || !(ACTIVE_ROLLOUT_STATES as readonly string[]).includes(row.state)) return false;
+    if (row.owner === null || row.owner === cluster.node) {
+      throw new OwnerUnavailableError(
+        `Cannot ${command} rollout: no node drives it right now (its owner stopped; another takes it over within ${cluster.ttlMs} ms): try again`,
+      );
+    }
+    return await cluster.forward(row.owner, id, command, actor);
+  }
+
+  /**
+   * Resumes every unfinished rollout from the database; returns how many. In cluster mode only
+   * those this node can claim: unowned, expired, or held by this node id before a restart.
+   */
   async recover(): Promise<number> {
-    const link = this.#requireLink();
+    this.#requireLink();
     const rows = await listActiveRollouts(this.#db);
     let resumed = 0;
-    for (const row of rows) {
-      if (row.state === "scheduled") {
-        // One whose time passed while the node was down starts now; the others wait for theirs.
-        this.#schedule(row);
-        resumed++;
-        this.#log(`rollout ${row.id}: scheduled for ${row.startAt?.toISOString()}`);
-        continue;
+    for (let row of rows) {
+      if (this.#cluster) {
+        const claimed = await this.#cluster.claim(row.id, true);
+        if (!claimed) continue;
+        row = claimed;
       }
-      const deviceIds = await listRolloutDeviceIds(this.#db, row.id);
-      const started = await loadStartedRolloutDevices(this.#db, row.id);
-      const policy = row.policy as unknown as Policy;
-      try {
-        const snapshot = snapshotFromRows(row.id, row.snapshot as RolloutSnapshot | null, {
-          policy,
-          deviceIds,
-          started,
-          now: this.#clock.now(),
-          token: this.#token,
-        });
-        await this.#prepare(deviceIds);
-        const skipped = started.filter((d) => d.state === SKIPPED).map((d) => d.deviceId);
-        // Window groups are not stored: they come from the devices' tags as they are now.
-        const windows = await windowGroupsOf(this.#db, policy, deviceIds);
-        if (windows && windows.unmatched.size > 0) {
-          this.#log(
-            `rollout ${row.id}: devices no longer match a maintenance window and wait: ${
-              describeUnmatched(policy.windows!.by!, windows.unmatched)
-            }`,
-          );
-        }
-        this.#run(row, {
-          deviceIds,
-          skipped,
-          joined: row.joined,
-          policy,
-          link,
-          snapshot,
-          windowGroups: windows?.groups,
-          ...await this.#stored(row),
-        });
-      } catch (error) {
-        // One rollout that cannot be restored must not keep the others, or the service, down.
-        this.#log(
-          `rollout ${row.id}: cannot resume, left as "${row.state}": ${
-            describeDatabaseError(error)
-          }`,
-        );
-        continue;
-      }
-      resumed++;
-      this.#log(
-        `rollout ${row.id}: resumed (${row.state}, stage ${row.stage}, ${started.length} of ${deviceIds.length} devices started)`,
-      );
+      if (await this.#restore(row)) resumed++;
     }
     const early = this.#early ?? [];
     this.#early = null;
@@ -463,6 +497,88 @@ export class Orchestrator {
     for (const [deviceId, message] of early) this.handleResponse(deviceId, message);
     await this.#owedRollbacks();
     return resumed;
+  }
+
+  /** Drives a rollout this node just claimed from another (cluster takeover), from the database. */
+  async restore(row: Rollout): Promise<void> {
+    if (this.#closed) return;
+    this.#abandon(row.id);
+    await this.#restore(row);
+  }
+
+  /** Stops driving a rollout at once, writing nothing more: another node's lease holds it now. */
+  lost(id: string): void {
+    this.#abandon(id);
+  }
+
+  #abandon(id: string): void {
+    const scheduled = this.#scheduled.get(id);
+    if (scheduled) {
+      this.#clock.clearTimeout(scheduled.timer);
+      this.#scheduled.delete(id);
+    }
+    this.#dynamic.delete(id);
+    const runner = this.#runners.get(id);
+    if (!runner) return;
+    runner.abandon();
+    this.#runners.delete(id);
+    for (const device of runner.devices) {
+      if (this.#byDevice.get(device) === runner) this.#byDevice.delete(device);
+    }
+  }
+
+  /** Rebuilds one unfinished rollout from its rows and runs it; false when it cannot be. */
+  async #restore(row: Rollout): Promise<boolean> {
+    const link = this.#requireLink();
+    if (row.state === "scheduled") {
+      // One whose time passed while the node was down starts now; the others wait for theirs.
+      this.#schedule(row);
+      this.#log(`rollout ${row.id}: scheduled for ${row.startAt?.toISOString()}`);
+      return true;
+    }
+    const deviceIds = await listRolloutDeviceIds(this.#db, row.id);
+    const started = await loadStartedRolloutDevices(this.#db, row.id);
+    const policy = row.policy as unknown as Policy;
+    try {
+      const snapshot = snapshotFromRows(row.id, row.snapshot as RolloutSnapshot | null, {
+        policy,
+        deviceIds,
+        started,
+        now: this.#clock.now(),
+        token: this.#token,
+      });
+      await this.#prepare(deviceIds);
+      const skipped = started.filter((d) => d.state === SKIPPED).map((d) => d.deviceId);
+      // Window groups are not stored: they come from the devices' tags as they are now.
+      const windows = await windowGroupsOf(this.#db, policy, deviceIds);
+      if (windows && windows.unmatched.size > 0) {
+        this.#log(
+          `rollout ${row.id}: devices no longer match a maintenance window and wait: ${
+            describeUnmatched(policy.windows!.by!, windows.unmatched)
+          }`,
+        );
+      }
+      this.#run(row, {
+        deviceIds,
+        skipped,
+        joined: row.joined,
+        policy,
+        link,
+        snapshot,
+        windowGroups: windows?.groups,
+        ...await this.#stored(row),
+      });
+    } catch (error) {
+      // One rollout that cannot be restored must not keep the others, or the service, down.
+      this.#log(
+        `rollout ${row.id}: cannot resume, left as "${row.state}": ${describeDatabaseError(error)}`,
+      );
+      return false;
+    }
+    this.#log(
+      `rollout ${row.id}: resumed (${row.state}, stage ${row.stage}, ${started.length} of ${deviceIds.length} devices started)`,
+    );
+    return true;
   }
 
   /**
@@ -700,6 +816,7 @@ export class Orchestrator {
       windowGroups: start.windowGroups,
       token: this.#token,
       log: this.#log,
+      lease: this.#cluster?.lease(row.id),
       onFinished: (done) => {
         this.#clock.setTimeout(() => this.#forget(done), FINISHED_GRACE_MS);
         if (done.engine.state === "halted" && policy.onAbort === "rollback") {
@@ -789,6 +906,7 @@ export class Orchestrator {
   #forget(runner: RolloutRunner): void {
     if (this.#runners.get(runner.id) !== runner) return;
     this.#runners.delete(runner.id);
+    this.#cluster?.drop(runner.id);
     this.#dynamic.delete(runner.id);
     for (const id of runner.devices) {
       if (this.#byDevice.get(id) === runner) this.#byDevice.delete(id);

@@ -23,7 +23,8 @@ import {
   type WriteOp,
 } from "../db/mod.ts";
 import type { Policy } from "../policies/mod.ts";
-import type { InitiateFields, ServerLink } from "../mqtt/mod.ts";
+import { type InitiateFields, type ServerLink, WithheldSendError } from "../mqtt/mod.ts";
+import type { RolloutLease } from "./cluster.ts";
 import { toHex } from "../srup/mod.ts";
 
 /** What a runner needs. */
@@ -66,6 +67,11 @@ export interface RolloutRunnerOptions {
   windowGroups?: Uint8Array;
   /** Told once when the rollout reaches a final state. */
   onFinished?: (runner: RolloutRunner) => void;
+  /**
+   * Cluster mode: the lease this node holds. Every write is conditional on its epoch, and nothing
+   * is published once it may have lapsed.
+   */
+  lease?: RolloutLease;
   log?: (line: string) => void;
 }
 
@@ -115,6 +121,7 @@ export class RolloutRunner {
   readonly #onFinished?: (runner: RolloutRunner) => void;
   readonly #log: (line: string) => void;
   readonly #timeouts: Policy["timeouts"];
+  readonly #lease: RolloutLease | undefined;
   /** The last write queued: a send waits for it, so everything before the send is committed. */
   #barrier: Promise<void> = Promise.resolve();
   #headDirty = false;
@@ -149,6 +156,7 @@ export class RolloutRunner {
     this.#onFinished = options.onFinished;
     this.#log = options.log ?? ((line) => console.error(line));
     this.#timeouts = options.policy.timeouts;
+    this.#lease = options.lease;
     if (options.snapshot) {
       for (const record of options.snapshot.devices) {
         if (record.lastStatus !== null) this.#lastStatus.set(record.id, record.lastStatus);
@@ -232,8 +240,20 @@ export class RolloutRunner {
   /** Runs an operator command against the engine (RolloutCommandError when it does not apply). */
   command(name: "pause" | "resume" | "cancel" | "promote"): void {
     this.engine[name]();
-    this.#markHead(true);
+    // Written now, not at the next head flush (which may wait HEAD_EVERY_MS): the caller's
+    // `written()` then covers what the command did.
+    this.#headDirty = true;
+    this.#writeHead();
     this.#afterEngine();
+  }
+
+  /**
+   * Stops at once without writing anything more: another node owns the rollout now. Sends already
+   * under way are withheld by the lease's check.
+   */
+  abandon(): void {
+    this.#stopped = true;
+    this.engine.stop();
   }
 
   /** Stops timers and actors without changing the rollout, as on shutdown; waits for sends. */
@@ -259,7 +279,7 @@ export class RolloutRunner {
   }
 
   #write(op: WriteOp): Promise<void> {
-    const written = this.#writer.enqueue(op);
+    const written = this.#writer.enqueue(op, { fence: this.#lease?.fence });
     this.#unwritten++;
     // Failures are logged by the writer; a send waiting on this write is dropped (see #send).
     written.catch(() => {}).finally(() => this.#unwritten--);
@@ -275,6 +295,10 @@ export class RolloutRunner {
       const sending = this.#barrier.then(
         async () => {
           if (this.#stopped || !this.engine.shouldSend(device, copy)) return;
+          const lease = this.#lease;
+          // The engine's timeout retries it, once the lease is renewed (or another node's is).
+          if (lease && !lease.valid()) return;
+          const options = lease ? { mayPublish: () => !this.#stopped && lease.valid() } : {};
           try {
             if (kind === "initiate" && this.#keyRotation) {
               await this.#link.sendKeyRotate(device, {
@@ -282,18 +306,19 @@ export class RolloutRunner {
                 key: this.#keyRotation.publicKey,
                 keyPrivate: this.#keyRotation.privateKey,
                 overlap: this.#keyRotation.overlap,
-              });
+              }, options);
             } else if (kind === "initiate" && this.#rollback) {
               await this.#link.sendRollback(device, {
                 token: copy,
                 digest: this.#rollbackOf(device),
-              });
+              }, options);
             } else if (kind === "initiate") {
-              await this.#link.sendInitiate(device, this.#initiateFields(device, copy));
+              await this.#link.sendInitiate(device, this.#initiateFields(device, copy), options);
             } else {
-              await this.#link.sendActivate(device, { token: copy });
+              await this.#link.sendActivate(device, { token: copy }, options);
             }
           } catch (error) {
+            if (error instanceof WithheldSendError) return;
             // The engine's timeout for this device retries it.
             this.#log(
               `rollout ${this.id}: cannot send ${this.#frameName(kind)} to ${device}` +

@@ -56,6 +56,8 @@ export interface RolloutView {
   rollbackOf: string | null;
   /** [SRUP-10] For rotate-key: the fingerprint of the key devices are moved to. */
   serverKey: string | null;
+  /** Cluster mode: the node whose lease drives it (null when none holds one, or one node on PGlite). */
+  owner: string | null;
   /** The rollback rollouts made to undo this one, oldest first. */
   rolledBackBy: string[];
   createdAt: string;
@@ -121,6 +123,7 @@ export async function rolloutView(
     },
     rollbackOf: row.rollbackOf,
     serverKey: row.serverKey,
+    owner: row.owner,
     rolledBackBy: await listRollbacksOf(db, row.id),
     devices: row.deviceCount,
     joined: row.joined,

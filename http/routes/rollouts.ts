@@ -19,6 +19,7 @@ import {
 } from "../../db/mod.ts";
 import type { Orchestrator, RolloutCommand } from "../../orchestrator/orchestrator.ts";
 import type { PolicyRegistry } from "../../orchestrator/policy_registry.ts";
+import { OwnerUnavailableError } from "../../orchestrator/cluster.ts";
 import {
   type RolloutRefusal,
   RolloutRefusedError,
@@ -152,6 +153,10 @@ export const RolloutSchema = z.object({
   description: z.string().nullable(),
   /** The API token's name that created it; null for rollouts made before it was recorded. */
   createdBy: z.string().nullable(),
+  owner: z.string().nullable().openapi({
+    description:
+      "Cluster mode (PostgreSQL): the node whose lease drives it (FLOTILLA_NODE_ID); null when no node holds one, and always on embedded PGlite",
+  }),
   state: z.enum(ROLLOUT_STATES),
   stage: z.number(),
   stages: z.array(StageSchema).nullable(),
@@ -252,6 +257,9 @@ const COMMAND_RESPONSES = {
   ...AUTH_ERRORS,
   ...NOT_FOUND,
   ...CONFLICT,
+  503: errorContent(
+    "The service is starting or its database is unavailable; or, in cluster mode, the node that owns the rollout did not answer the forwarded command, or none owns it while it is being taken over (owner_unavailable): try again",
+  ),
 };
 
 const COMMAND_SUMMARIES: Record<RolloutCommand, string> = {
@@ -319,6 +327,9 @@ export function rolloutsApp(deps: RolloutDeps) {
     } catch (error) {
       if (error instanceof RolloutCommandError) {
         throw new ApiError(409, error.code, error.message, { details: { state: error.state } });
+      }
+      if (error instanceof OwnerUnavailableError) {
+        throw new ApiError(503, "owner_unavailable", error.message);
       }
       throw error;
     }

@@ -447,6 +447,12 @@ Deno.test({
             "completed",
           ),
         );
+        // One node on PGlite: the cluster is the node answering, in single mode.
+        const cluster = JSON.parse((await ctl(api, ["cluster"])).lines[0]!);
+        assert.equal(cluster.mode, "single");
+        assert.deepEqual(cluster.nodes.map((n: { id: string }) => n.id), ["n1"]);
+        const shown = await ctlText(api, ["cluster"]);
+        assert.match(shown.stdout, /^node n1 \(single\)\nNODE\s+STARTED\s+HEARTBEAT\s+ROLLOUTS/);
       });
       await t.step("artifact upload takes --name, --version and --release-notes", async () => {
         const file = join(root, "named.bin");

@@ -7,6 +7,7 @@ import {
   type ServerLinkOptions,
   serverTopic,
   startEmbeddedBroker,
+  WithheldSendError,
 } from "../../mqtt/mod.ts";
 import { createSequenceAllocator } from "../../io/sequence.ts";
 import { wallClock } from "../../io/clock.ts";
@@ -257,6 +258,37 @@ for (const broker of BROKERS) {
     }
   });
 }
+
+Deno.test("ServerLink withholds a frame whose mayPublish says no, after taking its id, and counts it", async () => {
+  const broker = BROKERS[0]!;
+  const server = await broker.start();
+  const s = await setup(server.url);
+  const frames: Uint8Array[] = [];
+  s.device.onMessage((_topic, payload) => frames.push(payload.slice()));
+  await s.device.subscribe(`SRUP/${s.deviceId}`);
+  try {
+    const digest = new Uint8Array(32).fill(7);
+    const fields = { token: newToken(), url: "https://x.example/f", digest };
+    await assert.rejects(
+      s.link.sendInitiate(s.deviceId, fields, { mayPublish: () => false }),
+      WithheldSendError,
+    );
+    await assert.rejects(
+      s.link.sendActivate(s.deviceId, { token: newToken() }, { mayPublish: () => false }),
+      WithheldSendError,
+    );
+    assert.equal(s.link.withheld, 2);
+    assert.equal(s.serverConnection.latency.snapshot().count, 0);
+    const sent = await s.link.sendInitiate(s.deviceId, fields, { mayPublish: () => true });
+    // The withheld frames used ids 1 and 2: a device never sees an id twice.
+    assert.equal(sent.sequence, 3n);
+    await waitUntil(() => frames.length === 1, "the one frame published");
+    assert.equal(decodeMessage(frames[0]!).sequence, 3n);
+  } finally {
+    await teardown(s.serverConnection, s.device);
+    await server.close();
+  }
+});
 
 for (const broker of BROKERS.slice(0, 1)) {
   Deno.test(`ServerLink signs each device's frames with the key it trusts, and a KEY_ROTATE with the new key's proof (${broker.name})`, async () => {

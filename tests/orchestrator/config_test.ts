@@ -196,6 +196,48 @@ Deno.test("readConfig() reads FLOTILLA_RELEASE_KEYS; a bad one is one line namin
   assert.deepEqual(readConfig({}).releaseKeys, []);
 });
 
+Deno.test("readConfig() reads FLOTILLA_NODE_ID and FLOTILLA_LEASE_TTL_MS; bad ones name the variable", () => {
+  assert.equal(readConfig({}).nodeId, "n1");
+  assert.equal(readConfig({}).leaseTtlMs, 10_000);
+  const db = { DATABASE_URL: "postgres://flotilla@db/flotilla" };
+  const config = readConfig({
+    ...db,
+    FLOTILLA_NODE_ID: "eu-west_2",
+    FLOTILLA_LEASE_TTL_MS: "3000",
+  });
+  assert.equal(config.nodeId, "eu-west_2");
+  assert.equal(config.leaseTtlMs, 3000);
+  const bad: [Record<string, string>, string][] = [
+    [
+      { ...db, FLOTILLA_NODE_ID: "node 1" },
+      'Invalid FLOTILLA_NODE_ID: "node 1" is not a node id (1 to 32 letters, digits, "_" or "-", starting with a letter or digit)',
+    ],
+    [
+      { ...db, FLOTILLA_NODE_ID: "-n1" },
+      'Invalid FLOTILLA_NODE_ID: "-n1" is not a node id (1 to 32 letters, digits, "_" or "-", starting with a letter or digit)',
+    ],
+    [
+      { FLOTILLA_NODE_ID: "n2" },
+      "Invalid FLOTILLA_NODE_ID: a cluster shares one PostgreSQL, so it needs DATABASE_URL (embedded PGlite is a single node)",
+    ],
+    [
+      { FLOTILLA_LEASE_TTL_MS: "100" },
+      'Invalid FLOTILLA_LEASE_TTL_MS: "100" is not a number of milliseconds (300 to 3600000)',
+    ],
+    [
+      { FLOTILLA_LEASE_TTL_MS: "10s" },
+      'Invalid FLOTILLA_LEASE_TTL_MS: "10s" is not a number of milliseconds (300 to 3600000)',
+    ],
+  ];
+  for (const [env, message] of bad) {
+    assert.throws(() => readConfig(env), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.equal(error.message, message);
+      return true;
+    });
+  }
+});
+
 Deno.test("readConfig() reads FLOTILLA_RELEASE_KEY_SETS as files; one line for each bad setting", async () => {
   const key = new Uint8Array(32).fill(3).toBase64();
   const dir = await Deno.makeTempDir();
