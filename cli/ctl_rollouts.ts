@@ -64,6 +64,11 @@ export function showRollout(value: unknown): string {
     `  counts   ${text(r.counts)}`,
   ];
   if (r.rollbackOf) lines.push(`  rolls back rollout ${r.rollbackOf}`);
+  const skips = r.skippedReasons as Record<string, number> | null | undefined;
+  if (skips && Object.values(skips).some((n) => n > 0)) {
+    // [SRUP-10] frame_version: registered with frame version 1, which has no KEY_ROTATE.
+    lines.push(`  skipped  ${text(skips)}`);
+  }
   const rolledBackBy = (r.rolledBackBy ?? []) as string[];
   if (rolledBackBy.length > 0) lines.push(`  rolled back by ${rolledBackBy.join(", ")}`);
   if (r.haltReason) lines.push(`  halted   ${(r.haltReason as Row).message}`);

@@ -256,23 +256,42 @@ export async function countByServerKey(db: Db): Promise<Map<string | null, numbe
   return new Map(rows.map((row) => [row.key, Number(row.n)]));
 }
 
-/** [SRUP-10] How many of these devices do not yet trust the server key `fingerprint`. */
-export async function countNotOnKey(
+/** [SRUP-10] What a key rotation would do with these devices. */
+export interface RotationTargets {
+  /** Trust the key already: skipped (`key_trusted`). */
+  trusted: number;
+  /** Registered with frame version 1, which has no KEY_ROTATE: skipped (`frame_version`). */
+  frameVersion1: number;
+  /** The rest: sent a KEY_ROTATE. */
+  rotatable: number;
+}
+
+/**
+ * [SRUP-10] Counts these devices by what a rotation to the server key `fingerprint` (null: a key
+ * no device trusts yet) does with them; the same rules as createRollout's `skipped` rows.
+ */
+export async function countRotationTargets(
   db: Db,
   ids: readonly string[],
-  fingerprint: string,
-): Promise<number> {
-  if (ids.length === 0) return 0;
+  fingerprint: string | null,
+): Promise<RotationTargets> {
+  if (ids.length === 0) return { trusted: 0, frameVersion1: 0, rotatable: 0 };
+  const untrusted = sql`${devices.serverKey} is distinct from ${fingerprint}`;
+  const version = sql`coalesce(${devices.frameVersion}, 2)`;
   const [row] = await guard(
-    db.select({ n: sql<number>`count(*)::int` }).from(devices)
-      .where(
-        sql`${devices.id} = any(${
-          uuidArray(ids, "Cannot count devices")
-        }::uuid[]) and ${devices.serverKey} is distinct from ${fingerprint}`,
-      ),
+    db.select({
+      trusted: sql<number>`count(*) filter (where ${devices.serverKey} = ${fingerprint})::int`,
+      frameVersion1: sql<number>`count(*) filter (where ${untrusted} and ${version} < 2)::int`,
+      rotatable: sql<number>`count(*) filter (where ${untrusted} and ${version} >= 2)::int`,
+    }).from(devices)
+      .where(sql`${devices.id} = any(${uuidArray(ids, "Cannot count devices")}::uuid[])`),
     "Cannot count devices",
   );
-  return Number(row?.n ?? 0);
+  return {
+    trusted: Number(row?.trusted ?? 0),
+    frameVersion1: Number(row?.frameVersion1 ?? 0),
+    rotatable: Number(row?.rotatable ?? 0),
+  };
 }
 
 /** [SRUP-2.1] The frame version registered for each of these devices that has one. */

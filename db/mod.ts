@@ -21,8 +21,8 @@ export { uuidv7 } from "./ids.ts";
 export { type Page, pageLimit } from "./page.ts";
 export {
   countByServerKey,
-  countNotOnKey,
   countRegistered,
+  countRotationTargets,
   countWithPrevious,
   deleteDevice,
   type Device,
@@ -40,6 +40,7 @@ export {
   registerDevice,
   registerDevices,
   resetPresence,
+  type RotationTargets,
   selectDeviceIds,
   setDeviceTags,
   updateDevices,
@@ -94,6 +95,7 @@ export {
 export {
   countRolloutDevices,
   countRolloutDevicesByStage,
+  countRotationSkips,
   deviceRolloutHistory,
   type DeviceRolloutHistoryItem,
   type DeviceRolloutHistoryOptions,

@@ -4,7 +4,7 @@ import type { Db } from "./open.ts";
 import { guard } from "./errors.ts";
 import { type Page, pageLimit, rowsOf } from "./page.ts";
 import { uuidArray } from "./uuid_array.ts";
-import { PENDING, rolloutDevices, rollouts } from "./schema.ts";
+import { devices, PENDING, rolloutDevices, rollouts, SKIPPED } from "./schema.ts";
 import type { RolloutAction } from "../actors/states.ts";
 
 /** A rollout_devices row. */
@@ -127,6 +127,28 @@ export async function countRolloutDevices(
     "Cannot count rollout devices",
   );
   return Object.fromEntries(rows.map((row) => [row.state, row.n]));
+}
+
+/**
+ * [SRUP-10] Why a key rotation's `skipped` devices were skipped: `frame_version` for those
+ * registered with frame version 1 (no KEY_ROTATE), `key_trusted` for the rest (they trusted the key
+ * already). Read from the devices as registered now.
+ */
+export async function countRotationSkips(
+  db: Db,
+  rolloutId: string,
+): Promise<{ key_trusted: number; frame_version: number }> {
+  const [row] = await guard(
+    db.select({
+      all: sql<number>`count(*)::int`,
+      v1: sql<number>`count(*) filter (where coalesce(${devices.frameVersion}, 2) < 2)::int`,
+    }).from(rolloutDevices)
+      .leftJoin(devices, eq(devices.id, rolloutDevices.deviceId))
+      .where(and(eq(rolloutDevices.rolloutId, rolloutId), eq(rolloutDevices.state, SKIPPED))),
+    "Cannot count skipped rollout devices",
+  );
+  const v1 = Number(row?.v1 ?? 0);
+  return { key_trusted: Number(row?.all ?? 0) - v1, frame_version: v1 };
 }
 
 /**

@@ -78,7 +78,7 @@ const ANALYZE_AFTER = 1000;
  * Creates a rollout and one rollout_devices row per device (`pending`, or `skipped` for a device
  * whose current digest is already the artifact's; in a rollback, `pending` with the device's
  * previous digest to go back to, or `skipped` when none is recorded; in a key rotation, `skipped`
- * for a device that already trusts the key), and records
+ * for a device that already trusts the key or is registered with frame version 1), and records
  * `registerArtifact` if given, in one transaction: on any error nothing is written. An InvalidDataError names a device listed twice or not registered; a
  * ConflictError one that an active rollout already drives.
  */
@@ -141,11 +141,14 @@ export async function createRollout(db: Db, rollout: NewRollout): Promise<Rollou
           from json_array_elements_text(${ids}::json) with ordinality as t(id, n)
           join ${devices} d on d.id = t.id::uuid`);
       } else if (rollout.action === "rotate-key") {
-        // [SRUP-10] A device that already trusts the key is skipped: nothing to rotate.
+        // [SRUP-10] A device that already trusts the key is skipped: nothing to rotate. So is one
+        // registered with frame version 1 (null: 2), which has no KEY_ROTATE: it could never
+        // answer, and its time-out would count against the thresholds.
         await tx.execute(sql`
           insert into rollout_devices (rollout_id, device_id, position, state)
           select ${id}::uuid, t.id::uuid, t.n - 1,
-            case when d.server_key = ${rollout.serverKey} then ${SKIPPED} else ${PENDING} end
+            case when d.server_key = ${rollout.serverKey} or coalesce(d.frame_version, 2) < 2
+              then ${SKIPPED} else ${PENDING} end
           from json_array_elements_text(${ids}::json) with ordinality as t(id, n)
           join ${devices} d on d.id = t.id::uuid`);
       } else {

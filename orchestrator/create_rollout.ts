@@ -5,8 +5,8 @@
 import {
   artifactUrl,
   ConflictError,
-  countNotOnKey,
   countRegistered,
+  countRotationTargets,
   countWithPrevious,
   type Db,
   getArtifact,
@@ -203,17 +203,30 @@ async function refuseRunningRotation(db: Db): Promise<void> {
 
 /**
  * [SRUP-10] The fingerprint of the key a rotation moves these devices to: the next key, made now
- * if there is none yet; refused when every one of them trusts it already.
+ * if there is none yet; refused when none of them would be sent it: every one trusts it already
+ * or is registered with frame version 1, which has no KEY_ROTATE.
  */
 async function rotationKey(deps: CreateRolloutDeps, deviceIds: readonly string[]): Promise<string> {
   if (!deps.nextKey) {
     throw new TypeError("Cannot rotate the server key: no key store is configured");
   }
   const known = deps.orchestrator.keys?.next;
-  if (known && await countNotOnKey(deps.db, deviceIds, known.fingerprint) === 0) {
+  const targets = await countRotationTargets(deps.db, deviceIds, known?.fingerprint ?? null);
+  if (targets.rotatable === 0) {
+    const reasons = [
+      ...(targets.trusted > 0
+        ? [`${targets.trusted} trust the next server key "${known?.fingerprint}" already`]
+        : []),
+      ...(targets.frameVersion1 > 0
+        ? [`${targets.frameVersion1} registered with frame version 1, which has no KEY_ROTATE`]
+        : []),
+    ];
     throw new RolloutRefusedError(
       "nothing_to_rotate",
-      `All ${deviceIds.length} targeted device(s) trust the next server key "${known.fingerprint}" already; to rotate again, make it the current key first (docs/operations.md, "Rotating the server key")`,
+      `None of the ${deviceIds.length} targeted device(s) can be sent a KEY_ROTATE: ${
+        reasons.join(", ")
+      } (docs/operations.md, "Rotating the server key")`,
+      { details: { trusted: targets.trusted, frameVersion1: targets.frameVersion1 } },
     );
   }
   return (await deps.nextKey()).fingerprint;

@@ -9,6 +9,7 @@ import {
 } from "../actors/mod.ts";
 import {
   ACTIVE_ROLLOUT_STATES,
+  countRotationSkips,
   createRollout,
   type Db,
   describeDatabaseError,
@@ -391,12 +392,10 @@ export class Orchestrator {
           ...(action === "rollback" && skipped.length > 0
             ? { skippedReason: "no_previous_version" }
             : {}),
-          // A key rotation skips the devices that trust the key already.
+          // A key rotation skips the devices that trust the key already, and those registered with
+          // frame version 1, which has no KEY_ROTATE.
           ...(action === "rotate-key"
-            ? {
-              serverKey: row.serverKey,
-              ...(skipped.length > 0 ? { skippedReason: "key_trusted" } : {}),
-            }
+            ? { serverKey: row.serverKey, ...await this.#rotationSkips(row.id, skipped.length) }
             : {}),
           startAt: row.startAt?.toISOString() ?? null,
           dynamic: policy.dynamic ?? false,
@@ -638,6 +637,21 @@ export class Orchestrator {
       rollback: row.action === "rollback" ? await listRollbackDigests(this.#db, row.id) : undefined,
       manifest: row.artifactDigest === null ? undefined : await this.#manifest(row.artifactDigest),
     };
+  }
+
+  /**
+   * [SRUP-10] The rotate-key `rollout.created` event's reasons for its skipped devices: the counts
+   * per reason, and `skippedReason` when there is only one.
+   */
+  async #rotationSkips(
+    rolloutId: string,
+    skipped: number,
+  ): Promise<{ skippedReason?: string; skippedReasons?: Record<string, number> }> {
+    if (skipped === 0) return {};
+    const counts = await countRotationSkips(this.#db, rolloutId);
+    const reasons = Object.fromEntries(Object.entries(counts).filter(([, n]) => n > 0));
+    const names = Object.keys(reasons);
+    return { ...(names.length === 1 ? { skippedReason: names[0] } : {}), skippedReasons: reasons };
   }
 
   /** Devices of a rollout skipped at creation: they already run its artifact. */

@@ -17,6 +17,7 @@ import {
 import {
   countRolloutDevices,
   countRolloutDevicesByStage,
+  countRotationSkips,
   type Db,
   getArtifact,
   listRollbacksOf,
@@ -56,6 +57,12 @@ export interface RolloutView {
   rollbackOf: string | null;
   /** [SRUP-10] For rotate-key: the fingerprint of the key devices are moved to. */
   serverKey: string | null;
+  /**
+   * [SRUP-10] For rotate-key: how many devices were skipped at creation and why (`key_trusted`: they
+   * trust the key already; `frame_version`: registered with frame version 1, no KEY_ROTATE); null
+   * otherwise.
+   */
+  skippedReasons: { key_trusted: number; frame_version: number } | null;
   /** Cluster mode: the node whose lease drives it (null when none holds one, or one node on PGlite). */
   owner: string | null;
   /** The rollback rollouts made to undo this one, oldest first. */
@@ -123,6 +130,7 @@ export async function rolloutView(
     },
     rollbackOf: row.rollbackOf,
     serverKey: row.serverKey,
+    skippedReasons: row.action === "rotate-key" ? await countRotationSkips(db, row.id) : null,
     owner: row.owner,
     rolledBackBy: await listRollbacksOf(db, row.id),
     devices: row.deviceCount,

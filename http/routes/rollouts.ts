@@ -218,6 +218,11 @@ export const RolloutSchema = z.object({
     description:
       "For rotate-key: the fingerprint of the server key devices are moved to; null otherwise",
   }),
+  skippedReasons: z.object({ key_trusted: z.number().int(), frame_version: z.number().int() })
+    .nullable().openapi({
+      description:
+        "For rotate-key: the devices skipped at creation, by reason: key_trusted (they trust the key already) or frame_version (registered with frame version 1, which has no KEY_ROTATE); null otherwise",
+    }),
   artifact: z.object({
     digest: z.string(),
     url: z.string(),
