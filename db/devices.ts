@@ -276,11 +276,15 @@ export async function countRotationTargets(
   fingerprint: string | null,
 ): Promise<RotationTargets> {
   if (ids.length === 0) return { trusted: 0, frameVersion1: 0, rotatable: 0 };
-  const untrusted = sql`${devices.serverKey} is distinct from ${fingerprint}`;
+  // With no key yet (null), no device trusts it: a null server_key is the current key.
+  const trusts = fingerprint === null
+    ? sql`false`
+    : sql`${devices.serverKey} is not distinct from ${fingerprint}`;
+  const untrusted = sql`not (${trusts})`;
   const version = sql`coalesce(${devices.frameVersion}, 2)`;
   const [row] = await guard(
     db.select({
-      trusted: sql<number>`count(*) filter (where ${devices.serverKey} = ${fingerprint})::int`,
+      trusted: sql<number>`count(*) filter (where ${trusts})::int`,
       frameVersion1: sql<number>`count(*) filter (where ${untrusted} and ${version} < 2)::int`,
       rotatable: sql<number>`count(*) filter (where ${untrusted} and ${version} >= 2)::int`,
     }).from(devices)
