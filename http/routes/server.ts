@@ -185,7 +185,7 @@ export function serverApp(deps: ServerDeps) {
         tags: ["server"],
         summary: "Rotate the server key: a key rollout to the next key",
         description:
-          "[SRUP-10] Makes the next key (FLOTILLA_SERVER_NEXT_KEY, default <data>/server-next.key; read if it exists) and starts a rollout with action rotate-key: each targeted device is sent a KEY_ROTATE signed by the key it trusts, carrying the next key and its proof, through the policy's stages, thresholds, retries and halts like any rollout. A device's 0x10 records it as trusting the next key, which signs its frames from then on. Devices that trust it already are skipped; run it again to catch up devices that were offline. 409 rotation_running while a rotation is scheduled, running or paused; 422 nothing_to_rotate when every target trusts the next key already.",
+          "[SRUP-10] Makes the next key (FLOTILLA_SERVER_NEXT_KEY, default <data>/server-next.key; read if it exists) and starts a rollout with action rotate-key: each targeted device is sent a KEY_ROTATE signed by the key it trusts, carrying the next key and its proof, through the policy's stages, thresholds, retries and halts like any rollout. A device's 0x10 records it as trusting the next key, which signs its frames from then on. Devices that trust it already are skipped (key_trusted), and so are devices registered with frame version 1, which has no KEY_ROTATE (frame_version; the rollout's skippedReasons counts both); run it again to catch up devices that were offline. 409 rotation_running while a rotation is scheduled, running or paused; 422 nothing_to_rotate when every target trusts the next key already or is frame version 1.",
         middleware: [requireRole("admin")] as const,
         request: { body: jsonBody(RotateSchema) },
         responses: {
@@ -193,7 +193,7 @@ export function serverApp(deps: ServerDeps) {
           ...AUTH_ERRORS,
           ...CONFLICT,
           422: errorContent(
-            "Targets that select no registered device (no_devices, invalid_targets), every target trusting the next key already (nothing_to_rotate), an unknown or inconsistent policy, a start time already past (start_in_past) or malformed (invalid_start_at), or target devices with no maintenance window (no_window)",
+            "Targets that select no registered device (no_devices, invalid_targets), every target trusting the next key already or registered with frame version 1 (nothing_to_rotate), an unknown or inconsistent policy, a start time already past (start_in_past) or malformed (invalid_start_at), or target devices with no maintenance window (no_window)",
           ),
           503: errorContent("The orchestrator's heap has no room for this many devices"),
         },
