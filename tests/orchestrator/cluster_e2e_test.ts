@@ -250,8 +250,9 @@ Deno.test({
           assert.deepEqual(stale, [], "frames with the stale node's ids arrived after SIGCONT");
           assert.equal(await n1.metric("flotilla_cluster_leases"), 0);
           assert.equal(await n1.metric("flotilla_cluster_leases_lost_total"), 1);
-          const fenced = await n1.metric("flotilla_cluster_fenced_writes_total");
-          assert.ok(fenced !== undefined && fenced >= 0);
+          // Whether the frozen node had a write queued when it stopped is timing: the count may be
+          // 0, so this checks the metric is exported; the frames and leases above show it stopped.
+          assert.notEqual(await n1.metric("flotilla_cluster_fenced_writes_total"), undefined);
           await until(() => fleet.activated() === DEVICES ? true : undefined, 10_000, () => "");
           assert.deepEqual(fleet.violations(), []);
         },
