@@ -4,10 +4,11 @@
  * (tests/orchestrator/_cluster.ts). All of them share this machine's cores, so the N-node figures
  * are what N nodes do on the same cores, not what N machines would do.
  *
- * - Throughput: a fixed fleet (FLOTILLA_BENCH_CLUSTER_DEVICES, default 1500) is split into N equal
+ * - Throughput: a fixed fleet (FLOTILLA_BENCH_CLUSTER_DEVICES, default 3000) is split into N equal
  *   slices; rollout i (targets: its slice's ids) is created on node i, which owns it. Measured:
  *   devices / seconds from the first create request to the last device's RESPONSE 0x10 (its
- *   confirmed activation), as the devices themselves saw it.
+ *   confirmed activation), as the devices themselves saw it; and the CPU time the nodes (summed)
+ *   and this process (the devices) spent over that span, per device.
  * - Takeover: three nodes, one rate-limited rollout; the owner (read from the API) is SIGKILLed 5
  *   times (a fresh node replaces each dead one). Measured: from the SIGKILL to the first frame a
  *   device receives from the new owner, for each lease TTL (FLOTILLA_BENCH_CLUSTER_TTLS, default
@@ -20,8 +21,7 @@
  * a fresh database per run, dropped after) and an MQTT broker (FLOTILLA_TEST_MQTT_URL, default
  * mqtt://127.0.0.1:1883). Writes bench/out/cluster.json.
  */
-import { createTestDatabase } from "../tests/db/_postgres.ts";
-import { loadAverage } from "./proc.ts";
+import { cpuMs, loadAverage } from "./proc.ts";
 
 const databaseServer = Deno.env.get("FLOTILLA_TEST_DATABASE_URL") ||
   "postgres://postgres@127.0.0.1:5432/postgres";
@@ -31,13 +31,14 @@ if (!Deno.env.get("FLOTILLA_TEST_MQTT_URL")) {
   Deno.env.set("FLOTILLA_TEST_MQTT_URL", "mqtt://127.0.0.1:1883");
 }
 // After the variables are set: the helpers read it when loaded.
+const { createTestDatabase } = await import("../tests/db/_postgres.ts");
 const { clusterEnv, Fleet, MQTT_URL, serveArtifact, startNode } = await import(
   "../tests/orchestrator/_cluster.ts"
 );
 type Node = Awaited<ReturnType<typeof startNode>>;
 type Fleet = Awaited<ReturnType<typeof Fleet.start>>;
 
-const DEVICES = Number(Deno.env.get("FLOTILLA_BENCH_CLUSTER_DEVICES") ?? 1500);
+const DEVICES = Number(Deno.env.get("FLOTILLA_BENCH_CLUSTER_DEVICES") ?? 3000);
 const NODES = (Deno.env.get("FLOTILLA_BENCH_CLUSTER_NODES") ?? "1,2,3").split(",").map(Number);
 const TTLS = (Deno.env.get("FLOTILLA_BENCH_CLUSTER_TTLS") ?? "1500,10000").split(",").map(Number);
 const KILLS = 5;
@@ -160,6 +161,11 @@ async function throughput(n: number) {
   try {
     const ids = run.fleet.devices.map((d) => d.id);
     const slice = Math.ceil(ids.length / n);
+    const cpu = () => ({
+      nodes: run.nodes.reduce((sum, node) => sum + cpuMs(node.pid), 0),
+      fleet: cpuMs("self"),
+    });
+    const cpuFrom = cpu();
     const started = performance.now();
     const rollouts = await Promise.all(
       run.nodes.map((node, i) =>
@@ -168,6 +174,7 @@ async function throughput(n: number) {
     );
     await poll(() => run.fleet.activated() === DEVICES ? true : undefined, 600_000);
     const seconds = (performance.now() - started) / 1000;
+    const cpuTo = cpu();
     const owners = rollouts.map((r) => r.owner);
     const row = {
       nodes: n,
@@ -176,6 +183,8 @@ async function throughput(n: number) {
       owners: owners.join(","),
       seconds: round(seconds, 2),
       devicesPerSecond: Math.round(DEVICES / seconds),
+      nodesCpuMsPerDevice: round((cpuTo.nodes - cpuFrom.nodes) / DEVICES, 2),
+      fleetCpuMsPerDevice: round((cpuTo.fleet - cpuFrom.fleet) / DEVICES, 2),
       violations: run.fleet.violations().length,
       loadAverage: { before: loadBefore, after: loadAverage() },
     };

@@ -50,6 +50,11 @@ export class Node {
     return this.#lines.join("\n");
   }
 
+  /** Its process id. */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
   signal(signal: Deno.Signal): void {
     this.#child.kill(signal);
   }
