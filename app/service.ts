@@ -135,7 +135,8 @@ export async function startService(
     const starting: ReadyReport = { database: "waiting", mqtt: "waiting", recovery: "waiting" };
     let handler: (request: Request) => Response | Promise<Response> = (request) =>
       startingResponse(request, starting);
-    const { apiUrl, stop } = await listen(config, (request) => handler(request));
+    const acceptErrors = new AcceptErrors(log);
+    const { apiUrl, stop } = await listen(config, (request) => handler(request), acceptErrors);
     cleanup.push(stop);
 
     const database = await openWithRetry(
@@ -205,6 +206,7 @@ export async function startService(
       broker = await selectBroker({
         url: config.mqttUrl,
         port: config.mqttPort,
+        onAcceptError: (error) => acceptErrors.record("mqtt", error),
         onPresence(clientId, online) {
           const deviceId = deviceOfClientId(clientId);
           if (deviceId === undefined) return;
@@ -339,6 +341,15 @@ export async function startService(
       hub,
       cluster,
     });
+    metrics.collect(
+      "flotilla_accept_errors_total",
+      "counter",
+      "Connections refused because accepting them failed (EMFILE: out of open files), by listener",
+      () => [[{ listener: "mqtt" }, acceptErrors.counts.mqtt], [
+        { listener: "http" },
+        acceptErrors.counts.http,
+      ]],
+    );
     const startedAt = new Date().toISOString();
     const clusterView = async (): Promise<ClusterView> => {
       if (!cluster) {
@@ -438,28 +449,75 @@ export async function startService(
   }
 }
 
-/** Binds the HTTP listener; the handler is looked up per request, so it can change once ready. */
+/** The first pause before the HTTP listener binds again; it doubles up to the maximum. */
+const HTTP_RELISTEN_MIN_MS = 5;
+const HTTP_RELISTEN_MAX_MS = 1000;
+
+/**
+ * Failed accepts on the service's listeners (`mqtt`, `http`), counted for /metrics and logged:
+ * the first of a run at once, then at most one line a second with the count since the last.
+ */
+export class AcceptErrors {
+  readonly counts: Record<"mqtt" | "http", number> = { mqtt: 0, http: 0 };
+  #log: (line: string) => void;
+  #now: () => number;
+  #lastLog = new Map<string, number>();
+  #unlogged = new Map<string, number>();
+
+  constructor(log: (line: string) => void, now: () => number = Date.now) {
+    this.#log = log;
+    this.#now = now;
+  }
+
+  record(listener: "mqtt" | "http", error: unknown): void {
+    this.counts[listener]++;
+    const unlogged = (this.#unlogged.get(listener) ?? 0) + 1;
+    const last = this.#lastLog.get(listener);
+    if (last !== undefined && this.#now() - last < 1000) {
+      this.#unlogged.set(listener, unlogged);
+      return;
+    }
+    this.#lastLog.set(listener, this.#now());
+    this.#unlogged.set(listener, 0);
+    const message = error instanceof Error ? error.message : String(error);
+    this.#log(
+      `${listener} listener: accept failed (${message}); refused ${unlogged} connection(s), ${
+        this.counts[listener]
+      } in all; still listening (raise the open-file limit: docs/operations.md, Open files)`,
+    );
+  }
+}
+
+/**
+ * Binds the HTTP listener; the handler is looked up per request, so it can change once ready.
+ * Deno.serve ends its accept loop when an accept fails (EMFILE: out of open files), so the
+ * listener is bound again after a short pause, and again while that fails, instead of the
+ * process ending on the rejected `finished`.
+ */
 async function listen(
   config: ServiceConfig,
   handler: (request: Request) => Response | Promise<Response>,
+  acceptErrors: AcceptErrors,
 ): Promise<{ apiUrl: string; stop(): Promise<void> }> {
   const scheme = config.tlsCert ? "https" : "http";
   const abort = new AbortController();
-  let server: Deno.HttpServer<Deno.NetAddr>;
-  try {
-    const tls = config.tlsCert
-      ? {
-        cert: await Deno.readTextFile(config.tlsCert),
-        key: await Deno.readTextFile(config.tlsKey!),
-      }
-      : {};
-    server = Deno.serve({
+  const tls = config.tlsCert
+    ? {
+      cert: await Deno.readTextFile(config.tlsCert),
+      key: await Deno.readTextFile(config.tlsKey!),
+    }
+    : {};
+  const serve = (port: number) =>
+    Deno.serve({
       hostname: config.host,
-      port: config.port,
+      port,
       signal: abort.signal,
       onListen: () => {},
       ...tls,
     }, handler);
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = serve(config.port);
   } catch (error) {
     if (error instanceof Deno.errors.AddrInUse) {
       throw new ConfigError(
@@ -468,11 +526,42 @@ async function listen(
     }
     throw error;
   }
+  const port = server.addr.port;
+  let retry: ReturnType<typeof setTimeout> | undefined;
+  let wake: (() => void) | undefined;
+  const supervise = async (current: Deno.HttpServer<Deno.NetAddr>) => {
+    try {
+      await current.finished;
+      return;
+    } catch (error) {
+      if (abort.signal.aborted) return;
+      acceptErrors.record("http", error);
+    }
+    let delay = HTTP_RELISTEN_MIN_MS;
+    while (!abort.signal.aborted) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        retry = setTimeout(resolve, delay);
+      });
+      if (abort.signal.aborted) return;
+      try {
+        server = serve(port);
+        return supervise(server);
+      } catch (error) {
+        acceptErrors.record("http", error);
+        delay = Math.min(delay * 2, HTTP_RELISTEN_MAX_MS);
+      }
+    }
+  };
+  const supervising = supervise(server);
   return {
-    apiUrl: `${scheme}://${hostForUrl(config.host)}:${server.addr.port}`,
+    apiUrl: `${scheme}://${hostForUrl(config.host)}:${port}`,
     async stop() {
       abort.abort();
-      await server.finished;
+      clearTimeout(retry);
+      wake?.();
+      await supervising;
+      await server.finished.catch(() => {});
     },
   };
 }

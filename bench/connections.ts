@@ -21,7 +21,7 @@ const KEY_DIR = ".sim-cache/sim-keys";
 // Files the broker's process keeps besides its MQTT connections: the orchestrator with PGlite held
 // about 140 at 19,860 connections (PGlite's relation files, stdio, listeners) and then accepted no
 // more; during the rollout the downloads' HTTP connections (kept alive) added about 840 more at
-// 500 in flight (bench/connections.yaml), and one file too many ends the orchestrator.
+// 500 in flight (bench/connections.yaml); past the limit the orchestrator refuses connections.
 const FD_HEADROOM = 1500;
 // A broker out of files leaves connections queued, never refused: fail instead of waiting forever.
 const CONNECT_TIMEOUT_MS = 600_000;

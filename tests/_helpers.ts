@@ -56,9 +56,18 @@ export interface ServeChild {
 }
 
 /** Runs `main.ts serve` with `env` (ephemeral ports unless set) until it prints its API URL. */
-export async function serveChild(env: Record<string, string>, ms = 60_000): Promise<ServeChild> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, "serve"],
+export async function serveChild(
+  env: Record<string, string>,
+  ms = 60_000,
+  options: { nofile?: number } = {},
+): Promise<ServeChild> {
+  const deno = [Deno.execPath(), "run", "--allow-all", MAIN, "serve"];
+  // prlimit (util-linux) sets the child's open-file limit, soft and hard.
+  const argv = options.nofile === undefined
+    ? deno
+    : ["prlimit", `--nofile=${options.nofile}:${options.nofile}`, ...deno];
+  const child = new Deno.Command(argv[0]!, {
+    args: argv.slice(1),
     env: { PORT: "0", FLOTILLA_MQTT_PORT: "0", ...env },
     stdin: "null",
     stdout: "piped",

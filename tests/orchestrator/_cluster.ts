@@ -17,6 +17,8 @@ import {
 import { loadServerKey } from "../../orchestrator/server_key.ts";
 
 export const MQTT_URL = Deno.env.get("FLOTILLA_TEST_MQTT_URL");
+/** RabbitMQ's MQTT plugin (3.1.1 only, no shared subscriptions), when `.ci/run` found it. */
+export const RABBITMQ_MQTT_URL = Deno.env.get("FLOTILLA_TEST_RABBITMQ_MQTT_URL");
 export const ADMIN_TOKEN = "cluster-admin-token-0123456789";
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -28,6 +30,15 @@ export const CLUSTER_SKIP: string | undefined = !TEST_DATABASE_URL
   : undefined;
 
 if (CLUSTER_SKIP) console.log(`cluster tests skipped: ${CLUSTER_SKIP}`);
+
+/** Why cluster tests over RabbitMQ cannot run here (printed), or undefined when they can. */
+export const RABBITMQ_SKIP: string | undefined = !TEST_DATABASE_URL
+  ? "FLOTILLA_TEST_DATABASE_URL is not set"
+  : !RABBITMQ_MQTT_URL
+  ? "FLOTILLA_TEST_RABBITMQ_MQTT_URL is not set"
+  : undefined;
+
+if (RABBITMQ_SKIP) console.log(`cluster tests over RabbitMQ skipped: ${RABBITMQ_SKIP}`);
 
 /** A node running as a child process. */
 export class Node {
@@ -109,17 +120,22 @@ export class Node {
 export interface ClusterEnv {
   root: string;
   databaseUrl: string;
+  /** The broker every node (and the fleet) connects to. */
+  mqttUrl: string;
   serverKeyFile: string;
   serverKey: Uint8Array;
   policyDir: string;
   leaseTtlMs: number;
 }
 
-/** Makes the server key and a policy directory holding `policies` (name to YAML). */
+/**
+ * Makes the server key and a policy directory holding `policies` (name to YAML). The nodes use
+ * `options.mqttUrl`, by default FLOTILLA_TEST_MQTT_URL.
+ */
 export async function clusterEnv(
   root: string,
   databaseUrl: string,
-  options: { policies: Record<string, string>; leaseTtlMs: number },
+  options: { policies: Record<string, string>; leaseTtlMs: number; mqttUrl?: string },
 ): Promise<ClusterEnv> {
   const key = await loadServerKey({ dataDir: join(root, "key") });
   const policyDir = join(root, "policies");
@@ -130,6 +146,7 @@ export async function clusterEnv(
   return {
     root,
     databaseUrl,
+    mqttUrl: options.mqttUrl ?? MQTT_URL!,
     serverKeyFile: key.path,
     serverKey: key.publicKey,
     policyDir,
@@ -145,7 +162,7 @@ export async function startNode(env: ClusterEnv, id: string): Promise<Node> {
       FLOTILLA_NODE_ID: id,
       FLOTILLA_LEASE_TTL_MS: String(env.leaseTtlMs),
       DATABASE_URL: env.databaseUrl,
-      MQTT_URL: MQTT_URL!,
+      MQTT_URL: env.mqttUrl,
       FLOTILLA_SERVER_KEY: env.serverKeyFile,
       FLOTILLA_DATA_DIR: join(env.root, id),
       FLOTILLA_POLICY_DIR: env.policyDir,

@@ -13,6 +13,8 @@ import {
   Fleet,
   MQTT_URL,
   type Node,
+  RABBITMQ_MQTT_URL,
+  RABBITMQ_SKIP,
   serveArtifact,
   startNode,
   until,
@@ -45,13 +47,17 @@ interface Running {
   diagnose(): Promise<string>;
 }
 
-/** Three nodes, the fleet registered, and a rollout created on n1 (which owns it). */
-async function startCluster(): Promise<Running> {
+/**
+ * Three nodes on the broker at `mqttUrl`, the fleet registered (on the same broker), and a rollout
+ * created on n1 (which owns it).
+ */
+async function startCluster(mqttUrl: string = MQTT_URL!): Promise<Running> {
   const database = await createTestDatabase(Deno.env.get("FLOTILLA_TEST_DATABASE_URL")!);
   const root = await Deno.makeTempDir({ prefix: "flotilla-cluster-" });
   const env = await clusterEnv(root, database.url, {
     policies: { cluster: POLICY },
     leaseTtlMs: LEASE_TTL_MS,
+    mqttUrl,
   });
   const nodes: Node[] = [];
   const bytes = crypto.getRandomValues(new Uint8Array(4096));
@@ -78,7 +84,7 @@ async function startCluster(): Promise<Running> {
       size: bytes.length,
     });
     assert.equal(artifact.status, 201, JSON.stringify(artifact.body));
-    fleet = await Fleet.start(DEVICES, { serverKey: env.serverKey, mqttUrl: MQTT_URL! });
+    fleet = await Fleet.start(DEVICES, { serverKey: env.serverKey, mqttUrl });
     const registered = await n2.api("POST", "/v1/devices/batch", {
       devices: fleet.devices.map((d) => ({ id: d.id, publicKey: d.publicKey })),
     });
@@ -124,58 +130,75 @@ async function completed(node: Node, id: string, others: Node[]) {
   );
 }
 
+/**
+ * The SIGKILL test on the broker at `mqttUrl`: the owner dies mid-rollout, another node completes
+ * it, and the devices' own logs keep every promise.
+ */
+async function sigkillOwner(t: Deno.TestContext, mqttUrl: string): Promise<void> {
+  const { nodes, fleet, rollout, close } = await startCluster(mqttUrl);
+  const [n1, n2, n3] = nodes as [Node, Node, Node];
+  try {
+    await t.step("the owner dies with part of the fleet activated", async () => {
+      await until(
+        () => fleet.activated() >= DEVICES / 5 ? true : undefined,
+        60_000,
+        () => n1.output,
+      );
+      await n1.kill();
+      assert.ok(fleet.activated() < DEVICES, "the rollout was still under way at the kill");
+    });
+
+    await t.step("another node takes it over and completes it", async () => {
+      const done = await completed(n2, rollout, [n2, n3]);
+      assert.ok(done.owner === "n2" || done.owner === "n3", `owner ${done.owner}`);
+      const counts = done.counts as Record<string, number>;
+      assert.equal(counts.activated, DEVICES);
+      const takeovers = (await n2.metric("flotilla_cluster_takeovers_total"))! +
+        (await n3.metric("flotilla_cluster_takeovers_total"))!;
+      // One, or more if a node under load let its lease lapse too (fenced all the same).
+      assert.ok(takeovers >= 1, `takeovers ${takeovers}`);
+    });
+
+    await t.step("the devices' own logs keep every promise", async () => {
+      await until(() => fleet.activated() === DEVICES ? true : undefined, 10_000, () => "");
+      assert.deepEqual(fleet.violations(), []);
+      assert.equal(fleet.activated(), DEVICES);
+      // The API's view on the third node equals the devices' view.
+      const { body } = await n3.api("GET", `/v1/rollouts/${rollout}`);
+      assert.equal((body.counts as Record<string, number>).activated, fleet.activated());
+    });
+
+    await t.step("GET /v1/cluster lists the live nodes", async () => {
+      const { status, body } = await n3.api<{ mode: string; nodes: { id: string }[] }>(
+        "GET",
+        "/v1/cluster",
+      );
+      assert.equal(status, 200, `${JSON.stringify(body)}\n${n3.output}`);
+      assert.equal(body.mode, "cluster");
+      assert.deepEqual(body.nodes.map((n) => n.id).filter((id) => id !== "n1"), ["n2", "n3"]);
+    });
+  } finally {
+    await close();
+  }
+}
+
 Deno.test({
   name: "cluster: SIGKILL of a rollout's owner mid-rollout; another node completes it",
   ignore: CLUSTER_SKIP !== undefined,
   sanitizeOps: false,
   sanitizeResources: false,
-  async fn(t) {
-    const { nodes, fleet, rollout, close } = await startCluster();
-    const [n1, n2, n3] = nodes as [Node, Node, Node];
-    try {
-      await t.step("the owner dies with part of the fleet activated", async () => {
-        await until(
-          () => fleet.activated() >= DEVICES / 5 ? true : undefined,
-          60_000,
-          () => n1.output,
-        );
-        await n1.kill();
-        assert.ok(fleet.activated() < DEVICES, "the rollout was still under way at the kill");
-      });
+  fn: (t) => sigkillOwner(t, MQTT_URL!),
+});
 
-      await t.step("another node takes it over and completes it", async () => {
-        const done = await completed(n2, rollout, [n2, n3]);
-        assert.ok(done.owner === "n2" || done.owner === "n3", `owner ${done.owner}`);
-        const counts = done.counts as Record<string, number>;
-        assert.equal(counts.activated, DEVICES);
-        const takeovers = (await n2.metric("flotilla_cluster_takeovers_total"))! +
-          (await n3.metric("flotilla_cluster_takeovers_total"))!;
-        // One, or more if a node under load let its lease lapse too (fenced all the same).
-        assert.ok(takeovers >= 1, `takeovers ${takeovers}`);
-      });
-
-      await t.step("the devices' own logs keep every promise", async () => {
-        await until(() => fleet.activated() === DEVICES ? true : undefined, 10_000, () => "");
-        assert.deepEqual(fleet.violations(), []);
-        assert.equal(fleet.activated(), DEVICES);
-        // The API's view on the third node equals the devices' view.
-        const { body } = await n3.api("GET", `/v1/rollouts/${rollout}`);
-        assert.equal((body.counts as Record<string, number>).activated, fleet.activated());
-      });
-
-      await t.step("GET /v1/cluster lists the live nodes", async () => {
-        const { status, body } = await n3.api<{ mode: string; nodes: { id: string }[] }>(
-          "GET",
-          "/v1/cluster",
-        );
-        assert.equal(status, 200, `${JSON.stringify(body)}\n${n3.output}`);
-        assert.equal(body.mode, "cluster");
-        assert.deepEqual(body.nodes.map((n) => n.id).filter((id) => id !== "n1"), ["n2", "n3"]);
-      });
-    } finally {
-      await close();
-    }
-  },
+// The same run over RabbitMQ's MQTT plugin: MQTT 3.1.1 only (the nodes and the fleet fall back to
+// it), no shared subscriptions, topics mapped onto an AMQP topic exchange.
+Deno.test({
+  name:
+    "cluster over RabbitMQ: SIGKILL of a rollout's owner mid-rollout; another node completes it",
+  ignore: RABBITMQ_SKIP !== undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: (t) => sigkillOwner(t, RABBITMQ_MQTT_URL!),
 });
 
 Deno.test({
@@ -227,8 +250,9 @@ Deno.test({
           assert.deepEqual(stale, [], "frames with the stale node's ids arrived after SIGCONT");
           assert.equal(await n1.metric("flotilla_cluster_leases"), 0);
           assert.equal(await n1.metric("flotilla_cluster_leases_lost_total"), 1);
-          const fenced = await n1.metric("flotilla_cluster_fenced_writes_total");
-          assert.ok(fenced !== undefined && fenced >= 0);
+          // Whether the frozen node had a write queued when it stopped is timing: the count may be
+          // 0, so this checks the metric is exported; the frames and leases above show it stopped.
+          assert.notEqual(await n1.metric("flotilla_cluster_fenced_writes_total"), undefined);
           await until(() => fleet.activated() === DEVICES ? true : undefined, 10_000, () => "");
           assert.deepEqual(fleet.violations(), []);
         },
