@@ -61,6 +61,11 @@ export class Node {
     return this.#lines.join("\n");
   }
 
+  /** Its process id. */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
   signal(signal: Deno.Signal): void {
     this.#child.kill(signal);
   }
@@ -226,7 +231,12 @@ export class Fleet {
 
   static async start(
     count: number,
-    options: { serverKey: Uint8Array; mqttUrl: string },
+    options: {
+      serverKey: Uint8Array;
+      mqttUrl: string;
+      /** Called with every frame a device receives (not its RESPONSEs), as it arrives. */
+      onFrame?: (record: DeviceRecord & { kind: "received" }) => void;
+    },
   ): Promise<Fleet> {
     const ed = await defaultEd25519();
     // Frames received by the whole fleet so far: a frame's `n` orders it among all of them.
@@ -275,13 +285,15 @@ export class Fleet {
         try {
           const message = decodeMessage(frame);
           if (message.type !== "response") {
-            device.log.push({
-              kind: "received",
+            const record = {
+              kind: "received" as const,
               type: message.type,
               sequence: message.sequence ?? 0n,
               token: toHex(message.token),
               n: fleet.count++,
-            });
+            };
+            device.log.push(record);
+            options.onFrame?.(record);
           }
         } catch {
           // The agent counts it.
