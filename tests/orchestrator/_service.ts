@@ -1,4 +1,5 @@
 /** Helpers for tests that run the whole service with real device agents. */
+import assert from "node:assert/strict";
 import { join } from "node:path";
 import { readConfig } from "../../orchestrator/config.ts";
 import { type Clock, scaledClock } from "../../io/clock.ts";
@@ -130,6 +131,24 @@ export async function waitForRollout(
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   throw new Error(`rollout ${id} did not get there in ${ms} ms: ${JSON.stringify(last)}`);
+}
+
+/**
+ * Rolls the artifact `digest` out to every device under `policy` (as the API takes it), checks
+ * the rollout was created, and waits until it completes: the completed rollout's JSON.
+ */
+export async function rollOutToAll(
+  service: Service,
+  digest: string,
+  policy: unknown,
+): Promise<Record<string, unknown>> {
+  const created = await api(service, "POST", "/v1/rollouts", {
+    artifact: { digest },
+    policy,
+    targets: { all: true },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  return await waitForRollout(service, created.body.id as string, (r) => r.state === "completed");
 }
 
 /** A fetch that flips a byte of any download whose URL ends with `suffix()`: a 0xFF in the making. */

@@ -33,10 +33,10 @@ import {
 import {
   ADMIN_TOKEN,
   api,
+  rollOutToAll,
   startDevices,
   startTestService,
   type TestDevice,
-  waitForRollout,
 } from "./_service.ts";
 import { sha256 } from "../device/_fixture.ts";
 
@@ -218,17 +218,7 @@ Deno.test({
           );
           const { digest } = await upload.json();
           assert.equal(upload.status, 201);
-          const created = await api(service, "POST", "/v1/rollouts", {
-            artifact: { digest },
-            policy: POLICY,
-            targets: { all: true },
-          });
-          assert.equal(created.status, 201, JSON.stringify(created.body));
-          const done = await waitForRollout(
-            service,
-            created.body.id as string,
-            (r) => r.state === "completed",
-          );
+          const done = await rollOutToAll(service, digest, POLICY);
           assert.equal((done.counts as Record<string, number>).activated, 2);
           for (const device of devices) {
             assert.deepEqual(await Deno.readFile(join(device.dir, "current")), firmware);

@@ -5,6 +5,7 @@ import { fromBase64, keyFingerprint } from "../../srup/mod.ts";
 import {
   ADMIN_TOKEN,
   api,
+  rollOutToAll,
   startDevices,
   startTestService,
   type TestDevice,
@@ -155,17 +156,7 @@ Deno.test({
         async () => {
           const firmware = crypto.getRandomValues(new Uint8Array(16 * 1024));
           const digest = await upload(service, firmware);
-          const created = await api(service, "POST", "/v1/rollouts", {
-            artifact: { digest },
-            policy: UPDATE_POLICY,
-            targets: { all: true },
-          });
-          assert.equal(created.status, 201, JSON.stringify(created.body));
-          const done = await waitForRollout(
-            service,
-            created.body.id as string,
-            (r) => r.state === "completed",
-          );
+          const done = await rollOutToAll(service, digest, UPDATE_POLICY);
           assert.equal((done.counts as Record<string, number>).activated, 4);
           for (const device of devices) {
             assert.deepEqual(await Deno.readFile(join(device.dir, "current")), firmware);

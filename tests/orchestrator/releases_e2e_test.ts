@@ -21,6 +21,7 @@ import {
 import {
   ADMIN_TOKEN,
   api,
+  rollOutToAll,
   startDevices,
   startTestService,
   type TestDevice,
@@ -98,17 +99,7 @@ Deno.test({
 
       await t.step("a release signed by the release key rolls out to every device", async () => {
         const digest = await uploadSigned(service.apiUrl, v7, await release(v7, 7, releaseKey));
-        const created = await api(service, "POST", "/v1/rollouts", {
-          artifact: { digest },
-          policy: POLICY,
-          targets: { all: true },
-        });
-        assert.equal(created.status, 201, JSON.stringify(created.body));
-        const done = await waitForRollout(
-          service,
-          created.body.id as string,
-          (r) => r.state === "completed",
-        );
+        const done = await rollOutToAll(service, digest, POLICY);
         assert.equal((done.counts as Record<string, number>).activated, 3);
         for (const device of devices) {
           assert.deepEqual(await Deno.readFile(join(device.dir, "current")), v7);
