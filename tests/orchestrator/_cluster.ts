@@ -4,6 +4,7 @@
  */
 import { join } from "node:path";
 import { TEST_DATABASE_URL } from "../db/_postgres.ts";
+import { api } from "./_service.ts";
 import { createDeviceAgent, type DeviceAgent, MemoryDeviceStore } from "../../device/mod.ts";
 import { connectMqtt, type MqttConnection } from "../../mqtt/mod.ts";
 import type { Logger } from "../../obs/log.ts";
@@ -96,16 +97,7 @@ export class Node {
     path: string,
     body?: unknown,
   ): Promise<{ status: number; body: T }> {
-    const response = await fetch(`${this.apiUrl}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${ADMIN_TOKEN}`,
-        ...(body === undefined ? {} : { "content-type": "application/json" }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await response.text();
-    return { status: response.status, body: (text ? JSON.parse(text) : null) as T };
+    return await api<T>(this, method, path, body, ADMIN_TOKEN);
   }
 
   /** One metric's value (its first sample), or undefined. */

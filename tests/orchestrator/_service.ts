@@ -40,17 +40,18 @@ export async function startTestService(
   });
 }
 
-/** A JSON call to the service's API as the admin. */
+/** A JSON call to the API of `service` (a service or a node), as the admin by default. */
 export async function api<T = Record<string, unknown>>(
-  service: Service,
+  service: Pick<Service, "apiUrl">,
   method: string,
   path: string,
   body?: unknown,
+  token = ADMIN_TOKEN,
 ): Promise<{ status: number; body: T }> {
   const response = await fetch(`${service.apiUrl}${path}`, {
     method,
     headers: {
-      authorization: `Bearer ${ADMIN_TOKEN}`,
+      authorization: `Bearer ${token}`,
       ...(body === undefined ? {} : { "content-type": "application/json" }),
     },
     body: body === undefined ? undefined : JSON.stringify(body),
